@@ -1,0 +1,286 @@
+"""The baseline table (baselines.json): a strict loader, row lookup, and the atomic recorder.
+
+Accuracy figures are in percent (pixAcc 97.97 means 97.97 %, mIoU 90.77 as in the seed's table),
+latencies in milliseconds. Tolerances are documented in the README.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import atomic
+from .catalog import ARCHITECTURES, ModelSpec
+from .errors import SegcheckError
+from .metrics import CONVENTIONS
+
+SCHEMA = 1
+ROW_KEYS = ("fp32_latency_ms", "s8_latency_ms", "fp32_pixacc", "fp32_miou", "s8_pixacc", "s8_miou")
+TOLERANCE_KEYS = ("pixacc_points", "miou_points", "int8_drop_pixacc_points", "int8_drop_miou_points")
+TIERS = ("real", "synthetic")
+
+
+class BaselineError(SegcheckError):
+    """baselines.json is malformed or inconsistent."""
+
+
+@dataclass(frozen=True)
+class Row:
+    fp32_latency_ms: float
+    s8_latency_ms: float
+    fp32_pixacc: float
+    fp32_miou: float
+    s8_pixacc: float
+    s8_miou: float
+
+    def accuracy(self, precision: str) -> tuple[float, float]:
+        """(pixAcc, mIoU) in percent for 'fp32' or 'int8'."""
+        prefix = "fp32" if precision == "fp32" else "s8"
+        return getattr(self, f"{prefix}_pixacc"), getattr(self, f"{prefix}_miou")
+
+
+@dataclass(frozen=True)
+class Tolerances:
+    """Absolute points: two-sided against the baseline row, one-sided for the INT8-vs-FP32 drop."""
+
+    pixacc_points: float
+    miou_points: float
+    int8_drop_pixacc_points: float
+    int8_drop_miou_points: float
+
+
+@dataclass(frozen=True)
+class Entry:
+    """Rows recorded in one environment at one setting."""
+
+    environment: dict
+    setting: dict
+    rows: dict  # model name -> Row
+
+
+@dataclass(frozen=True)
+class Tier:
+    name: str
+    description: str
+    metric_convention: str
+    tolerances: Tolerances
+    min_speedup: dict  # ISA -> {architecture: minimum INT8/FP32 speed-up}
+    match_environment: bool
+    entries: tuple
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """A row found for this run, or the reason there is none."""
+
+    row: Row | None
+    reason: str = ""
+    entry: Entry | None = None
+
+
+@dataclass(frozen=True)
+class Baselines:
+    path: Path
+    tiers: dict
+
+    def tier(self, name: str) -> Tier:
+        if name not in self.tiers:
+            raise BaselineError(f"{self.path}: key 'tiers.{name}' is missing; add the tier or pick another")
+        return self.tiers[name]
+
+    def lookup(self, tier: str, model: str, environment: dict, setting: dict) -> Lookup:
+        """The row for `model` recorded at `setting` (and, where the tier asks, in `environment`)."""
+        t = self.tier(tier)
+        seen = []
+        for entry in t.entries:
+            if model not in entry.rows:
+                continue
+            env_ok = not t.match_environment or entry.environment == environment
+            if env_ok and entry.setting == setting:
+                return Lookup(entry.rows[model], entry=entry)
+            seen.append(entry)
+        if not seen:
+            return Lookup(None, f"no {tier}-tier baseline row for {model} in {self.path}")
+        other = seen[0]
+        if t.match_environment and other.environment != environment:
+            return Lookup(
+                None,
+                f"the {tier}-tier row for {model} was recorded in another environment "
+                f"({_fmt(other.environment)}); this run is {_fmt(environment)}: "
+                "record one here with --update-baselines",
+            )
+        return Lookup(
+            None,
+            f"the {tier}-tier row for {model} was recorded at setting {_fmt(other.setting)}; "
+            f"this run uses {_fmt(setting)}: run at that setting or record one with --update-baselines",
+        )
+
+
+def _fmt(d: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(d.items()))
+
+
+class _Reader:
+    """Walks the parsed JSON and reports the first problem with the file and the dotted key."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def fail(self, key: str, problem: str):
+        raise BaselineError(f"{self.path}: key '{key}': {problem}; fix it or restore the file from git")
+
+    def obj(self, value, key: str, required: tuple, optional: tuple = ()) -> dict:
+        if not isinstance(value, dict):
+            self.fail(key, f"expected an object, got {type(value).__name__}")
+        for k in required:
+            if k not in value:
+                self.fail(f"{key}.{k}" if key else k, "missing")
+        for k in value:
+            if k not in required and k not in optional:
+                self.fail(f"{key}.{k}" if key else k, "unknown key")
+        return value
+
+    def number(self, value, key: str, lo: float = 0.0, hi: float = math.inf) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            self.fail(key, f"expected a number, got {value!r}")
+        if not lo <= value <= hi:
+            self.fail(key, f"{value} is outside [{lo}, {hi}]")
+        return float(value)
+
+    def string(self, value, key: str, choices: tuple = ()) -> str:
+        if not isinstance(value, str):
+            self.fail(key, f"expected a string, got {value!r}")
+        if choices and value not in choices:
+            self.fail(key, f"{value!r} is not one of {', '.join(choices)}")
+        return value
+
+    def flat(self, value, key: str) -> dict:
+        """An object of strings and numbers (environment and setting descriptions)."""
+        self.obj(value, key, (), tuple(value) if isinstance(value, dict) else ())
+        for k, v in value.items():
+            if isinstance(v, bool) or not isinstance(v, (str, int, float)):
+                self.fail(f"{key}.{k}", f"expected a string or number, got {v!r}")
+        return dict(value)
+
+    def row(self, value, key: str) -> Row:
+        self.obj(value, key, ROW_KEYS)
+        fields = {}
+        for k in ROW_KEYS:
+            hi = math.inf if k.endswith("_ms") else 100.0
+            fields[k] = self.number(value[k], f"{key}.{k}", 0.0, hi)
+        return Row(**fields)
+
+    def entry(self, value, key: str) -> Entry:
+        self.obj(value, key, ("environment", "setting", "rows"))
+        rows = self.obj(value["rows"], f"{key}.rows", (), tuple(value["rows"]) if isinstance(value["rows"], dict) else ())
+        parsed = {}
+        for name, row in rows.items():
+            try:
+                ModelSpec.parse(name)
+            except SegcheckError as err:
+                self.fail(f"{key}.rows.{name}", str(err))
+            parsed[name] = self.row(row, f"{key}.rows.{name}")
+        return Entry(self.flat(value["environment"], f"{key}.environment"), self.flat(value["setting"], f"{key}.setting"), parsed)
+
+    def tier(self, name: str, value, key: str) -> Tier:
+        self.obj(value, key, ("description", "metric_convention", "tolerances", "min_speedup", "match_environment", "entries"))
+        tol = self.obj(value["tolerances"], f"{key}.tolerances", TOLERANCE_KEYS)
+        tolerances = Tolerances(**{k: self.number(tol[k], f"{key}.tolerances.{k}", 0.0, 100.0) for k in TOLERANCE_KEYS})
+        speed = value["min_speedup"]
+        self.obj(speed, f"{key}.min_speedup", (), tuple(speed) if isinstance(speed, dict) else ())
+        min_speedup = {}
+        for isa, per_arch in speed.items():
+            self.obj(per_arch, f"{key}.min_speedup.{isa}", (), ARCHITECTURES)
+            min_speedup[isa] = {a: self.number(v, f"{key}.min_speedup.{isa}.{a}", 0.0, 1000.0) for a, v in per_arch.items()}
+        if not isinstance(value["match_environment"], bool):
+            self.fail(f"{key}.match_environment", f"expected true or false, got {value['match_environment']!r}")
+        if not isinstance(value["entries"], list):
+            self.fail(f"{key}.entries", "expected a list")
+        entries = tuple(self.entry(e, f"{key}.entries[{i}]") for i, e in enumerate(value["entries"]))
+        keys = [(frozenset(e.environment.items()) if value["match_environment"] else None, frozenset(e.setting.items()), m)
+                for e in entries for m in e.rows]
+        if len(keys) != len(set(keys)):
+            self.fail(f"{key}.entries", "the same model appears twice for one environment and setting")
+        return Tier(
+            name,
+            self.string(value["description"], f"{key}.description"),
+            self.string(value["metric_convention"], f"{key}.metric_convention", CONVENTIONS),
+            tolerances,
+            min_speedup,
+            value["match_environment"],
+            entries,
+        )
+
+
+def parse(text: str, path: Path) -> Baselines:
+    reader = _Reader(path)
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise BaselineError(
+            f"{path}: invalid JSON at line {err.lineno} column {err.colno} ({err.msg}); fix it or restore the file from git"
+        ) from None
+    reader.obj(doc, "", ("schema", "tiers"))
+    if doc["schema"] != SCHEMA:
+        reader.fail("schema", f"expected {SCHEMA}, got {doc['schema']!r}")
+    tiers = reader.obj(doc["tiers"], "tiers", (), TIERS)
+    return Baselines(path, {name: reader.tier(name, value, f"tiers.{name}") for name, value in tiers.items()})
+
+
+def load(path) -> Baselines:
+    """Read and validate baselines.json; any problem is a BaselineError naming the file and the key."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise BaselineError(f"{path}: baseline file not found; pass --baselines or restore it from git") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise BaselineError(f"{path}: cannot read the baseline file ({err}); restore it from git") from None
+    return parse(text, path)
+
+
+def dumps(doc, indent: int = 0) -> str:
+    """The canonical layout of baselines.json: objects of plain values on one line, so a diff shows rows."""
+    pad, inner = "  " * indent, "  " * (indent + 1)
+    if isinstance(doc, dict) and any(isinstance(v, (dict, list)) for v in doc.values()):
+        body = ",\n".join(f"{inner}{json.dumps(k)}: {dumps(v, indent + 1).lstrip()}" for k, v in doc.items())
+        text = f"{pad}{{\n{body}\n{pad}}}"
+    elif isinstance(doc, list) and doc:
+        text = f"{pad}[\n" + ",\n".join(dumps(v, indent + 1) for v in doc) + f"\n{pad}]"
+    else:
+        text = pad + json.dumps(doc)
+    return text + ("\n" if indent == 0 else "")
+
+
+def record(path, tier: str, environment: dict, setting: dict, rows: dict) -> str:
+    """Store `rows` (name -> Row) for this environment and setting; return the unified diff written.
+
+    The file is re-read and re-validated, changed in memory, validated again, then written atomically.
+    """
+    path = Path(path)
+    load(path)
+    old_text = path.read_text(encoding="utf-8")
+    doc = json.loads(old_text)
+    entries = doc["tiers"][tier]["entries"]
+    match_env = doc["tiers"][tier]["match_environment"]
+    target = next(
+        (e for e in entries if e["setting"] == setting and (not match_env or e["environment"] == environment)),
+        None,
+    )
+    if target is None:
+        target = {"environment": environment, "setting": setting, "rows": {}}
+        entries.append(target)
+    for name, row in sorted(rows.items()):
+        target["rows"][name] = {k: round(getattr(row, k), 4) for k in ROW_KEYS}
+    target["rows"] = dict(sorted(target["rows"].items()))
+    new_text = dumps(doc)
+    parse(new_text, path)
+    diff = "".join(
+        difflib.unified_diff(old_text.splitlines(True), new_text.splitlines(True), str(path), f"{path} (updated)")
+    )
+    if diff:
+        atomic.write_text(path, new_text)
+    return diff

@@ -1,0 +1,13 @@
+"""Error types: every message names the file, key or value at fault and what to do about it."""
+
+
+class SegcheckError(Exception):
+    """A problem the user can fix; its message is one line, ready to print."""
+
+
+class MissingResource(SegcheckError):
+    """Weights or data that are not on this machine: tests skip on it (or fail with --require-real)."""
+
+
+class BadSample(SegcheckError):
+    """One unreadable or inconsistent dataset sample; --skip-bad turns it into a warning."""

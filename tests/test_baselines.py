@@ -1,0 +1,133 @@
+"""The baseline table and its strict loader (segcheck.baselines)."""
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+
+from segcheck import baselines
+from segcheck.baselines import BaselineError, Row
+
+REPO_BASELINES = Path(__file__).resolve().parents[1] / "baselines.json"
+
+# The seed's Performance table, transcribed: fp32 / s8 latency (ms), fp32 pixAcc %, fp32 mIoU, s8 pixAcc %, s8 mIoU.
+SEED_TABLE = {
+    "fcn_resnet101_voc": (182.91, 37.97, 97.97, 90.77, 98.00, 91.02),
+    "fcn_resnet101_coco": (192.65, 43.23, 91.28, 62.40, 90.96, 61.73),
+    "psp_resnet101_voc": (252.17, 94.06, 98.46, 93.29, 98.45, 93.26),
+    "psp_resnet101_coco": (253.49, 94.32, 91.82, 69.48, 91.88, 69.92),
+    "deeplab_resnet101_voc": (239.82, 74.91, 98.36, 92.84, 98.34, 92.76),
+    "deeplab_resnet101_coco": (241.02, 73.74, 91.86, 69.82, 91.98, 70.75),
+}
+
+
+@pytest.fixture
+def doc():
+    return json.loads(REPO_BASELINES.read_text())
+
+
+def write(tmp_path, doc_or_text):
+    path = tmp_path / "baselines.json"
+    path.write_text(doc_or_text if isinstance(doc_or_text, str) else baselines.dumps(doc_or_text))
+    return path
+
+
+def test_real_tier_holds_the_seed_table_exactly():
+    real = baselines.load(REPO_BASELINES).tier("real")
+    assert real.metric_convention == "gluoncv"
+    (entry,) = real.entries
+    assert entry.setting == {"mode": "val", "crop_size": 480, "batch_size": 1, "num_images": "all"}
+    assert {name: tuple(vars(row).values()) for name, row in entry.rows.items()} == SEED_TABLE
+
+
+def test_lookup_ignores_environment_on_the_real_tier():
+    table = baselines.load(REPO_BASELINES)
+    setting = {"mode": "val", "crop_size": 480, "batch_size": 1, "num_images": "all"}
+    found = table.lookup("real", "psp_resnet101_coco", {"isa": "avx2"}, setting)
+    assert found.row == Row(253.49, 94.32, 91.82, 69.48, 91.88, 69.92)
+    assert found.row.accuracy("int8") == (91.88, 69.92)
+    other = table.lookup("real", "psp_resnet101_coco", {}, dict(setting, num_images=8))
+    assert other.row is None and "num_images=8" in other.reason and "num_images=all" in other.reason
+
+
+@pytest.mark.parametrize(
+    "mutate, key, problem",
+    [
+        (lambda d: d.pop("schema"), "schema", "missing"),
+        (lambda d: d.update(schema=2), "schema", "expected 1"),
+        (lambda d: d.update(extra=1), "extra", "unknown key"),
+        (lambda d: d["tiers"].update(nightly={}), "tiers.nightly", "unknown key"),
+        (lambda d: d["tiers"]["real"]["tolerances"].pop("miou_points"), "tiers.real.tolerances.miou_points", "missing"),
+        (lambda d: d["tiers"]["real"]["tolerances"].update(pixacc_points="0.3"), "tiers.real.tolerances.pixacc_points", "expected a number, got '0.3'"),
+        (lambda d: d["tiers"]["real"]["tolerances"].update(pixacc_points=-1), "tiers.real.tolerances.pixacc_points", "outside"),
+        (lambda d: d["tiers"]["real"].update(metric_convention="mean"), "tiers.real.metric_convention", "'mean' is not one of"),
+        (lambda d: d["tiers"]["real"].update(match_environment="no"), "tiers.real.match_environment", "expected true or false"),
+        (lambda d: d["tiers"]["real"]["min_speedup"]["avx512_vnni"].update(segnet=2.0), "tiers.real.min_speedup.avx512_vnni.segnet", "unknown key"),
+        (lambda d: d["tiers"]["real"]["entries"][0]["rows"]["fcn_resnet101_voc"].pop("s8_miou"), "tiers.real.entries[0].rows.fcn_resnet101_voc.s8_miou", "missing"),
+        (lambda d: d["tiers"]["real"]["entries"][0]["rows"]["fcn_resnet101_voc"].update(fp32_miou=None), "tiers.real.entries[0].rows.fcn_resnet101_voc.fp32_miou", "expected a number, got None"),
+        (lambda d: d["tiers"]["real"]["entries"][0]["rows"]["fcn_resnet101_voc"].update(fp32_pixacc=197.97), "tiers.real.entries[0].rows.fcn_resnet101_voc.fp32_pixacc", "outside [0.0, 100.0]"),
+        (lambda d: d["tiers"]["real"]["entries"][0]["rows"].update(segnet_resnet101_voc=d["tiers"]["real"]["entries"][0]["rows"]["fcn_resnet101_voc"]), "tiers.real.entries[0].rows.segnet_resnet101_voc", "unknown model 'segnet'"),
+        (lambda d: d["tiers"]["real"]["entries"][0]["setting"].update(crop_size=[480]), "tiers.real.entries[0].setting.crop_size", "expected a string or number"),
+        (lambda d: d["tiers"]["real"]["entries"].append(copy.deepcopy(d["tiers"]["real"]["entries"][0])), "tiers.real.entries", "the same model appears twice"),
+    ],
+    ids=["no-schema", "wrong-schema", "unknown-top-key", "unknown-tier", "missing-tolerance", "string-tolerance",
+         "negative-tolerance", "unknown-convention", "non-bool", "unknown-arch", "missing-row-key", "null-value",
+         "pixacc-over-100", "unknown-model", "list-setting", "duplicate-row"],
+)
+def test_malformed_file_names_file_and_key(tmp_path, doc, mutate, key, problem):
+    mutate(doc)
+    path = write(tmp_path, doc)
+    with pytest.raises(BaselineError) as err:
+        baselines.load(path)
+    message = str(err.value)
+    assert message.startswith(f"{path}: key '{key}': ")
+    assert problem in message
+    assert "\n" not in message
+
+
+def test_invalid_json_names_file_line_and_column(tmp_path):
+    path = write(tmp_path, '{"schema": 1,\n  "tiers": {,}}')
+    with pytest.raises(BaselineError, match=rf"^{path}: invalid JSON at line 2 column 13"):
+        baselines.load(path)
+
+
+def test_missing_file_says_what_to_do(tmp_path):
+    with pytest.raises(BaselineError, match=r"baseline file not found; pass --baselines or restore it from git"):
+        baselines.load(tmp_path / "nope.json")
+
+
+ENV = {"mxnet": "1.9.1", "onednn": "2.4.4", "isa": "avx2"}
+SETTING = {"crop_size": 64, "num_images": 16, "calibration": "naive/2x16/train", "seed": 0}
+
+
+def test_record_adds_rows_atomically_and_shows_the_diff(tmp_path, doc):
+    path = write(tmp_path, doc)
+    row = Row(10.0, 4.0, 90.0, 60.0, 89.5, 59.0)
+    diff = baselines.record(path, "synthetic", ENV, SETTING, {"fcn_resnet101_voc": row})
+    assert '+        "rows": {"fcn_resnet101_voc": {"fp32_latency_ms": 10.0' not in diff
+    assert '"fcn_resnet101_voc": {"fp32_latency_ms": 10.0, "s8_latency_ms": 4.0, "fp32_pixacc": 90.0' in diff
+    removed = [line for line in diff.splitlines() if line.startswith("-") and not line.startswith("---")]
+    assert removed == ['-      "entries": []']
+    table = baselines.load(path)
+    assert table.lookup("synthetic", "fcn_resnet101_voc", ENV, SETTING).row == row
+    assert [p.name for p in tmp_path.iterdir()] == ["baselines.json"]
+    assert baselines.record(path, "synthetic", ENV, SETTING, {"fcn_resnet101_voc": row}) == ""
+
+
+def test_synthetic_row_from_another_environment_is_reported_as_such(tmp_path, doc):
+    path = write(tmp_path, doc)
+    baselines.record(path, "synthetic", ENV, SETTING, {"fcn_resnet101_voc": Row(10.0, 4.0, 90.0, 60.0, 89.5, 59.0)})
+    found = baselines.load(path).lookup("synthetic", "fcn_resnet101_voc", dict(ENV, isa="avx512_vnni"), SETTING)
+    assert found.row is None
+    assert "recorded in another environment (isa=avx2, mxnet=1.9.1, onednn=2.4.4)" in found.reason
+    assert "this run is isa=avx512_vnni" in found.reason and "--update-baselines" in found.reason
+    missing = baselines.load(path).lookup("synthetic", "psp_resnet101_voc", ENV, SETTING)
+    assert missing.row is None and "no synthetic-tier baseline row for psp_resnet101_voc" in missing.reason
+
+
+def test_record_refuses_to_touch_a_malformed_file(tmp_path):
+    path = write(tmp_path, '{"schema": 1, "tiers": ')
+    with pytest.raises(BaselineError, match="invalid JSON"):
+        baselines.record(path, "synthetic", ENV, SETTING, {})
+    assert path.read_text() == '{"schema": 1, "tiers": '
