@@ -1,0 +1,42 @@
+"""Run a model over a split and accumulate its confusion matrix, with a progress bar."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import mxnet as mx
+import numpy as np
+from tqdm import tqdm
+
+from . import data
+from .catalog import NUM_CLASSES
+from .metrics import ConfusionMatrix
+
+
+def logits(model, x: mx.nd.NDArray) -> mx.nd.NDArray:
+    """The main output: GluonCV networks return a tuple, exported and INT8 SymbolBlocks one array or a list."""
+    out = model(x)
+    return out[0] if isinstance(out, (list, tuple)) else out
+
+
+def predict(model, x: mx.nd.NDArray) -> np.ndarray:
+    return logits(model, x).argmax(axis=1).asnumpy().astype(np.int64)
+
+
+@dataclass
+class Evaluation:
+    matrix: ConfusionMatrix
+    subset: data.Subset
+    skipped: list = field(default_factory=list)
+
+
+def evaluate(model, split: data.Split, indices, batch_size: int = 1, skip_bad: bool = False,
+             desc: str | None = None) -> Evaluation:
+    """pixAcc/mIoU state of `model` on the samples at `indices`, in order."""
+    matrix, ids, skipped = ConfusionMatrix(NUM_CLASSES), [], []
+    with tqdm(total=len(indices), desc=desc, unit="img", leave=False, disable=desc is None) as bar:
+        for x, y, batch_ids in data.batches(split, indices, batch_size, skip_bad, skipped):
+            matrix.update(predict(model, x), y)
+            ids.extend(batch_ids)
+            bar.update(len(batch_ids))
+    return Evaluation(matrix, data.Subset(split.split, tuple(ids)), skipped)

@@ -1,0 +1,1 @@
+"""Models: build (GluonCV networks and weights), fit (seeded weights), quantize, export, cache."""

@@ -1,0 +1,123 @@
+"""Build GluonCV's segmentation networks at an explicit crop size, and load weights strictly.
+
+Networks are always built with pretrained=False and pretrained_base=False: segcheck never downloads.
+Pretrained weights come only from a file already in GluonCV's model store layout
+($MXNET_HOME/models/<name>-<sha1[:8]>.params), checked against GluonCV's own sha1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+from pathlib import Path
+
+import mxnet as mx
+
+from ..catalog import GLUONCV_DATASET, ModelSpec
+from ..errors import MissingResource, SegcheckError
+
+OUTPUT_STRIDE = 8  # GluonCV's dilated ResNet backbones
+MIN_CROP = 32
+
+
+def check_crop(crop_size) -> int:
+    """A crop the architectures can take: GluonCV's heads derive feature sizes as crop // 8."""
+    if isinstance(crop_size, bool) or not isinstance(crop_size, int):
+        raise SegcheckError(f"crop size must be an integer number of pixels, got {crop_size!r}")
+    if crop_size < MIN_CROP or crop_size % OUTPUT_STRIDE:
+        raise SegcheckError(
+            f"crop size {crop_size} cannot be taken: GluonCV's PSP and DeepLab heads assume feature maps of "
+            f"crop/{OUTPUT_STRIDE} pixels, so use a multiple of {OUTPUT_STRIDE} of at least {MIN_CROP} (e.g. 64 or 480)"
+        )
+    return crop_size
+
+
+def build(spec: ModelSpec, crop_size: int) -> mx.gluon.HybridBlock:
+    """GluonCV's own architecture for `spec` (21 classes, no auxiliary head), parameters uninitialised."""
+    from gluoncv.model_zoo.segbase import get_segmentation_model
+
+    check_crop(crop_size)
+    with contextlib.redirect_stdout(io.StringIO()):  # PSPNet prints its crop size
+        return get_segmentation_model(
+            model=spec.arch, dataset=GLUONCV_DATASET[spec.dataset], backbone=spec.backbone,
+            pretrained=False, pretrained_base=False, aux=False, crop_size=crop_size, base_size=crop_size,
+        )
+
+
+def mxnet_home() -> Path:
+    return Path(os.environ.get("MXNET_HOME", "~/.mxnet")).expanduser()
+
+
+def gluoncv_sha1(spec: ModelSpec) -> str:
+    from gluoncv.model_zoo import model_store
+
+    sha1 = model_store._model_sha1.get(spec.name)
+    if sha1 is None:
+        raise MissingResource(f"GluonCV publishes no pretrained weights for {spec.name}; use the seeded weights instead")
+    return sha1
+
+
+def store_path(spec: ModelSpec, home: Path) -> Path:
+    """Where GluonCV's model store keeps the pretrained file for `spec`."""
+    return Path(home) / "models" / f"{spec.name}-{gluoncv_sha1(spec)[:8]}.params"
+
+
+def file_sha1(path: Path) -> str:
+    digest = hashlib.sha1()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def pretrained_file(spec: ModelSpec, home: Path) -> Path:
+    """The verified pretrained file; MissingResource when absent, SegcheckError when its sha1 is wrong."""
+    path = store_path(spec, home)
+    if not path.is_file():
+        raise MissingResource(
+            f"pretrained weights for {spec.name} not found at {path}; copy {path.name} from a machine where "
+            f"gluoncv.model_zoo.get_model('{spec.name}', pretrained=True) has run (or from GluonCV's model zoo), "
+            "or set $MXNET_HOME to the folder holding models/"
+        )
+    actual, expected = file_sha1(path), gluoncv_sha1(spec)
+    if actual != expected:
+        raise SegcheckError(
+            f"{path}: sha1 {actual} does not match GluonCV's {expected} for {spec.name}; the file is damaged or "
+            "from another release: replace it with the right file (segcheck never re-downloads)"
+        )
+    return path
+
+
+def load_params(net: mx.gluon.Block, path, ignore_prefixes: tuple = ()) -> None:
+    """Load a save_parameters() file into `net`, refusing missing, unexpected or mis-shaped parameters."""
+    path = Path(path)
+    try:
+        saved = mx.nd.load(str(path))
+    except mx.base.MXNetError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else "unreadable"
+        raise SegcheckError(f"{path}: not a readable MXNet params file ({first}); delete it and rebuild or re-copy it") from None
+    if not isinstance(saved, dict):
+        raise SegcheckError(f"{path}: holds unnamed arrays, not a save_parameters() file; delete it and rebuild")
+    params = net._collect_params_with_prefix()
+    missing = sorted(set(params) - set(saved))
+    extra = sorted(k for k in set(saved) - set(params) if not k.startswith(ignore_prefixes))
+    if missing or extra:
+        detail = f"missing {missing[:3]}" if missing else f"unexpected {extra[:3]}"
+        raise SegcheckError(f"{path}: parameters do not match the network ({detail}); the file is for another model")
+    for name, param in params.items():
+        if param.shape and all(param.shape) and tuple(param.shape) != saved[name].shape:
+            raise SegcheckError(f"{path}: parameter {name} has shape {saved[name].shape}, the network expects {param.shape}")
+    net.load_parameters(str(path), ctx=mx.cpu(), ignore_extra=bool(ignore_prefixes))
+
+
+def materialise(net: mx.gluon.HybridBlock, crop_size: int) -> None:
+    """Run one forward so that deferred shapes are known."""
+    net(mx.nd.zeros((1, 3, crop_size, crop_size)))[0].wait_to_read()
+
+
+def fuse(net: mx.gluon.HybridBlock) -> mx.gluon.HybridBlock:
+    """Hybridize onto oneDNN with operator fusion (Gluon ignores MXNET_SUBGRAPH_BACKEND; 1.9.1 names it MKLDNN)."""
+    net.hybridize(backend="MKLDNN", static_alloc=True, static_shape=True)
+    return net

@@ -1,0 +1,115 @@
+"""A content-addressed cache of built, fitted and calibrated models.
+
+An entry is a folder named by the hash of everything that changes its content, holding its files
+and a manifest with their sha256. Entries are written to a staging folder and published with one
+rename under a file lock; a damaged entry (missing file, wrong hash, unreadable manifest) is
+rebuilt, never trusted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+import portalocker
+
+from .. import atomic
+from ..errors import SegcheckError
+
+FORMAT = 1
+log = logging.getLogger("segcheck.cache")
+
+
+def default_dir() -> Path:
+    """$SEGCHECK_CACHE_DIR, else the user's cache folder (~/.cache/segcheck on Linux)."""
+    import platformdirs
+
+    return Path(os.environ.get("SEGCHECK_CACHE_DIR") or platformdirs.user_cache_dir("segcheck")).expanduser()
+
+
+def versions() -> dict:
+    """The library versions a cached model depends on (read from the installed distributions)."""
+    found = {}
+    for dist in ("mxnet", "mxnet-mkl", "gluoncv", "numpy"):
+        try:
+            found[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def key_of(fields: dict) -> str:
+    text = json.dumps({"format": FORMAT, **fields}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Entry:
+    path: Path
+    manifest: dict
+    built: bool  # True when this call built it, False when it was found intact
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+
+def _intact(folder: Path, key: str) -> dict | None:
+    """The manifest of an intact entry, or None (with the reason logged) when anything is off."""
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text())
+        if manifest.get("key") != key:
+            raise ValueError("manifest belongs to another key")
+        for name, digest in manifest["files"].items():
+            if _sha256(folder / name) != digest:
+                raise ValueError(f"{name} does not match its sha256")
+        return manifest
+    except FileNotFoundError as err:
+        if folder.exists():
+            log.warning("cache entry %s is damaged (%s missing); rebuilding it", folder, Path(err.filename).name)
+        return None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        log.warning("cache entry %s is damaged (%s); rebuilding it", folder, err)
+        return None
+
+
+def get_or_build(cache_dir, kind: str, fields: dict, build) -> Entry:
+    """The entry for `fields`, built by `build(folder) -> dict of extra manifest data` when absent or damaged."""
+    root = Path(cache_dir) / "models"
+    key = key_of({"kind": kind, **fields})
+    folder = root / f"{kind}-{key}"
+    manifest = _intact(folder, key)
+    if manifest is not None:
+        return Entry(folder, manifest, built=False)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        lock = portalocker.Lock(str(root / f".{kind}-{key}.lock"), timeout=3600)
+    except OSError as err:
+        raise SegcheckError(f"cache folder {root} is not writable ({err.strerror}); pass --cache-dir or set $SEGCHECK_CACHE_DIR") from None
+    with lock:
+        manifest = _intact(folder, key)  # another process may have built it while we waited
+        if manifest is not None:
+            return Entry(folder, manifest, built=False)
+        with atomic.staged_dir(folder) as tmp:
+            extra = build(tmp) or {}
+            files = {p.name: _sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+            manifest = {"key": key, "kind": kind, "fields": fields, "files": files, **extra}
+            atomic.write_json(tmp / "manifest.json", manifest)
+    return Entry(folder, manifest, built=True)
+
+
+def clear(cache_dir) -> None:
+    shutil.rmtree(Path(cache_dir) / "models", ignore_errors=True)

@@ -1,0 +1,97 @@
+"""Deploy: export a hybridized model to <prefix>-symbol.json and <prefix>-0000.params, and import it back.
+
+Also loads the INT8 symbols GluonCV ships for the six seed models (get_model('fcn_resnet101_voc_int8'))
+without its network-bound path: the symbol comes from GluonCV's own compressed copy and the weights
+from a local FP32 network.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import mxnet as mx
+
+from ..catalog import ModelSpec
+from ..errors import SegcheckError
+
+
+def files(prefix) -> tuple[Path, Path]:
+    prefix = str(prefix)
+    return Path(f"{prefix}-symbol.json"), Path(f"{prefix}-0000.params")
+
+
+def export(block: mx.gluon.HybridBlock, prefix) -> tuple[Path, Path]:
+    """Write the seed's deploy pair for `block` (already run once); each file replaced atomically."""
+    symbol, params = files(prefix)
+    folder = symbol.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise SegcheckError(f"cannot create output folder {folder} ({err.strerror}); choose a writable --model-prefix") from None
+    if not os.access(folder, os.W_OK):
+        raise SegcheckError(f"output folder {folder} is not writable; choose a writable --model-prefix")
+    with tempfile.TemporaryDirectory(dir=folder, prefix=".export-") as tmp:
+        staged = Path(tmp) / symbol.name.replace("-symbol.json", "")
+        block.export(str(staged), epoch=0)
+        os.replace(f"{staged}-0000.params", params)
+        os.replace(f"{staged}-symbol.json", symbol)
+    return symbol, params
+
+
+def load(prefix) -> mx.gluon.SymbolBlock:
+    """Import a deploy pair as the seed's --deploy does, with one clear error per broken file."""
+    symbol, params = files(prefix)
+    for path in (symbol, params):
+        if not path.is_file():
+            raise SegcheckError(f"{path}: not found; run the calibration first or fix --model-prefix")
+    try:
+        json.loads(symbol.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise SegcheckError(f"{symbol}: not a valid symbol file ({err}); export the model again") from None
+    try:
+        block = mx.gluon.SymbolBlock.imports(str(symbol), ["data"], str(params), ctx=mx.cpu())
+    except (mx.base.MXNetError, AssertionError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise SegcheckError(f"{params}: cannot be loaded into {symbol.name} ({first}); export the model again") from None
+    block.hybridize(static_alloc=True, static_shape=True)
+    return block
+
+
+GLUONCV_SYMBOL_PREFIX = {"fcn": "fcn0_", "psp": "pspnet0_", "deeplab": "deeplabv30_"}
+GLUONCV_INT8_CROP = 480  # the shipped symbols are fixed to 480x480 inputs
+
+
+def gluoncv_int8_symbol(spec: ModelSpec) -> str:
+    """The INT8 symbol JSON GluonCV ships for `spec` (one of the six ResNet-101 seed models)."""
+    from gluoncv.model_zoo.quantized.quantized import _compressed_int8_json
+    from gluoncv.utils.compress_json import get_compressed_model
+
+    name = f"{spec.name}_int8"
+    if name not in _compressed_int8_json:
+        raise SegcheckError(f"GluonCV ships no INT8 symbol for {spec.name}; it has {', '.join(sorted(_compressed_int8_json))}")
+    return get_compressed_model(name, _compressed_int8_json)
+
+
+def gluoncv_int8_block(spec: ModelSpec, fp32_with_aux: mx.gluon.HybridBlock) -> mx.gluon.SymbolBlock:
+    """GluonCV's shipped INT8 symbol bound to the weights of a local FP32 network built with aux=True.
+
+    As GluonCV does, the FP32 network is exported once and its parameters loaded into the symbol;
+    the network's own name prefix is mapped onto the one the shipped symbol uses.
+    """
+    fp32_with_aux.hybridize()
+    fp32_with_aux(mx.nd.zeros((1, 3, GLUONCV_INT8_CROP, GLUONCV_INT8_CROP)))
+    expected = GLUONCV_SYMBOL_PREFIX[spec.arch]
+    with tempfile.TemporaryDirectory() as tmp:
+        sym_path = Path(tmp) / "int8-symbol.json"
+        sym_path.write_text(gluoncv_int8_symbol(spec))
+        fp32_with_aux.export(str(Path(tmp) / "fp32"), epoch=0)
+        saved = mx.nd.load(str(Path(tmp) / "fp32-0000.params"))
+        ours = fp32_with_aux.prefix
+        renamed = {k.replace(f":{ours}", f":{expected}", 1): v for k, v in saved.items()}
+        mx.nd.save(str(Path(tmp) / "renamed.params"), renamed)
+        block = mx.gluon.SymbolBlock.imports(str(sym_path), ["data"], str(Path(tmp) / "renamed.params"), ctx=mx.cpu())
+    block.hybridize(static_alloc=True, static_shape=True)
+    return block
