@@ -28,9 +28,9 @@ def dataset_root(config: RunConfig, dataset: str) -> tuple[Path, str]:
     return data.resolve_root(dataset, option)
 
 
-def open_split(config: RunConfig, dataset: str, split: str) -> data.Split:
+def open_split(config: RunConfig, dataset: str, split: str, crop_size: int | None = None) -> data.Split:
     root, source = dataset_root(config, dataset)
-    return data.open_split(dataset, root, split, config.crop_size, config.cache_dir, source)
+    return data.open_split(dataset, root, split, crop_size or config.crop_size, config.cache_dir, source)
 
 
 def fp32_params(config: RunConfig, spec: ModelSpec) -> Path:
@@ -40,15 +40,16 @@ def fp32_params(config: RunConfig, spec: ModelSpec) -> Path:
 
     def make(folder: Path) -> dict:
         started = time.perf_counter()
-        net = build.build(spec, config.crop_size)
-        fit.seeded_init(net, config.crop_size, config.fit)
-        train = open_split(config, spec.dataset, "train")
+        crop = config.fit.crop_size
+        net = build.build(spec, crop)
+        fit.seeded_init(net, crop, config.fit)
+        train = open_split(config, spec.dataset, "train", crop)
         (images, labels, ids), = data.batches(train, data.first(train, config.fit.num_images), config.fit.num_images)
         fit.fit(net, spec.arch, images, labels, config.fit)
         net.save_parameters(str(folder / "model.params"))
         return {"fit_seconds": round(time.perf_counter() - started, 1), "fit_subset": data.Subset("train", ids).describe()}
 
-    fields = {"model": spec.name, "crop": config.crop_size, "fit": config.fit.as_dict(),
+    fields = {"model": spec.name, "fit": config.fit.as_dict(),
               "data": config.synthetic.digest(), "versions": cache.versions()}
     return cache.get_or_build(config.cache_dir, "fp32", fields, make).file("model.params")
 
@@ -70,19 +71,24 @@ class Int8Model:
     entry: cache.Entry
 
 
+def calibration_images(config: RunConfig, spec: ModelSpec, recipe: quantize.CalibRecipe):
+    """(split, subset): the first num_batches x batch_size images of the calibration split, in order."""
+    if recipe.mode == "none":
+        return None, data.Subset(recipe.split, ())
+    source = open_split(config, spec.dataset, recipe.split)
+    if recipe.num_examples > len(source):
+        raise SegcheckError(
+            f"{source.source}: calibration needs {recipe.num_examples} images ({recipe.num_batches} batches x "
+            f"{recipe.batch_size}) but the {recipe.split} split holds {len(source)}; lower --num-calib-batches or the batch size"
+        )
+    return source, data.Subset(recipe.split, source.ids[:recipe.num_examples])
+
+
 def int8_model(config: RunConfig, spec: ModelSpec, recipe: quantize.CalibRecipe | None = None) -> Int8Model:
     """The calibrated INT8 model, built once per cache key (a second run skips calibration)."""
     recipe = recipe or config.calib
     params = fp32_params(config, spec)
-    calib = data.Subset(recipe.split, ())
-    if recipe.mode != "none":
-        source = open_split(config, spec.dataset, recipe.split)
-        if recipe.num_examples > len(source):
-            raise SegcheckError(
-                f"{source.source}: calibration needs {recipe.num_examples} images ({recipe.num_batches} batches x "
-                f"{recipe.batch_size}) but the {recipe.split} split holds {len(source)}; lower --num-calib-batches or the batch size"
-            )
-        calib = data.Subset(recipe.split, source.ids[:recipe.num_examples])
+    source, calib = calibration_images(config, spec, recipe)
 
     def make(folder: Path) -> dict:
         started = time.perf_counter()
@@ -105,3 +111,16 @@ def int8_model(config: RunConfig, spec: ModelSpec, recipe: quantize.CalibRecipe 
     block = export.load(entry.path / "model")
     graph = quantize.inspect_graph((entry.path / "model-symbol.json").read_text())
     return Int8Model(block, graph, entry)
+
+
+def gluoncv_int8(config: RunConfig, spec: ModelSpec) -> mx.gluon.SymbolBlock:
+    """GluonCV's shipped INT8 symbol for `spec` (480x480, with its auxiliary head) on this run's FP32 weights.
+
+    The auxiliary head has no fitted weights on the synthetic tier and keeps a seeded initialisation:
+    this checks that the symbol binds and runs on this MXNet, not its accuracy.
+    """
+    net = build.build(spec, export.GLUONCV_INT8_CROP, aux=True)
+    mx.random.seed(config.fit.seed)
+    net.initialize(mx.init.Xavier())
+    build.load_params(net, fp32_params(config, spec), keep_prefixes=("auxlayer.",))
+    return export.gluoncv_int8_block(spec, net)

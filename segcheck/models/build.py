@@ -34,15 +34,15 @@ def check_crop(crop_size) -> int:
     return crop_size
 
 
-def build(spec: ModelSpec, crop_size: int) -> mx.gluon.HybridBlock:
-    """GluonCV's own architecture for `spec` (21 classes, no auxiliary head), parameters uninitialised."""
+def build(spec: ModelSpec, crop_size: int, aux: bool = False) -> mx.gluon.HybridBlock:
+    """GluonCV's own architecture for `spec` (21 classes; auxiliary head only on request), uninitialised."""
     from gluoncv.model_zoo.segbase import get_segmentation_model
 
     check_crop(crop_size)
     with contextlib.redirect_stdout(io.StringIO()):  # PSPNet prints its crop size
         return get_segmentation_model(
             model=spec.arch, dataset=GLUONCV_DATASET[spec.dataset], backbone=spec.backbone,
-            pretrained=False, pretrained_base=False, aux=False, crop_size=crop_size, base_size=crop_size,
+            pretrained=False, pretrained_base=False, aux=aux, crop_size=crop_size, base_size=crop_size,
         )
 
 
@@ -90,8 +90,13 @@ def pretrained_file(spec: ModelSpec, home: Path) -> Path:
     return path
 
 
-def load_params(net: mx.gluon.Block, path, ignore_prefixes: tuple = ()) -> None:
-    """Load a save_parameters() file into `net`, refusing missing, unexpected or mis-shaped parameters."""
+def load_params(net: mx.gluon.Block, path, ignore_prefixes: tuple = (), keep_prefixes: tuple = ()) -> None:
+    """Load a save_parameters() file into `net`, refusing missing, unexpected or mis-shaped parameters.
+
+    Saved parameters under `ignore_prefixes` may be absent from the network (GluonCV's files hold the
+    auxiliary head); the network's own under `keep_prefixes` may be absent from the file and keep
+    their values.
+    """
     path = Path(path)
     try:
         saved = mx.nd.load(str(path))
@@ -101,15 +106,15 @@ def load_params(net: mx.gluon.Block, path, ignore_prefixes: tuple = ()) -> None:
     if not isinstance(saved, dict):
         raise SegcheckError(f"{path}: holds unnamed arrays, not a save_parameters() file; delete it and rebuild")
     params = net._collect_params_with_prefix()
-    missing = sorted(set(params) - set(saved))
+    missing = sorted(k for k in set(params) - set(saved) if not k.startswith(keep_prefixes))
     extra = sorted(k for k in set(saved) - set(params) if not k.startswith(ignore_prefixes))
     if missing or extra:
         detail = f"missing {missing[:3]}" if missing else f"unexpected {extra[:3]}"
         raise SegcheckError(f"{path}: parameters do not match the network ({detail}); the file is for another model")
     for name, param in params.items():
-        if param.shape and all(param.shape) and tuple(param.shape) != saved[name].shape:
+        if name in saved and param.shape and all(param.shape) and tuple(param.shape) != saved[name].shape:
             raise SegcheckError(f"{path}: parameter {name} has shape {saved[name].shape}, the network expects {param.shape}")
-    net.load_parameters(str(path), ctx=mx.cpu(), ignore_extra=bool(ignore_prefixes))
+    net.load_parameters(str(path), ctx=mx.cpu(), allow_missing=bool(keep_prefixes), ignore_extra=bool(ignore_prefixes))
 
 
 def materialise(net: mx.gluon.HybridBlock, crop_size: int) -> None:

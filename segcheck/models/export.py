@@ -35,7 +35,13 @@ def export(block: mx.gluon.HybridBlock, prefix) -> tuple[Path, Path]:
         raise SegcheckError(f"output folder {folder} is not writable; choose a writable --model-prefix")
     with tempfile.TemporaryDirectory(dir=folder, prefix=".export-") as tmp:
         staged = Path(tmp) / symbol.name.replace("-symbol.json", "")
-        block.export(str(staged), epoch=0)
+        unrun = SegcheckError(f"{prefix}: the model has not run since it was hybridized, so it has no graph to export; run it once first")
+        try:
+            block.export(str(staged), epoch=0)
+        except RuntimeError:
+            raise unrun from None
+        if not mx.nd.load(f"{staged}-0000.params"):
+            raise unrun
         os.replace(f"{staged}-0000.params", params)
         os.replace(f"{staged}-symbol.json", symbol)
     return symbol, params

@@ -33,6 +33,7 @@ CLASSIFIER = "head.block.4"
 @dataclass(frozen=True)
 class FitRecipe:
     seed: int = 0
+    crop_size: int = 64  # fitted at this crop whatever the evaluation crop: weights do not depend on it
     num_images: int = 64
     samples_per_image: int = 128
     residual_gamma: float = 0.05

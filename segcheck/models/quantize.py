@@ -132,6 +132,17 @@ def quantize(net, arch: str, recipe: CalibRecipe, calib_batches: list, crop_size
         kwargs.update(calib_data=_Batches(calib_batches, on_batch), num_calib_examples=recipe.num_examples)
     qnet = quantize_net(net, **kwargs)
     qnet.hybridize(static_alloc=True, static_shape=True)
+    probe = calib_batches[0][:1] if calib_batches else mx.nd.zeros((1, 3, crop_size, crop_size))
+    try:
+        qnet(probe)
+        mx.nd.waitall()
+    except mx.base.MXNetError as err:
+        if "data_min < 0" in str(err):
+            raise SegcheckError(
+                f"quantized dtype {recipe.dtype} needs non-negative input, but the normalised images have "
+                "negative values; use --quantized-dtype auto or int8"
+            ) from None
+        raise
     return qnet
 
 

@@ -1,0 +1,305 @@
+"""Model pipeline: building, pretrained weights, quantization recipes, deploy, GluonCV's INT8 symbols, cache."""
+
+import json
+import logging
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+from segcheck import pipeline
+from segcheck.catalog import ARCHITECTURES, BACKBONES, DATASETS, SEED_MODELS, ModelSpec
+from segcheck.errors import MissingResource, SegcheckError
+from segcheck.evaluate import logits
+from segcheck.models import build, cache, export, quantize
+
+SMALL = ModelSpec("fcn", "resnet50", "voc")
+SMALL_CROP = 32
+
+
+@pytest.mark.parametrize("model", [ModelSpec(a, b, d) for a in ARCHITECTURES for b in BACKBONES for d in DATASETS], ids=lambda s: s.name)
+def test_builds_gluoncvs_architecture_at_the_given_crop(model):
+    net = build.build(model, 96)
+    assert net.crop_size == 96 and net._up_kwargs == {"height": 96, "width": 96} and net.nclass == 21
+    assert not net.aux and type(net).__module__.startswith("gluoncv.model_zoo.")
+    if model.arch == "psp":
+        assert net.head.psp._up_kwargs == {"height": 12, "width": 12}
+
+
+@pytest.mark.parametrize("crop", [60, 20, 100, 64.0, True], ids=["not-multiple-of-8", "too-small", "100", "float", "bool"])
+def test_crop_sizes_the_architectures_cannot_take_are_refused(crop):
+    with pytest.raises(SegcheckError, match="crop size"):
+        build.build(SMALL, crop)
+
+
+def test_smallest_accepted_crop_runs_on_every_architecture():
+    for arch in ARCHITECTURES:
+        net = build.build(ModelSpec(arch, "resnet50", "voc"), build.MIN_CROP)
+        net.initialize()
+        assert net(mx.nd.zeros((1, 3, 32, 32)))[0].shape == (1, 21, 32, 32)
+
+
+@pytest.fixture
+def small_net():
+    net = build.build(SMALL, SMALL_CROP)
+    mx.random.seed(1)
+    net.initialize(mx.init.Xavier(), force_reinit=True)
+    build.materialise(net, SMALL_CROP)
+    return net
+
+
+@pytest.fixture
+def model_store(tmp_path, monkeypatch, small_net):
+    """A file in GluonCV's model-store layout; GluonCV's sha1 table is taught its hash, nothing is fetched."""
+    from gluoncv.model_zoo import model_store as store
+
+    def no_download(*args, **kwargs):
+        pytest.fail("segcheck tried to download")
+
+    monkeypatch.setattr(store, "download", no_download)
+    staging = tmp_path / "staging.params"
+    small_net.save_parameters(str(staging))
+    sha1 = build.file_sha1(staging)
+    monkeypatch.setitem(store._model_sha1, SMALL.name, sha1)
+    (tmp_path / "models").mkdir()
+    target = tmp_path / "models" / f"{SMALL.name}-{sha1[:8]}.params"
+    staging.rename(target)
+    return tmp_path, target
+
+
+def test_pretrained_file_from_the_model_store_loads(model_store, small_net):
+    home, target = model_store
+    assert build.store_path(SMALL, home) == target
+    net = build.build(SMALL, SMALL_CROP)
+    build.load_params(net, build.pretrained_file(SMALL, home))
+    x = mx.nd.random.uniform(shape=(1, 3, SMALL_CROP, SMALL_CROP))
+    np.testing.assert_array_equal(net(x)[0].asnumpy(), small_net(x)[0].asnumpy())
+
+
+def test_absent_pretrained_file_says_where_and_how(tmp_path):
+    with pytest.raises(MissingResource) as err:
+        build.pretrained_file(ModelSpec.parse("fcn_resnet101_voc"), tmp_path)
+    message = str(err.value)
+    assert str(tmp_path / "models" / "fcn_resnet101_voc-12c2b9b3.params") in message
+    assert "get_model('fcn_resnet101_voc', pretrained=True)" in message and "$MXNET_HOME" in message
+
+
+def test_real_tier_without_weights_is_missing_not_downloaded(tmp_path):
+    config = pipeline.RunConfig.for_tier("real", cache_dir=tmp_path / "cache", mxnet_home=tmp_path)
+    with pytest.raises(MissingResource, match="pretrained weights for psp_resnet101_coco not found"):
+        pipeline.fp32_params(config, ModelSpec.parse("psp_resnet101_coco"))
+
+
+def test_sha1_mismatch_is_an_error_never_a_silent_refetch(model_store):
+    home, target = model_store
+    with open(target, "r+b") as handle:
+        handle.seek(-4, 2)
+        handle.write(b"\x00\x01\x02\x03")
+    with pytest.raises(SegcheckError, match=rf"^{target}: sha1 [0-9a-f]{{40}} does not match GluonCV's") as err:
+        build.pretrained_file(SMALL, home)
+    assert not isinstance(err.value, MissingResource)
+
+
+def test_model_without_published_weights_is_named():
+    with pytest.raises(MissingResource, match="GluonCV publishes no pretrained weights for deeplab_resnet50_coco"):
+        build.store_path(ModelSpec.parse("deeplab_resnet50_coco"), "/nowhere")
+
+
+def test_params_loading_is_strict(tmp_path, small_net):
+    saved = {k: v.data() for k, v in small_net._collect_params_with_prefix().items()}
+    with_aux = dict(saved, **{"auxlayer.block.0.weight": mx.nd.zeros((1,))})
+    mx.nd.save(str(tmp_path / "aux.params"), with_aux)
+    build.load_params(build.build(SMALL, SMALL_CROP), tmp_path / "aux.params", ignore_prefixes=("auxlayer.",))
+    mx.nd.save(str(tmp_path / "extra.params"), dict(saved, **{"layer9.weight": mx.nd.zeros((1,))}))
+    with pytest.raises(SegcheckError, match=r"extra.params: parameters do not match the network \(unexpected \['layer9.weight'\]\)"):
+        build.load_params(build.build(SMALL, SMALL_CROP), tmp_path / "extra.params")
+    partial = {k: v for k, v in saved.items() if not k.startswith("head.")}
+    mx.nd.save(str(tmp_path / "partial.params"), partial)
+    with pytest.raises(SegcheckError, match=r"partial.params: parameters do not match the network \(missing \['head"):
+        build.load_params(build.build(SMALL, SMALL_CROP), tmp_path / "partial.params")
+    (tmp_path / "garbage.params").write_bytes(b"\x12\x34" * 100)
+    with pytest.raises(SegcheckError, match=r"garbage.params: not a readable MXNet params file"):
+        build.load_params(build.build(SMALL, SMALL_CROP), tmp_path / "garbage.params")
+
+
+def _quantized(net, **recipe):
+    calib = [mx.nd.random.uniform(-2, 2, shape=(4, 3, SMALL_CROP, SMALL_CROP))]
+    return quantize.quantize(net, SMALL.arch, quantize.CalibRecipe(num_batches=1, batch_size=4, **recipe), calib, SMALL_CROP)
+
+
+def _graph(block, tmp_path):
+    symbol, _ = export.export(block, tmp_path / "q")
+    return quantize.inspect_graph(symbol.read_text()), json.loads(symbol.read_text())
+
+
+@pytest.fixture(scope="module")
+def tiny_net():
+    """Three fused conv blocks and a classifier: calibration recipes are exercised in seconds."""
+    nn = mx.gluon.nn
+    net = nn.HybridSequential()
+    with net.name_scope():
+        for channels in (8, 16):
+            net.add(nn.Conv2D(channels, 3, padding=1), nn.BatchNorm(), nn.Activation("relu"))
+        net.add(nn.Conv2D(21, 1))
+    mx.random.seed(2)
+    net.initialize(mx.init.Xavier())
+    net(mx.nd.zeros((1, 3, SMALL_CROP, SMALL_CROP)))
+    return net
+
+
+@pytest.fixture(scope="module")
+def recipes(tiny_net):
+    """(mode, dtype) -> quantized tiny net, each quantized once per module."""
+    made = {}
+
+    def get(mode, dtype="auto"):
+        if (mode, dtype) not in made:
+            made[mode, dtype] = _quantized(tiny_net, mode=mode, dtype=dtype)
+        return made[mode, dtype]
+
+    return get
+
+
+@pytest.mark.parametrize("mode, dtype", [("naive", "auto"), ("entropy", "auto"), ("none", "auto"), ("naive", "int8")])
+def test_calibration_modes_and_dtypes_give_a_quantized_graph(recipes, tmp_path, mode, dtype):
+    qnet = recipes(mode, dtype)
+    out = logits(qnet, mx.nd.random.uniform(-2, 2, shape=(1, 3, SMALL_CROP, SMALL_CROP)))
+    assert out.shape == (1, 21, SMALL_CROP, SMALL_CROP) and np.isfinite(out.asnumpy()).all()
+    graph, doc = _graph(qnet, tmp_path)
+    assert graph.convs == 3 and graph.int8_share == 1.0 and graph.unfused_convs == 0
+    assert graph.calibrated_convs == (0 if mode == "none" else graph.int8_convs)
+    data_quantize = next(n for n in doc["nodes"] if n["op"] == "_contrib_quantize_v2")
+    assert data_quantize["attrs"]["out_type"] == dtype
+
+
+def test_uint8_on_signed_input_is_a_clear_error(tiny_net):
+    with pytest.raises(SegcheckError, match="quantized dtype uint8 needs non-negative input.*use --quantized-dtype auto or int8"):
+        _quantized(tiny_net, dtype="uint8")
+
+
+def test_entropy_thresholds_differ_from_naive(recipes, tmp_path):
+    bounds = {}
+    for mode in ("naive", "entropy"):
+        _, doc = _graph(recipes(mode), tmp_path / mode)
+        bounds[mode] = [max(abs(float(n["attrs"]["min_calib_range"])), abs(float(n["attrs"]["max_calib_range"])))
+                        for n in doc["nodes"] if "max_calib_range" in n.get("attrs", {})]
+    assert len(bounds["naive"]) == len(bounds["entropy"]) >= 3
+    assert all(e <= n * 1.0001 for e, n in zip(bounds["entropy"], bounds["naive"]))
+    assert bounds["entropy"] != bounds["naive"]
+
+
+def test_excluded_layers_stay_fp32_and_the_share_records_it(small_net, tmp_path):
+    graph, _ = _graph(_quantized(small_net, exclude=("head.block.4", "layer4.2.conv3")), tmp_path)
+    assert graph.fp32_convs == 2 and graph.int8_share == pytest.approx(1 - 2 / graph.convs)
+    assert any(name.endswith("_fcnhead0_hybridsequential0_conv1_fwd") for name in graph.fp32_layers)
+    everything = _graph(_quantized(small_net, exclude=tuple(quantize.conv_paths(small_net))), tmp_path / "all")[0]
+    assert everything.int8_convs == 0 and everything.int8_share == 0.0
+    with pytest.raises(SegcheckError, match="cannot exclude layer 'head.block.9'"):
+        _quantized(small_net, exclude=("head.block.9",))
+
+
+@pytest.mark.parametrize("bad", [dict(mode="kl"), dict(dtype="int4"), dict(num_batches=0), dict(batch_size=-1)], ids=["mode", "dtype", "batches", "size"])
+def test_unknown_calibration_settings_are_refused(bad):
+    with pytest.raises(SegcheckError, match="calibration|quantized dtype"):
+        quantize.CalibRecipe(**bad)
+
+
+def test_calibration_is_disjoint_from_evaluation_unless_asked_to_reproduce_the_seed(run_config):
+    spec = ModelSpec.parse("fcn_resnet101_voc")
+    val = pipeline.open_split(run_config, "voc", "val")
+    _, calib = pipeline.calibration_images(run_config, spec, run_config.calib)
+    assert calib.split == "train" and len(calib.ids) == 32 and not set(calib.ids) & set(val.ids)
+    _, seed_like = pipeline.calibration_images(run_config, spec, quantize.CalibRecipe(num_batches=2, batch_size=16, split="val"))
+    assert seed_like.ids == val.ids[:32]
+
+
+def test_calibration_asking_for_more_images_than_the_split_holds(run_config):
+    with pytest.raises(SegcheckError, match=r"calibration needs 3200 images \(100 batches x 32\) but the train split holds 96"):
+        pipeline.calibration_images(run_config, ModelSpec.parse("fcn_resnet101_coco"), quantize.CalibRecipe(num_batches=100))
+
+
+def test_export_round_trip_and_unwritable_output(small_net, tmp_path):
+    qnet = _quantized(small_net)
+    prefix = tmp_path / "model" / "fcn_resnet50_voc-quantized-naive"
+    with pytest.raises(SegcheckError, match="has not run since it was hybridized"):
+        export.export(build.build(SMALL, SMALL_CROP), tmp_path / "unrun" / "m")
+    symbol, params = export.export(qnet, prefix)
+    assert (symbol.name, params.name) == ("fcn_resnet50_voc-quantized-naive-symbol.json", "fcn_resnet50_voc-quantized-naive-0000.params")
+    x = mx.nd.random.uniform(shape=(1, 3, SMALL_CROP, SMALL_CROP))
+    np.testing.assert_array_equal(logits(export.load(prefix), x).asnumpy(), logits(qnet, x).asnumpy())
+    assert sorted(p.name for p in prefix.parent.iterdir()) == [params.name, symbol.name]
+    (tmp_path / "file").write_text("")
+    with pytest.raises(SegcheckError, match="cannot create output folder .*file/sub"):
+        export.export(qnet, tmp_path / "file" / "sub" / "m")
+
+
+@pytest.mark.parametrize("model", SEED_MODELS, ids=lambda s: s.name)
+def test_gluoncv_int8_symbols_bind_on_this_mxnet(model):
+    symbol = mx.sym.load_json(export.gluoncv_int8_symbol(model))
+    _, outputs, _ = symbol.infer_shape(data=(1, 3, 480, 480))
+    assert outputs == [(1, 21, 480, 480), (1, 21, 480, 480)]
+    assert sum(1 for n in json.loads(symbol.tojson())["nodes"] if n.get("attrs", {}).get("quantized") == "true") > 100
+
+
+@pytest.mark.parametrize("name", [
+    "fcn_resnet101_voc",
+    *[pytest.param(s.name, marks=pytest.mark.slow) for s in SEED_MODELS if s.name != "fcn_resnet101_voc"],
+])
+def test_gluoncv_int8_symbols_run_with_local_weights(run_config, name):
+    block = pipeline.gluoncv_int8(run_config, ModelSpec.parse(name))
+    out = logits(block, mx.nd.random.uniform(shape=(1, 3, 480, 480)))
+    assert out.shape == (1, 21, 480, 480) and np.isfinite(out.asnumpy()).all()
+
+
+def test_cache_builds_once_and_rebuilds_damaged_entries(tmp_path, caplog):
+    calls = []
+
+    def make(folder):
+        calls.append(folder)
+        (folder / "weights.bin").write_bytes(b"abc" * 10)
+        return {"note": "built"}
+
+    first = cache.get_or_build(tmp_path, "fp32", {"model": "x"}, make)
+    assert first.built and first.manifest["note"] == "built" and len(calls) == 1
+    again = cache.get_or_build(tmp_path, "fp32", {"model": "x"}, make)
+    assert not again.built and again.path == first.path and len(calls) == 1
+    assert cache.get_or_build(tmp_path, "fp32", {"model": "y"}, make).path != first.path
+
+    damages = {
+        "truncated": lambda p: (p / "weights.bin").write_bytes(b"ab"),
+        "deleted": lambda p: (p / "weights.bin").unlink(),
+        "manifest": lambda p: (p / "manifest.json").write_text("{"),
+        "other-key": lambda p: (p / "manifest.json").write_text(json.dumps({"key": "0", "files": {}})),
+    }
+    for what, damage in damages.items():
+        damage(first.path)
+        with caplog.at_level(logging.WARNING, logger="segcheck.cache"):
+            rebuilt = cache.get_or_build(tmp_path, "fp32", {"model": "x"}, make)
+        assert rebuilt.built, what
+        assert "is damaged" in caplog.text and "rebuilding it" in caplog.text
+        assert (first.path / "weights.bin").read_bytes() == b"abc" * 10
+        caplog.clear()
+
+
+def test_failed_build_leaves_nothing_half_written(tmp_path):
+    def broken(folder):
+        (folder / "weights.bin").write_bytes(b"partial")
+        raise RuntimeError("calibration crashed")
+
+    with pytest.raises(RuntimeError):
+        cache.get_or_build(tmp_path, "int8", {"model": "x"}, broken)
+    assert [p.name for p in (tmp_path / "models").iterdir() if not p.name.endswith(".lock")] == []
+
+
+def test_unwritable_cache_folder_is_one_clear_error(tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(SegcheckError, match=r"cache folder .*file/models is not writable.*--cache-dir"):
+        cache.get_or_build(tmp_path / "file", "fp32", {"model": "x"}, lambda folder: None)
+
+
+def test_second_run_skips_calibration(run_config, monkeypatch):
+    spec = ModelSpec.parse("deeplab_resnet101_voc")
+    pipeline.int8_model(run_config, spec)
+    monkeypatch.setattr(quantize, "quantize", lambda *a, **k: pytest.fail("calibrated again"))
+    second = pipeline.int8_model(run_config, spec)
+    assert not second.entry.built and second.entry.manifest["calibration_subset"].startswith("train: 32 images")
