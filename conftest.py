@@ -8,12 +8,13 @@ import pytest
 
 from segcheck import baselines, environment, report
 from segcheck.catalog import SEED_MODELS
-from segcheck.config import TIERS, RunConfig
+from segcheck.config import TIERS, RunConfig, calib_for
 from segcheck.errors import MissingResource, SegcheckError
-from segcheck.models.quantize import CALIB_MODES, QUANTIZED_DTYPES, CalibRecipe
+from segcheck.models.quantize import CALIB_MODES, QUANTIZED_DTYPES
 from segcheck.cases import ModelCase
 
 ROOT = Path(__file__).resolve().parent
+pytest_plugins = ["pytester"]  # the self-tests run the gate in process
 CONFIG = pytest.StashKey[RunConfig]()
 RESULTS = pytest.StashKey[report.RunResults]()
 
@@ -34,14 +35,14 @@ def pytest_addoption(parser):
     group.addoption("--calib-batches", type=int, help="calibration batches (synthetic default 2, real default 5)")
     group.addoption("--calib-batch-size", type=int, help="images per calibration batch (synthetic default 16, real 32)")
     group.addoption("--calib-split", help="calibration split (default train, disjoint from val; 'val' reproduces the seed)")
-    group.addoption("--cache-dir", help="model and data cache (default $SEGCHECK_CACHE_DIR or ~/.cache/segcheck)")
+    group.addoption("--segcheck-cache", help="segcheck's model and data cache (default $SEGCHECK_CACHE_DIR or ~/.cache/segcheck)")
     group.addoption("--voc-root", help="folder holding VOC2012/ (else $SEGCHECK_VOC_ROOT, else ~/.mxnet/datasets/voc)")
     group.addoption("--coco-root", help="COCO 2017 folder (else $SEGCHECK_COCO_ROOT, else ~/.mxnet/datasets/coco)")
     group.addoption("--require-real", action="store_true", help="fail, instead of skipping, when weights or data are missing")
     group.addoption("--skip-bad", action="store_true", help="leave out unreadable samples with a warning instead of failing")
     group.addoption("--baselines", default=str(ROOT / "baselines.json"), help="baseline table (default: %(default)s)")
     group.addoption("--update-baselines", action="store_true", help="record this run's synthetic-tier rows (shows the diff)")
-    group.addoption("--results-json", help="where this run's results go (default <cache-dir>/last-run.json)")
+    group.addoption("--results-json", help="where this run's results go (default <segcheck-cache>/last-run.json)")
     group.addoption("--report-png", help="also draw the Performance table as a PNG chart")
     group.addoption("--latency-warmup", type=int, default=2, help="warm-up rounds before each latency benchmark")
 
@@ -49,18 +50,12 @@ def pytest_addoption(parser):
 def _run_config(config) -> RunConfig:
     opt = config.getoption
     tier = opt("--tier")
-    defaults = RunConfig.for_tier(tier)
-    calib = CalibRecipe(
-        mode=opt("--calib-mode") or defaults.calib.mode,
-        dtype=opt("--calib-dtype") or defaults.calib.dtype,
-        num_batches=opt("--calib-batches") or defaults.calib.num_batches,
-        batch_size=opt("--calib-batch-size") or defaults.calib.batch_size,
-        split=opt("--calib-split") or defaults.calib.split,
-    )
-    num_images = {None: defaults.num_images, "all": None}.get(opt("--num-images"), opt("--num-images"))
+    calib = calib_for(tier, mode=opt("--calib-mode"), dtype=opt("--calib-dtype"), num_batches=opt("--calib-batches"),
+                      batch_size=opt("--calib-batch-size"), split=opt("--calib-split"))
+    num_images = {None: RunConfig.for_tier(tier).num_images, "all": None}.get(opt("--num-images"), opt("--num-images"))
     return RunConfig.for_tier(
         tier, crop_size=opt("--crop-size"), batch_size=opt("--batch-size"), calib=calib,
-        cache_dir=Path(opt("--cache-dir")).expanduser() if opt("--cache-dir") else None,
+        cache_dir=Path(opt("--segcheck-cache")).expanduser() if opt("--segcheck-cache") else None,
         voc_root=opt("--voc-root"), coco_root=opt("--coco-root"), skip_bad=opt("--skip-bad") or None,
     ).with_(num_images=num_images)
 

@@ -22,6 +22,13 @@ TIER_DEFAULTS = {
 }
 
 
+def calib_for(tier: str, **given) -> CalibRecipe:
+    """The tier's calibration recipe with the fields given (not None) replaced."""
+    if tier not in TIERS:
+        raise SegcheckError(f"unknown tier {tier!r}; choose one of {', '.join(TIERS)}")
+    return replace(TIER_DEFAULTS[tier]["calib"], **{k: v for k, v in given.items() if v is not None})
+
+
 @dataclass(frozen=True)
 class RunConfig:
     tier: str = "synthetic"
@@ -64,4 +71,4 @@ class RunConfig:
         if self.tier == "real":
             return common
         return {**common, "calibration": self.calib.label(), "seed": self.fit.seed,
-                "data": self.synthetic.digest()}
+                "fit": self.fit.digest(), "data": self.synthetic.digest()}

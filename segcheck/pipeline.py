@@ -109,6 +109,8 @@ def int8_model(config: RunConfig, spec: ModelSpec, recipe: quantize.CalibRecipe 
               "versions": cache.versions()}
     entry = cache.get_or_build(config.cache_dir, "int8", fields, make)
     block = export.load(entry.path / "model")
+    block(mx.nd.zeros((1, 3, config.crop_size, config.crop_size)))  # binds the graph: ready to run or export
+    mx.nd.waitall()
     graph = quantize.inspect_graph((entry.path / "model-symbol.json").read_text())
     return Int8Model(block, graph, entry)
 
