@@ -19,12 +19,22 @@ def _check_writable(folder: Path) -> None:
         raise SegcheckError(f"folder {folder} is not writable; choose a writable location or fix its permissions")
 
 
+def _mode_for(path: Path) -> int:
+    try:
+        return path.stat().st_mode & 0o777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
 def write_bytes(path, data: bytes) -> Path:
     """Write `data` to `path` through a temporary file in the same folder and an atomic rename."""
     path = Path(path)
     _check_writable(path.parent)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, _mode_for(path))  # mkstemp makes 0600; keep the file's mode, or the usual default
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()

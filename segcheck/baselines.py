@@ -224,7 +224,7 @@ def parse(text: str, path: Path) -> Baselines:
             f"{path}: invalid JSON at line {err.lineno} column {err.colno} ({err.msg}); fix it or restore the file from git"
         ) from None
     reader.obj(doc, "", ("schema", "tiers"))
-    if doc["schema"] != SCHEMA:
+    if isinstance(doc["schema"], bool) or doc["schema"] != SCHEMA:
         reader.fail("schema", f"expected {SCHEMA}, got {doc['schema']!r}")
     tiers = reader.obj(doc["tiers"], "tiers", (), TIERS)
     return Baselines(path, {name: reader.tier(name, value, f"tiers.{name}") for name, value in tiers.items()})

@@ -5,6 +5,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from segcheck import baselines
 from segcheck.baselines import BaselineError, Row
@@ -24,7 +26,10 @@ SEED_TABLE = {
 
 @pytest.fixture
 def doc():
-    return json.loads(REPO_BASELINES.read_text())
+    """The repository's table with no synthetic rows: a clean start for recording tests."""
+    parsed = json.loads(REPO_BASELINES.read_text())
+    parsed["tiers"]["synthetic"]["entries"] = []
+    return parsed
 
 
 def write(tmp_path, doc_or_text):
@@ -131,3 +136,63 @@ def test_record_refuses_to_touch_a_malformed_file(tmp_path):
     with pytest.raises(BaselineError, match="invalid JSON"):
         baselines.record(path, "synthetic", ENV, SETTING, {})
     assert path.read_text() == '{"schema": 1, "tiers": '
+
+
+def _paths(node, prefix=()):
+    """Every (path, value) in a parsed JSON document."""
+    yield prefix, node
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _paths(v, prefix + (k,))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _paths(v, prefix + (i,))
+
+
+JUNK = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True, allow_infinity=True),
+                 st.text(max_size=8), st.lists(st.integers(), max_size=3), st.dictionaries(st.text(max_size=5), st.integers(), max_size=3))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_fuzzed_baseline_files_load_or_fail_with_one_named_key(tmp_path, data):
+    """Replace, delete or add one value anywhere in a valid file: the loader accepts it or names the key."""
+    doc = json.loads(REPO_BASELINES.read_text())
+    paths = [p for p, _ in _paths(doc) if p]
+    path = data.draw(st.sampled_from(paths))
+    parent = doc
+    for key in path[:-1]:
+        parent = parent[key]
+    action = data.draw(st.sampled_from(["replace", "delete", "add"]))
+    if action == "replace":
+        parent[path[-1]] = data.draw(JUNK)
+    elif action == "delete":
+        del parent[path[-1]]
+    elif isinstance(parent, dict):
+        parent[data.draw(st.text(min_size=1, max_size=6))] = data.draw(JUNK)
+    file = tmp_path / "fuzzed.json"
+    file.write_text(json.dumps(doc))
+    try:
+        baselines.load(file)
+    except BaselineError as err:
+        message = str(err)
+        assert message.startswith(f"{file}: ") and "\n" not in message
+        assert "key '" in message or "invalid JSON" in message
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.text(max_size=200))
+def test_arbitrary_text_is_never_a_crash(tmp_path, text):
+    file = tmp_path / "text.json"
+    file.write_text(text)
+    try:
+        baselines.load(file)
+    except BaselineError as err:
+        assert str(err).startswith(f"{file}: ")
+
+
+def test_record_keeps_the_files_permissions(tmp_path, doc):
+    path = write(tmp_path, doc)
+    path.chmod(0o640)
+    baselines.record(path, "synthetic", ENV, SETTING, {"fcn_resnet101_voc": Row(10.0, 4.0, 90.0, 60.0, 89.5, 59.0)})
+    assert path.stat().st_mode & 0o777 == 0o640
