@@ -39,8 +39,9 @@ def test_smallest_accepted_crop_runs_on_every_architecture():
         assert net(mx.nd.zeros((1, 3, 32, 32)))[0].shape == (1, 21, 32, 32)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def small_net():
+    """A seeded fcn_resnet50_voc shared by the module: tests read its weights, never change them."""
     net = build.build(SMALL, SMALL_CROP)
     mx.random.seed(1)
     net.initialize(mx.init.Xavier(), force_reinit=True)

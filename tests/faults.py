@@ -1,0 +1,129 @@
+"""Injects one realistic quantization regression into a pytest run of the gate, and takes it out after.
+
+Used by the self-tests (tests/test_selfcheck.py) as a plugin object of an in-process run, or by hand:
+    SEGCHECK_FAULT=ranges-shrunk PYTHONPATH=tests python -m pytest -p faults ...
+"""
+
+import os
+import shutil
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+import mxnet as mx
+import numpy as np
+
+from segcheck import metrics, pipeline
+from segcheck.models import build, export, quantize
+
+
+def _rescaled_ranges(factor):
+    """Calibration thresholds multiplied by `factor` (1/8: saturation; 50: resolution lost)."""
+    original = pipeline.int8_model
+
+    def int8_model(config, spec, recipe=None):
+        model = original(config, spec, recipe)
+        folder = Path(tempfile.mkdtemp(prefix="segcheck-fault-"))
+        (folder / "model-symbol.json").write_text(quantize.scale_ranges((model.entry.path / "model-symbol.json").read_text(), factor))
+        shutil.copy(model.entry.path / "model-0000.params", folder / "model-0000.params")
+        block = export.load(folder / "model")
+        block(mx.nd.zeros((1, 3, config.crop_size, config.crop_size)))
+        return replace(model, block=block)
+
+    pipeline.int8_model = int8_model
+    return [(pipeline, "int8_model", original)]
+
+
+def _every_conv_excluded():
+    """Every convolution kept in FP32, as a broken exclude list would do."""
+    original = pipeline.int8_model
+
+    def int8_model(config, spec, recipe=None):
+        recipe = recipe or config.calib
+        convs = tuple(quantize.conv_paths(build.build(spec, config.crop_size)))
+        return original(config, spec, replace(recipe, exclude=convs))
+
+    pipeline.int8_model = int8_model
+    return [(pipeline, "int8_model", original)]
+
+
+def _fp32_weights_perturbed():
+    """One layer's FP32 weights disturbed after loading (the head's 3x3 convolution, noise of its own scale)."""
+    original = build.load_params
+
+    def load_params(net, path, *args, **kwargs):
+        original(net, path, *args, **kwargs)
+        weight = net.head.block[0].weight
+        values = weight.data().asnumpy()
+        noise = np.random.default_rng(0).normal(0.0, values.std(), size=values.shape).astype(values.dtype)
+        weight.set_data(mx.nd.array(values + noise))
+
+    build.load_params = load_params
+    return [(build, "load_params", original)]
+
+
+class _Twice:
+    """An INT8 forward that does its work twice."""
+
+    def __init__(self, block):
+        self.block = block
+
+    def __call__(self, x):
+        self.block(x)
+        return self.block(x)
+
+
+def _int8_slowed():
+    original = pipeline.int8_model
+
+    def int8_model(config, spec, recipe=None):
+        model = original(config, spec, recipe)
+        return replace(model, block=_Twice(model.block))
+
+    pipeline.int8_model = int8_model
+    return [(pipeline, "int8_model", original)]
+
+
+def _ignore_label_counted():
+    """The metric counts VOC's ignore label as background instead of leaving it out."""
+    original = metrics.ConfusionMatrix.update
+
+    def update(self, pred, label):
+        label = np.asarray(label)
+        if np.issubdtype(label.dtype, np.integer):
+            label = np.where(np.isin(label, metrics.IGNORE_LABELS), 0, label)
+        return original(self, pred, label)
+
+    metrics.ConfusionMatrix.update = update
+    return [(metrics.ConfusionMatrix, "update", original)]
+
+
+FAULTS = {
+    "ranges-shrunk": lambda: _rescaled_ranges(1 / 8),
+    "ranges-blown-up": lambda: _rescaled_ranges(50.0),
+    "every-conv-excluded": _every_conv_excluded,
+    "fp32-weights-perturbed": _fp32_weights_perturbed,
+    "int8-slowed": _int8_slowed,
+    "ignore-label-counted": _ignore_label_counted,
+}
+
+
+class Fault:
+    """A pytest plugin object: the fault is in place from configure to unconfigure."""
+
+    def __init__(self, name: str):
+        self.name, self.undo = name, []
+
+    def pytest_configure(self, config):
+        self.undo = FAULTS[self.name]()
+
+    def pytest_unconfigure(self, config):
+        for owner, attr, original in reversed(self.undo):
+            setattr(owner, attr, original)
+        self.undo = []
+
+
+def pytest_configure(config):
+    name = os.environ.get("SEGCHECK_FAULT")
+    if name:
+        config.pluginmanager.register(Fault(name), "segcheck-fault")
