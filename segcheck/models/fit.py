@@ -14,6 +14,8 @@ from a seed and fits it on the synthetic training split in a few seconds:
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import asdict, dataclass
 
 import mxnet as mx
@@ -34,13 +36,16 @@ CLASSIFIER = "head.block.4"
 class FitRecipe:
     seed: int = 0
     crop_size: int = 64  # fitted at this crop whatever the evaluation crop: weights do not depend on it
-    num_images: int = 64
+    num_images: int = 48
     samples_per_image: int = 128
     residual_gamma: float = 0.05
     ridge: float = 0.1
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    def digest(self) -> str:
+        return hashlib.sha1(json.dumps(self.as_dict(), sort_keys=True).encode()).hexdigest()[:8]
 
 
 def child(block, path: str):
