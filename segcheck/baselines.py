@@ -130,7 +130,8 @@ class _Reader:
         self.path = path
 
     def fail(self, key: str, problem: str):
-        raise BaselineError(f"{self.path}: key '{key}': {problem}; fix it or restore the file from git")
+        shown = key.encode("unicode_escape").decode("ascii")  # a key holding a newline stays on one line
+        raise BaselineError(f"{self.path}: key '{shown}': {problem}; fix it or restore the file from git")
 
     def obj(self, value, key: str, required: tuple, optional: tuple = ()) -> dict:
         if not isinstance(value, dict):

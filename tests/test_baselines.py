@@ -91,6 +91,14 @@ def test_malformed_file_names_file_and_key(tmp_path, doc, mutate, key, problem):
     assert "\n" not in message
 
 
+def test_a_key_with_a_newline_is_named_on_one_line(tmp_path, doc):
+    doc["tiers"]["real"]["entries"][0]["rows"]["\n"] = None
+    path = write(tmp_path, doc)
+    with pytest.raises(BaselineError, match=r"key 'tiers\.real\.entries\[0\]\.rows\.\\n': unknown model name") as err:
+        baselines.load(path)
+    assert "\n" not in str(err.value)
+
+
 def test_invalid_json_names_file_line_and_column(tmp_path):
     path = write(tmp_path, '{"schema": 1,\n  "tiers": {,}}')
     with pytest.raises(BaselineError, match=rf"^{path}: invalid JSON at line 2 column 13"):
