@@ -1,5 +1,6 @@
 """Atomic writes: a reader sees the old file or the new one, never a half-written one."""
 
+import hashlib
 import json
 import os
 import shutil
@@ -10,13 +11,23 @@ from pathlib import Path
 from .errors import SegcheckError
 
 
-def _check_writable(folder: Path) -> None:
+def ensure_writable(folder: Path, remedy: str = "choose a writable location") -> None:
+    """Create `folder` if need be; one clear error when it cannot be created or written."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise SegcheckError(f"cannot create folder {folder}: {err.strerror}; choose a writable location") from err
+        raise SegcheckError(f"cannot create folder {folder} ({err.strerror}); {remedy}") from None
     if not os.access(folder, os.W_OK):
-        raise SegcheckError(f"folder {folder} is not writable; choose a writable location or fix its permissions")
+        raise SegcheckError(f"folder {folder} is not writable; {remedy}")
+
+
+def digest(path, algorithm: str = "sha256") -> str:
+    """Hex digest of a file, read in 1 MiB chunks."""
+    hasher = hashlib.new(algorithm)
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            hasher.update(chunk)
+    return hasher.hexdigest()
 
 
 def _mode_for(path: Path) -> int:
@@ -31,7 +42,7 @@ def _mode_for(path: Path) -> int:
 def write_bytes(path, data: bytes) -> Path:
     """Write `data` to `path` through a temporary file in the same folder and an atomic rename."""
     path = Path(path)
-    _check_writable(path.parent)
+    ensure_writable(path.parent)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.chmod(tmp, _mode_for(path))  # mkstemp makes 0600; keep the file's mode, or the usual default
@@ -58,7 +69,7 @@ def write_json(path, obj) -> Path:
 def staged_dir(final):
     """Yield a fresh temporary folder beside `final`; on success it replaces `final` in one rename."""
     final = Path(final)
-    _check_writable(final.parent)
+    ensure_writable(final.parent)
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp"))
     try:
         yield tmp

@@ -4,6 +4,7 @@ Used by the self-tests (tests/test_selfcheck.py) as a plugin object of an in-pro
     SEGCHECK_FAULT=ranges-shrunk PYTHONPATH=tests python -m pytest -p faults ...
 """
 
+import json
 import os
 import shutil
 import tempfile
@@ -17,6 +18,17 @@ from segcheck import metrics, pipeline
 from segcheck.models import build, export, quantize
 
 
+def scale_ranges(symbol_json: str, factor: float) -> str:
+    """Every calibrated range of a quantized symbol multiplied by `factor`."""
+    doc = json.loads(symbol_json)
+    for node in doc["nodes"]:
+        attrs = node.get("attrs", {})
+        for key in ("min_calib_range", "max_calib_range"):
+            if key in attrs:
+                attrs[key] = repr(float(attrs[key]) * factor)
+    return json.dumps(doc)
+
+
 def _rescaled_ranges(factor):
     """Calibration thresholds multiplied by `factor` (1/8: saturation; 50: resolution lost)."""
     original = pipeline.int8_model
@@ -24,7 +36,7 @@ def _rescaled_ranges(factor):
     def int8_model(config, spec, recipe=None):
         model = original(config, spec, recipe)
         folder = Path(tempfile.mkdtemp(prefix="segcheck-fault-"))
-        (folder / "model-symbol.json").write_text(quantize.scale_ranges((model.entry.path / "model-symbol.json").read_text(), factor))
+        (folder / "model-symbol.json").write_text(scale_ranges((model.entry.path / "model-symbol.json").read_text(), factor))
         shutil.copy(model.entry.path / "model-0000.params", folder / "model-0000.params")
         block = export.load(folder / "model")
         block(mx.nd.zeros((1, 3, config.crop_size, config.crop_size)))

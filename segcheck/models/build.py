@@ -8,13 +8,13 @@ Pretrained weights come only from a file already in GluonCV's model store layout
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import os
 from pathlib import Path
 
 import mxnet as mx
 
+from .. import atomic
 from ..catalog import GLUONCV_DATASET, ModelSpec
 from ..errors import MissingResource, SegcheckError
 
@@ -65,11 +65,7 @@ def store_path(spec: ModelSpec, home: Path) -> Path:
 
 
 def file_sha1(path: Path) -> str:
-    digest = hashlib.sha1()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return atomic.digest(path, "sha1")
 
 
 def pretrained_file(spec: ModelSpec, home: Path) -> Path:

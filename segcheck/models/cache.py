@@ -49,14 +49,6 @@ def key_of(fields: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 @dataclass(frozen=True)
 class Entry:
     path: Path
@@ -74,7 +66,7 @@ def _intact(folder: Path, key: str) -> dict | None:
         if manifest.get("key") != key:
             raise ValueError("manifest belongs to another key")
         for name, digest in manifest["files"].items():
-            if _sha256(folder / name) != digest:
+            if atomic.digest(folder / name) != digest:
                 raise ValueError(f"{name} does not match its sha256")
         return manifest
     except FileNotFoundError as err:
@@ -105,7 +97,7 @@ def get_or_build(cache_dir, kind: str, fields: dict, build) -> Entry:
             return Entry(folder, manifest, built=False)
         with atomic.staged_dir(folder) as tmp:
             extra = build(tmp) or {}
-            files = {p.name: _sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+            files = {p.name: atomic.digest(p) for p in sorted(tmp.iterdir()) if p.is_file()}
             manifest = {"key": key, "kind": kind, "fields": fields, "files": files, **extra}
             atomic.write_json(tmp / "manifest.json", manifest)
     return Entry(folder, manifest, built=True)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import mxnet as mx
 
+from .. import atomic
 from ..catalog import ModelSpec
 from ..errors import SegcheckError
 
@@ -27,12 +28,7 @@ def export(block: mx.gluon.HybridBlock, prefix) -> tuple[Path, Path]:
     """Write the seed's deploy pair for `block` (already run once); each file replaced atomically."""
     symbol, params = files(prefix)
     folder = symbol.parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise SegcheckError(f"cannot create output folder {folder} ({err.strerror}); choose a writable --model-prefix") from None
-    if not os.access(folder, os.W_OK):
-        raise SegcheckError(f"output folder {folder} is not writable; choose a writable --model-prefix")
+    atomic.ensure_writable(folder, "choose a writable --model-prefix")
     with tempfile.TemporaryDirectory(dir=folder, prefix=".export-") as tmp:
         staged = Path(tmp) / symbol.name.replace("-symbol.json", "")
         unrun = SegcheckError(f"{prefix}: the model has not run since it was hybridized, so it has no graph to export; run it once first")

@@ -185,14 +185,3 @@ def inspect_graph(symbol_json: str) -> GraphReport:
                 fp32 += 1
                 fp32_layers.extend(_inner_convs(node) or [node["name"]])
     return GraphReport(int8, fp32, calibrated, tuple(fp32_layers), unfused)
-
-
-def scale_ranges(symbol_json: str, factor: float) -> str:
-    """Every calibrated range multiplied by `factor`: the self-tests' model of a broken calibration."""
-    doc = json.loads(symbol_json)
-    for node in doc["nodes"]:
-        attrs = node.get("attrs", {})
-        for key in ("min_calib_range", "max_calib_range"):
-            if key in attrs:
-                attrs[key] = repr(float(attrs[key]) * factor)
-    return json.dumps(doc)
