@@ -59,7 +59,7 @@ def fp32_net(config: RunConfig, spec: ModelSpec, fused: bool = True) -> mx.gluon
     net = build.build(spec, config.crop_size)
     build.load_params(net, fp32_params(config, spec), ignore_prefixes=("auxlayer.",))
     if fused:
-        build.fuse(net)
+        return build.fuse(net, config.crop_size)
     build.materialise(net, config.crop_size)
     return net
 

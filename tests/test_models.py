@@ -304,3 +304,18 @@ def test_second_run_skips_calibration(run_config, monkeypatch):
     monkeypatch.setattr(quantize, "quantize", lambda *a, **k: pytest.fail("calibrated again"))
     second = pipeline.int8_model(run_config, spec)
     assert not second.entry.built and second.entry.manifest["calibration_subset"].startswith("train: 32 images")
+
+
+@pytest.mark.parametrize("backend_argument", [True, False], ids=["hybridize-backend", "mxnet-mkl-1.6-route"])
+def test_fp32_fusion_gives_a_fused_graph_with_unchanged_outputs(small_net, tmp_path, monkeypatch, backend_argument):
+    monkeypatch.setattr(build, "hybridize_takes_backend", lambda: backend_argument)
+    net = build.build(SMALL, SMALL_CROP)
+    params = tmp_path / "small.params"
+    small_net.save_parameters(str(params))
+    build.load_params(net, params)
+    x = mx.nd.random.uniform(-2, 2, shape=(1, 3, SMALL_CROP, SMALL_CROP))
+    reference = net(x)[0].asnumpy()
+    fused = build.fuse(net, SMALL_CROP)
+    graph, _ = _graph(fused, tmp_path)
+    assert graph.unfused_convs == 0 and graph.fp32_convs == graph.convs > 50
+    np.testing.assert_allclose(logits(fused, x).asnumpy(), reference, rtol=1e-3, atol=1e-3)

@@ -8,7 +8,9 @@ Pretrained weights come only from a file already in GluonCV's model store layout
 from __future__ import annotations
 
 import contextlib
+import inspect
 import io
+import tempfile
 import os
 from pathlib import Path
 
@@ -118,7 +120,29 @@ def materialise(net: mx.gluon.HybridBlock, crop_size: int) -> None:
     net(mx.nd.zeros((1, 3, crop_size, crop_size)))[0].wait_to_read()
 
 
-def fuse(net: mx.gluon.HybridBlock) -> mx.gluon.HybridBlock:
-    """Hybridize onto oneDNN with operator fusion (Gluon ignores MXNET_SUBGRAPH_BACKEND; 1.9.1 names it MKLDNN)."""
-    net.hybridize(backend="MKLDNN", static_alloc=True, static_shape=True)
-    return net
+def hybridize_takes_backend() -> bool:
+    return "backend" in inspect.signature(mx.gluon.HybridBlock.hybridize).parameters
+
+
+def fuse(net: mx.gluon.HybridBlock, crop_size: int) -> mx.gluon.HybridBlock:
+    """The network hybridized onto oneDNN with operator fusion, run once.
+
+    MXNet >= 1.7: hybridize(backend='MKLDNN') (Gluon ignores MXNET_SUBGRAPH_BACKEND; 1.9.1 names the
+    backend MKLDNN). mxnet-mkl 1.6 has no backend argument: its graph goes through the same MKLDNN
+    pass (get_backend_symbol) and runs as a SymbolBlock on the network's own parameters.
+    """
+    if hybridize_takes_backend():
+        net.hybridize(backend="MKLDNN", static_alloc=True, static_shape=True)
+        materialise(net, crop_size)
+        return net
+    net.hybridize(static_alloc=True, static_shape=True)
+    materialise(net, crop_size)
+    with tempfile.TemporaryDirectory() as tmp:
+        net.export(str(Path(tmp) / "net"), epoch=0)
+        symbol = mx.sym.load(str(Path(tmp) / "net-symbol.json"))
+    fused = symbol.get_backend_symbol("MKLDNN")
+    block = mx.gluon.SymbolBlock(fused, mx.sym.var("data"), params=net.collect_params())
+    block.hybridize(static_alloc=True, static_shape=True)
+    block(mx.nd.zeros((1, 3, crop_size, crop_size)))
+    mx.nd.waitall()
+    return block
