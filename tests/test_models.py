@@ -199,7 +199,7 @@ def test_excluded_layers_stay_fp32_and_the_share_records_it(small_net, tmp_path)
         _quantized(small_net, exclude=("head.block.9",))
 
 
-@pytest.mark.parametrize("bad", [dict(mode="kl"), dict(dtype="int4"), dict(num_batches=0), dict(batch_size=-1)], ids=["mode", "dtype", "batches", "size"])
+@pytest.mark.parametrize("bad", [{"mode": "kl"}, {"dtype": "int4"}, {"num_batches": 0}, {"batch_size": -1}], ids=["mode", "dtype", "batches", "size"])
 def test_unknown_calibration_settings_are_refused(bad):
     with pytest.raises(SegcheckError, match="calibration|quantized dtype"):
         quantize.CalibRecipe(**bad)
