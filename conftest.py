@@ -5,18 +5,25 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import Phase, settings
 
 from segcheck import baselines, environment, report
+from segcheck.cases import ModelCase
 from segcheck.catalog import SEED_MODELS
 from segcheck.config import TIERS, RunConfig, calib_for
 from segcheck.errors import MissingResource, SegcheckError
 from segcheck.models.quantize import CALIB_MODES, QUANTIZED_DTYPES
-from segcheck.cases import ModelCase
 
 ROOT = Path(__file__).resolve().parent
 pytest_plugins = ["pytester"]  # the self-tests run the gate in process
 CONFIG = pytest.StashKey[RunConfig]()
 RESULTS = pytest.StashKey[report.RunResults]()
+
+# Hypothesis: "segcheck" is the suite's default; "segcheck-selfcheck" only needs a failure found, not
+# shrunk (shrinking from an empty example database costs 6-20 s per inner run of the self-checks).
+settings.register_profile("segcheck", deadline=None, max_examples=60)
+settings.register_profile("segcheck-selfcheck", settings.get_profile("segcheck"), database=None,
+                          phases=(Phase.explicit, Phase.reuse, Phase.generate))
 
 
 def _count_or_all(text: str):
@@ -61,6 +68,8 @@ def _run_config(config) -> RunConfig:
 
 
 def pytest_configure(config):
+    if not config.getoption("hypothesis_profile", None):
+        settings.load_profile("segcheck")
     try:
         run = _run_config(config)
     except SegcheckError as err:

@@ -6,14 +6,11 @@ import mxnet as mx
 import numpy as np
 import pytest
 from gluoncv.utils.metrics import SegmentationMetric
-from hypothesis import assume, given, settings
+from hypothesis import assume, given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from segcheck.metrics import CONVENTIONS, IGNORE_LABELS, ConfusionMatrix
-
-settings.register_profile("segcheck", deadline=None, max_examples=60)
-settings.load_profile("segcheck")
 
 
 @st.composite

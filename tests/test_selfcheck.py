@@ -11,6 +11,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "fcn_resnet101_voc"
@@ -80,8 +81,18 @@ def test_injected_regression_fails_the_right_test_naming_the_cause(fault, run_co
         assert cause in got[name], f"{fault}: {name} failed with {got[name]!r}, expected it to say {cause!r}"
 
 
-def test_metric_bug_fails_the_property_tests(run_config, pytester):
-    selection = ["tests/test_metrics.py", "-k", "ignored_pixels or gluoncv or unit_interval or bad_input"]
+@pytest.fixture
+def hypothesis_profile_restored(pytestconfig):
+    """The inner run loads its own hypothesis profile, which is process-wide: put this session's back."""
+    yield
+    settings.load_profile(pytestconfig.getoption("hypothesis_profile", None) or "segcheck")
+
+
+def test_metric_bug_fails_the_property_tests(run_config, pytester, hypothesis_profile_restored, monkeypatch):
+    # @given keeps the settings in force when its module was imported: the inner run imports it afresh.
+    monkeypatch.delitem(sys.modules, "test_metrics", raising=False)
+    selection = ["tests/test_metrics.py", "-k", "ignored_pixels or gluoncv or unit_interval or bad_input",
+                 "--hypothesis-profile", "segcheck-selfcheck"]
     outcomes = run_gate("ignore-label-counted", selection, run_config, pytester)
     got = failed(outcomes)
     assert "test_ignored_pixels_never_change_any_number" in got and "test_equals_gluoncv_segmentation_metric" in got
