@@ -10,8 +10,8 @@ from __future__ import annotations
 import contextlib
 import inspect
 import io
-import tempfile
 import os
+import tempfile
 from pathlib import Path
 
 import mxnet as mx
@@ -46,6 +46,22 @@ def build(spec: ModelSpec, crop_size: int, aux: bool = False) -> mx.gluon.Hybrid
             model=spec.arch, dataset=GLUONCV_DATASET[spec.dataset], backbone=spec.backbone,
             pretrained=False, pretrained_base=False, aux=aux, crop_size=crop_size, base_size=crop_size,
         )
+
+
+def child(block, path: str):
+    """The sub-block at dotted Gluon child path `path` (e.g. head.block.4); KeyError when absent."""
+    for name in path.split("."):
+        block = block._children[name]
+    return block
+
+
+def layers(block, kind, prefix: str = ""):
+    """(dotted path, layer) of every sub-block of type `kind`, depth first in definition order."""
+    for name, sub in block._children.items():
+        path = f"{prefix}{name}"
+        if isinstance(sub, kind):
+            yield path, sub
+        yield from layers(sub, kind, path + ".")
 
 
 def mxnet_home() -> Path:

@@ -22,6 +22,7 @@ import mxnet as mx
 import numpy as np
 
 from ..catalog import NUM_CLASSES
+from .build import child, layers
 
 # The head convolutions fitted in step 3, in forward order, by dotted child path.
 FIT_CONVS = {
@@ -48,19 +49,6 @@ class FitRecipe:
         return hashlib.sha1(json.dumps(self.as_dict(), sort_keys=True).encode()).hexdigest()[:8]
 
 
-def child(block, path: str):
-    for name in path.split("."):
-        block = block._children[name]
-    return block
-
-
-def _layers(block, kind):
-    for sub in block._children.values():
-        if isinstance(sub, kind):
-            yield sub
-        yield from _layers(sub, kind)
-
-
 def seeded_init(net, crop_size: int, recipe: FitRecipe) -> None:
     """Deterministic Xavier initialisation; residual branches damped by `residual_gamma`."""
     mx.random.seed(recipe.seed)
@@ -79,7 +67,7 @@ class _BatchStatistics:
     """
 
     def __init__(self, net):
-        self.norms = list(_layers(net, mx.gluon.nn.BatchNorm))
+        self.norms = [norm for _, norm in layers(net, mx.gluon.nn.BatchNorm)]
 
     @staticmethod
     def _hook(norm, inputs):

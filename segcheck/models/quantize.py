@@ -10,6 +10,7 @@ from pathlib import Path
 import mxnet as mx
 
 from ..errors import SegcheckError
+from .build import child, layers
 
 CALIB_MODES = ("naive", "entropy", "none")
 QUANTIZED_DTYPES = ("auto", "int8", "uint8")
@@ -75,15 +76,9 @@ class _Batches(mx.io.DataIter):
         return mx.io.DataBatch(data=[batch])
 
 
-def conv_paths(net, prefix: str = "") -> list:
+def conv_paths(net) -> list:
     """Dotted child paths of every Conv2D in `net`, in definition order."""
-    paths = []
-    for name, sub in net._children.items():
-        path = f"{prefix}{name}"
-        if isinstance(sub, mx.gluon.nn.Conv2D):
-            paths.append(path)
-        paths.extend(conv_paths(sub, path + "."))
-    return paths
+    return [path for path, _ in layers(net, mx.gluon.nn.Conv2D)]
 
 
 def fused_names(net, crop_size: int, paths) -> list:
@@ -92,8 +87,6 @@ def fused_names(net, crop_size: int, paths) -> list:
     quantize_net matches exclude_layers against the fused graph (sg_mkldnn_conv_bn_act_N), so the
     Gluon layers are located through the same MKLDNN_QUANTIZE pass it applies.
     """
-    from .fit import child
-
     wanted = []
     for path in paths:
         try:
