@@ -35,8 +35,13 @@ def open_split(config: RunConfig, dataset: str, split: str, crop_size: int | Non
 
 def fp32_params(config: RunConfig, spec: ModelSpec) -> Path:
     """The FP32 weights file: GluonCV's pretrained file (real tier) or the seeded-and-fitted one (cached)."""
+    return _fp32_weights(config, spec)[0]
+
+
+def _fp32_weights(config: RunConfig, spec: ModelSpec) -> tuple[Path, str]:
+    """(weights file, its digest): the digest is the one just verified, so the file is not read again."""
     if config.tier == "real":
-        return build.pretrained_file(spec, config.mxnet_home)
+        return build.pretrained_file(spec, config.mxnet_home), build.gluoncv_sha1(spec)
 
     def make(folder: Path) -> dict:
         started = time.perf_counter()
@@ -51,7 +56,8 @@ def fp32_params(config: RunConfig, spec: ModelSpec) -> Path:
 
     fields = {"model": spec.name, "fit": config.fit.as_dict(),
               "data": config.synthetic.digest(), "versions": cache.versions()}
-    return cache.get_or_build(config.cache_dir, "fp32", fields, make).file("model.params")
+    entry = cache.get_or_build(config.cache_dir, "fp32", fields, make)
+    return entry.file("model.params"), entry.manifest["files"]["model.params"]
 
 
 def fp32_net(config: RunConfig, spec: ModelSpec, fused: bool = True) -> mx.gluon.HybridBlock:
@@ -87,7 +93,7 @@ def calibration_images(config: RunConfig, spec: ModelSpec, recipe: quantize.Cali
 def int8_model(config: RunConfig, spec: ModelSpec, recipe: quantize.CalibRecipe | None = None) -> Int8Model:
     """The calibrated INT8 model, built once per cache key (a second run skips calibration)."""
     recipe = recipe or config.calib
-    params = fp32_params(config, spec)
+    _, fp32_digest = _fp32_weights(config, spec)
     source, calib = calibration_images(config, spec, recipe)
 
     def make(folder: Path) -> dict:
@@ -96,14 +102,13 @@ def int8_model(config: RunConfig, spec: ModelSpec, recipe: quantize.CalibRecipe 
         batches = [b for b, _, _ in data.batches(source, range(recipe.num_examples), recipe.batch_size, config.skip_bad)] if calib.ids else []
         with tqdm(total=len(batches), desc=f"calibrating {spec.name}", unit="batch", leave=False) as bar:
             qnet = quantize.quantize(net, spec.arch, recipe, batches, config.crop_size, on_batch=lambda: bar.update(1))
-        qnet(mx.nd.zeros((1, 3, config.crop_size, config.crop_size))).wait_to_read()
         export.export(qnet, folder / "model")
         graph = quantize.inspect_graph((folder / "model-symbol.json").read_text())
         return {"calibration_seconds": round(time.perf_counter() - started, 1),
                 "calibration_subset": calib.describe(),
                 "int8_convs": graph.int8_convs, "fp32_convs": graph.fp32_convs}
 
-    fields = {"model": spec.name, "crop": config.crop_size, "fp32": build.file_sha1(params),
+    fields = {"model": spec.name, "crop": config.crop_size, "fp32": fp32_digest,
               "calibration": recipe.as_dict(), "calibration_images": calib.digest,
               "always_fp32": list(quantize.EXCLUDE_LAYERS[spec.arch]),
               "versions": cache.versions()}
