@@ -14,7 +14,6 @@ from segcheck.config import TIERS, RunConfig, calib_for
 from segcheck.errors import MissingResource, SegcheckError
 from segcheck.models.quantize import CALIB_MODES, QUANTIZED_DTYPES
 
-ROOT = Path(__file__).resolve().parent
 pytest_plugins = ["pytester"]  # the self-tests run the gate in process
 CONFIG = pytest.StashKey[RunConfig]()
 RESULTS = pytest.StashKey[report.RunResults]()
@@ -47,7 +46,7 @@ def pytest_addoption(parser):
     group.addoption("--coco-root", help="COCO 2017 folder (else $SEGCHECK_COCO_ROOT, else ~/.mxnet/datasets/coco)")
     group.addoption("--require-real", action="store_true", help="fail, instead of skipping, when weights or data are missing")
     group.addoption("--skip-bad", action="store_true", help="leave out unreadable samples with a warning instead of failing")
-    group.addoption("--baselines", default=str(ROOT / "baselines.json"), help="baseline table (default: %(default)s)")
+    group.addoption("--baselines", default=str(baselines.DEFAULT_PATH), help="baseline table (default: %(default)s)")
     group.addoption("--update-baselines", action="store_true", help="record this run's synthetic-tier rows (shows the diff)")
     group.addoption("--results-json", help="where this run's results go (default <segcheck-cache>/last-run.json)")
     group.addoption("--report-png", help="also draw the Performance table as a PNG chart")
@@ -186,7 +185,7 @@ def pytest_terminal_summary(terminalreporter, config):
     terminalreporter.section("segcheck Performance table")
     for line in report.markdown(results).splitlines():
         write(line)
-    target = config.getoption("--results-json") or run.cache_dir / "last-run.json"
+    target = config.getoption("--results-json") or report.last_run_path(run.cache_dir)
     try:
         write(f"results: {report.save(results, target)} (segcheck report prints them again)")
         if config.getoption("--report-png"):

@@ -18,6 +18,7 @@ from .errors import SegcheckError
 from .metrics import CONVENTIONS
 
 SCHEMA = 1
+DEFAULT_PATH = Path(__file__).resolve().parent.parent / "baselines.json"  # the project's table, beside the package
 ROW_KEYS = ("fp32_latency_ms", "s8_latency_ms", "fp32_pixacc", "fp32_miou", "s8_pixacc", "s8_miou")
 TOLERANCE_KEYS = ("pixacc_points", "miou_points", "int8_drop_pixacc_points", "int8_drop_miou_points")
 TIERS = ("real", "synthetic")

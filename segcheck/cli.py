@@ -195,7 +195,7 @@ def report(argv, out=sys.stdout) -> int:
 
     args = report_parser().parse_args(argv)
     if args.baseline:
-        path = args.baselines or Path(__file__).resolve().parent.parent / "baselines.json"
+        path = args.baselines or baselines.DEFAULT_PATH
         tier = baselines.load(path).tier(args.baseline)
         results = reporting.RunResults(tier=tier.name, convention=tier.metric_convention)
         for entry in tier.entries:
@@ -206,7 +206,7 @@ def report(argv, out=sys.stdout) -> int:
                 results.record(name, "int8", latency_ms=row.s8_latency_ms, pixacc=row.s8_pixacc, miou=row.s8_miou)
     else:
         cache_dir = Path(args.cache_dir).expanduser() if args.cache_dir else default_dir()
-        results = reporting.load(args.results or cache_dir / "last-run.json")
+        results = reporting.load(args.results or reporting.last_run_path(cache_dir))
     out.write(reporting.markdown(results))
     if args.json_out:
         print(f"json: {reporting.save(results, args.json_out)}", file=out)

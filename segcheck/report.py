@@ -19,6 +19,11 @@ from .gate import FAIL, IMPROVED, PASS, SKIP, Verdict
 FORMAT = 1
 
 
+def last_run_path(cache_dir) -> Path:
+    """Where a pytest run leaves its results for `segcheck report`."""
+    return Path(cache_dir) / "last-run.json"
+
+
 @dataclass
 class ModelResult:
     name: str
