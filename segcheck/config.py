@@ -22,11 +22,15 @@ TIER_DEFAULTS = {
 }
 
 
-def calib_for(tier: str, **given) -> CalibRecipe:
-    """The tier's calibration recipe with the fields given (not None) replaced."""
+def _defaults(tier: str) -> dict:
     if tier not in TIERS:
         raise SegcheckError(f"unknown tier {tier!r}; choose one of {', '.join(TIERS)}")
-    return replace(TIER_DEFAULTS[tier]["calib"], **{k: v for k, v in given.items() if v is not None})
+    return TIER_DEFAULTS[tier]
+
+
+def calib_for(tier: str, **given) -> CalibRecipe:
+    """The tier's calibration recipe with the fields given (not None) replaced."""
+    return replace(_defaults(tier)["calib"], **{k: v for k, v in given.items() if v is not None})
 
 
 @dataclass(frozen=True)
@@ -45,8 +49,7 @@ class RunConfig:
     skip_bad: bool = False
 
     def __post_init__(self):
-        if self.tier not in TIERS:
-            raise SegcheckError(f"unknown tier {self.tier!r}; choose one of {', '.join(TIERS)}")
+        _defaults(self.tier)
         check_crop(self.crop_size)
         if self.num_images is not None and (isinstance(self.num_images, bool) or self.num_images < 1):
             raise SegcheckError(f"--num-images must be a positive integer, got {self.num_images!r}")
@@ -56,9 +59,7 @@ class RunConfig:
     @classmethod
     def for_tier(cls, tier: str = "synthetic", **overrides) -> "RunConfig":
         """The tier's defaults, with any field given explicitly (not None) taking precedence."""
-        if tier not in TIERS:
-            raise SegcheckError(f"unknown tier {tier!r}; choose one of {', '.join(TIERS)}")
-        values = {**TIER_DEFAULTS[tier], **{k: v for k, v in overrides.items() if v is not None}}
+        values = {**_defaults(tier), **{k: v for k, v in overrides.items() if v is not None}}
         return cls(tier=tier, **values)
 
     def with_(self, **changes) -> "RunConfig":
