@@ -20,14 +20,20 @@ from .catalog import VOC_CLASSES
 
 GENERATOR_VERSION = 1
 
-# GluonCV's COCOSegmentation.CAT_LIST: the COCO category id of each VOC class (index 0 is background).
-COCO_CATEGORY_IDS = (0, 5, 2, 16, 9, 44, 6, 3, 17, 62, 21, 67, 18, 19, 4, 1, 64, 20, 63, 7, 72)
 COCO_NAMES = {
     5: "airplane", 2: "bicycle", 16: "bird", 9: "boat", 44: "bottle", 6: "bus", 3: "car", 17: "cat",
     62: "chair", 21: "cow", 67: "dining table", 18: "dog", 19: "horse", 4: "motorcycle", 1: "person",
     64: "potted plant", 20: "sheep", 63: "couch", 7: "train", 72: "tv", 27: "backpack",
 }
 DISTRACTOR_CATEGORY = 27  # a COCO category outside the VOC classes: GluonCV maps it to background
+
+
+def coco_category_ids() -> tuple:
+    """GluonCV's COCOSegmentation.CAT_LIST: the COCO category id of each VOC class (index 0 is background)."""
+    from gluoncv.data import COCOSegmentation
+
+    return tuple(COCOSegmentation.CAT_LIST)
+
 
 SHAPES = ("ellipse", "rectangle", "triangle", "diamond")
 TEXTURES = ("plain", "hstripes", "vstripes", "checker", "diagonal")
@@ -203,6 +209,7 @@ def write_coco(root, spec: SyntheticSpec) -> Path:
     """Write <root>/{train2017,val2017}/ and <root>/annotations/instances_{train,val}2017.json."""
     root = Path(root)
     (root / "annotations").mkdir(parents=True, exist_ok=True)
+    category_ids = coco_category_ids()
     categories = [{"id": cid, "name": COCO_NAMES[cid], "supercategory": "object"} for cid in sorted(COCO_NAMES)]
     for split, count in (("train", spec.num_train), ("val", spec.num_val)):
         folder = root / f"{split}2017"
@@ -217,7 +224,7 @@ def write_coco(root, spec: SyntheticSpec) -> Path:
             images.append({"id": image_id, "file_name": file_name, "height": h, "width": w})
             # GluonCV gives a pixel to the first annotation that covers it: list the top object first.
             for cls, polygon, visible in reversed(scene.objects):
-                cat = COCO_CATEGORY_IDS[cls]
+                cat = category_ids[cls]
                 ys, xs = np.nonzero(visible)
                 if xs.size == 0:
                     continue

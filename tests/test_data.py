@@ -82,9 +82,11 @@ def test_coco_output_passes_gluoncvs_loader_unchanged(coco_root):
 
 
 def test_coco_annotations_use_real_category_ids_polygons_and_rle(coco_root):
+    from gluoncv.data import COCOSegmentation
+
     doc = json.loads((coco_root / "annotations" / "instances_train2017.json").read_text())
     cats = {a["category_id"] for a in doc["annotations"]}
-    assert cats <= set(synthetic.COCO_CATEGORY_IDS[1:]) | {synthetic.DISTRACTOR_CATEGORY}
+    assert cats <= set(COCOSegmentation.CAT_LIST[1:]) | {synthetic.DISTRACTOR_CATEGORY}
     assert synthetic.DISTRACTOR_CATEGORY in cats
     kinds = {type(a["segmentation"]).__name__ for a in doc["annotations"]}
     assert kinds == {"list", "dict"}
