@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from segcheck import cli, report
 from segcheck.catalog import ModelSpec
+from segcheck.gate import IMPROVED, Verdict
 
 # The tutorial's commands, with `python test.py` replaced by `segcheck` (../shared/reference/seed-...md).
 SEED_COMMANDS = {
@@ -92,14 +93,8 @@ def _results():
     results.record("fcn_resnet101_voc", "int8", pixacc=92.4, miou=65.9, latency_ms=40.0)
     results.model("fcn_resnet101_voc").baseline = {"fp32_latency_ms": 99.0, "s8_latency_ms": 41.0, "fp32_pixacc": 92.5,
                                                    "fp32_miou": 66.0, "s8_pixacc": 92.4, "s8_miou": 65.0}
-    results.verdict("fcn_resnet101_voc", "int8-accuracy", cli_verdict("IMPROVED", "mIoU rose"))
+    results.verdict("fcn_resnet101_voc", "int8-accuracy", Verdict(IMPROVED, "mIoU rose"))
     return results
-
-
-def cli_verdict(status, message):
-    from segcheck.gate import Verdict
-
-    return Verdict(status, message)
 
 
 def test_report_prints_the_performance_table_and_writes_json_and_png(tmp_path):
