@@ -9,16 +9,17 @@ from __future__ import annotations
 import difflib
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from . import atomic
-from .catalog import ARCHITECTURES, ModelSpec
+from .catalog import check_name
 from .errors import SegcheckError
 from .metrics import CONVENTIONS
+from .records import SEED_PREFIX
+from .strict import Reader
 
 SCHEMA = 1
-DEFAULT_PATH = Path(__file__).resolve().parent.parent / "baselines.json"  # the project's table, beside the package
 ROW_KEYS = ("fp32_latency_ms", "s8_latency_ms", "fp32_pixacc", "fp32_miou", "s8_pixacc", "s8_miou")
 TOLERANCE_KEYS = ("pixacc_points", "miou_points", "int8_drop_pixacc_points", "int8_drop_miou_points")
 TIERS = ("real", "synthetic")
@@ -39,7 +40,7 @@ class Row:
 
     def accuracy(self, precision: str) -> tuple[float, float]:
         """(pixAcc, mIoU) in percent for 'fp32' or 'int8'."""
-        prefix = "fp32" if precision == "fp32" else "s8"
+        prefix = SEED_PREFIX[precision]
         return getattr(self, f"{prefix}_pixacc"), getattr(self, f"{prefix}_miou")
 
 
@@ -51,6 +52,10 @@ class Tolerances:
     miou_points: float
     int8_drop_pixacc_points: float
     int8_drop_miou_points: float
+
+    def with_(self, overrides: dict) -> "Tolerances":
+        """These tolerances with a model's own (from its configuration) in place."""
+        return replace(self, **overrides)
 
 
 @dataclass(frozen=True)
@@ -68,7 +73,7 @@ class Tier:
     description: str
     metric_convention: str
     tolerances: Tolerances
-    min_speedup: dict  # ISA -> {architecture: minimum INT8/FP32 speed-up}
+    min_speedup: dict  # ISA -> {architecture or model name: minimum INT8/FP32 speed-up}
     match_environment: bool
     entries: tuple
 
@@ -92,8 +97,17 @@ class Baselines:
             raise BaselineError(f"{self.path}: key 'tiers.{name}' is missing; add the tier or pick another")
         return self.tiers[name]
 
+    def tier_or_new(self, name: str, convention: str) -> Tier:
+        """The tier, or the one --update-baselines would create (no rows, default tolerances) where absent."""
+        if name in self.tiers:
+            return self.tiers[name]
+        return _Reader(self.path).tier(name, new_tier(convention, "not recorded yet"), f"tiers.{name}")
+
     def lookup(self, tier: str, model: str, environment: dict, setting: dict) -> Lookup:
         """The row for `model` recorded at `setting` (and, where the tier asks, in `environment`)."""
+        if tier not in self.tiers:
+            return Lookup(None, f"no {tier}-tier baseline rows in {self.path}; record them from a trusted run "
+                                "with pytest --update-baselines")
         t = self.tier(tier)
         seen = []
         for entry in t.entries:
@@ -104,7 +118,8 @@ class Baselines:
                 return Lookup(entry.rows[model], entry=entry)
             seen.append(entry)
         if not seen:
-            return Lookup(None, f"no {tier}-tier baseline row for {model} in {self.path}")
+            return Lookup(None, f"no {tier}-tier baseline row for {model} in {self.path}; record one from a trusted "
+                                "run with pytest --update-baselines")
         other = seen[0]
         if t.match_environment and other.environment != environment:
             return Lookup(
@@ -124,48 +139,11 @@ def _fmt(d: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(d.items()))
 
 
-class _Reader:
+class _Reader(Reader):
     """Walks the parsed JSON and reports the first problem with the file and the dotted key."""
 
     def __init__(self, path: Path):
-        self.path = path
-
-    def fail(self, key: str, problem: str):
-        shown = key.encode("unicode_escape").decode("ascii")  # a key holding a newline stays on one line
-        raise BaselineError(f"{self.path}: key '{shown}': {problem}; fix it or restore the file from git")
-
-    def obj(self, value, key: str, required: tuple, optional: tuple = ()) -> dict:
-        if not isinstance(value, dict):
-            self.fail(key, f"expected an object, got {type(value).__name__}")
-        for k in required:
-            if k not in value:
-                self.fail(f"{key}.{k}" if key else k, "missing")
-        for k in value:
-            if k not in required and k not in optional:
-                self.fail(f"{key}.{k}" if key else k, "unknown key")
-        return value
-
-    def number(self, value, key: str, lo: float = 0.0, hi: float = math.inf) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            self.fail(key, f"expected a number, got {value!r}")
-        if not lo <= value <= hi:
-            self.fail(key, f"{value} is outside [{lo}, {hi}]")
-        return float(value)
-
-    def string(self, value, key: str, choices: tuple = ()) -> str:
-        if not isinstance(value, str):
-            self.fail(key, f"expected a string, got {value!r}")
-        if choices and value not in choices:
-            self.fail(key, f"{value!r} is not one of {', '.join(choices)}")
-        return value
-
-    def flat(self, value, key: str) -> dict:
-        """An object of strings and numbers (environment and setting descriptions)."""
-        self.obj(value, key, (), tuple(value) if isinstance(value, dict) else ())
-        for k, v in value.items():
-            if isinstance(v, bool) or not isinstance(v, (str, int, float)):
-                self.fail(f"{key}.{k}", f"expected a string or number, got {v!r}")
-        return dict(value)
+        super().__init__(path, "fix it or restore the file from git", BaselineError)
 
     def row(self, value, key: str) -> Row:
         self.obj(value, key, ROW_KEYS)
@@ -181,7 +159,7 @@ class _Reader:
         parsed = {}
         for name, row in rows.items():
             try:
-                ModelSpec.parse(name)
+                check_name(name)
             except SegcheckError as err:
                 self.fail(f"{key}.rows.{name}", str(err))
             parsed[name] = self.row(row, f"{key}.rows.{name}")
@@ -195,10 +173,9 @@ class _Reader:
         self.obj(speed, f"{key}.min_speedup", (), tuple(speed) if isinstance(speed, dict) else ())
         min_speedup = {}
         for isa, per_arch in speed.items():
-            self.obj(per_arch, f"{key}.min_speedup.{isa}", (), ARCHITECTURES)
+            self.obj(per_arch, f"{key}.min_speedup.{isa}", free=True)
             min_speedup[isa] = {a: self.number(v, f"{key}.min_speedup.{isa}.{a}", 0.0, 1000.0) for a, v in per_arch.items()}
-        if not isinstance(value["match_environment"], bool):
-            self.fail(f"{key}.match_environment", f"expected true or false, got {value['match_environment']!r}")
+        self.boolean(value["match_environment"], f"{key}.match_environment")
         if not isinstance(value["entries"], list):
             self.fail(f"{key}.entries", "expected a list")
         entries = tuple(self.entry(e, f"{key}.entries[{i}]") for i, e in enumerate(value["entries"]))
@@ -232,9 +209,14 @@ def parse(text: str, path: Path) -> Baselines:
     return Baselines(path, {name: reader.tier(name, value, f"tiers.{name}") for name, value in tiers.items()})
 
 
-def load(path) -> Baselines:
-    """Read and validate baselines.json; any problem is a BaselineError naming the file and the key."""
+def load(path, missing_ok: bool = False) -> Baselines:
+    """Read and validate baselines.json; any problem is a BaselineError naming the file and the key.
+
+    With `missing_ok`, an absent file is an empty table (a project that has not recorded rows yet).
+    """
     path = Path(path)
+    if missing_ok and not path.exists():
+        return Baselines(path, {})
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -257,27 +239,45 @@ def dumps(doc, indent: int = 0) -> str:
     return text + ("\n" if indent == 0 else "")
 
 
-def record(path, tier: str, environment: dict, setting: dict, rows: dict) -> str:
-    """Store `rows` (name -> Row) for this environment and setting; return the unified diff written.
+DEFAULT_TOLERANCES = {"pixacc_points": 0.5, "miou_points": 1.0, "int8_drop_pixacc_points": 1.0, "int8_drop_miou_points": 2.0}
+
+
+def new_tier(convention: str, description: str) -> dict:
+    """A tier for a file or tier that does not exist yet: recorded rows, keyed by environment and setting."""
+    return {"description": description, "metric_convention": convention, "tolerances": dict(DEFAULT_TOLERANCES),
+            "min_speedup": {}, "match_environment": True, "entries": []}
+
+
+def record(path, tier: str, environment: dict, groups, template: dict | None = None) -> str:
+    """Store rows for this environment, one (setting, {name: Row}) group at a time; return the unified diff written.
 
     The file is re-read and re-validated, changed in memory, validated again, then written atomically.
+    A missing file or tier is created from `template` (see new_tier); a tier of published rows
+    (match_environment false) is never written.
     """
     path = Path(path)
-    load(path)
-    old_text = path.read_text(encoding="utf-8")
-    doc = json.loads(old_text)
+    if path.exists():
+        load(path)
+        old_text = path.read_text(encoding="utf-8")
+        doc = json.loads(old_text)
+    else:
+        old_text, doc = "", {"schema": SCHEMA, "tiers": {}}
+    if tier not in doc["tiers"]:
+        if template is None:
+            raise BaselineError(f"{path}: key 'tiers.{tier}' is missing; add the tier or pick another")
+        doc["tiers"][tier] = template
+    if not doc["tiers"][tier]["match_environment"]:
+        raise BaselineError(f"{path}: tier '{tier}' holds published rows (match_environment is false), which "
+                            "--update-baselines never overwrites; record on another tier")
     entries = doc["tiers"][tier]["entries"]
-    match_env = doc["tiers"][tier]["match_environment"]
-    target = next(
-        (e for e in entries if e["setting"] == setting and (not match_env or e["environment"] == environment)),
-        None,
-    )
-    if target is None:
-        target = {"environment": environment, "setting": setting, "rows": {}}
-        entries.append(target)
-    for name, row in sorted(rows.items()):
-        target["rows"][name] = {k: round(getattr(row, k), 4) for k in ROW_KEYS}
-    target["rows"] = dict(sorted(target["rows"].items()))
+    for setting, rows in groups:
+        target = next((e for e in entries if e["setting"] == setting and e["environment"] == environment), None)
+        if target is None:
+            target = {"environment": environment, "setting": setting, "rows": {}}
+            entries.append(target)
+        for name, row in sorted(rows.items()):
+            target["rows"][name] = {k: round(getattr(row, k), 4) for k in ROW_KEYS}
+        target["rows"] = dict(sorted(target["rows"].items()))
     new_text = dumps(doc)
     parse(new_text, path)
     diff = "".join(

@@ -5,18 +5,25 @@ from __future__ import annotations
 from functools import cached_property
 
 from . import data, pipeline
-from .catalog import ModelSpec
-from .config import RunConfig
+from .config import ModelConfig
 from .errors import MissingResource
 from .evaluate import Evaluation, evaluate
 
 
 class ModelCase:
-    """`on_missing(err)` decides what absent weights or data mean (the pytest wiring skips or fails)."""
+    """`on_missing(err)` decides what absent weights or data mean (the pytest plugin skips or fails)."""
 
-    def __init__(self, spec: ModelSpec, config: RunConfig, on_missing):
-        self.spec, self.config, self._on_missing = spec, config, on_missing
+    def __init__(self, config: ModelConfig, on_missing):
+        self.config, self._on_missing = config, on_missing
         self._evaluations = {}
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def classes(self) -> tuple:
+        return self.config.kind.classes
 
     def _guard(self, build):
         try:
@@ -27,24 +34,24 @@ class ModelCase:
 
     @cached_property
     def fp32(self):
-        return self._guard(lambda: pipeline.fp32_net(self.config, self.spec))
+        return self._guard(lambda: pipeline.fp32_net(self.config))
 
     @cached_property
     def int8(self) -> pipeline.Int8Model:
-        return self._guard(lambda: pipeline.int8_model(self.config, self.spec))
+        return self._guard(lambda: pipeline.int8_model(self.config))
 
     def model(self, precision: str):
         return self.fp32 if precision == "fp32" else self.int8.block
 
     @cached_property
     def val(self) -> data.Split:
-        return self._guard(lambda: pipeline.open_split(self.config, self.spec.dataset, "val"))
+        return self._guard(lambda: pipeline.open_split(self.config, self.config.split))
 
     def evaluation(self, precision: str) -> Evaluation:
         if precision not in self._evaluations:
             model = self.model(precision)
             self._evaluations[precision] = evaluate(
-                model, self.val, data.first(self.val, self.config.num_images), self.config.batch_size,
-                self.config.skip_bad, desc=f"evaluating {self.spec.name} {precision}",
+                model, self.val, data.first(self.val, self.config.num_images), self.config.run.batch_size,
+                self.config.run.skip_bad, desc=f"evaluating {self.name} {precision}",
             )
         return self._evaluations[precision]

@@ -1,65 +1,149 @@
-"""The models and datasets segcheck knows by name, and how their names are spelled."""
+"""What segcheck knows by name: GluonCV's segmentation datasets, and the networks it can build or import."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
 
 from .errors import SegcheckError
 
-ARCHITECTURES = ("fcn", "psp", "deeplab")
-BACKBONES = ("resnet50", "resnet101")
-DATASETS = ("voc", "coco")
 PRECISIONS = ("fp32", "int8")
-
-# The seed's --dataset accepts GluonCV's long names too.
-DATASET_ALIASES = {"voc": "voc", "pascal_voc": "voc", "coco": "coco", "mscoco": "coco"}
-# GluonCV's dataset keys, used by the model constructors.
-GLUONCV_DATASET = {"voc": "pascal_voc", "coco": "coco"}
-
-VOC_CLASSES = (
-    "background", "airplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-    "diningtable", "dog", "horse", "motorcycle", "person", "potted-plant", "sheep", "sofa", "train", "tv",
-)
-NUM_CLASSES = len(VOC_CLASSES)
+# Architectures segcheck can initialise from a seed and fit on its synthetic data (the synthetic tier).
+SEEDED_ARCHITECTURES = ("fcn", "psp", "deeplab")
+SEEDED_BACKBONES = ("resnet50", "resnet101", "resnet152")
+# get_segmentation_model's networks (GluonCV 0.10), and the backbones its get_backbone offers.
+SEGMENTATION_MODELS = ("fcn", "psp", "deeplab", "deeplabplus", "deeplabplusv3b", "icnet", "fastscnn", "danet")
+BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnest50", "resnest101", "resnest200", "resnest269")
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
 
-def _choose(kind: str, value: str, allowed) -> str:
+def choose(kind: str, value: str, allowed) -> str:
     if value not in allowed:
         raise SegcheckError(f"unknown {kind} {value!r}; choose one of: {', '.join(allowed)}")
     return value
 
 
-@dataclass(frozen=True, order=True)
-class ModelSpec:
-    """One architecture x backbone x dataset, named as GluonCV names it (fcn_resnet101_voc)."""
+@dataclass(frozen=True)
+class DatasetKind:
+    """One of GluonCV's segmentation datasets: its folder, how to lay it out, its splits and classes."""
+
+    key: str  # gluoncv.data.get_segmentation_dataset's name
+    marker: str  # pytest marker of its cases
+    option: str  # the option naming its root
+    env: str  # the environment variable naming its root
+    default_root: str  # GluonCV's default folder
+    acronym: str  # its suffix in GluonCV's model names (fcn_resnet101_voc)
+    splits: tuple  # the splits segcheck reads
+    prepare: str  # how to lay the folder out
+
+    @cached_property
+    def classes(self) -> tuple:
+        """Class names in label order, from GluonCV's own dataset class."""
+        from gluoncv.data import datasets
+
+        return tuple(datasets[self.key].CLASSES)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+DATASETS = {d.key: d for d in (
+    DatasetKind("pascal_voc", "voc", "--voc-root", "SEGCHECK_VOC_ROOT", "~/.mxnet/datasets/voc", "voc",
+                ("train", "val", "trainval"),
+                "extract VOCtrainval_11-May-2012.tar so that <root>/VOC2012/ exists (segcheck fetch voc, or GluonCV's "
+                "scripts/datasets/pascal_voc.py)"),
+    DatasetKind("pascal_aug", "pascal_aug", "--pascal-aug-root", "SEGCHECK_PASCAL_AUG_ROOT", "~/.mxnet/datasets/voc",
+                "voc", ("train", "val", "trainval"),
+                "extract the SBD benchmark so that <root>/VOCaug/dataset/{img,cls,train.txt,val.txt} exist (GluonCV's "
+                "scripts/datasets/pascal_voc.py)"),
+    DatasetKind("coco", "coco", "--coco-root", "SEGCHECK_COCO_ROOT", "~/.mxnet/datasets/coco", "coco", ("train", "val"),
+                "place annotations/instances_val2017.json and val2017/ from COCO 2017 under <root> (segcheck fetch coco, "
+                "or GluonCV's scripts/datasets/mscoco.py)"),
+    DatasetKind("ade20k", "ade20k", "--ade20k-root", "SEGCHECK_ADE20K_ROOT", "~/.mxnet/datasets/ade", "ade",
+                ("train", "val"),
+                "extract ADEChallengeData2016.zip so that <root>/ADEChallengeData2016/{images,annotations}/ exist "
+                "(GluonCV's scripts/datasets/ade20k.py)"),
+    DatasetKind("citys", "citys", "--citys-root", "SEGCHECK_CITYS_ROOT", "~/.mxnet/datasets/citys", "citys",
+                ("train", "val", "trainval"),
+                "extract leftImg8bit_trainvaltest.zip and gtFine_trainvaltest.zip so that <root>/leftImg8bit/ and "
+                "<root>/gtFine/ exist (GluonCV's scripts/datasets/cityscapes.py)"),
+)}
+ALIASES = {"voc": "pascal_voc", "mscoco": "coco", "ade": "ade20k", "cityscapes": "citys", **{k: k for k in DATASETS}}
+BY_ACRONYM = {"voc": "pascal_voc", "coco": "coco", "ade": "ade20k", "citys": "citys"}
+
+
+def dataset(name: str) -> DatasetKind:
+    """A dataset by GluonCV's name or a common alias (voc, pascal_voc, coco, ade20k, citys, ...)."""
+    return DATASETS[ALIASES[choose("dataset", name, tuple(ALIASES))]]
+
+
+def zoo_names() -> tuple:
+    """GluonCV model-zoo names of segmentation networks with floating-point weights."""
+    from gluoncv.model_zoo.model_zoo import _models
+
+    prefixes = tuple(f"{m}_" for m in SEGMENTATION_MODELS)
+    return tuple(sorted(n for n in _models if n.startswith(prefixes) and not n.endswith("_int8")))
+
+
+@dataclass(frozen=True)
+class Network:
+    """A network to gate: a model-zoo name, a get_segmentation_model pair, or an exported FP32 model.
+
+    `arch` is the architecture (fcn, psp, ...) or "export"; `dataset` the GluonCV dataset whose classes
+    the classifier predicts (empty for an export, which carries its own).
+    """
 
     arch: str
-    backbone: str
-    dataset: str
-
-    def __post_init__(self):
-        _choose("model", self.arch, ARCHITECTURES)
-        _choose("backbone", self.backbone, BACKBONES)
-        _choose("dataset", self.dataset, DATASETS)
+    backbone: str = ""
+    dataset: str = ""
+    zoo: str = ""
+    export: Path | None = None
 
     @property
     def name(self) -> str:
-        return f"{self.arch}_{self.backbone}_{self.dataset}"
+        if self.export is not None:
+            return self.export.name
+        return self.zoo or f"{self.arch}_{self.backbone}_{DATASETS[self.dataset].acronym}"
+
+    @property
+    def store_name(self) -> str:
+        """The name of its weights in GluonCV's model store."""
+        return self.name
+
+    @property
+    def seedable(self) -> bool:
+        return self.arch in SEEDED_ARCHITECTURES and self.backbone in SEEDED_BACKBONES and self.dataset in ("pascal_voc", "coco")
 
     @classmethod
-    def parse(cls, name: str) -> "ModelSpec":
+    def from_zoo(cls, name: str) -> "Network":
+        if name not in zoo_names():
+            raise SegcheckError(f"unknown model-zoo network {name!r}; GluonCV's segmentation networks are: {', '.join(zoo_names())}")
         parts = name.split("_")
-        if len(parts) != 3:
-            raise SegcheckError(
-                f"unknown model name {name!r}; expected <model>_<backbone>_<dataset> such as fcn_resnet101_voc"
-            )
-        return cls(*parts)
+        if parts[-1] not in BY_ACRONYM:
+            raise SegcheckError(f"model-zoo network {name!r} is for a dataset segcheck does not read ({parts[-1]}); "
+                                f"choose one for {', '.join(sorted(BY_ACRONYM))}")
+        return cls(parts[0], "_".join(parts[1:-1]), BY_ACRONYM[parts[-1]], zoo=name)
+
+    @classmethod
+    def from_parts(cls, model: str, backbone: str, dataset_name: str) -> "Network":
+        choose("model", model, SEGMENTATION_MODELS)
+        choose("backbone", backbone, BACKBONES)
+        return cls(model, backbone, dataset(dataset_name).key)
+
+    @classmethod
+    def from_export(cls, prefix) -> "Network":
+        return cls("export", export=Path(prefix))
 
 
-def dataset_key(name: str) -> str:
-    """Normalise a dataset name from the command line (voc, pascal_voc, coco)."""
-    return DATASET_ALIASES[_choose("dataset", name, tuple(DATASET_ALIASES))]
+def check_name(name: str, what: str = "model name") -> str:
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        raise SegcheckError(f"{what} {name!r} must start with a letter or digit and hold only letters, digits and _ . + -")
+    return name
 
 
-# The seed's six models: ResNet-101 for the three architectures on both datasets.
-SEED_MODELS = tuple(ModelSpec(a, "resnet101", d) for a in ARCHITECTURES for d in DATASETS)
+def seed_networks() -> tuple:
+    """The tutorial's six models: ResNet-101 FCN, PSPNet and DeepLabV3 on VOC and COCO."""
+    return tuple(Network(a, "resnet101", d) for a in SEEDED_ARCHITECTURES for d in ("pascal_voc", "coco"))

@@ -2,9 +2,10 @@
 
 Each command of the GluonCV INT8 tutorial works with `python test.py` replaced by `segcheck`:
 FP32 or INT8 evaluation (--eval) or dummy-data latency (--benchmark), calibration writing
-./model/<name>-quantized-<mode>-symbol.json / -0000.params (--calibration), and the exported model
-(--deploy --model-prefix). With --pretrained the GluonCV weights and real datasets are used (an
-error where they are absent); without it, the seeded models of the synthetic tier.
+./model/<name>-quantized-<mode>-symbol.json / -0000.params (--calibration), and exported models
+(--deploy --model-prefix, FP32 or INT8). Weights: --pretrained (GluonCV's model store), --resume PATH
+(a params file), --model-zoo NAME (a model-zoo network and its store weights), the export's own; without
+any, the synthetic tier's seeded models. Data: real datasets with real weights, else the synthetic tier's.
 """
 
 from __future__ import annotations
@@ -12,176 +13,200 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .catalog import ARCHITECTURES, BACKBONES, DATASET_ALIASES, ModelSpec, dataset_key
+from . import options
+from .catalog import ALIASES, BACKBONES, SEGMENTATION_MODELS, Network, dataset
 from .errors import SegcheckError
-from .models.quantize import CALIB_MODES, QUANTIZED_DTYPES
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
 
 
 def seed_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="segcheck", description="The GluonCV INT8 segmentation workflow (test.py flags); "
         "`segcheck report` prints the Performance table of the last pytest run.")
-    p.add_argument("--model", default="fcn", choices=ARCHITECTURES)
-    p.add_argument("--backbone", default="resnet101", choices=BACKBONES)
-    p.add_argument("--dataset", choices=sorted(DATASET_ALIASES), help="default pascal_voc (with --deploy: from the prefix)")
+    p.add_argument("--model", choices=SEGMENTATION_MODELS, help="default fcn")
+    p.add_argument("--backbone", choices=BACKBONES, help="default resnet101")
+    p.add_argument("--model-zoo", metavar="NAME", help="a GluonCV model-zoo network (fcn_resnet101_ade, ...) with its store weights")
+    p.add_argument("--dataset", choices=sorted(ALIASES), help="default pascal_voc (with --model-zoo or --deploy: from the name)")
     p.add_argument("--mode", default="val", help="val: short side to the crop, centre crop (testval is not supported)")
-    p.add_argument("--eval", action="store_true", help="evaluate pixAcc / mIoU on the val split")
-    p.add_argument("--batch-size", type=_positive, default=1)
+    p.add_argument("--eval", action="store_true", help="evaluate pixAcc / mIoU on the val split (the default action)")
     p.add_argument("--pretrained", action="store_true", help="GluonCV's pretrained weights and the real datasets")
+    p.add_argument("--resume", metavar="PATH", help="a local params file (save_parameters) for --model/--backbone or --model-zoo")
     p.add_argument("--benchmark", action="store_true", help="latency on dummy data, then exit")
-    p.add_argument("--num-iterations", type=_positive, default=20, help="benchmark iterations (after 5 dry runs)")
+    p.add_argument("--num-iterations", type=options.positive, help="benchmark iterations after 5 dry runs (default 20)")
     p.add_argument("--calibration", action="store_true", help="calibrate and export the INT8 model to ./model/")
-    p.add_argument("--num-calib-batches", type=_positive, help="default 5 with --pretrained (the seed), 2 otherwise")
-    p.add_argument("--calib-batch-size", type=_positive, help="images per calibration batch: default 32 with --pretrained, 16 otherwise")
-    p.add_argument("--calib-mode", choices=CALIB_MODES, help="default naive")
-    p.add_argument("--calib-split", help="calibration split (default train; 'val' reproduces the seed)")
-    p.add_argument("--quantized-dtype", choices=QUANTIZED_DTYPES, help="default auto")
-    p.add_argument("--quantized", action="store_true", help="use the calibrated INT8 model")
-    p.add_argument("--deploy", action="store_true", help="load an exported model from --model-prefix")
+    p.add_argument("--quantized", action="store_true", help="use the INT8 model (calibrated by segcheck, or the INT8 export)")
+    p.add_argument("--deploy", action="store_true", help="load an exported model (FP32 or INT8) from --model-prefix")
     p.add_argument("--model-prefix", help="exported model prefix (<prefix>-symbol.json, <prefix>-0000.params)")
-    p.add_argument("--crop-size", "--image-shape", dest="crop_size", type=_positive,
-                   help="input size (default 480 with --pretrained, 64 otherwise; read from the model with --deploy)")
-    p.add_argument("--num-images", type=_positive, help="evaluate only the first N val images")
-    p.add_argument("--cache-dir", help="model and data cache (default $SEGCHECK_CACHE_DIR or ~/.cache/segcheck)")
-    p.add_argument("--voc-root")
-    p.add_argument("--coco-root")
-    p.add_argument("--skip-bad", action="store_true", help="leave out unreadable samples with a warning")
-    p.add_argument("--workers", type=int, default=0, help="accepted for compatibility; loading is in-process")
+    options.add_to_argparse(p)
     return p
 
 
 def report_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="segcheck report", description="The seed's Performance table from a pytest run.")
-    p.add_argument("--results", help="results file (default <cache-dir>/last-run.json, written by pytest)")
-    p.add_argument("--cache-dir")
+    p.add_argument("--results", help="results file (default <cache>/last-run.json, written by pytest)")
+    p.add_argument("--segcheck-cache", "--cache-dir", dest="cache_dir")
     p.add_argument("--json", dest="json_out", help="also write the results as JSON here")
     p.add_argument("--png", help="also draw them as a PNG chart here")
     p.add_argument("--baseline", choices=("real", "synthetic"), help="print the baseline table's rows for a tier instead")
-    p.add_argument("--baselines", default=None, help="baseline file (default: baselines.json beside the package)")
+    p.add_argument("--baselines", help="baseline file (default: the configuration's in this folder)")
     return p
 
 
 @dataclass(frozen=True)
 class Plan:
-    """What a seed command line asks for."""
+    """What a seed command line asks for, resolved to one model."""
 
     action: str  # benchmark | calibrate | evaluate
     precision: str  # fp32 | int8
-    spec: ModelSpec
-    tier: str
+    model: object  # config.ModelConfig
+    deployed: bool
     args: argparse.Namespace
 
 
-def plan(argv) -> Plan:
-    parser = seed_parser()
-    args = parser.parse_args(argv)
-    if args.mode != "val":
-        parser.error(f"--mode {args.mode} is not supported: segcheck follows the seed's mode=val protocol")
-    if args.deploy and not args.model_prefix:
-        parser.error("--deploy needs --model-prefix (e.g. ./model/fcn_resnet101_voc-quantized-naive)")
-    spec = ModelSpec(args.model, args.backbone, dataset_key(args.dataset or "voc"))
-    named = _spec_from_prefix(args.model_prefix) if args.deploy else None
-    if named:  # the seed's deploy command names the model only through the prefix
-        spec = ModelSpec(named.arch, named.backbone, dataset_key(args.dataset) if args.dataset else named.dataset)
-    action = "benchmark" if args.benchmark else "calibrate" if args.calibration else "evaluate"
-    precision = "int8" if (args.quantized or args.calibration) else "fp32"
-    return Plan(action, precision, spec, "real" if args.pretrained else "synthetic", args)
-
-
-def _spec_from_prefix(prefix: str) -> ModelSpec | None:
-    """fcn_resnet101_voc from ./model/fcn_resnet101_voc-quantized-naive, if the name follows that pattern."""
-    try:
-        return ModelSpec.parse(Path(prefix).name.split("-")[0])
-    except SegcheckError:
-        return None
-
-
-def _config(p: Plan, crop: int | None = None):
-    from .config import RunConfig, calib_for
-
-    a = p.args
-    return RunConfig.for_tier(
-        p.tier, crop_size=crop or a.crop_size, num_images=a.num_images, batch_size=a.batch_size,
-        calib=calib_for(p.tier, mode=a.calib_mode, dtype=a.quantized_dtype, num_batches=a.num_calib_batches,
-                        batch_size=a.calib_batch_size, split=a.calib_split),
-        cache_dir=Path(a.cache_dir).expanduser() if a.cache_dir else None,
-        voc_root=a.voc_root, coco_root=a.coco_root, skip_bad=a.skip_bad or None,
-    )
-
-
-def _deployed_crop(prefix: str) -> int | None:
-    """The output size an exported model was built for (its final BilinearResize2D)."""
+def _export_precision(prefix) -> str:
     from .models import export
+    from .models.graph import inspect_graph
 
     symbol, _ = export.files(prefix)
     try:
-        nodes = json.loads(symbol.read_text())["nodes"]
+        return "int8" if inspect_graph(symbol.read_text()).int8_convs else "fp32"
+    except FileNotFoundError:
+        raise SegcheckError(f"{symbol}: not found; run the calibration first or fix --model-prefix") from None
+    except (ValueError, KeyError) as err:
+        raise SegcheckError(f"{symbol}: not a valid symbol file ({err}); export the model again") from None
+
+
+def _deployed_crop(prefix) -> int | None:
+    """The output size an exported model was built for (its final BilinearResize2D)."""
+    from .models import export
+
+    try:
+        nodes = json.loads(export.files(prefix)[0].read_text())["nodes"]
     except (OSError, ValueError, KeyError):
         return None  # export.load reports the problem with the file
     sizes = [int(n["attrs"]["height"]) for n in nodes if n["op"] == "_contrib_BilinearResize2D" and "height" in n.get("attrs", {})]
     return sizes[-1] if sizes else None
 
 
-def _model(p: Plan, config):
-    from . import pipeline
-    from .models import export
+def _network(args) -> Network:
+    if args.deploy:
+        return Network.from_export(Path(args.model_prefix))
+    if args.model_zoo:
+        return Network.from_zoo(args.model_zoo)
+    return Network.from_parts(args.model or "fcn", args.backbone or "resnet101", args.dataset or "pascal_voc")
 
-    if p.args.deploy:
-        return export.load(p.args.model_prefix)
+
+def _dataset_of(args, network: Network) -> str:
+    if args.dataset:
+        return dataset(args.dataset).key
+    if network.dataset:
+        return network.dataset
+    try:  # the seed's deploy command names the model only through the prefix: fcn_resnet101_voc-quantized-naive
+        return Network.from_zoo(Path(args.model_prefix).name.split("-")[0]).dataset
+    except SegcheckError:
+        return "pascal_voc"
+
+
+def _refuse_what_has_no_effect(args, fail) -> None:
+    """Every option given must change what this command does; anything else is a usage error."""
+    found = vars(args)
+    if args.mode != "val":
+        fail(f"--mode {args.mode} is not supported: segcheck follows the seed's mode=val protocol")
+    if args.deploy and not args.model_prefix:
+        fail("--deploy needs --model-prefix (e.g. ./model/fcn_resnet101_voc-quantized-naive)")
+    if args.model_prefix and not (args.deploy or args.calibration):
+        fail("--model-prefix has no effect without --deploy (the model to load) or --calibration (where to write)")
+    if args.num_iterations is not None and not args.benchmark:
+        fail("--num-iterations has no effect without --benchmark")
+    for dest in ("num_images", "skip_bad", "calib_split"):
+        if args.benchmark and found[dest] is not None:
+            fail(f"{options.flag_of(dest)} has no effect with --benchmark (it runs on dummy data)")
+    if args.calibration and args.num_images is not None:
+        fail("--num-images has no effect with --calibration, which evaluates nothing (the images it uses are --calib-*)")
+    if args.calibration and args.batch_size not in (None, 1):
+        fail("--batch-size has no effect with --calibration: the calibration batch size is --calib-batch-size")
+    calib = [d for d in options.CALIBRATION if found[d] is not None]
+    if calib and not (args.calibration or args.quantized):
+        fail(f"{options.flag_of(calib[0])} has no effect without --calibration or --quantized")
+    if args.deploy and (args.model or args.backbone or args.resume or args.model_zoo):
+        fail("--model, --backbone, --model-zoo and --resume have no effect with --deploy: the export is the model")
+    if args.model_zoo and (args.model or args.backbone):
+        fail("--model and --backbone have no effect with --model-zoo, which names the network")
+    if args.resume and args.pretrained:
+        fail("--resume and --pretrained both name the weights; pick one")
+
+
+def plan(argv) -> Plan:
+    from .config import RunConfig, Weights, configure, resolve_root, weights_of
+    from .project import STORE, DataEntry, ModelEntry
+
+    parser = seed_parser()
+    args = parser.parse_args(argv)
+    _refuse_what_has_no_effect(args, parser.error)
+    network = _network(args)
+    kind = dataset(_dataset_of(args, network))
+    found = vars(args)
+    roots = [(dest, key) for dest, key in options.ROOTS.items() if found[dest]]
+    real_weights = args.pretrained or args.resume or args.model_zoo or args.deploy
+    for dest, key in roots:
+        if key != kind.key:
+            parser.error(f"{options.flag_of(dest)} has no effect: the dataset is {kind.key}")
+        if not real_weights:
+            parser.error(f"{options.flag_of(dest)} needs real weights: pass --pretrained, --resume PATH or --model-zoo NAME "
+                         "(the seeded weights are fitted on the synthetic tier's data)")
+    export_precision = _export_precision(args.model_prefix) if args.deploy else None
+    if export_precision == "int8" and args.calibration:
+        parser.error(f"{args.model_prefix} is already an INT8 export: --calibration has no effect")
+    precision = "int8" if (args.quantized or args.calibration or export_precision == "int8") else "fp32"
+    real_data = bool(args.pretrained or args.resume or args.model_zoo or roots)
+    if not real_weights and not network.seedable:
+        parser.error(f"{network.name} has no seeded weights on the synthetic tier; pass --pretrained, --resume PATH or --model-zoo NAME")
+    crop = args.crop_size or (_deployed_crop(args.model_prefix) if args.deploy else None)
+    run = RunConfig.from_options({**found, "crop_size": crop}, "real" if real_data else "synthetic")
+    weights = Path(args.resume) if args.resume else (None if args.deploy else STORE)
+    entry = ModelEntry(network.name, network, weights, DataEntry(kind.key),
+                       int8_export=Path(args.model_prefix) if export_precision == "int8" else None)
+    root, source = resolve_root(kind, run.roots.get(kind.key), None, "the command line") if real_data else (None, "the synthetic tier")
+    model = configure(entry, run, weights_of(entry) if real_weights else Weights("seeded"), root, source)
+    action = "benchmark" if args.benchmark else "calibrate" if args.calibration else "evaluate"
+    return Plan(action, precision, model, bool(args.deploy), args)
+
+
+def _model(p: Plan):
+    from . import pipeline
+
     if p.precision == "int8":
-        return pipeline.int8_model(config, p.spec).block
-    return pipeline.fp32_net(config, p.spec)
+        return pipeline.int8_model(p.model).block
+    return pipeline.fp32_net(p.model)
 
 
 def run(p: Plan, out=sys.stdout) -> int:
-    from . import data, pipeline
-    from .evaluate import evaluate, logits
+    from . import data, latency, pipeline
+    from .evaluate import evaluate
     from .models import export
 
-    crop = _deployed_crop(p.args.model_prefix) if p.args.deploy and not p.args.crop_size else None
-    config = _config(p, crop)
-    label = f"{p.spec.name} {'deployed ' if p.args.deploy else ''}{p.precision.upper()} ({config.tier} tier, crop {config.crop_size})"
+    mc = p.model
+    label = f"{mc.name} {'deployed ' if p.deployed else ''}{p.precision.upper()} ({mc.tier} tier, crop {mc.crop_size})"
     if p.action == "calibrate":
-        model = pipeline.int8_model(config, p.spec)
-        prefix = p.args.model_prefix or f"./model/{p.spec.name}-quantized-{config.calib.mode}"
+        model = pipeline.int8_model(mc)
+        prefix = p.args.model_prefix if not p.deployed and p.args.model_prefix else f"./model/{mc.name}-quantized-{mc.calib.mode}"
         symbol, params = export.export(model.block, prefix)
-        print(f"calibrated {p.spec.name}: {config.calib.label()} on {model.entry.manifest['calibration_subset']}; "
-              f"{model.graph.int8_convs}/{model.graph.convs} convolutions in INT8", file=out)
+        print(f"calibrated {mc.name}: {model.source}; {model.graph.int8_convs}/{model.graph.convs} convolutions in INT8", file=out)
         print(f"saved quantized model: {symbol} and {params}", file=out)
         return 0
-    model = _model(p, config)
+    model = _model(p)
     if p.action == "benchmark":
-        x = data.dummy_input(p.args.batch_size, config.crop_size)
-        for _ in range(5):
-            logits(model, x).wait_to_read()
-        times = []
-        for _ in range(p.args.num_iterations):
-            started = time.perf_counter()
-            logits(model, x).wait_to_read()
-            times.append(time.perf_counter() - started)
-        mean = sum(times) / len(times)
-        print(f"{label}: batch size {p.args.batch_size}, {len(times)} iterations: latency {1000 * mean:.2f} ms "
-              f"(min {1000 * min(times):.2f}), throughput {p.args.batch_size / mean:.2f} imgs/sec", file=out)
+        batch = mc.run.batch_size
+        timing = latency.measure(model, data.dummy_input(batch, mc.crop_size), p.args.num_iterations or 20, warmup=5)
+        print(f"{label}: batch size {batch}, {len(timing.times)} iterations: latency {1000 * timing.mean:.2f} ms "
+              f"(min {1000 * timing.min:.2f}), throughput {batch / timing.mean:.2f} imgs/sec", file=out)
         return 0
-    val = pipeline.open_split(config, p.spec.dataset, "val")
-    result = evaluate(model, val, data.first(val, config.num_images), config.batch_size, config.skip_bad,
-                      desc=f"evaluating {p.spec.name}")
+    val = pipeline.open_split(mc, mc.split)
+    result = evaluate(model, val, data.first(val, mc.num_images), mc.run.batch_size, mc.run.skip_bad, desc=f"evaluating {mc.name}")
     gluon, present = result.matrix.compute("gluoncv"), result.matrix.compute("present")
-    print(f"{label} on {result.subset.describe()}: pixAcc {100 * gluon.pix_acc:.2f}%, "
+    print(f"{label} on {result.subset.describe()} of {mc.dataset}: pixAcc {100 * gluon.pix_acc:.2f}%, "
           f"mIoU {100 * gluon.miou:.2f} (gluoncv convention), {100 * present.miou:.2f} (present convention)", file=out)
     if result.skipped:
         print(f"left out {len(result.skipped)} unreadable samples: {', '.join(result.skipped[:5])}", file=out)
@@ -192,18 +217,23 @@ def report(argv, out=sys.stdout) -> int:
     from . import baselines
     from . import report as reporting
     from .models.cache import default_dir
+    from .project import find
+    from .records import Figures, RunResults
 
     args = report_parser().parse_args(argv)
     if args.baseline:
-        path = args.baselines or baselines.DEFAULT_PATH
-        tier = baselines.load(path).tier(args.baseline)
-        results = reporting.RunResults(tier=tier.name, convention=tier.metric_convention)
+        project = None if args.baselines else find(Path.cwd())
+        if project is None and not args.baselines:
+            raise SegcheckError(f"no segcheck configuration in {Path.cwd()} names a baseline file; pass --baselines")
+        tier = baselines.load(args.baselines or project.baselines).tier(args.baseline)
+        results = RunResults(tier=tier.name, convention=tier.metric_convention)
         for entry in tier.entries:
-            results.setting, results.environment = entry.setting, entry.environment
+            results.environment = entry.environment
             for name, row in entry.rows.items():
-                results.model(name).baseline = vars(row)
-                results.record(name, "fp32", latency_ms=row.fp32_latency_ms, pixacc=row.fp32_pixacc, miou=row.fp32_miou)
-                results.record(name, "int8", latency_ms=row.s8_latency_ms, pixacc=row.s8_pixacc, miou=row.s8_miou)
+                m = results.model(name)
+                m.baseline, m.setting = vars(row), entry.setting
+                m.fp32 = Figures(row.fp32_pixacc, row.fp32_miou, row.fp32_latency_ms)
+                m.int8 = Figures(row.s8_pixacc, row.s8_miou, row.s8_latency_ms)
     else:
         cache_dir = Path(args.cache_dir).expanduser() if args.cache_dir else default_dir()
         results = reporting.load(args.results or reporting.last_run_path(cache_dir))

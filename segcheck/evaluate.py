@@ -9,7 +9,6 @@ import numpy as np
 from tqdm import tqdm
 
 from . import data
-from .catalog import NUM_CLASSES
 from .metrics import ConfusionMatrix
 
 
@@ -33,7 +32,7 @@ class Evaluation:
 def evaluate(model, split: data.Split, indices, batch_size: int = 1, skip_bad: bool = False,
              desc: str | None = None) -> Evaluation:
     """pixAcc/mIoU state of `model` on the samples at `indices`, in order."""
-    matrix, ids, skipped = ConfusionMatrix(NUM_CLASSES), [], []
+    matrix, ids, skipped = ConfusionMatrix(split.num_classes), [], []
     with tqdm(total=len(indices), desc=desc, unit="img", leave=False, disable=desc is None) as bar:
         for x, y, batch_ids in data.batches(split, indices, batch_size, skip_bad, skipped):
             matrix.update(predict(model, x), y)

@@ -2,25 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from .baselines import Row, Tolerances
-from .catalog import VOC_CLASSES
 from .metrics import Scores
-
-PASS, FAIL, IMPROVED, SKIP = "PASS", "FAIL", "IMPROVED", "SKIP"
-
-
-@dataclass(frozen=True)
-class Verdict:
-    status: str
-    message: str
-
-    @property
-    def failed(self) -> bool:
-        return self.status in (FAIL, IMPROVED)
+from .records import FAIL, IMPROVED, PASS, SKIP
+from .records import Check as Verdict
 
 
 def percent(scores: Scores) -> tuple[float, float]:
@@ -42,18 +29,18 @@ def against_baseline(what: str, scores: Scores, row: Row, precision: str, tol: T
     return Verdict(status, f"{what}: {hint}: {'; '.join(parts)} [mIoU convention: {scores.convention}]")
 
 
-def moved_classes(fp32: Scores, int8: Scores, count: int = 3) -> str:
-    """The classes whose IoU changed most between FP32 and INT8, worst first."""
+def moved_classes(fp32: Scores, int8: Scores, classes: tuple, count: int = 3) -> str:
+    """The classes (named from the dataset) whose IoU changed most between FP32 and INT8, worst first."""
     a, b = np.asarray(fp32.iou), np.asarray(int8.iou)
     delta = np.nan_to_num(b, nan=0.0) - np.nan_to_num(a, nan=0.0)
     order = [i for i in np.argsort(delta) if not (np.isnan(a[i]) and np.isnan(b[i]))][:count]
     return ", ".join(
-        f"{VOC_CLASSES[i]} {100 * np.nan_to_num(a[i]):.1f} -> {100 * np.nan_to_num(b[i]):.1f} ({100 * delta[i]:+.1f})"
+        f"{classes[i]} {100 * np.nan_to_num(a[i]):.1f} -> {100 * np.nan_to_num(b[i]):.1f} ({100 * delta[i]:+.1f})"
         for i in order
     )
 
 
-def int8_drop(what: str, fp32: Scores, int8: Scores, tol: Tolerances) -> Verdict:
+def int8_drop(what: str, fp32: Scores, int8: Scores, tol: Tolerances, classes: tuple) -> Verdict:
     """One-sided: INT8 may fall at most the tolerance below FP32 on the same images; a rise never fails."""
     f, q = percent(fp32), percent(int8)
     drops = (f[0] - q[0], f[1] - q[1])
@@ -70,7 +57,7 @@ def int8_drop(what: str, fp32: Scores, int8: Scores, tol: Tolerances) -> Verdict
     else:
         head = "INT8 within tolerance of FP32"
     return Verdict(FAIL if failed else PASS, f"{what}: {head}: {detail}; classes that moved most: "
-                                             f"{moved_classes(fp32, int8)} [mIoU convention: {fp32.convention}]")
+                                             f"{moved_classes(fp32, int8, classes)} [mIoU convention: {fp32.convention}]")
 
 
 def speedup(what: str, fp32_ms: float, int8_ms: float, minimum: float | None, isa: str) -> Verdict:

@@ -1,87 +1,25 @@
-"""A run's results and the seed's Performance table: Markdown, JSON and a PNG chart.
+"""A run's results shown and stored: the seed's Performance table (Markdown), JSON, a PNG chart, baseline rows.
 
 model | fp32 latency(ms) | s8 latency(ms) | fp32 pixAcc | fp32 mIoU | s8 pixAcc | s8 mIoU, plus the
-speed-up, the deltas against the baseline row and a PASS / FAIL / IMPROVED status per model.
+speed-up, the deltas against the baseline row and each model's status (PASS, or its first failing check).
 """
 
 from __future__ import annotations
 
 import io
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import atomic
-from .baselines import Row
+from .baselines import ROW_KEYS, Row
 from .errors import SegcheckError
-from .gate import FAIL, IMPROVED, PASS, SKIP, Verdict
-
-FORMAT = 1
+from .records import FAILING, FORMAT, SEED_PREFIX, RunResults
 
 
 def last_run_path(cache_dir) -> Path:
     """Where a pytest run leaves its results for `segcheck report`."""
     return Path(cache_dir) / "last-run.json"
-
-
-@dataclass
-class ModelResult:
-    name: str
-    fp32: dict = field(default_factory=dict)  # pixacc, miou (percent), latency_ms
-    int8: dict = field(default_factory=dict)
-    subset: str = ""
-    int8_share: float | None = None
-    baseline: dict | None = None  # the Row used, as a dict
-    verdicts: dict = field(default_factory=dict)  # check name -> {"status", "message"}
-
-    def status(self) -> str:
-        states = {v["status"] for v in self.verdicts.values()}
-        if FAIL in states:
-            return FAIL
-        if IMPROVED in states:
-            return IMPROVED
-        return PASS if PASS in states else SKIP
-
-
-@dataclass
-class RunResults:
-    tier: str = ""
-    convention: str = ""
-    setting: dict = field(default_factory=dict)
-    environment: dict = field(default_factory=dict)
-    models: dict = field(default_factory=dict)
-
-    def model(self, name: str) -> ModelResult:
-        return self.models.setdefault(name, ModelResult(name))
-
-    def record(self, name: str, precision: str, **figures) -> None:
-        getattr(self.model(name), precision).update(figures)
-
-    def verdict(self, name: str, check: str, verdict: Verdict) -> None:
-        self.model(name).verdicts[check] = {"status": verdict.status, "message": verdict.message}
-
-    def merge(self, other: "RunResults") -> None:
-        """Fold in a worker's results (pytest-xdist): figures and verdicts are per model and check."""
-        for key in ("tier", "convention", "setting", "environment"):
-            setattr(self, key, getattr(self, key) or getattr(other, key))
-        for name, theirs in other.models.items():
-            mine = self.model(name)
-            mine.fp32.update(theirs.fp32)
-            mine.int8.update(theirs.int8)
-            mine.verdicts.update(theirs.verdicts)
-            mine.subset = mine.subset or theirs.subset
-            mine.int8_share = mine.int8_share if mine.int8_share is not None else theirs.int8_share
-            mine.baseline = mine.baseline or theirs.baseline
-
-    def to_dict(self) -> dict:
-        return {"format": FORMAT, **asdict(self)}
-
-    @classmethod
-    def from_dict(cls, doc: dict) -> "RunResults":
-        doc = dict(doc)
-        doc.pop("format", None)
-        models = {name: ModelResult(**m) for name, m in doc.pop("models", {}).items()}
-        return cls(models=models, **doc)
 
 
 def save(results: RunResults, path) -> Path:
@@ -97,14 +35,14 @@ def load(path) -> RunResults:
         return RunResults.from_dict(doc)
     except FileNotFoundError:
         raise SegcheckError(f"{path}: no results yet; run pytest first (it writes them) or pass --results") from None
-    except (ValueError, TypeError, AttributeError) as err:
+    except (ValueError, TypeError, AttributeError, KeyError) as err:
         raise SegcheckError(f"{path}: not a segcheck results file ({err}); run pytest again to rewrite it") from None
 
 
-def _cell(value, unit="", baseline=None, pct=False) -> str:
+def _cell(value, baseline=None, pct=False) -> str:
     if value is None:
         return "-"
-    text = f"{value:.2f}{'%' if pct else ''}{unit}"
+    text = f"{value:.2f}{'%' if pct else ''}"
     if baseline is not None:
         text += f" ({value - baseline:+.2f})"
     return text
@@ -118,35 +56,39 @@ def rows(results: RunResults) -> list:
     for name in sorted(results.models):
         m = results.models[name]
         base = Row(**m.baseline) if m.baseline else None
-        f_ms, q_ms = m.fp32.get("latency_ms"), m.int8.get("latency_ms")
-        table.append((
-            name,
-            _cell(f_ms), _cell(q_ms),
-            f"{f_ms / q_ms:.2f}x" if f_ms and q_ms else "-",
-            _cell(m.fp32.get("pixacc"), baseline=base and base.fp32_pixacc, pct=True),
-            _cell(m.fp32.get("miou"), baseline=base and base.fp32_miou),
-            _cell(m.int8.get("pixacc"), baseline=base and base.s8_pixacc, pct=True),
-            _cell(m.int8.get("miou"), baseline=base and base.s8_miou),
-            m.status(),
-        ))
+        f_ms, q_ms = m.fp32.latency_ms, m.int8.latency_ms
+        accuracy = []
+        for precision in ("fp32", "int8"):
+            figures, prefix = m.figures(precision), SEED_PREFIX[precision]
+            accuracy += [_cell(figures.pixacc, base and getattr(base, f"{prefix}_pixacc"), pct=True),
+                         _cell(figures.miou, base and getattr(base, f"{prefix}_miou"))]
+        table.append((name, _cell(f_ms), _cell(q_ms), f"{f_ms / q_ms:.2f}x" if f_ms and q_ms else "-", *accuracy, m.status()))
     return table
+
+
+def _fmt(d: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in d.items())
 
 
 def markdown(results: RunResults) -> str:
     lines = [" | ".join(HEADER), " | ".join("--" for _ in HEADER)]
     lines += [" | ".join(r) for r in rows(results)]
-    env = ", ".join(f"{k} {v}" for k, v in results.environment.items())
-    setting = ", ".join(f"{k}={v}" for k, v in results.setting.items())
+    settings = {json.dumps(m.setting, sort_keys=True): m.setting for m in results.models.values()}
+    if len(settings) == 1:
+        setting_notes = [f"setting: {_fmt(next(iter(settings.values())))}"]
+    else:
+        setting_notes = [f"setting of {n}: {_fmt(m.setting)}" for n, m in sorted(results.models.items())]
     notes = [
-        f"tier: {results.tier}; mIoU convention: {results.convention}; setting: {setting}",
-        f"environment: {env}",
+        f"tier: {results.tier}; mIoU convention: {results.convention}",
+        *setting_notes,
+        f"environment: {', '.join(f'{k} {v}' for k, v in results.environment.items())}",
         "(in parentheses: the difference from the baseline row)",
     ]
     failing = [
-        f"- {name} {check}: {v['message']}"
+        f"- {name} {check}: {c.message}"
         for name, m in sorted(results.models.items())
-        for check, v in sorted(m.verdicts.items())
-        if v["status"] in (FAIL, IMPROVED)
+        for check, c in sorted(m.checks.items())
+        if c.status in FAILING
     ]
     return "\n".join(lines + [""] + notes + ([""] + failing if failing else [])) + "\n"
 
@@ -164,9 +106,9 @@ def chart(results: RunResults, path) -> Path:
     fig, (lat, acc) = plt.subplots(1, 2, figsize=(12, 4.5))
     x = range(len(names))
     for offset, precision, label in ((-0.2, "fp32", "FP32 (fused)"), (0.2, "int8", "INT8")):
-        m = [getattr(results.models[n], precision) for n in names]
-        lat.bar([i + offset for i in x], [r.get("latency_ms", 0) for r in m], width=0.4, label=label)
-        acc.bar([i + offset for i in x], [r.get("miou", 0) for r in m], width=0.4, label=label)
+        m = [results.models[n].figures(precision) for n in names]
+        lat.bar([i + offset for i in x], [r.latency_ms or 0 for r in m], width=0.4, label=label)
+        acc.bar([i + offset for i in x], [r.miou or 0 for r in m], width=0.4, label=label)
     for axis, title in ((lat, "latency (ms, lower is better)"), (acc, f"mIoU ({results.convention} convention)")):
         axis.set_xticks(list(x))
         axis.set_xticklabels(names, rotation=30, ha="right", fontsize=8)
@@ -182,19 +124,20 @@ def chart(results: RunResults, path) -> Path:
 
 @dataclass
 class Recordable:
-    rows: dict  # name -> Row
+    groups: list  # (setting, {name: Row}) per setting
     missing: dict  # name -> why it cannot be recorded
 
 
 def rows_to_record(results: RunResults) -> Recordable:
     """Baseline rows from a run; a model needs all six figures (accuracy and latency, FP32 and INT8)."""
-    rows, missing = {}, {}
+    groups, missing = {}, {}
     for name, m in sorted(results.models.items()):
-        figures = {f"{p}_{k}": getattr(m, src).get(k) for p, src in (("fp32", "fp32"), ("s8", "int8"))
-                   for k in ("latency_ms", "pixacc", "miou")}
-        absent = sorted(k for k, v in figures.items() if v is None)
+        figures = {f"{SEED_PREFIX[p]}_{k}": getattr(m.figures(p), k) for p in ("fp32", "int8") for k in ("latency_ms", "pixacc", "miou")}
+        absent = sorted(k for k in ROW_KEYS if figures[k] is None)
         if absent:
-            missing[name] = f"{', '.join(absent)} not measured in this run (run the accuracy tests and the latency benchmarks together, without -n)"
-        else:
-            rows[name] = Row(**figures)
-    return Recordable(rows, missing)
+            missing[name] = (f"{', '.join(absent)} not measured in this run (run the accuracy tests and the latency "
+                             "benchmarks together, without -n)")
+            continue
+        key = json.dumps(m.setting, sort_keys=True)
+        groups.setdefault(key, (m.setting, {}))[1][name] = Row(**{k: figures[k] for k in ROW_KEYS})
+    return Recordable(list(groups.values()), missing)

@@ -1,4 +1,4 @@
-"""Synthetic datasets in the exact Pascal VOC and COCO on-disk layouts, deterministic from a seed.
+"""Synthetic datasets in the exact on-disk layouts of Pascal VOC, COCO, SBD, ADE20K and Cityscapes, from a seed.
 
 Scenes are objects of the 20 VOC classes over a textured background; each class has its own colour,
 texture and shape so that a model can learn them. GluonCV's own loaders read the output unchanged.
@@ -16,9 +16,9 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from . import atomic
-from .catalog import VOC_CLASSES
 
 GENERATOR_VERSION = 1
+SCENE_CLASSES = 21  # scenes draw objects of the 20 VOC classes (1..20) over background (0)
 
 COCO_NAMES = {
     5: "airplane", 2: "bicycle", 16: "bird", 9: "boat", 44: "bottle", 6: "bus", 3: "car", 17: "cat",
@@ -127,7 +127,7 @@ def render_scene(rng: np.random.Generator, h: int, w: int, max_objects: int) -> 
     objects = []
     short = min(h, w)
     for _ in range(int(rng.integers(1, max_objects + 1))):
-        cls = int(rng.integers(1, len(VOC_CLASSES)))
+        cls = int(rng.integers(1, SCENE_CLASSES))
         look = appearance(cls)
         rx, ry = (short * rng.uniform(0.18, 0.32, size=2)).tolist()
         cx, cy = rng.uniform(rx * 0.6, w - rx * 0.6), rng.uniform(ry * 0.6, h - ry * 0.6)
@@ -173,6 +173,20 @@ def _void_border(label: np.ndarray) -> np.ndarray:
     return np.where(edges, 255, label).astype(np.uint8)
 
 
+def _write_listed(base: Path, image_dir: str, list_dir: str, spec: SyntheticSpec, save_mask) -> None:
+    """A VOC-style layout under `base`: JPEG images, a mask per image (`save_mask(scene, name)`), split lists."""
+    lists = {}
+    for split, count in (("train", spec.num_train), ("val", spec.num_val)):
+        lists[split] = []
+        for name, scene in _scenes(spec, split, count):
+            Image.fromarray(scene.image).save(base / image_dir / f"{name}.jpg", quality=92)
+            save_mask(scene, name)
+            lists[split].append(name)
+    lists["trainval"] = lists["train"] + lists["val"]
+    for split, names in lists.items():
+        (base / list_dir / f"{split}.txt").write_text("".join(n + "\n" for n in names))
+
+
 def write_voc(root, spec: SyntheticSpec) -> Path:
     """Write <root>/VOC2012/{JPEGImages,SegmentationClass,ImageSets/Segmentation} and return root."""
     from gluoncv.utils.viz import get_color_pallete
@@ -181,16 +195,8 @@ def write_voc(root, spec: SyntheticSpec) -> Path:
     base = root / "VOC2012"
     for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
         (base / sub).mkdir(parents=True, exist_ok=True)
-    lists = {}
-    for split, count in (("train", spec.num_train), ("val", spec.num_val)):
-        lists[split] = []
-        for name, scene in _scenes(spec, split, count):
-            Image.fromarray(scene.image).save(base / "JPEGImages" / f"{name}.jpg", quality=92)
-            get_color_pallete(_void_border(scene.label), "pascal_voc").save(base / "SegmentationClass" / f"{name}.png")
-            lists[split].append(name)
-    lists["trainval"] = lists["train"] + lists["val"]
-    for split, names in lists.items():
-        (base / "ImageSets" / "Segmentation" / f"{split}.txt").write_text("".join(n + "\n" for n in names))
+    _write_listed(base, "JPEGImages", "ImageSets/Segmentation", spec, lambda scene, name: get_color_pallete(
+        _void_border(scene.label), "pascal_voc").save(base / "SegmentationClass" / f"{name}.png"))
     return root
 
 
@@ -246,11 +252,67 @@ def write_coco(root, spec: SyntheticSpec) -> Path:
     return root
 
 
-WRITERS = {"voc": write_voc, "coco": write_coco}
+# Cityscapes label ids that GluonCV maps to its 19 train ids, in train-id order.
+CITYS_LABEL_IDS = (7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 31, 32, 33)
+
+
+def _outlined(label: np.ndarray, values: np.ndarray, void: int) -> np.ndarray:
+    """`values` (a relabelled scene) with `void` along every object boundary."""
+    edges = _void_border(label) == 255
+    return np.where(edges, void, values).astype(np.uint8)
+
+
+def write_ade20k(root, spec: SyntheticSpec) -> Path:
+    """Write <root>/ADEChallengeData2016/{images,annotations}/{training,validation}/ (150 classes, 0 unlabelled)."""
+    base = Path(root) / "ADEChallengeData2016"
+    for split, folder, count in (("train", "training", spec.num_train), ("val", "validation", spec.num_val)):
+        (base / "images" / folder).mkdir(parents=True, exist_ok=True)
+        (base / "annotations" / folder).mkdir(parents=True, exist_ok=True)
+        for index, (_, scene) in enumerate(_scenes(spec, split, count)):
+            name = f"ADE_{split}_{index + 1:08d}"
+            Image.fromarray(scene.image).save(base / "images" / folder / f"{name}.jpg", quality=92)
+            values = 1 + (scene.label.astype(np.int64) * 7) % 150  # class c of the scene -> ADE label 1 + 7c mod 150
+            Image.fromarray(_outlined(scene.label, values, 0), mode="L").save(base / "annotations" / folder / f"{name}.png")
+    return Path(root)
+
+
+CITIES = {"train": ("aachen", "bremen"), "val": ("frankfurt", "lindau")}  # Cityscapes' splits hold different cities
+
+
+def write_citys(root, spec: SyntheticSpec) -> Path:
+    """Write <root>/leftImg8bit/<split>/<city>/*_leftImg8bit.png and gtFine/<split>/<city>/*_gtFine_labelIds.png."""
+    root = Path(root)
+    for split, count in (("train", spec.num_train), ("val", spec.num_val)):
+        cities = CITIES[split]
+        for index, (_, scene) in enumerate(_scenes(spec, split, count)):
+            city = cities[index % len(cities)]
+            stem = f"{city}_{index:06d}_000019"
+            for sub in ("leftImg8bit", "gtFine"):
+                (root / sub / split / city).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(scene.image).save(root / "leftImg8bit" / split / city / f"{stem}_leftImg8bit.png")
+            values = np.asarray(CITYS_LABEL_IDS)[scene.label.astype(np.int64) % len(CITYS_LABEL_IDS)]
+            Image.fromarray(_outlined(scene.label, values, 0), mode="L").save(
+                root / "gtFine" / split / city / f"{stem}_gtFine_labelIds.png")
+    return root
+
+
+def write_pascal_aug(root, spec: SyntheticSpec) -> Path:
+    """Write <root>/VOCaug/dataset/{img/*.jpg, cls/*.mat, train.txt, val.txt, trainval.txt} (SBD's layout)."""
+    from scipy.io import savemat
+
+    base = Path(root) / "VOCaug" / "dataset"
+    for sub in ("img", "cls"):
+        (base / sub).mkdir(parents=True, exist_ok=True)
+    _write_listed(base, "img", "", spec,
+                  lambda scene, name: savemat(base / "cls" / f"{name}.mat", {"GTcls": {"Segmentation": scene.label}}))
+    return Path(root)
+
+
+WRITERS = {"pascal_voc": write_voc, "coco": write_coco, "pascal_aug": write_pascal_aug, "ade20k": write_ade20k, "citys": write_citys}
 
 
 def ensure(cache_dir, dataset: str, spec: SyntheticSpec) -> Path:
-    """The synthetic `dataset` root under `cache_dir`, generated once and published atomically."""
+    """The synthetic `dataset` (GluonCV's key) under `cache_dir`, generated once and published atomically."""
     final = Path(cache_dir) / "datasets" / f"synthetic-{dataset}-{spec.digest()}"
     if (final / ".complete").is_file():
         return final

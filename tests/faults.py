@@ -33,13 +33,13 @@ def _rescaled_ranges(factor):
     """Calibration thresholds multiplied by `factor` (1/8: saturation; 50: resolution lost)."""
     original = pipeline.int8_model
 
-    def int8_model(config, spec, recipe=None):
-        model = original(config, spec, recipe)
+    def int8_model(mc, recipe=None):
+        model = original(mc, recipe)
         folder = Path(tempfile.mkdtemp(prefix="segcheck-fault-"))
         (folder / "model-symbol.json").write_text(scale_ranges((model.entry.path / "model-symbol.json").read_text(), factor))
         shutil.copy(model.entry.path / "model-0000.params", folder / "model-0000.params")
         block = export.load(folder / "model")
-        block(mx.nd.zeros((1, 3, config.crop_size, config.crop_size)))
+        block(mx.nd.zeros((1, 3, mc.crop_size, mc.crop_size)))
         return replace(model, block=block)
 
     pipeline.int8_model = int8_model
@@ -50,10 +50,10 @@ def _every_conv_excluded():
     """Every convolution kept in FP32, as a broken exclude list would do."""
     original = pipeline.int8_model
 
-    def int8_model(config, spec, recipe=None):
-        recipe = recipe or config.calib
-        convs = tuple(quantize.conv_paths(build.build(spec, config.crop_size)))
-        return original(config, spec, replace(recipe, exclude=convs))
+    def int8_model(mc, recipe=None):
+        recipe = recipe or mc.calib
+        convs = tuple(quantize.conv_paths(build.build(mc.network, mc.crop_size)))
+        return original(mc, replace(recipe, exclude=convs))
 
     pipeline.int8_model = int8_model
     return [(pipeline, "int8_model", original)]
@@ -95,8 +95,8 @@ class _Slowed:
 def _int8_slowed():
     original = pipeline.int8_model
 
-    def int8_model(config, spec, recipe=None):
-        model = original(config, spec, recipe)
+    def int8_model(mc, recipe=None):
+        model = original(mc, recipe)
         return replace(model, block=_Slowed(model.block))
 
     pipeline.int8_model = int8_model

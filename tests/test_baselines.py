@@ -68,17 +68,17 @@ def test_lookup_ignores_environment_on_the_real_tier():
         (lambda d: d["tiers"]["real"]["tolerances"].update(pixacc_points=-1), "tiers.real.tolerances.pixacc_points", "outside"),
         (lambda d: d["tiers"]["real"].update(metric_convention="mean"), "tiers.real.metric_convention", "'mean' is not one of"),
         (lambda d: d["tiers"]["real"].update(match_environment="no"), "tiers.real.match_environment", "expected true or false"),
-        (lambda d: d["tiers"]["real"]["min_speedup"]["avx512_vnni"].update(segnet=2.0), "tiers.real.min_speedup.avx512_vnni.segnet", "unknown key"),
+        (lambda d: d["tiers"]["real"]["min_speedup"]["avx512_vnni"].update(fcn="fast"), "tiers.real.min_speedup.avx512_vnni.fcn", "expected a number, got 'fast'"),
         (lambda d: d["tiers"]["real"]["entries"][0]["rows"]["fcn_resnet101_voc"].pop("s8_miou"), "tiers.real.entries[0].rows.fcn_resnet101_voc.s8_miou", "missing"),
         (lambda d: d["tiers"]["real"]["entries"][0]["rows"]["fcn_resnet101_voc"].update(fp32_miou=None), "tiers.real.entries[0].rows.fcn_resnet101_voc.fp32_miou", "expected a number, got None"),
         (lambda d: d["tiers"]["real"]["entries"][0]["rows"]["fcn_resnet101_voc"].update(fp32_pixacc=197.97), "tiers.real.entries[0].rows.fcn_resnet101_voc.fp32_pixacc", "outside [0.0, 100.0]"),
-        (lambda d: d["tiers"]["real"]["entries"][0]["rows"].update(segnet_resnet101_voc=d["tiers"]["real"]["entries"][0]["rows"]["fcn_resnet101_voc"]), "tiers.real.entries[0].rows.segnet_resnet101_voc", "unknown model 'segnet'"),
+        (lambda d: d["tiers"]["real"]["entries"][0]["rows"].update({"my model": d["tiers"]["real"]["entries"][0]["rows"]["fcn_resnet101_voc"]}), "tiers.real.entries[0].rows.my model", "must start with a letter or digit and hold only"),
         (lambda d: d["tiers"]["real"]["entries"][0]["setting"].update(crop_size=[480]), "tiers.real.entries[0].setting.crop_size", "expected a string or number"),
         (lambda d: d["tiers"]["real"]["entries"].append(copy.deepcopy(d["tiers"]["real"]["entries"][0])), "tiers.real.entries", "the same model appears twice"),
     ],
     ids=["no-schema", "wrong-schema", "unknown-top-key", "unknown-tier", "missing-tolerance", "string-tolerance",
-         "negative-tolerance", "unknown-convention", "non-bool", "unknown-arch", "missing-row-key", "null-value",
-         "pixacc-over-100", "unknown-model", "list-setting", "duplicate-row"],
+         "negative-tolerance", "unknown-convention", "non-bool", "speedup-not-a-number", "missing-row-key", "null-value",
+         "pixacc-over-100", "bad-model-name", "list-setting", "duplicate-row"],
 )
 def test_malformed_file_names_file_and_key(tmp_path, doc, mutate, key, problem):
     mutate(doc)
@@ -94,7 +94,7 @@ def test_malformed_file_names_file_and_key(tmp_path, doc, mutate, key, problem):
 def test_a_key_with_a_newline_is_named_on_one_line(tmp_path, doc):
     doc["tiers"]["real"]["entries"][0]["rows"]["\n"] = None
     path = write(tmp_path, doc)
-    with pytest.raises(BaselineError, match=r"key 'tiers\.real\.entries\[0\]\.rows\.\\n': unknown model name") as err:
+    with pytest.raises(BaselineError, match=r"key 'tiers\.real\.entries\[0\]\.rows\.\\n': model name '\\n' must start") as err:
         baselines.load(path)
     assert "\n" not in str(err.value)
 
@@ -117,7 +117,7 @@ SETTING = {"crop_size": 64, "num_images": 16, "calibration": "naive/2x16/train",
 def test_record_adds_rows_atomically_and_shows_the_diff(tmp_path, doc):
     path = write(tmp_path, doc)
     row = Row(10.0, 4.0, 90.0, 60.0, 89.5, 59.0)
-    diff = baselines.record(path, "synthetic", ENV, SETTING, {"fcn_resnet101_voc": row})
+    diff = baselines.record(path, "synthetic", ENV, [(SETTING, {"fcn_resnet101_voc": row})])
     assert '+        "rows": {"fcn_resnet101_voc": {"fp32_latency_ms": 10.0' not in diff
     assert '"fcn_resnet101_voc": {"fp32_latency_ms": 10.0, "s8_latency_ms": 4.0, "fp32_pixacc": 90.0' in diff
     removed = [line for line in diff.splitlines() if line.startswith("-") and not line.startswith("---")]
@@ -125,12 +125,12 @@ def test_record_adds_rows_atomically_and_shows_the_diff(tmp_path, doc):
     table = baselines.load(path)
     assert table.lookup("synthetic", "fcn_resnet101_voc", ENV, SETTING).row == row
     assert [p.name for p in tmp_path.iterdir()] == ["baselines.json"]
-    assert baselines.record(path, "synthetic", ENV, SETTING, {"fcn_resnet101_voc": row}) == ""
+    assert baselines.record(path, "synthetic", ENV, [(SETTING, {"fcn_resnet101_voc": row})]) == ""
 
 
 def test_synthetic_row_from_another_environment_is_reported_as_such(tmp_path, doc):
     path = write(tmp_path, doc)
-    baselines.record(path, "synthetic", ENV, SETTING, {"fcn_resnet101_voc": Row(10.0, 4.0, 90.0, 60.0, 89.5, 59.0)})
+    baselines.record(path, "synthetic", ENV, [(SETTING, {"fcn_resnet101_voc": Row(10.0, 4.0, 90.0, 60.0, 89.5, 59.0)})])
     found = baselines.load(path).lookup("synthetic", "fcn_resnet101_voc", dict(ENV, isa="avx512_vnni"), SETTING)
     assert found.row is None
     assert "recorded in another environment (isa=avx2, mxnet=1.9.1, onednn=2.4.4)" in found.reason
@@ -142,7 +142,7 @@ def test_synthetic_row_from_another_environment_is_reported_as_such(tmp_path, do
 def test_record_refuses_to_touch_a_malformed_file(tmp_path):
     path = write(tmp_path, '{"schema": 1, "tiers": ')
     with pytest.raises(BaselineError, match="invalid JSON"):
-        baselines.record(path, "synthetic", ENV, SETTING, {})
+        baselines.record(path, "synthetic", ENV, [(SETTING, {})])
     assert path.read_text() == '{"schema": 1, "tiers": '
 
 
@@ -202,5 +202,21 @@ def test_arbitrary_text_is_never_a_crash(tmp_path, text):
 def test_record_keeps_the_files_permissions(tmp_path, doc):
     path = write(tmp_path, doc)
     path.chmod(0o640)
-    baselines.record(path, "synthetic", ENV, SETTING, {"fcn_resnet101_voc": Row(10.0, 4.0, 90.0, 60.0, 89.5, 59.0)})
+    baselines.record(path, "synthetic", ENV, [(SETTING, {"fcn_resnet101_voc": Row(10.0, 4.0, 90.0, 60.0, 89.5, 59.0)})])
     assert path.stat().st_mode & 0o777 == 0o640
+
+
+def test_record_creates_a_missing_file_or_tier_from_the_template_and_never_writes_published_rows(tmp_path, doc):
+    row = Row(10.0, 4.0, 90.0, 60.0, 89.5, 59.0)
+    path = tmp_path / "new" / "baselines.json"
+    assert baselines.load(path, missing_ok=True).tiers == {}
+    with pytest.raises(BaselineError, match="key 'tiers.real' is missing"):
+        baselines.record(path, "real", ENV, [(SETTING, {"my_fcn": row})])
+    assert not path.exists()
+    diff = baselines.record(path, "real", ENV, [(SETTING, {"my_fcn": row})], baselines.new_tier("gluoncv", "mine"))
+    assert diff.startswith(f"--- {path}\n") and '"my_fcn": {"fp32_latency_ms": 10.0' in diff
+    table = baselines.load(path)
+    assert table.lookup("real", "my_fcn", ENV, SETTING).row == row and table.tier("real").metric_convention == "gluoncv"
+    published = write(tmp_path, doc)
+    with pytest.raises(BaselineError, match="tier 'real' holds published rows .* never overwrites"):
+        baselines.record(published, "real", ENV, [(SETTING, {"fcn_resnet101_voc": row})])

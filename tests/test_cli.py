@@ -1,4 +1,4 @@
-"""The segcheck command: the seed's test.py command lines, and `segcheck report`."""
+"""The segcheck command: the seed's test.py command lines, local checkpoints, exports, and `segcheck report`."""
 
 import io
 import json
@@ -6,14 +6,18 @@ import re
 import shlex
 import subprocess
 import sys
+from pathlib import Path
 
+import mxnet as mx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from segcheck import cli, report
-from segcheck.catalog import ModelSpec
-from segcheck.gate import IMPROVED, Verdict
+from segcheck import cli, pipeline, report, synthetic
+from segcheck.errors import SegcheckError
+from segcheck.records import IMPROVED, Check, Figures, RunResults
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # The tutorial's commands, with `python test.py` replaced by `segcheck` (../shared/reference/seed-...md).
 SEED_COMMANDS = {
@@ -27,13 +31,25 @@ SEED_COMMANDS = {
 }
 
 
+def fake_int8_export(folder: Path, name="fcn_resnet101_voc-quantized-naive") -> Path:
+    """A symbol file that reads as a quantized export (plan() only reads the symbol, never the weights)."""
+    (folder / "model").mkdir(parents=True, exist_ok=True)
+    nodes = [{"op": "_sg_mkldnn_conv", "name": "c", "attrs": {"quantized": "true"}}]
+    (folder / "model" / f"{name}-symbol.json").write_text(json.dumps({"nodes": nodes}))
+    return folder / "model" / name
+
+
 @pytest.mark.parametrize("name", SEED_COMMANDS)
-def test_every_seed_command_line_is_understood(name):
+def test_every_seed_command_line_is_understood(name, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    fake_int8_export(tmp_path)
     line, action, precision = SEED_COMMANDS[name]
     p = cli.plan(shlex.split(line))
     assert (p.action, p.precision) == (action, precision)
-    assert p.spec == ModelSpec("fcn", "resnet101", "coco" if "coco" in line else "voc")
-    assert p.tier == ("real" if "--pretrained" in line else "synthetic")
+    assert p.model.dataset == ("coco" if "coco" in line else "pascal_voc")
+    assert p.model.name == ("fcn_resnet101_voc-quantized-naive" if p.deployed else f"fcn_resnet101_{'coco' if 'coco' in line else 'voc'}")
+    assert p.model.tier == ("real" if "--pretrained" in line else "synthetic")
+    assert p.model.weights.kind == ("export" if p.deployed else "store")
 
 
 def test_pretrained_without_weights_is_an_error_naming_the_file(tmp_path, monkeypatch, capsys):
@@ -47,53 +63,144 @@ def test_pretrained_without_weights_is_an_error_naming_the_file(tmp_path, monkey
 
 @pytest.mark.parametrize("argv, message", [
     (["--model", "segnet"], "argument --model: invalid choice: 'segnet'"),
-    (["--backbone", "resnet18"], "argument --backbone: invalid choice: 'resnet18'"),
-    (["--dataset", "ade20k"], "argument --dataset: invalid choice: 'ade20k'"),
+    (["--backbone", "resnet7"], "argument --backbone: invalid choice: 'resnet7'"),
+    (["--dataset", "kitti"], "argument --dataset: invalid choice: 'kitti'"),
     (["--mode", "testval", "--eval"], "--mode testval is not supported"),
     (["--deploy"], "--deploy needs --model-prefix"),
     (["--batch-size", "0"], "argument --batch-size: expected a positive integer, got 0"),
-    (["--num-calib-batches", "x"], "argument --num-calib-batches: expected a positive integer, got 'x'"),
+    (["--num-calib-batches", "x"], "argument --calib-batches/--num-calib-batches: expected a positive integer, got 'x'"),
+    (["--num-images", "0"], "argument --num-images: expected a positive integer, got 0"),
+    (["--num-iterations", "3"], "--num-iterations has no effect without --benchmark"),
+    (["--voc-root", "my/voc", "--eval"], "--voc-root needs real weights: pass --pretrained, --resume PATH or --model-zoo NAME"),
+    (["--pretrained", "--coco-root", "x"], "--coco-root has no effect: the dataset is pascal_voc"),
+    (["--calib-mode", "entropy"], "--calib-mode has no effect without --calibration or --quantized"),
+    (["--quantized-dtype", "int8"], "--calib-dtype has no effect without --calibration or --quantized"),
+    (["--model-prefix", "m"], "--model-prefix has no effect without --deploy"),
+    (["--resume", "a.params", "--pretrained"], "--resume and --pretrained both name the weights; pick one"),
+    (["--model-zoo", "fcn_resnet101_ade", "--model", "psp"], "--model and --backbone have no effect with --model-zoo"),
+    (["--benchmark", "--num-images", "3"], "--num-images has no effect with --benchmark"),
+    (["--calibration", "--batch-size", "4"], "--batch-size has no effect with --calibration"),
+    (["--calibration", "--num-images", "4"], "--num-images has no effect with --calibration"),
+    (["--model", "icnet", "--backbone", "resnet50"], "icnet_resnet50_voc has no seeded weights on the synthetic tier"),
 ])
 def test_bad_arguments_are_one_clear_line(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_:
         cli.plan(argv)
-    assert exit_.value.code == 2 and message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and message in err, err
 
 
-def test_the_seed_workflow_end_to_end_on_the_synthetic_tier(run_config, tmp_path, monkeypatch):
+def _run(argv, out=None) -> str:
+    out = out or io.StringIO()
+    assert cli.run(cli.plan(argv), out) == 0
+    return out.getvalue()
+
+
+def _figures(text: str) -> str:
+    return re.search(r" on (val: \d+ images.*)$", text.strip()).group(1)
+
+
+def test_the_seed_workflow_end_to_end_on_the_synthetic_tier(segcheck, tmp_path, monkeypatch):
     """Calibrate (exports ./model/...), evaluate in memory, deploy the export: the same figures."""
     monkeypatch.chdir(tmp_path)
-    common = ["--cache-dir", str(run_config.cache_dir), "--num-images", "4"]
-    out = io.StringIO()
-    assert cli.run(cli.plan(shlex.split("--model=fcn --backbone=resnet101 --eval --batch-size=1 --calibration --dataset=voc")
-                            + common), out) == 0
-    assert "saved quantized model: model/fcn_resnet101_voc-quantized-naive-symbol.json" in out.getvalue()
+    cache = ["--cache-dir", str(segcheck.run.cache_dir)]
+    text = _run(shlex.split("--model=fcn --backbone=resnet101 --eval --batch-size=1 --calibration --dataset=voc") + cache)
+    assert "saved quantized model: model/fcn_resnet101_voc-quantized-naive-symbol.json" in text
     assert sorted(p.name for p in (tmp_path / "model").iterdir()) == [
         "fcn_resnet101_voc-quantized-naive-0000.params", "fcn_resnet101_voc-quantized-naive-symbol.json"]
     figures = {}
     for name, line in (("memory", "--model=fcn --backbone=resnet101 --mode=val --eval --batch-size=1 --quantized"),
                        ("deploy", SEED_COMMANDS["deploy"][0])):
-        out = io.StringIO()
-        assert cli.run(cli.plan(shlex.split(line) + common), out) == 0
-        figures[name] = re.search(r"on (val: 4 images.*)$", out.getvalue().strip()).group(1)
-    assert figures["memory"] == figures["deploy"] and "pixAcc" in figures["deploy"]
-    out = io.StringIO()
-    assert cli.run(cli.plan(shlex.split(SEED_COMMANDS["deploy"][0].replace("--eval", "--benchmark")) + ["--num-iterations", "2"] + common), out) == 0
-    assert re.search(r"deployed INT8 \(synthetic tier, crop 64\): batch size 1, 2 iterations: latency [0-9.]+ ms", out.getvalue())
+        figures[name] = _figures(_run(shlex.split(line) + cache + ["--num-images", "4"]))
+    assert figures["memory"] == figures["deploy"] and "pixAcc" in figures["deploy"] and figures["deploy"].startswith("val: 4 images")
+    text = _run(shlex.split(SEED_COMMANDS["deploy"][0].replace("--eval", "--benchmark")) + ["--num-iterations", "2"] + cache)
+    assert re.search(r"deployed INT8 \(synthetic tier, crop 64\): batch size 1, 2 iterations: latency [0-9.]+ ms", text)
+
+
+def test_the_seed_flags_on_a_local_checkpoint(segcheck, tmp_path, monkeypatch):
+    """--resume PATH --voc-root DIR: FP32 --eval, --calibration and --quantized --eval on a local checkpoint and folder.
+
+    The checkpoint is the synthetic tier's fitted fcn_resnet101_voc and the folder its generated VOC data, so the
+    figures must equal the synthetic tier's on the same images.
+    """
+    monkeypatch.chdir(tmp_path)
+    mc = segcheck.model_config("fcn_resnet101_voc")
+    checkpoint = tmp_path / "my.params"
+    checkpoint.write_bytes(pipeline.fp32_params(mc).read_bytes())
+    voc = synthetic.ensure(mc.run.cache_dir, "pascal_voc", mc.run.synthetic)
+    local = ["--model=fcn", "--backbone=resnet101", "--resume", str(checkpoint), "--voc-root", str(voc), "--crop-size", "64",
+             "--cache-dir", str(mc.run.cache_dir)]
+    calib = ["--calib-batches", "2", "--calib-batch-size", "16"]
+    seeded = ["--model=fcn", "--backbone=resnet101", "--cache-dir", str(mc.run.cache_dir), "--num-images", "6"]
+    fp32 = _run(local + ["--eval", "--num-images", "6"])
+    assert "fcn_resnet101_voc FP32 (real tier, crop 64) on val: 6 images" in fp32
+    assert _figures(fp32) == _figures(_run(seeded + ["--eval"]))
+    text = _run(local + ["--calibration"] + calib)
+    assert "saved quantized model: model/fcn_resnet101_voc-quantized-naive-symbol.json" in text
+    int8 = _run(local + ["--quantized", "--eval", "--num-images", "6"] + calib)
+    assert "INT8 (real tier, crop 64)" in int8 and _figures(int8) == _figures(_run(seeded + ["--quantized", "--eval"]))
+    deployed = _run(["--deploy", "--model-prefix", "model/fcn_resnet101_voc-quantized-naive", "--quantized", "--eval",
+                     "--voc-root", str(voc), "--num-images", "6", "--cache-dir", str(mc.run.cache_dir)])
+    assert _figures(deployed) == _figures(int8)
+
+
+def test_an_fp32_export_is_evaluated_calibrated_and_quantized(segcheck, tmp_path, monkeypatch):
+    """--model-prefix takes an FP32 export too: evaluated as FP32, calibrated to ./model/, or quantized in memory."""
+    from segcheck.models import export
+
+    monkeypatch.chdir(tmp_path)
+    mc = segcheck.model_config("fcn_resnet101_voc")
+    net = pipeline.fp32_net(mc, fused=False)
+    net.hybridize()
+    net(mx.nd.zeros((1, 3, mc.crop_size, mc.crop_size)))
+    export.export(net, tmp_path / "exports" / "fcn_resnet101_voc-fp32")
+    common = ["--deploy", "--model-prefix", "exports/fcn_resnet101_voc-fp32", "--cache-dir", str(mc.run.cache_dir)]
+    fp32 = _run(common + ["--eval", "--num-images", "6"])
+    assert "fcn_resnet101_voc-fp32 deployed FP32 (synthetic tier, crop 64)" in fp32
+    assert _figures(fp32) == _figures(_run(["--model=fcn", "--cache-dir", str(mc.run.cache_dir), "--num-images", "6"]))
+    text = _run(common + ["--calibration"])
+    assert "saved quantized model: model/fcn_resnet101_voc-fp32-quantized-naive-symbol.json" in text
+    int8 = _run(common + ["--quantized", "--eval", "--num-images", "6"])
+    assert "deployed INT8" in int8 and "pixAcc" in int8
+    with pytest.raises(SystemExit):
+        cli.plan(["--deploy", "--model-prefix", "model/fcn_resnet101_voc-fp32-quantized-naive", "--calibration"])
+
+
+@pytest.mark.parametrize("argv, writer, option, classes", [
+    (["--model-zoo", "fcn_resnet50_ade"], synthetic.write_ade20k, "--ade20k-root", 150),
+    (["--model", "psp", "--backbone", "resnet50", "--dataset", "citys"], synthetic.write_citys, "--citys-root", 19),
+], ids=["ade20k", "citys"])
+def test_other_datasets_and_networks_are_evaluated_from_the_command_line(argv, writer, option, classes, tmp_path):
+    """ADE20K (150 classes) and Cityscapes (19) folders, written small, through GluonCV's loaders and networks."""
+    from segcheck.catalog import Network
+    from segcheck.models import build
+
+    network = Network.from_zoo(argv[1]) if argv[0] == "--model-zoo" else Network.from_parts("psp", "resnet50", "citys")
+    net = build.build(network, 64)
+    mx.random.seed(3)
+    net.initialize(mx.init.Xavier())
+    build.materialise(net, 64)
+    net.save_parameters(str(tmp_path / "model.params"))
+    assert net.nclass == classes
+    root = writer(tmp_path / "data", synthetic.SyntheticSpec(seed=2, num_train=2, num_val=3))
+    text = _run(argv + ["--resume", str(tmp_path / "model.params"), option, str(root), "--crop-size", "64", "--eval",
+                        "--cache-dir", str(tmp_path / "cache")])
+    assert re.search(rf"{network.name} FP32 \(real tier, crop 64\) on val: 3 images, ids sha1 \w+ of {network.dataset}: pixAcc [0-9.]+%", text), text
 
 
 def test_console_script_is_installed():
     done = subprocess.run([sys.executable, "-m", "segcheck.cli", "--help"], check=False, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "--num-calib-batches" in done.stdout and "--model-prefix" in done.stdout
+    assert "--resume" in done.stdout and "--model-zoo" in done.stdout and "--ade20k-root" in done.stdout
 
 
 def _results():
-    results = report.RunResults(tier="synthetic", convention="present", setting={"crop_size": 64}, environment={"isa": "avx2"})
-    results.record("fcn_resnet101_voc", "fp32", pixacc=92.5, miou=66.1, latency_ms=100.0)
-    results.record("fcn_resnet101_voc", "int8", pixacc=92.4, miou=65.9, latency_ms=40.0)
-    results.model("fcn_resnet101_voc").baseline = {"fp32_latency_ms": 99.0, "s8_latency_ms": 41.0, "fp32_pixacc": 92.5,
-                                                   "fp32_miou": 66.0, "s8_pixacc": 92.4, "s8_miou": 65.0}
-    results.verdict("fcn_resnet101_voc", "int8-accuracy", Verdict(IMPROVED, "mIoU rose"))
+    results = RunResults(tier="synthetic", convention="present", environment={"isa": "avx2"})
+    m = results.model("fcn_resnet101_voc")
+    m.setting = {"crop_size": 64}
+    m.fp32, m.int8 = Figures(92.5, 66.1, 100.0), Figures(92.4, 65.9, 40.0)
+    m.baseline = {"fp32_latency_ms": 99.0, "s8_latency_ms": 41.0, "fp32_pixacc": 92.5, "fp32_miou": 66.0, "s8_pixacc": 92.4, "s8_miou": 65.0}
+    results.check("fcn_resnet101_voc", "int8-accuracy", Check(IMPROVED, "mIoU rose"))
     return results
 
 
@@ -103,13 +210,15 @@ def test_report_prints_the_performance_table_and_writes_json_and_png(tmp_path):
     assert cli.report(["--results", str(saved), "--json", str(tmp_path / "copy.json"), "--png", str(tmp_path / "chart.png")], out) == 0
     text = out.getvalue()
     assert text.startswith("model | fp32 latency(ms) | s8 latency(ms) | speed-up | fp32 pixAcc | fp32 mIoU | s8 pixAcc | s8 mIoU | status\n")
-    assert "fcn_resnet101_voc | 100.00 | 40.00 | 2.50x | 92.50% (+0.00) | 66.10 (+0.10) | 92.40% (+0.00) | 65.90 (+0.90) | IMPROVED" in text
+    assert ("fcn_resnet101_voc | 100.00 | 40.00 | 2.50x | 92.50% (+0.00) | 66.10 (+0.10) | 92.40% (+0.00) | 65.90 (+0.90) | "
+            "IMPROVED int8-accuracy") in text
     assert "mIoU convention: present" in text and "- fcn_resnet101_voc int8-accuracy: mIoU rose" in text
     assert json.loads((tmp_path / "copy.json").read_text()) == json.loads(saved.read_text())
     assert (tmp_path / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_report_of_the_seed_baseline_table():
+def test_report_of_the_seed_baseline_table(monkeypatch):
+    monkeypatch.chdir(ROOT)
     out = io.StringIO()
     assert cli.report(["--baseline", "real"], out) == 0
     assert "psp_resnet101_coco | 253.49 | 94.32 | 2.69x | 91.82% (+0.00) | 69.48 (+0.00) | 91.88% (+0.00) | 69.92 (+0.00) | SKIP" in out.getvalue()
@@ -125,19 +234,22 @@ def test_report_without_results_says_what_to_do(tmp_path, capsys):
 
 FLAGS = ["--model", "--backbone", "--dataset", "--mode", "--batch-size", "--num-calib-batches", "--calib-mode",
          "--quantized-dtype", "--model-prefix", "--crop-size", "--num-images", "--calib-split", "--eval", "--pretrained",
-         "--benchmark", "--calibration", "--quantized", "--deploy", "--bogus"]
-VALUES = ["fcn", "psp", "deeplab", "resnet101", "voc", "coco", "pascal_voc", "val", "testval", "0", "1", "-3", "480",
-          "naive", "entropy", "kl", "uint8", "./model/psp_resnet101_coco-quantized-naive", "", "x=y"]
+         "--benchmark", "--calibration", "--quantized", "--deploy", "--resume", "--model-zoo", "--voc-root", "--bogus"]
+VALUES = ["fcn", "psp", "deeplab", "resnet101", "voc", "coco", "ade20k", "pascal_voc", "val", "testval", "0", "1", "-3", "480",
+          "all", "naive", "entropy", "kl", "uint8", "./model/psp_resnet101_coco-quantized-naive", "fcn_resnet50_ade", "", "x=y"]
 
 
 @settings(max_examples=300, deadline=None)
 @given(argv=st.lists(st.sampled_from(FLAGS + VALUES), max_size=8))
-def test_fuzzed_command_lines_plan_or_exit_with_a_usage_error(argv):
-    """Any argument list either yields a plan or argparse's one-line usage error (exit 2), never a traceback."""
+def test_fuzzed_command_lines_plan_or_fail_with_one_line(argv):
+    """Any argument list yields a plan, argparse's usage error (exit 2) or one SegcheckError line, never a traceback."""
     try:
         p = cli.plan(argv)
     except SystemExit as exit_:
         assert exit_.code == 2
+        return
+    except SegcheckError as err:
+        assert "\n" not in str(err)
         return
     assert p.action in ("benchmark", "calibrate", "evaluate") and p.precision in ("fp32", "int8")
     assert p.args.mode == "val" and (p.args.model_prefix or not p.args.deploy)

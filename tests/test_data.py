@@ -11,8 +11,12 @@ import pytest
 from PIL import Image
 
 from segcheck import data, synthetic
+from segcheck.catalog import DATASETS, dataset
+from segcheck.config import resolve_root
 from segcheck.errors import BadSample, MissingResource, SegcheckError
 from segcheck.evaluate import evaluate
+
+VOC, COCO = DATASETS["pascal_voc"], DATASETS["coco"]
 
 SPEC = synthetic.SyntheticSpec(seed=7, num_train=6, num_val=5)
 CROP = 64
@@ -121,9 +125,9 @@ def test_classes_have_distinct_appearances():
 
 def test_ensure_generates_once_into_the_cache(tmp_path):
     small = synthetic.SyntheticSpec(seed=5, num_train=2, num_val=2)
-    root = synthetic.ensure(tmp_path, "voc", small)
+    root = synthetic.ensure(tmp_path, "pascal_voc", small)
     stamp = (root / ".complete").stat().st_mtime_ns
-    assert synthetic.ensure(tmp_path, "voc", small) == root
+    assert synthetic.ensure(tmp_path, "pascal_voc", small) == root
     assert (root / ".complete").stat().st_mtime_ns == stamp
     assert [p.name for p in (tmp_path / "datasets").iterdir()] == [root.name]
 
@@ -140,7 +144,7 @@ def test_same_evaluation_code_on_a_real_layout_and_the_synthetic_one(voc_root, t
         shutil.copy(voc_root / f"VOC2012/SegmentationClass/{old}.png", real / f"VOC2012/SegmentationClass/{new}.png")
     (real / "VOC2012/ImageSets/Segmentation/val.txt").write_text("\n".join(renamed) + "\n")
     monkeypatch.setenv("SEGCHECK_VOC_ROOT", str(real))
-    root, source = data.resolve_root("voc", None)
+    root, source = resolve_root(VOC, None, None)
     assert (root, source) == (real, "$SEGCHECK_VOC_ROOT")
 
     def background(x):
@@ -148,7 +152,7 @@ def test_same_evaluation_code_on_a_real_layout_and_the_synthetic_one(voc_root, t
 
     results = {}
     for label, where in (("real-layout", root), ("synthetic", voc_root)):
-        split = data.open_split("voc", where, "val", CROP, tmp_path)
+        split = data.open_split(VOC, where, "val", CROP, tmp_path)
         results[label] = evaluate(background, split, data.first(split, 3)).matrix
     for matrix in results.values():
         assert matrix.num_pixels > 0 and matrix.matrix[:, 1:].sum() == 0
@@ -157,19 +161,24 @@ def test_same_evaluation_code_on_a_real_layout_and_the_synthetic_one(voc_root, t
 
 def test_root_resolution_order(monkeypatch, tmp_path):
     monkeypatch.setenv("SEGCHECK_COCO_ROOT", str(tmp_path / "env"))
-    assert data.resolve_root("coco", str(tmp_path / "opt")) == (tmp_path / "opt", "--coco-root")
-    assert data.resolve_root("coco", None) == (tmp_path / "env", "$SEGCHECK_COCO_ROOT")
+    assert resolve_root(COCO, tmp_path / "opt", tmp_path / "conf", "segcheck.toml") == (tmp_path / "opt", "--coco-root")
+    assert resolve_root(COCO, None, tmp_path / "conf", "segcheck.toml") == (tmp_path / "conf", "segcheck.toml")
+    assert resolve_root(COCO, None, None) == (tmp_path / "env", "$SEGCHECK_COCO_ROOT")
     monkeypatch.delenv("SEGCHECK_COCO_ROOT")
-    assert data.resolve_root("coco", None) == (Path("~/.mxnet/datasets/coco").expanduser(), "GluonCV's default root")
+    assert resolve_root(COCO, None, None) == (Path("~/.mxnet/datasets/coco").expanduser(), "GluonCV's default root")
 
 
-@pytest.mark.parametrize("dataset, looked_for", [("voc", "VOC2012/ImageSets/Segmentation/val.txt"), ("coco", "annotations/instances_val2017.json")])
-def test_absent_root_names_the_exact_path_and_how_to_prepare(tmp_path, dataset, looked_for):
+@pytest.mark.parametrize("name, looked_for", [
+    ("pascal_voc", "VOC2012/ImageSets/Segmentation/val.txt"), ("coco", "annotations/instances_val2017.json"),
+    ("pascal_aug", "VOCaug/dataset/val.txt"), ("ade20k", "ADEChallengeData2016/images/validation"), ("citys", "leftImg8bit/val"),
+])
+def test_absent_root_names_the_exact_path_and_how_to_prepare(tmp_path, name, looked_for):
+    kind = dataset(name)
     with pytest.raises(MissingResource) as err:
-        data.open_split(dataset, tmp_path / "nowhere", "val", CROP, tmp_path, source="--voc-root")
+        data.open_split(kind, tmp_path / "nowhere", "val", CROP, tmp_path, source=kind.option)
     message = str(err.value)
     assert str(tmp_path / "nowhere" / looked_for) in message
-    assert data.ROOT_OPTION[dataset] in message and data.ROOT_ENV[dataset] in message
+    assert kind.option in message and kind.env in message
 
 
 def test_read_only_coco_annotations_get_a_writable_shadow(coco_root, tmp_path, monkeypatch):
@@ -177,7 +186,7 @@ def test_read_only_coco_annotations_get_a_writable_shadow(coco_root, tmp_path, m
     (ro / "annotations" / "val_ids.mx").unlink()
     real_access = data.os.access  # root can write anywhere: the read-only folder is simulated
     monkeypatch.setattr(data.os, "access", lambda p, mode: False if Path(p) == ro / "annotations" else real_access(p, mode))
-    split = data.open_coco(ro, "val", CROP, tmp_path / "cache")
+    split = data.open_split(COCO, ro, "val", CROP, tmp_path / "cache")
     assert len(split) == SPEC.num_val
     assert not (ro / "annotations" / "val_ids.mx").exists()
     assert list((tmp_path / "cache" / "coco-ids").glob("*/annotations/val_ids.mx"))
@@ -193,12 +202,12 @@ def test_missing_pycocotools_is_a_clear_error_never_a_pip_install(coco_root, tmp
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "pycocotools" else real_find_spec(name, *a))
     monkeypatch.setattr(coco_utils, "try_import_pycocotools", lambda: pytest.fail("GluonCV's pip path was reached"))
     with pytest.raises(SegcheckError, match="pycocotools is not installed; install the pinned requirements"):
-        data.open_coco(coco_root, "val", CROP, tmp_path)
+        data.open_split(COCO, coco_root, "val", CROP, tmp_path)
 
 
 def test_subsets_take_the_first_n_in_a_fixed_order_and_are_named_by_hash(voc_root, tmp_path):
-    split = data.open_split("voc", voc_root, "val", CROP, tmp_path)
-    assert data.first(split, 3) == [0, 1, 2] and data.first(split, None) == list(range(SPEC.num_val))
+    split = data.open_split(VOC, voc_root, "val", CROP, tmp_path)
+    assert data.first(split, 3) == [0, 1, 2] and data.first(split, "all") == list(range(SPEC.num_val))
     a = data.Subset("val", split.ids[:3])
     assert a.describe() == f"val: 3 images, ids sha1 {a.digest}"
     assert a.digest == data.Subset("val", tuple(split.ids[:3])).digest != data.Subset("val", split.ids[:4]).digest
@@ -258,7 +267,7 @@ def _break_mask_labels(root, name):
 def test_bad_voc_sample_is_one_clear_error_or_skipped_and_counted(voc_copy, tmp_path, breaker):
     name = _first_voc(voc_copy)
     relative, problem = breaker(voc_copy, name)
-    split = data.open_split("voc", voc_copy, "val", CROP, tmp_path)
+    split = data.open_split(VOC, voc_copy, "val", CROP, tmp_path)
     with pytest.raises(BadSample) as err:
         list(data.batches(split, range(len(split)), 2))
     assert str(err.value).startswith(str(voc_copy / relative)) and problem in str(err.value)
@@ -275,7 +284,7 @@ def test_empty_split_file_names_the_file(voc_copy, tmp_path):
     split_file = voc_copy / "VOC2012/ImageSets/Segmentation/val.txt"
     split_file.write_text("\n\n")
     with pytest.raises(SegcheckError, match=f"^{split_file}: the split list is empty"):
-        data.open_split("voc", voc_copy, "val", CROP, tmp_path)
+        data.open_split(VOC, voc_copy, "val", CROP, tmp_path)
 
 
 def test_annotation_json_that_does_not_parse_names_the_file(coco_copy, tmp_path):
@@ -283,11 +292,11 @@ def test_annotation_json_that_does_not_parse_names_the_file(coco_copy, tmp_path)
     ann.write_text(ann.read_text()[:500])
     (coco_copy / "annotations/val_ids.mx").unlink()
     with pytest.raises(SegcheckError, match=f"^{ann}: annotation file is not valid JSON"):
-        data.open_split("coco", coco_copy, "val", CROP, tmp_path)
+        data.open_split(COCO, coco_copy, "val", CROP, tmp_path)
 
 
 def test_coco_image_whose_size_differs_from_its_annotation(coco_copy, tmp_path):
-    split = data.open_split("coco", coco_copy, "val", CROP, tmp_path)
+    split = data.open_split(COCO, coco_copy, "val", CROP, tmp_path)
     meta = split.loader.coco.loadImgs(split.loader.ids[1])[0]
     path = coco_copy / "val2017" / meta["file_name"]
     with Image.open(path) as image:
@@ -300,3 +309,48 @@ def test_coco_image_whose_size_differs_from_its_annotation(coco_copy, tmp_path):
         skipped = []
         list(data.batches(split, range(len(split)), 1, skip_bad=True, skipped=skipped))
     assert skipped == [str(split.loader.ids[1])]
+
+
+@pytest.mark.parametrize("name, writer, classes", [
+    ("ade20k", synthetic.write_ade20k, 150), ("citys", synthetic.write_citys, 19), ("pascal_aug", synthetic.write_pascal_aug, 21),
+])
+def test_other_layouts_load_through_gluoncvs_loaders_with_their_class_counts_and_are_evaluated(tmp_path, name, writer, classes):
+    """ADE20K, Cityscapes and SBD folders, written small, in a fixed order, scored with their own classes."""
+    kind = dataset(name)
+    root = writer(tmp_path / name, SPEC)
+    split = data.open_split(kind, root, "val", CROP, tmp_path)
+    train = data.open_split(kind, root, "train", CROP, tmp_path)
+    assert (len(split), len(train), split.num_classes, len(kind.classes)) == (SPEC.num_val, SPEC.num_train, classes, classes)
+    assert not set(split.ids) & set(train.ids) and list(split.ids) == sorted(split.ids)
+    seen = set()
+    for i in range(len(split)):
+        image, label = split.load(i)
+        assert image.shape == (3, CROP, CROP) and label.shape == (CROP, CROP)
+        seen |= set(np.unique(label).tolist())
+    assert len(seen - {-1}) > 2 and max(seen) < classes and (name == "pascal_aug" or -1 in seen)
+
+    def background(x):  # every pixel predicted as class 0
+        return mx.nd.one_hot(mx.nd.zeros((x.shape[0], CROP, CROP)), classes).transpose((0, 3, 1, 2))
+
+    ev = evaluate(background, split, data.first(split, "all"))
+    assert ev.matrix.num_classes == classes and ev.matrix.num_pixels > 0 and ev.matrix.matrix[:, 1:].sum() == 0
+    from segcheck.gate import moved_classes
+
+    scores = ev.matrix.compute("present")
+    assert kind.classes[0] in moved_classes(scores, scores, kind.classes)
+
+
+def test_bad_labels_of_another_layout_name_the_mask_and_the_allowed_values(tmp_path):
+    root = synthetic.write_citys(tmp_path / "citys", SPEC)
+    split = data.open_split(dataset("citys"), root, "val", CROP, tmp_path)
+    mask = Path(split.loader.mask_paths[0])
+    values = np.asarray(Image.open(mask)).copy()
+    values[:2, :2] = 200
+    Image.fromarray(values, mode="L").save(mask)
+    with pytest.raises(BadSample, match=rf"^{mask}: label values \[200\] are outside the Cityscapes label ids 0..33"):
+        split.load(0)
+
+
+def test_unknown_split_is_refused_with_the_splits_there_are(tmp_path):
+    with pytest.raises(SegcheckError, match="unknown ade20k split 'test'; segcheck reads train, val"):
+        data.open_split(dataset("ade20k"), tmp_path, "test", CROP, tmp_path)

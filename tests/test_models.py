@@ -8,22 +8,51 @@ import numpy as np
 import pytest
 
 from segcheck import pipeline
-from segcheck.catalog import ARCHITECTURES, BACKBONES, DATASETS, SEED_MODELS, ModelSpec
+from segcheck.catalog import SEEDED_ARCHITECTURES, Network, seed_networks
+from segcheck.config import RunConfig, resolve
 from segcheck.errors import MissingResource, SegcheckError
 from segcheck.evaluate import logits
 from segcheck.models import build, cache, export, quantize
+from segcheck.models.graph import inspect_graph
+from segcheck.models.recipe import CalibRecipe
+from segcheck.project import STORE, DataEntry, ModelEntry
 
-SMALL = ModelSpec("fcn", "resnet50", "voc")
+SMALL = Network.from_zoo("fcn_resnet50_voc")
 SMALL_CROP = 32
 
 
-@pytest.mark.parametrize("model", [ModelSpec(a, b, d) for a in ARCHITECTURES for b in BACKBONES for d in DATASETS], ids=lambda s: s.name)
+def real_model(name: str, dataset: str, tmp_path):
+    """A real-tier ModelConfig for model-zoo network `name` with store weights, caches under tmp_path."""
+    entry = ModelEntry(name, Network.from_zoo(name), STORE, DataEntry(dataset))
+    return resolve(entry, RunConfig(tier="real", cache_dir=tmp_path / "cache", mxnet_home=tmp_path))
+
+
+@pytest.mark.parametrize("model", [Network.from_parts(a, b, d) for a in SEEDED_ARCHITECTURES for b in ("resnet50", "resnet101")
+                                   for d in ("pascal_voc", "coco")], ids=lambda n: n.name)
 def test_builds_gluoncvs_architecture_at_the_given_crop(model):
     net = build.build(model, 96)
     assert net.crop_size == 96 and net._up_kwargs == {"height": 96, "width": 96} and net.nclass == 21
     assert not net.aux and type(net).__module__.startswith("gluoncv.model_zoo.")
     if model.arch == "psp":
         assert net.head.psp._up_kwargs == {"height": 12, "width": 12}
+
+
+@pytest.mark.parametrize("name, classes", [("fcn_resnet50_ade", 150), ("psp_resnet101_citys", 19), ("icnet_resnet50_citys", 19),
+                                           ("fastscnn_citys", 19), ("danet_resnet50_citys", 19), ("deeplab_resnest50_ade", 150)])
+def test_other_model_zoo_networks_build_with_their_datasets_classes(name, classes):
+    network = Network.from_zoo(name)
+    net = build.build(network, 64)
+    net.initialize()
+    assert logits(net, mx.nd.zeros((1, 3, 64, 64))).shape == (1, classes, 64, 64)
+
+
+def test_unknown_networks_name_what_there_is():
+    with pytest.raises(SegcheckError, match="unknown model-zoo network 'fcn_resnet7_voc'; GluonCV's segmentation networks are: .*fcn_resnet101_ade"):
+        Network.from_zoo("fcn_resnet7_voc")
+    with pytest.raises(SegcheckError, match="unknown backbone 'vgg16'"):
+        Network.from_parts("fcn", "vgg16", "ade20k")
+    with pytest.raises(SegcheckError, match="unknown dataset 'kitti'"):
+        Network.from_parts("fcn", "resnet50", "kitti")
 
 
 @pytest.mark.parametrize("crop", [60, 20, 100, 64.0, True], ids=["not-multiple-of-8", "too-small", "100", "float", "bool"])
@@ -33,8 +62,8 @@ def test_crop_sizes_the_architectures_cannot_take_are_refused(crop):
 
 
 def test_smallest_accepted_crop_runs_on_every_architecture():
-    for arch in ARCHITECTURES:
-        net = build.build(ModelSpec(arch, "resnet50", "voc"), build.MIN_CROP)
+    for arch in SEEDED_ARCHITECTURES:
+        net = build.build(Network.from_parts(arch, "resnet50", "voc"), build.MIN_CROP)
         net.initialize()
         assert net(mx.nd.zeros((1, 3, 32, 32)))[0].shape == (1, 21, 32, 32)
 
@@ -79,16 +108,15 @@ def test_pretrained_file_from_the_model_store_loads(model_store, small_net):
 
 def test_absent_pretrained_file_says_where_and_how(tmp_path):
     with pytest.raises(MissingResource) as err:
-        build.pretrained_file(ModelSpec.parse("fcn_resnet101_voc"), tmp_path)
+        build.pretrained_file(Network.from_zoo("fcn_resnet101_voc"), tmp_path)
     message = str(err.value)
     assert str(tmp_path / "models" / "fcn_resnet101_voc-12c2b9b3.params") in message
     assert "get_model('fcn_resnet101_voc', pretrained=True)" in message and "$MXNET_HOME" in message
 
 
 def test_real_tier_without_weights_is_missing_not_downloaded(tmp_path):
-    config = pipeline.RunConfig.for_tier("real", cache_dir=tmp_path / "cache", mxnet_home=tmp_path)
     with pytest.raises(MissingResource, match="pretrained weights for psp_resnet101_coco not found"):
-        pipeline.fp32_params(config, ModelSpec.parse("psp_resnet101_coco"))
+        pipeline.fp32_params(real_model("psp_resnet101_coco", "coco", tmp_path))
 
 
 def test_sha1_mismatch_is_an_error_never_a_silent_refetch(model_store):
@@ -102,8 +130,8 @@ def test_sha1_mismatch_is_an_error_never_a_silent_refetch(model_store):
 
 
 def test_model_without_published_weights_is_named():
-    with pytest.raises(MissingResource, match="GluonCV publishes no pretrained weights for deeplab_resnet50_coco"):
-        build.store_path(ModelSpec.parse("deeplab_resnet50_coco"), "/nowhere")
+    with pytest.raises(MissingResource, match="GluonCV publishes no pretrained weights for deeplab_resnet50_coco; give a weights file"):
+        build.store_path(Network.from_parts("deeplab", "resnet50", "coco"), "/nowhere")
 
 
 def test_params_loading_is_strict(tmp_path, small_net):
@@ -125,12 +153,12 @@ def test_params_loading_is_strict(tmp_path, small_net):
 
 def _quantized(net, **recipe):
     calib = [mx.nd.random.uniform(-2, 2, shape=(4, 3, SMALL_CROP, SMALL_CROP))]
-    return quantize.quantize(net, SMALL.arch, quantize.CalibRecipe(num_batches=1, batch_size=4, **recipe), calib, SMALL_CROP)
+    return quantize.quantize(net, SMALL.arch, CalibRecipe(num_batches=1, batch_size=4, **recipe), calib, SMALL_CROP)
 
 
 def _graph(block, tmp_path):
     symbol, _ = export.export(block, tmp_path / "q")
-    return quantize.inspect_graph(symbol.read_text()), json.loads(symbol.read_text())
+    return inspect_graph(symbol.read_text()), json.loads(symbol.read_text())
 
 
 @pytest.fixture(scope="module")
@@ -174,7 +202,7 @@ def test_calibration_modes_and_dtypes_give_a_quantized_graph(recipes, tmp_path, 
 
 
 def test_uint8_on_signed_input_is_a_clear_error(tiny_net):
-    with pytest.raises(SegcheckError, match="quantized dtype uint8 needs non-negative input.*use --quantized-dtype auto or int8"):
+    with pytest.raises(SegcheckError, match="quantized dtype uint8 needs non-negative input.*use --calib-dtype auto or int8"):
         _quantized(tiny_net, dtype="uint8")
 
 
@@ -202,21 +230,21 @@ def test_excluded_layers_stay_fp32_and_the_share_records_it(small_net, tmp_path)
 @pytest.mark.parametrize("bad", [{"mode": "kl"}, {"dtype": "int4"}, {"num_batches": 0}, {"batch_size": -1}], ids=["mode", "dtype", "batches", "size"])
 def test_unknown_calibration_settings_are_refused(bad):
     with pytest.raises(SegcheckError, match="calibration|quantized dtype"):
-        quantize.CalibRecipe(**bad)
+        CalibRecipe(**bad)
 
 
-def test_calibration_is_disjoint_from_evaluation_unless_asked_to_reproduce_the_seed(run_config):
-    spec = ModelSpec.parse("fcn_resnet101_voc")
-    val = pipeline.open_split(run_config, "voc", "val")
-    _, calib = pipeline.calibration_images(run_config, spec, run_config.calib)
+def test_calibration_is_disjoint_from_evaluation_unless_asked_to_reproduce_the_seed(segcheck):
+    mc = segcheck.model_config("fcn_resnet101_voc")
+    val = pipeline.open_split(mc, "val")
+    _, calib = pipeline.calibration_images(mc, mc.calib)
     assert calib.split == "train" and len(calib.ids) == 32 and not set(calib.ids) & set(val.ids)
-    _, seed_like = pipeline.calibration_images(run_config, spec, quantize.CalibRecipe(num_batches=2, batch_size=16, split="val"))
+    _, seed_like = pipeline.calibration_images(mc, CalibRecipe(num_batches=2, batch_size=16, split="val"))
     assert seed_like.ids == val.ids[:32]
 
 
-def test_calibration_asking_for_more_images_than_the_split_holds(run_config):
-    with pytest.raises(SegcheckError, match=r"calibration needs 3200 images \(100 batches x 32\) but the train split holds 96"):
-        pipeline.calibration_images(run_config, ModelSpec.parse("fcn_resnet101_coco"), quantize.CalibRecipe(num_batches=100))
+def test_calibration_asking_for_more_images_than_the_split_holds(segcheck):
+    with pytest.raises(SegcheckError, match=r"calibration needs 3200 images \(100 batches x 32\) but the train split holds 96; lower --calib-batches"):
+        pipeline.calibration_images(segcheck.model_config("fcn_resnet101_coco"), CalibRecipe(num_batches=100))
 
 
 def test_export_round_trip_and_unwritable_output(small_net, tmp_path):
@@ -234,7 +262,7 @@ def test_export_round_trip_and_unwritable_output(small_net, tmp_path):
         export.export(qnet, tmp_path / "file" / "sub" / "m")
 
 
-@pytest.mark.parametrize("model", SEED_MODELS, ids=lambda s: s.name)
+@pytest.mark.parametrize("model", seed_networks(), ids=lambda s: s.name)
 def test_gluoncv_int8_symbols_bind_on_this_mxnet(model):
     symbol = mx.sym.load_json(export.gluoncv_int8_symbol(model))
     _, outputs, _ = symbol.infer_shape(data=(1, 3, 480, 480))
@@ -244,10 +272,10 @@ def test_gluoncv_int8_symbols_bind_on_this_mxnet(model):
 
 @pytest.mark.parametrize("name", [
     "fcn_resnet101_voc",
-    *[pytest.param(s.name, marks=pytest.mark.slow) for s in SEED_MODELS if s.name != "fcn_resnet101_voc"],
+    *[pytest.param(s.name, marks=pytest.mark.slow) for s in seed_networks() if s.name != "fcn_resnet101_voc"],
 ])
-def test_gluoncv_int8_symbols_run_with_local_weights(run_config, name):
-    block = pipeline.gluoncv_int8(run_config, ModelSpec.parse(name))
+def test_gluoncv_int8_symbols_run_with_local_weights(segcheck, name):
+    block = pipeline.gluoncv_int8(segcheck.model_config(name))
     out = logits(block, mx.nd.random.uniform(shape=(1, 3, 480, 480)))
     assert out.shape == (1, 21, 480, 480) and np.isfinite(out.asnumpy()).all()
 
@@ -294,15 +322,15 @@ def test_failed_build_leaves_nothing_half_written(tmp_path):
 
 def test_unwritable_cache_folder_is_one_clear_error(tmp_path):
     (tmp_path / "file").write_text("")
-    with pytest.raises(SegcheckError, match=r"cache folder .*file/models is not writable.*--cache-dir"):
+    with pytest.raises(SegcheckError, match=r"cache folder .*file/models is not writable.*--segcheck-cache"):
         cache.get_or_build(tmp_path / "file", "fp32", {"model": "x"}, lambda folder: None)
 
 
-def test_second_run_skips_calibration(run_config, monkeypatch):
-    spec = ModelSpec.parse("deeplab_resnet101_voc")
-    pipeline.int8_model(run_config, spec)
+def test_second_run_skips_calibration(segcheck, monkeypatch):
+    mc = segcheck.model_config("deeplab_resnet101_voc")
+    pipeline.int8_model(mc)
     monkeypatch.setattr(quantize, "quantize", lambda *a, **k: pytest.fail("calibrated again"))
-    second = pipeline.int8_model(run_config, spec)
+    second = pipeline.int8_model(mc)
     assert not second.entry.built and second.entry.manifest["calibration_subset"].startswith("train: 32 images")
 
 
@@ -321,3 +349,23 @@ def test_fp32_fusion_gives_a_fused_graph_with_unchanged_outputs(small_net, tmp_p
     graph, _ = _graph(fused, tmp_path)
     assert graph.unfused_convs == 0 and graph.fp32_convs == graph.convs > 50
     np.testing.assert_allclose(logits(fused, x).asnumpy(), reference, rtol=1e-3, atol=1e-3)
+
+
+def test_a_shipped_int8_export_is_used_as_it_is_and_a_damaged_one_is_named(segcheck, tmp_path):
+    """int8 = { export = ... }: the artefact's own graph and weights are gated; a broken file fails with its name."""
+    mc = segcheck.model_config("fcn_resnet101_voc")
+    calibrated = pipeline.int8_model(mc)
+    prefix = tmp_path / "shipped" / "my-int8"
+    symbol, params = export.export(calibrated.block, prefix)
+    shipped = pipeline.int8_model(mc.with_(int8_export=prefix))
+    assert shipped.entry is None and shipped.source == f"shipped INT8 export {prefix}" and shipped.graph == calibrated.graph
+    x = mx.nd.random.uniform(-1, 1, shape=(1, 3, mc.crop_size, mc.crop_size))
+    np.testing.assert_array_equal(logits(shipped.block, x).asnumpy(), logits(calibrated.block, x).asnumpy())
+    params.write_bytes(params.read_bytes()[:1000])
+    with pytest.raises(SegcheckError, match=rf"^{params}: cannot be loaded into my-int8-symbol.json"):
+        pipeline.int8_model(mc.with_(int8_export=prefix))
+    symbol.write_text("{")
+    with pytest.raises(SegcheckError, match=rf"^{symbol}: "):
+        pipeline.int8_model(mc.with_(int8_export=prefix))
+    with pytest.raises(SegcheckError, match=r"predicts 21 classes, but ade20k has 150"):
+        pipeline.int8_model(mc.with_(int8_export=calibrated.entry.path / "model", dataset="ade20k"))

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from segcheck import data, pipeline
-from segcheck.catalog import ModelSpec
 from segcheck.evaluate import logits
 
 
@@ -16,13 +15,13 @@ def _ranges(entry):
 
 
 @pytest.mark.slow
-def test_rebuilding_from_a_clean_cache_gives_identical_weights_ranges_and_outputs(run_config, tmp_path):
+def test_rebuilding_from_a_clean_cache_gives_identical_weights_ranges_and_outputs(segcheck, tmp_path):
     """Node names carry Gluon's per-process counters, so the INT8 files are compared by content, not bytes."""
-    spec = ModelSpec.parse("fcn_resnet101_voc")
-    fresh = run_config.with_(cache_dir=tmp_path / "cache")
-    assert pipeline.fp32_params(fresh, spec).read_bytes() == pipeline.fp32_params(run_config, spec).read_bytes()
-    again, session = pipeline.int8_model(fresh, spec), pipeline.int8_model(run_config, spec)
+    mc = segcheck.model_config("fcn_resnet101_voc")
+    fresh = mc.with_(run=mc.run.with_(cache_dir=tmp_path / "cache"))
+    assert pipeline.fp32_params(fresh).read_bytes() == pipeline.fp32_params(mc).read_bytes()
+    again, session = pipeline.int8_model(fresh), pipeline.int8_model(mc)
     assert again.entry.built and _ranges(again.entry) == _ranges(session.entry)
-    val = pipeline.open_split(run_config, spec.dataset, "val")
+    val = pipeline.open_split(mc, "val")
     for x, _, _ in data.batches(val, data.first(val, 4), 1):
         np.testing.assert_array_equal(logits(again.block, x).asnumpy(), logits(session.block, x).asnumpy())

@@ -4,11 +4,11 @@ from pathlib import Path
 
 import pytest
 
-from segcheck.catalog import SEED_MODELS
+from segcheck.catalog import seed_networks
 
 ROOT = Path(__file__).resolve().parents[1]
-MODEL_TESTS = ["tests/test_accuracy.py", "tests/test_latency.py"]
-NAMES = [s.name for s in SEED_MODELS]
+MODEL_TESTS = ["segcheck/suite/test_accuracy.py", "segcheck/suite/test_latency.py"]
+NAMES = [n.name for n in seed_networks()]
 
 
 def collected(pytester, *args) -> list[str]:
@@ -48,5 +48,5 @@ def test_psp_and_int8_selects_only_psp_int8_cases(pytester, how):
 
 def test_bench_marker_selects_only_latency(pytester):
     ids = collected(pytester, "-m", "bench")
-    assert ids and all("tests/test_latency.py::" in i for i in ids), ids
+    assert ids and all("suite/test_latency.py::" in i for i in ids), ids
     assert len(ids) == 3 * len(NAMES)  # fp32 and int8 benchmarks and the speed-up gate per model

@@ -7,7 +7,6 @@ expected ones. The clean control is this session's own gate on the same model, s
 """
 
 import sys
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -15,32 +14,26 @@ from hypothesis import settings
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "fcn_resnet101_voc"
-ACCURACY = ["tests/test_accuracy.py", "-k", f"{MODEL} and (test_accuracy or int8_drop)"]
-FP32_ACCURACY = ["tests/test_accuracy.py", "-k", f"{MODEL} and test_accuracy"]
-LATENCY = ["tests/test_latency.py", "tests/test_accuracy.py", "-k", f"{MODEL} and (latency or speedup or int8_graph)"]
+ACCURACY = ["segcheck/suite/test_accuracy.py", "-k", f"{MODEL} and (test_accuracy or int8_drop)"]
+FP32_ACCURACY = ["segcheck/suite/test_accuracy.py", "-k", f"{MODEL} and test_accuracy"]
+LATENCY = ["segcheck/suite/test_latency.py", "segcheck/suite/test_accuracy.py", "-k", f"{MODEL} and (latency or speedup or int8_graph)"]
 
 pytestmark = pytest.mark.selfcheck
 sys.path.insert(0, str(ROOT / "tests"))
+from junit import outcomes as junit_outcomes  # noqa: E402  (tests/ is not a package)
 
 
-def run_gate(fault, args, run_config, pytester):
+def run_gate(fault, args, segcheck, pytester):
     """{test id: (outcome, message)} of a pytest run of `args` with `fault` injected."""
     from faults import Fault
 
     junit = pytester.path / f"{fault}.xml"
-    paths = [str(ROOT / a) if a.startswith("tests/") else a for a in args]
+    paths = [str(ROOT / a) if a.startswith(("tests/", "segcheck/")) else a for a in args]
     done = pytester.runpytest_inprocess(
-        "-p", "no:cacheprovider", "-q", "--rootdir", str(ROOT), "--segcheck-cache", str(run_config.cache_dir),
+        "-p", "no:cacheprovider", "-q", "--rootdir", str(ROOT), "--segcheck-cache", str(segcheck.run.cache_dir),
         "--junitxml", str(junit), *paths, plugins=[Fault(fault)])
     assert junit.is_file(), f"the gate did not run:\n{done.stdout.str()[-3000:]}"
-    outcomes = {}
-    for case in ET.parse(junit).getroot().iter("testcase"):
-        problem = case.find("failure") if case.find("failure") is not None else case.find("error")
-        skipped = case.find("skipped")
-        outcome = "failed" if problem is not None else "skipped" if skipped is not None else "passed"
-        message = (problem if problem is not None else skipped).get("message", "") if outcome != "passed" else ""
-        outcomes[case.get("name")] = (outcome, message)
-    return outcomes
+    return junit_outcomes(junit)
 
 
 def failed(outcomes):
@@ -70,9 +63,9 @@ CASES = {
 
 
 @pytest.mark.parametrize("fault", CASES)
-def test_injected_regression_fails_the_right_test_naming_the_cause(fault, run_config, pytester):
+def test_injected_regression_fails_the_right_test_naming_the_cause(fault, segcheck, pytester):
     args, expected = CASES[fault]
-    outcomes = run_gate(fault, args, run_config, pytester)
+    outcomes = run_gate(fault, args, segcheck, pytester)
     got = failed(outcomes)
     assert set(got) == set(expected), f"{fault}: failed {sorted(got)}, expected {sorted(expected)}"
     passed = [name for name, (outcome, _) in outcomes.items() if outcome == "passed"]
@@ -88,12 +81,12 @@ def hypothesis_profile_restored(pytestconfig):
     settings.load_profile(pytestconfig.getoption("hypothesis_profile", None) or "segcheck")
 
 
-def test_metric_bug_fails_the_property_tests(run_config, pytester, hypothesis_profile_restored, monkeypatch):
+def test_metric_bug_fails_the_property_tests(segcheck, pytester, hypothesis_profile_restored, monkeypatch):
     # @given keeps the settings in force when its module was imported: the inner run imports it afresh.
     monkeypatch.delitem(sys.modules, "test_metrics", raising=False)
     selection = ["tests/test_metrics.py", "-k", "ignored_pixels or gluoncv or unit_interval or bad_input",
                  "--hypothesis-profile", "segcheck-selfcheck"]
-    outcomes = run_gate("ignore-label-counted", selection, run_config, pytester)
+    outcomes = run_gate("ignore-label-counted", selection, segcheck, pytester)
     got = failed(outcomes)
     assert "test_ignored_pixels_never_change_any_number" in got and "test_equals_gluoncv_segmentation_metric" in got
     assert sum(outcome == "passed" for outcome, _ in outcomes.values()) > 0

@@ -17,7 +17,7 @@ from pathlib import Path
 import mxnet as mx
 
 from .. import atomic
-from ..catalog import GLUONCV_DATASET, ModelSpec
+from ..catalog import Network
 from ..errors import MissingResource, SegcheckError
 
 OUTPUT_STRIDE = 8  # GluonCV's dilated ResNet backbones
@@ -36,16 +36,19 @@ def check_crop(crop_size) -> int:
     return crop_size
 
 
-def build(spec: ModelSpec, crop_size: int, aux: bool = False) -> mx.gluon.HybridBlock:
-    """GluonCV's own architecture for `spec` (21 classes; auxiliary head only on request), uninitialised."""
+def build(network: Network, crop_size: int, base_size: int | None = None, aux: bool = False) -> mx.gluon.HybridBlock:
+    """GluonCV's own architecture for `network` (auxiliary head only on request), uninitialised."""
+    from gluoncv.model_zoo import get_model
     from gluoncv.model_zoo.segbase import get_segmentation_model
 
+    if network.export is not None:
+        raise SegcheckError(f"{network.export}: an exported network is imported, not built")
     check_crop(crop_size)
+    kwargs = dict(pretrained=False, pretrained_base=False, aux=aux, crop_size=crop_size, base_size=base_size or crop_size)
     with contextlib.redirect_stdout(io.StringIO()):  # PSPNet prints its crop size
-        return get_segmentation_model(
-            model=spec.arch, dataset=GLUONCV_DATASET[spec.dataset], backbone=spec.backbone,
-            pretrained=False, pretrained_base=False, aux=aux, crop_size=crop_size, base_size=crop_size,
-        )
+        if network.zoo:
+            return get_model(network.zoo, **kwargs)
+        return get_segmentation_model(model=network.arch, dataset=network.dataset, backbone=network.backbone, **kwargs)
 
 
 def child(block, path: str):
@@ -68,37 +71,39 @@ def mxnet_home() -> Path:
     return Path(os.environ.get("MXNET_HOME", "~/.mxnet")).expanduser()
 
 
-def gluoncv_sha1(spec: ModelSpec) -> str:
+def gluoncv_sha1(network: Network) -> str:
     from gluoncv.model_zoo import model_store
 
-    sha1 = model_store._model_sha1.get(spec.name)
+    sha1 = model_store._model_sha1.get(network.store_name)
     if sha1 is None:
-        raise MissingResource(f"GluonCV publishes no pretrained weights for {spec.name}; use the seeded weights instead")
+        raise MissingResource(f"GluonCV publishes no pretrained weights for {network.store_name}; "
+                              "give a weights file (weights = \"path.params\" in the configuration, --resume PATH on the command line)")
     return sha1
 
 
-def store_path(spec: ModelSpec, home: Path) -> Path:
-    """Where GluonCV's model store keeps the pretrained file for `spec`."""
-    return Path(home) / "models" / f"{spec.name}-{gluoncv_sha1(spec)[:8]}.params"
+def store_path(network: Network, home: Path) -> Path:
+    """Where GluonCV's model store keeps the pretrained file for `network`."""
+    return Path(home) / "models" / f"{network.store_name}-{gluoncv_sha1(network)[:8]}.params"
 
 
 def file_sha1(path: Path) -> str:
     return atomic.digest(path, "sha1")
 
 
-def pretrained_file(spec: ModelSpec, home: Path) -> Path:
+def pretrained_file(network: Network, home: Path) -> Path:
     """The verified pretrained file; MissingResource when absent, SegcheckError when its sha1 is wrong."""
-    path = store_path(spec, home)
+    path = store_path(network, home)
+    name = network.store_name
     if not path.is_file():
         raise MissingResource(
-            f"pretrained weights for {spec.name} not found at {path}; copy {path.name} from a machine where "
-            f"gluoncv.model_zoo.get_model('{spec.name}', pretrained=True) has run (or from GluonCV's model zoo), "
+            f"pretrained weights for {name} not found at {path}; copy {path.name} from a machine where "
+            f"gluoncv.model_zoo.get_model('{name}', pretrained=True) has run (or from GluonCV's model zoo), "
             "or set $MXNET_HOME to the folder holding models/"
         )
-    actual, expected = file_sha1(path), gluoncv_sha1(spec)
+    actual, expected = file_sha1(path), gluoncv_sha1(network)
     if actual != expected:
         raise SegcheckError(
-            f"{path}: sha1 {actual} does not match GluonCV's {expected} for {spec.name}; the file is damaged or "
+            f"{path}: sha1 {actual} does not match GluonCV's {expected} for {name}; the file is damaged or "
             "from another release: replace it with the right file (segcheck never re-downloads)"
         )
     return path
@@ -112,6 +117,8 @@ def load_params(net: mx.gluon.Block, path, ignore_prefixes: tuple = (), keep_pre
     their values.
     """
     path = Path(path)
+    if not path.is_file():
+        raise SegcheckError(f"{path}: weights file not found; fix the path (weights = ... in the configuration, --resume)")
     try:
         saved = mx.nd.load(str(path))
     except mx.base.MXNetError as err:

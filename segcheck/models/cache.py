@@ -90,7 +90,7 @@ def get_or_build(cache_dir, kind: str, fields: dict, build) -> Entry:
         root.mkdir(parents=True, exist_ok=True)
         lock = portalocker.Lock(str(root / f".{kind}-{key}.lock"), timeout=3600)
     except OSError as err:
-        raise SegcheckError(f"cache folder {root} is not writable ({err.strerror}); pass --segcheck-cache (pytest) or --cache-dir (segcheck), or set $SEGCHECK_CACHE_DIR") from None
+        raise SegcheckError(f"cache folder {root} is not writable ({err.strerror}); pass --segcheck-cache or set $SEGCHECK_CACHE_DIR") from None
     with lock:
         manifest = _intact(folder, key)  # another process may have built it while we waited
         if manifest is not None:

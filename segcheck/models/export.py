@@ -15,7 +15,7 @@ from pathlib import Path
 import mxnet as mx
 
 from .. import atomic
-from ..catalog import ModelSpec
+from ..catalog import Network
 from ..errors import SegcheckError
 
 
@@ -66,18 +66,18 @@ GLUONCV_SYMBOL_PREFIX = {"fcn": "fcn0_", "psp": "pspnet0_", "deeplab": "deeplabv
 GLUONCV_INT8_CROP = 480  # the shipped symbols are fixed to 480x480 inputs
 
 
-def gluoncv_int8_symbol(spec: ModelSpec) -> str:
-    """The INT8 symbol JSON GluonCV ships for `spec` (one of the six ResNet-101 seed models)."""
+def gluoncv_int8_symbol(network: Network) -> str:
+    """The INT8 symbol JSON GluonCV ships for `network` (one of the six ResNet-101 seed models)."""
     from gluoncv.model_zoo.quantized.quantized import _compressed_int8_json
     from gluoncv.utils.compress_json import get_compressed_model
 
-    name = f"{spec.name}_int8"
+    name = f"{network.name}_int8"
     if name not in _compressed_int8_json:
-        raise SegcheckError(f"GluonCV ships no INT8 symbol for {spec.name}; it has {', '.join(sorted(_compressed_int8_json))}")
+        raise SegcheckError(f"GluonCV ships no INT8 symbol for {network.name}; it has {', '.join(sorted(_compressed_int8_json))}")
     return get_compressed_model(name, _compressed_int8_json)
 
 
-def gluoncv_int8_block(spec: ModelSpec, fp32_with_aux: mx.gluon.HybridBlock) -> mx.gluon.SymbolBlock:
+def gluoncv_int8_block(network: Network, fp32_with_aux: mx.gluon.HybridBlock) -> mx.gluon.SymbolBlock:
     """GluonCV's shipped INT8 symbol bound to the weights of a local FP32 network built with aux=True.
 
     As GluonCV does, the FP32 network is exported once and its parameters loaded into the symbol;
@@ -85,10 +85,10 @@ def gluoncv_int8_block(spec: ModelSpec, fp32_with_aux: mx.gluon.HybridBlock) -> 
     """
     fp32_with_aux.hybridize()
     fp32_with_aux(mx.nd.zeros((1, 3, GLUONCV_INT8_CROP, GLUONCV_INT8_CROP)))
-    expected = GLUONCV_SYMBOL_PREFIX[spec.arch]
+    expected = GLUONCV_SYMBOL_PREFIX[network.arch]
     with tempfile.TemporaryDirectory() as tmp:
         sym_path = Path(tmp) / "int8-symbol.json"
-        sym_path.write_text(gluoncv_int8_symbol(spec))
+        sym_path.write_text(gluoncv_int8_symbol(network))
         fp32_with_aux.export(str(Path(tmp) / "fp32"), epoch=0)
         saved = mx.nd.load(str(Path(tmp) / "fp32-0000.params"))
         ours = fp32_with_aux.prefix

@@ -21,7 +21,6 @@ from dataclasses import asdict, dataclass
 import mxnet as mx
 import numpy as np
 
-from ..catalog import NUM_CLASSES
 from .build import child, layers
 
 # The head convolutions fitted in step 3, in forward order, by dotted child path.
@@ -117,15 +116,15 @@ def _sample(features: np.ndarray, labels: np.ndarray, per_image: int, rng) -> tu
     return np.concatenate(rows).astype(np.float32), np.concatenate(targets)
 
 
-def _ridge(x: np.ndarray, y: np.ndarray, strength: float) -> np.ndarray:
+def _ridge(x: np.ndarray, y: np.ndarray, strength: float, num_classes: int) -> np.ndarray:
     """Class-balanced ridge regression onto one-hot labels: returns (C + 1) x classes, bias last."""
-    counts = np.bincount(y, minlength=NUM_CLASSES).astype(np.float64)
+    counts = np.bincount(y, minlength=num_classes).astype(np.float64)
     weight = (1.0 / np.sqrt(np.maximum(counts, 1.0)))[y]
     weight /= weight.mean()
     a = np.concatenate([x, np.ones((len(x), 1), np.float32)], axis=1)
     aw = a * weight[:, None].astype(np.float32)
     gram = (aw.T @ a).astype(np.float64)
-    rhs = (aw.T @ np.eye(NUM_CLASSES, dtype=np.float32)[y]).astype(np.float64)
+    rhs = (aw.T @ np.eye(num_classes, dtype=np.float32)[y]).astype(np.float64)
     gram += strength * np.trace(gram) / len(gram) * np.eye(len(gram))
     return np.linalg.solve(gram, rhs)
 
@@ -155,9 +154,9 @@ def fit(net, arch: str, images: mx.nd.NDArray, labels: np.ndarray, recipe: FitRe
 
     for path in FIT_CONVS[arch]:
         x, y = _sample(_capture_input(net, path, head_pass), labels, recipe.samples_per_image, rng)
-        _set_projection(child(net, path), _ridge(x, y, recipe.ridge), rng)
+        _set_projection(child(net, path), _ridge(x, y, recipe.ridge, net.nclass), rng)
     x, y = _sample(_capture_input(net, CLASSIFIER, head_pass), labels, recipe.samples_per_image, rng)
-    w = _ridge(x, y, recipe.ridge)
+    w = _ridge(x, y, recipe.ridge, net.nclass)
     classifier = child(net, CLASSIFIER)
     classifier.weight.set_data(mx.nd.array(w[:-1].T.reshape(classifier.weight.shape)))
     classifier.bias.set_data(mx.nd.array(w[-1]))

@@ -1,0 +1,121 @@
+"""segcheck's options, declared once: the pytest plugin and the `segcheck` command add them from this table.
+
+The first flag of an option is its name in messages; later flags are the spellings of the seed's test.py,
+accepted by both front ends. Every default is None, so "given" and "left to the configuration" differ.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+
+from .catalog import DATASETS
+from .models.recipe import CALIB_MODES, QUANTIZED_DTYPES
+
+ALL = "all"  # --num-images all: every image of the split, whatever the tier's default
+
+
+def _whole(text, least: int, what: str) -> int:
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    if value < least:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {value}")
+    return value
+
+
+def positive(text) -> int:
+    return _whole(text, 1, "a positive integer")
+
+
+def non_negative(text) -> int:
+    return _whole(text, 0, "a whole number")
+
+
+def count_or_all(text) -> int | str:
+    return ALL if text == ALL else positive(text)
+
+
+@dataclass(frozen=True)
+class Option:
+    flags: tuple
+    help: str
+    type: object = None
+    choices: tuple = ()
+    flag: bool = False  # store_true
+    metavar: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.flags[0]
+
+    @property
+    def dest(self) -> str:
+        return self.name.lstrip("-").replace("-", "_")
+
+    def kwargs(self) -> dict:
+        if self.flag:
+            return dict(dest=self.dest, action="store_true", default=None, help=self.help)
+        extra = {"choices": self.choices} if self.choices else {}
+        return dict(dest=self.dest, type=self.type, default=None, help=self.help, metavar=self.metavar, **extra)
+
+
+# Options of a run that both front ends take: evaluation, calibration, data and cache.
+RUN = (
+    Option(("--crop-size", "--image-shape"), "evaluation crop in pixels (synthetic tier 64, real tier 480, "
+           "else the model's configuration)", positive),
+    Option(("--base-size",), "GluonCV's base size, given to the network and the dataset (default: the crop size)", positive),
+    Option(("--num-images",), "evaluate the first N images of the split, or 'all' (synthetic tier 48, real tier all)",
+           count_or_all, metavar="N|all"),
+    Option(("--batch-size",), "evaluation batch size (default 1, as the seed)", positive),
+    Option(("--calib-mode",), "calibration mode (default naive)", choices=CALIB_MODES),
+    Option(("--calib-dtype", "--quantized-dtype"), "quantized dtype (default auto)", choices=QUANTIZED_DTYPES),
+    Option(("--calib-batches", "--num-calib-batches"), "calibration batches (synthetic tier 2, real tier 5, as the seed)", positive),
+    Option(("--calib-batch-size",), "images per calibration batch (synthetic tier 16, real tier 32)", positive),
+    Option(("--calib-split",), "calibration split (default train, disjoint from val; 'val' reproduces the seed)"),
+    Option(("--segcheck-cache", "--cache-dir"), "segcheck's model and data cache (default $SEGCHECK_CACHE_DIR, else ~/.cache/segcheck)"),
+    *(Option((kind.option,), f"{kind.key} root (else ${kind.env}, else {kind.default_root})") for kind in DATASETS.values()),
+    Option(("--skip-bad",), "leave out unreadable samples with a warning (they are counted) instead of failing", flag=True),
+)
+CALIBRATION = ("calib_mode", "calib_dtype", "calib_batches", "calib_batch_size", "calib_split")
+ROOTS = {kind.option.lstrip("-").replace("-", "_"): kind.key for kind in DATASETS.values()}
+
+# Options of the pytest plugin only: what a gate run does with its results.
+GATE = (
+    Option(("--segcheck-config",), "segcheck.toml or pyproject.toml to read (default: found in the rootdir)"),
+    Option(("--tier",), "synthetic (seeded models on generated data) or real (configured weights and data); "
+           "default: the configuration's tier", choices=("synthetic", "real")),
+    Option(("--require-real",), "fail, instead of skipping, where weights or data are missing", flag=True),
+    Option(("--require-baseline",), "fail, instead of skipping, where a model has no baseline row", flag=True),
+    Option(("--baselines",), "baseline table (default: the configuration's, else baselines.json beside it)"),
+    Option(("--update-baselines",), "record this run's rows for this environment and setting (shows the diff)", flag=True),
+    Option(("--results-json",), "where this run's results go (default <segcheck-cache>/last-run.json)"),
+    Option(("--report-png",), "also draw the results as a PNG chart"),
+    Option(("--latency-warmup",), "warm-up rounds before each latency benchmark (default 2)", non_negative),
+)
+
+
+def add_to_pytest(parser) -> None:
+    group = parser.getgroup("segcheck", "segcheck: INT8 segmentation gate")
+    for option in RUN + GATE:
+        group.addoption(*option.flags, **option.kwargs())
+
+
+def add_to_argparse(parser: argparse.ArgumentParser, options=RUN) -> None:
+    for option in options:
+        parser.add_argument(*option.flags, **option.kwargs())
+
+
+def values(get, options=RUN + GATE) -> dict:
+    """dest -> value of every option, read through `get(dest)` (pytest's getoption or vars(namespace).get)."""
+    return {o.dest: get(o.dest) for o in options}
+
+
+def given(found: dict, options=RUN + GATE) -> list:
+    """Names of the options given a value (not left at None)."""
+    return [o.name for o in options if found.get(o.dest) is not None]
+
+
+def flag_of(dest: str) -> str:
+    return next(o.name for o in RUN + GATE if o.dest == dest)

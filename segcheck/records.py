@@ -1,0 +1,108 @@
+"""A run's results as typed records, built from the gate tests' reports, and their JSON form.
+
+The seed's table spells INT8 as s8 (s8 latency, s8 mIoU); SEED_PREFIX is the one place that says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+PASS, FAIL, IMPROVED, SKIP, ERROR = "PASS", "FAIL", "IMPROVED", "SKIP", "ERROR"
+FAILING = (FAIL, IMPROVED, ERROR)
+SEED_PREFIX = {"fp32": "fp32", "int8": "s8"}
+# The order in which a model's status names its first failing check.
+CHECK_ORDER = ("fp32-accuracy", "int8-accuracy", "int8-drop", "int8-graph", "fp32-graph", "fp32-segments",
+               "deploy", "fp32-latency", "int8-latency", "speedup")
+FORMAT = 2
+
+
+@dataclass
+class Figures:
+    """One precision of one model: accuracy in percent, latency in milliseconds."""
+
+    pixacc: float | None = None
+    miou: float | None = None
+    latency_ms: float | None = None
+    latency_median_ms: float | None = None
+
+
+@dataclass(frozen=True)
+class Check:
+    """The outcome of one gate test of a model, as its report said."""
+
+    status: str
+    message: str = ""
+
+    @property
+    def failed(self) -> bool:
+        return self.status in FAILING
+
+
+@dataclass
+class ModelResult:
+    name: str
+    fp32: Figures = field(default_factory=Figures)
+    int8: Figures = field(default_factory=Figures)
+    subset: str = ""
+    setting: dict = field(default_factory=dict)
+    int8_share: float | None = None
+    int8_source: str = ""
+    baseline: dict | None = None  # the baseline row used, in the seed's units
+    checks: dict = field(default_factory=dict)  # check name -> Check
+
+    def figures(self, precision: str) -> Figures:
+        return self.int8 if precision == "int8" else self.fp32
+
+    def status(self) -> str:
+        """PASS, or the first failing check in CHECK_ORDER (e.g. 'FAIL int8-graph'); SKIP when nothing ran."""
+        order = sorted(self.checks, key=lambda c: (CHECK_ORDER.index(c) if c in CHECK_ORDER else len(CHECK_ORDER), c))
+        for name in order:
+            if self.checks[name].failed:
+                return f"{self.checks[name].status} {name}"
+        return PASS if any(c.status == PASS for c in self.checks.values()) else SKIP
+
+    def to_dict(self) -> dict:
+        doc = asdict(self)
+        doc["checks"] = {k: asdict(v) for k, v in self.checks.items()}
+        return doc
+
+    @classmethod
+    def from_dict(cls, doc: dict) -> "ModelResult":
+        doc = dict(doc)
+        fp32, int8 = Figures(**doc.pop("fp32", {})), Figures(**doc.pop("int8", {}))
+        checks = {k: Check(**v) for k, v in doc.pop("checks", {}).items()}
+        return cls(fp32=fp32, int8=int8, checks=checks, **doc)
+
+
+@dataclass
+class RunResults:
+    tier: str = ""
+    convention: str = ""
+    environment: dict = field(default_factory=dict)
+    models: dict = field(default_factory=dict)  # name -> ModelResult
+
+    def model(self, name: str) -> ModelResult:
+        return self.models.setdefault(name, ModelResult(name))
+
+    def apply(self, payload: dict) -> None:
+        """Fold in what one gate test reported about its model (its figures, its subset, its baseline...)."""
+        result = self.model(payload["model"])
+        for precision in ("fp32", "int8"):
+            for key, value in payload.get(precision, {}).items():
+                setattr(result.figures(precision), key, value)
+        for key in ("subset", "setting", "int8_share", "int8_source", "baseline"):
+            if key in payload:
+                setattr(result, key, payload[key])
+
+    def check(self, model: str, name: str, check: Check) -> None:
+        self.model(model).checks[name] = check
+
+    def to_dict(self) -> dict:
+        return {"format": FORMAT, "tier": self.tier, "convention": self.convention, "environment": self.environment,
+                "models": {n: m.to_dict() for n, m in sorted(self.models.items())}}
+
+    @classmethod
+    def from_dict(cls, doc: dict) -> "RunResults":
+        known = {f.name for f in fields(cls)} - {"models"}
+        return cls(models={n: ModelResult.from_dict(m) for n, m in doc.get("models", {}).items()},
+                   **{k: v for k, v in doc.items() if k in known})

@@ -1,0 +1,164 @@
+"""The pytest plugin as another repository meets it: inert without a configuration, a gate with one.
+
+Inner pytest runs happen in process (pytester) in empty temporary folders; the plugin comes from the
+installed entry point, the gate's tests from the package, nothing from this repository.
+"""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFilter
+
+from junit import outcomes as junit_outcomes
+from segcheck import pipeline, synthetic
+
+
+def outcomes(pytester, *args) -> tuple:
+    """(outcomes of an inner run by test name, its RunResult)."""
+    junit = pytester.path / "junit.xml"
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "-q", "--junitxml", str(junit), *args)
+    found = junit_outcomes(junit) if junit.is_file() else {}
+    junit.unlink(missing_ok=True)
+    return found, result
+
+
+def test_without_a_configuration_the_plugin_only_adds_its_options(pytester, tmp_path, monkeypatch):
+    monkeypatch.setenv("SEGCHECK_CACHE_DIR", str(tmp_path / "cache"))
+    pytester.makepyfile(test_mine="def test_mine(tmp_path):\n    (tmp_path / 'x').write_text('y')\n    assert (tmp_path / 'x').read_text() == 'y'\n")
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--trace-config")
+    result.assert_outcomes(passed=1)
+    assert "segcheck.plugin" in result.stdout.str() and "segcheck Performance table" not in result.stdout.str()
+    assert not (tmp_path / "cache").exists()
+    # .benchmarks is pytest-benchmark's own storage folder, made whether or not segcheck is installed
+    assert sorted(p.name for p in pytester.path.iterdir() if p.name != ".benchmarks") == ["test_mine.py"]
+    help_text = pytester.runpytest_inprocess("--help").stdout.str()
+    assert "--update-baselines" in help_text and "--calib-batches" in help_text and "--ade20k-root" in help_text
+    refused = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--tier", "real", "--update-baselines")
+    assert refused.ret == pytest.ExitCode.USAGE_ERROR
+    assert "--tier, --update-baselines: no segcheck configuration" in refused.stderr.str()
+
+
+def test_a_bad_configuration_stops_the_run_naming_file_and_key(pytester):
+    pytester.path.joinpath("segcheck.toml").write_text('[[models]]\nnetwork = "fcn_resnet101_voc"\ndataset = {crop_size = 60}\n')
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "crop size 60 cannot be taken" in result.stderr.str()
+    pytester.path.joinpath("segcheck.toml").write_text('[[models]]\nnetwrk = "fcn_resnet101_voc"\n')
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR and "segcheck.toml: key 'models[0].netwrk': unknown key" in result.stderr.str()
+
+
+@pytest.mark.parametrize("config, args, message", [
+    ('tier = "synthetic"\n', ["--voc-root", "x"], "--voc-root has no effect on the synthetic tier"),
+    ("", ["--coco-root", "x"], "--coco-root has no effect: no configured model uses coco"),
+    ('int8 = {export = "shipped"}\n', ["--calib-mode", "entropy"], "--calib-mode has no effect: every configured model's INT8 side is a shipped export"),
+    ('int8 = {mode = "none"}\n', ["--num-calib-batches", "3"], "--calib-batches has no effect with calibration mode none"),
+    ('tier = "synthetic"\n', ["--require-real"], "--require-real has no effect on the synthetic tier"),
+], ids=["root-on-synthetic", "root-of-unused-dataset", "calib-with-exports-only", "batches-with-mode-none", "require-real-on-synthetic"])
+def test_an_option_without_effect_is_a_usage_error(pytester, config, args, message):
+    head, _, tail = config.partition("int8")
+    model = '[[models]]\nnetwork = "fcn_resnet101_voc"\n' + (("int8" + tail) if tail else "")
+    pytester.path.joinpath("segcheck.toml").write_text(head + model)
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR and message in result.stderr.str(), result.stderr.str()
+
+
+def test_published_rows_are_never_recorded_over(pytester):
+    root = Path(__file__).resolve().parents[1]
+    pytester.path.joinpath("segcheck.toml").write_text(f'baselines = "{root / "baselines.json"}"\n[[models]]\nnetwork = "fcn_resnet101_voc"\n')
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--update-baselines")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR and "holds published rows (match_environment false)" in result.stderr.str()
+
+
+def _void_border(label: np.ndarray) -> np.ndarray:
+    img = Image.fromarray(label)
+    edges = np.asarray(img.filter(ImageFilter.MaxFilter(3))) != np.asarray(img.filter(ImageFilter.MinFilter(3)))
+    return np.where(edges, 255, label).astype(np.uint8)
+
+
+def handmade_voc(root: Path, count: int, first: int) -> list:
+    """VOC-layout samples drawn here, not by segcheck's generator: odd sizes, one greyscale JPEG, 255 borders."""
+    base = root / "VOC2012"
+    for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
+        (base / sub).mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(first)
+    names = []
+    for i in range(first, first + count):
+        w, h = int(rng.integers(83, 157)) | 1, int(rng.integers(79, 149)) | 1  # odd sizes
+        image = Image.new("RGB", (w, h), tuple(int(v) for v in rng.integers(50, 70, size=3)))
+        label = Image.new("L", (w, h), 0)
+        for _ in range(int(rng.integers(1, 3))):
+            cls = int(rng.integers(1, 21))
+            x0, y0 = int(rng.integers(0, w // 2)), int(rng.integers(0, h // 2))
+            box = (x0, y0, x0 + int(rng.integers(w // 4, w // 2)), y0 + int(rng.integers(h // 4, h // 2)))
+            ImageDraw.Draw(image).ellipse(box, fill=synthetic.appearance(cls).colour)
+            ImageDraw.Draw(label).ellipse(box, fill=cls)
+        name = f"2012_{i:06d}"
+        if i == first:
+            image = image.convert("L")  # a greyscale JPEG, as real VOC has a few
+        image.save(base / "JPEGImages" / f"{name}.jpg", quality=90)
+        mask = Image.fromarray(_void_border(np.asarray(label)), mode="P")
+        mask.putpalette([c for k in range(256) for c in ((0, 0, 0) if k == 0 else (224, 224, 192) if k == 255 else synthetic.appearance(k % 20 + 1).colour)])
+        mask.save(base / "SegmentationClass" / f"{name}.png")
+        names.append(name)
+    return names
+
+
+OWN_CONFIG = """
+metric_convention = "present"
+
+[[models]]
+name = "my_fcn"
+model = "fcn"
+backbone = "resnet101"
+weights = "weights/my_fcn.params"
+dataset = { name = "pascal_voc", root = "data/VOCdevkit", crop_size = 64 }
+int8 = { batches = 1, batch_size = 8 }
+min_speedup = { avx2 = 1.3, avx512_vnni = 1.5 }
+"""
+
+
+def test_a_folder_segcheck_never_generated_is_gated(pytester, segcheck):
+    """Only a configuration, an FP32 params file and a hand-written VOC folder: pytest gates the model there.
+
+    First run: no baseline row, so the accuracy cases skip saying how to record one (the rest of the gate runs).
+    --update-baselines records the rows; the rerun passes every check, accuracy included.
+    """
+    folder = pytester.path
+    (folder / "weights").mkdir()
+    shutil.copy(pipeline.fp32_params(segcheck.model_config("fcn_resnet101_voc")), folder / "weights" / "my_fcn.params")
+    voc = folder / "data" / "VOCdevkit"
+    lists = {"train": handmade_voc(voc, 8, 0), "val": handmade_voc(voc, 10, 100)}
+    for split, names in lists.items():
+        (voc / "VOC2012/ImageSets/Segmentation" / f"{split}.txt").write_text("\n".join(names) + "\n")
+    (folder / "segcheck.toml").write_text(OWN_CONFIG)
+    cache = ["--segcheck-cache", str(segcheck.run.cache_dir), "--results-json", str(folder / "results.json")]
+
+    first, _ = outcomes(pytester, *cache)
+    checks = {"test_accuracy[my_fcn-fp32]", "test_accuracy[my_fcn-int8]", "test_int8_drop[my_fcn]",
+              "test_int8_graph_is_quantized_and_calibrated[my_fcn]", "test_fp32_graph_is_fused_on_onednn[my_fcn]",
+              "test_deploy_round_trip[my_fcn]", "test_latency[my_fcn-fp32]", "test_latency[my_fcn-int8]",
+              "test_int8_speedup[my_fcn]", "test_seeded_fp32_model_really_segments[my_fcn]"}
+    assert set(first) == checks
+    for name in ("test_accuracy[my_fcn-fp32]", "test_accuracy[my_fcn-int8]"):
+        assert first[name][0] == "skipped" and "no real-tier baseline rows" in first[name][1] and "--update-baselines" in first[name][1]
+    assert first["test_seeded_fp32_model_really_segments[my_fcn]"][0] == "skipped"
+    assert all(outcome == "passed" for name, (outcome, _) in first.items() if "accuracy[" not in name and "seeded" not in name), first
+
+    accuracy = str(Path(pipeline.__file__).parent / "suite" / "test_accuracy.py") + "::test_accuracy"
+    required, _ = outcomes(pytester, *cache, "--require-baseline", accuracy)
+    assert {n: o for n, (o, _) in required.items()} == {"test_accuracy[my_fcn-fp32]": "failed", "test_accuracy[my_fcn-int8]": "failed"}
+    assert "--require-baseline: no real-tier baseline rows" in required["test_accuracy[my_fcn-int8]"][1]
+
+    recorded, result = outcomes(pytester, *cache, "--update-baselines")
+    assert '"my_fcn": {"fp32_latency_ms"' in result.stdout.str()
+    rows = json.loads((folder / "baselines.json").read_text())["tiers"]["real"]["entries"]
+    assert [list(e["rows"]) for e in rows] == [["my_fcn"]] and rows[0]["setting"]["crop_size"] == 64
+
+    again, result = outcomes(pytester, *cache)
+    assert all(outcome == "passed" for name, (outcome, _) in again.items() if "seeded" not in name), again
+    assert "my_fcn | " in result.stdout.str() and "| PASS" in result.stdout.str()
+    assert json.loads((folder / "results.json").read_text())["models"]["my_fcn"]["checks"]["speedup"]["status"] == "PASS"
