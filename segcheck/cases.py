@@ -40,6 +40,11 @@ class ModelCase:
     def int8(self) -> pipeline.Int8Model:
         return self._guard(lambda: pipeline.int8_model(self.config))
 
+    def preset(self, precision: str, model, evaluation: Evaluation) -> None:
+        """Take a model and its evaluation already made elsewhere in this process (the self-checks' reuse)."""
+        self.__dict__[precision] = model
+        self._evaluations[precision] = evaluation
+
     def model(self, precision: str):
         return self.fp32 if precision == "fp32" else self.int8.block
 

@@ -214,7 +214,7 @@ def run(p: Plan, out=sys.stdout) -> int:
 
 
 def report(argv, out=sys.stdout) -> int:
-    from . import baselines
+    from . import baselines, chart
     from . import report as reporting
     from .models.cache import default_dir
     from .project import find
@@ -227,13 +227,17 @@ def report(argv, out=sys.stdout) -> int:
             raise SegcheckError(f"no segcheck configuration in {Path.cwd()} names a baseline file; pass --baselines")
         tier = baselines.load(args.baselines or project.baselines).tier(args.baseline)
         results = RunResults(tier=tier.name, convention=tier.metric_convention)
+        drop = {"pixacc": tier.tolerances.int8_drop_pixacc_points, "miou": tier.tolerances.int8_drop_miou_points}
         for entry in tier.entries:
-            results.environment = entry.environment
+            # the seed's rows name a CPU, not an ISA: a tier with minimums for one ISA only was measured on it
+            isa = entry.environment.get("isa") or (next(iter(tier.min_speedup)) if len(tier.min_speedup) == 1 else "?")
+            results.environment = {**entry.environment, "isa": isa}
             for name, row in entry.rows.items():
                 m = results.model(name)
-                m.baseline, m.setting = vars(row), entry.setting
-                m.fp32 = Figures(row.fp32_pixacc, row.fp32_miou, row.fp32_latency_ms)
-                m.int8 = Figures(row.s8_pixacc, row.s8_miou, row.s8_latency_ms)
+                m.baseline, m.setting, m.drop_tolerance = vars(row), entry.setting, drop
+                m.min_speedup = tier.min_speedup.get(isa, {}).get(name, tier.min_speedup.get(isa, {}).get(name.split("_")[0]))
+                m.fp32 = Figures(pixacc=row.fp32_pixacc, miou=row.fp32_miou, latency_ms=row.fp32_latency_ms)
+                m.int8 = Figures(pixacc=row.s8_pixacc, miou=row.s8_miou, latency_ms=row.s8_latency_ms)
     else:
         cache_dir = Path(args.cache_dir).expanduser() if args.cache_dir else default_dir()
         results = reporting.load(args.results or reporting.last_run_path(cache_dir))
@@ -241,7 +245,7 @@ def report(argv, out=sys.stdout) -> int:
     if args.json_out:
         print(f"json: {reporting.save(results, args.json_out)}", file=out)
     if args.png:
-        print(f"chart: {reporting.chart(results, args.png)}", file=out)
+        print(f"chart: {chart.chart(results, args.png)}", file=out)
     return 0
 
 
@@ -250,6 +254,10 @@ def main(argv=None) -> int:
     try:
         if argv[:1] == ["report"]:
             return report(argv[1:])
+        if argv[:1] == ["fetch"]:
+            from . import fetch
+
+            return fetch.main(argv[1:])
         return run(plan(argv))
     except SegcheckError as err:
         print(f"segcheck: error: {err}", file=sys.stderr)

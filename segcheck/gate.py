@@ -60,14 +60,17 @@ def int8_drop(what: str, fp32: Scores, int8: Scores, tol: Tolerances, classes: t
                                              f"{moved_classes(fp32, int8, classes)} [mIoU convention: {fp32.convention}]")
 
 
-def speedup(what: str, fp32_ms: float, int8_ms: float, minimum: float | None, isa: str) -> Verdict:
-    """INT8 over FP32 latency measured in the same process, against the minimum for this ISA."""
+def speedup(what: str, fp32_ms: float, int8_ms: float, minimum: float | None, isa: str, spread: str = "") -> Verdict:
+    """INT8 over FP32 latency measured in the same process, against the minimum for this ISA.
+
+    `spread` says how steady the two measurements were (rounds, interquartile range).
+    """
     ratio = fp32_ms / int8_ms
-    figures = f"FP32 {fp32_ms:.2f} ms, INT8 {int8_ms:.2f} ms, speed-up {ratio:.2f}x"
+    figures = f"FP32 {fp32_ms:.2f} ms, INT8 {int8_ms:.2f} ms, speed-up {ratio:.2f}x" + (f"; {spread}" if spread else "")
     if minimum is None:
         reason = "no VNNI" if "vnni" not in isa and isa != "amx" else "a VNNI CPU"
-        return Verdict(SKIP, f"{what}: {figures}; oneDNN runs on {isa} ({reason}) and baselines.json records "
-                             f"no minimum speed-up for it: gate skipped")
+        return Verdict(SKIP, f"{what}: {figures}; oneDNN runs on {isa} ({reason}) and neither the baseline file nor the "
+                             f"model's configuration records a minimum speed-up for it: gate skipped")
     if ratio < minimum:
         return Verdict(FAIL, f"{what}: INT8 speed-up {ratio:.2f}x is below the minimum {minimum:.2f}x for {isa} ({figures})")
     return Verdict(PASS, f"{what}: INT8 speed-up {ratio:.2f}x meets the minimum {minimum:.2f}x for {isa} ({figures})")

@@ -15,22 +15,14 @@ from .models.recipe import CALIB_MODES, QUANTIZED_DTYPES
 ALL = "all"  # --num-images all: every image of the split, whatever the tier's default
 
 
-def _whole(text, least: int, what: str) -> int:
+def positive(text) -> int:
     try:
         value = int(text)
     except (TypeError, ValueError):
-        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-    if value < least:
-        raise argparse.ArgumentTypeError(f"expected {what}, got {value}")
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
     return value
-
-
-def positive(text) -> int:
-    return _whole(text, 1, "a positive integer")
-
-
-def non_negative(text) -> int:
-    return _whole(text, 0, "a whole number")
 
 
 def count_or_all(text) -> int | str:
@@ -92,7 +84,6 @@ GATE = (
     Option(("--update-baselines",), "record this run's rows for this environment and setting (shows the diff)", flag=True),
     Option(("--results-json",), "where this run's results go (default <segcheck-cache>/last-run.json)"),
     Option(("--report-png",), "also draw the results as a PNG chart"),
-    Option(("--latency-warmup",), "warm-up rounds before each latency benchmark (default 2)", non_negative),
 )
 
 

@@ -170,7 +170,7 @@ def gluoncv_int8(mc: ModelConfig) -> mx.gluon.SymbolBlock:
     this checks that the symbol binds and runs on this MXNet, not its accuracy.
     """
     net = build.build(mc.network, export.GLUONCV_INT8_CROP, aux=True)
-    mx.random.seed(mc.run.fit.seed)
-    net.initialize(mx.init.Xavier())
     build.load_params(net, fp32_params(mc), keep_prefixes=("auxlayer.",))
+    mx.random.seed(mc.run.fit.seed)
+    net.auxlayer.initialize(mx.init.Xavier())
     return export.gluoncv_int8_block(mc.network, net)

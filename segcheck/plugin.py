@@ -81,6 +81,17 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("precision", [pytest.param(p, id=p, marks=getattr(pytest.mark, p)) for p in ("fp32", "int8")])
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_benchmark_update_machine_info(config, machine_info):
+    """pytest-benchmark's machine info carries the environment key (ISA, oneDNN, MXNet, threads), so that
+    --benchmark-compare warns when saved runs come from another machine."""
+    session = _session(config)
+    if session is not None:
+        from .environment import threads
+
+        machine_info["segcheck"] = {**session.environment, "threads": threads()}
+
+
 @pytest.fixture(scope="session")
 def segcheck(pytestconfig):
     """This run's SegcheckSession: configured models, baselines, tolerances, and what tests report."""

@@ -18,12 +18,15 @@ FORMAT = 2
 
 @dataclass
 class Figures:
-    """One precision of one model: accuracy in percent, latency in milliseconds."""
+    """One precision of one model: accuracy in percent, latency in milliseconds (minimum of the rounds)."""
 
     pixacc: float | None = None
     miou: float | None = None
+    iou: list | None = None  # per class, percent; None where the class is absent from label and prediction
     latency_ms: float | None = None
     latency_median_ms: float | None = None
+    latency_iqr_pct: float | None = None  # interquartile range of the rounds over their median, percent
+    latency_rounds: int | None = None
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,9 @@ class ModelResult:
     int8_share: float | None = None
     int8_source: str = ""
     baseline: dict | None = None  # the baseline row used, in the seed's units
+    classes: list = field(default_factory=list)  # the dataset's class names, in label order
+    drop_tolerance: dict = field(default_factory=dict)  # {"pixacc": points, "miou": points} the INT8 drop may reach
+    min_speedup: float | None = None  # the speed-up gate's minimum for this ISA, where one is recorded
     checks: dict = field(default_factory=dict)  # check name -> Check
 
     def figures(self, precision: str) -> Figures:
@@ -90,7 +96,7 @@ class RunResults:
         for precision in ("fp32", "int8"):
             for key, value in payload.get(precision, {}).items():
                 setattr(result.figures(precision), key, value)
-        for key in ("subset", "setting", "int8_share", "int8_source", "baseline"):
+        for key in ("subset", "setting", "int8_share", "int8_source", "baseline", "classes", "drop_tolerance", "min_speedup"):
             if key in payload:
                 setattr(result, key, payload[key])
 

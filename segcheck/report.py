@@ -1,4 +1,4 @@
-"""A run's results shown and stored: the seed's Performance table (Markdown), JSON, a PNG chart, baseline rows.
+"""A run's results shown and stored: the seed's Performance table (Markdown), JSON, baseline rows (the chart: chart.py).
 
 model | fp32 latency(ms) | s8 latency(ms) | fp32 pixAcc | fp32 mIoU | s8 pixAcc | s8 mIoU, plus the
 speed-up, the deltas against the baseline row and each model's status (PASS, or its first failing check).
@@ -6,7 +6,6 @@ speed-up, the deltas against the baseline row and each model's status (PASS, or 
 
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,35 +90,6 @@ def markdown(results: RunResults) -> str:
         if c.status in FAILING
     ]
     return "\n".join(lines + [""] + notes + ([""] + failing if failing else [])) + "\n"
-
-
-def chart(results: RunResults, path) -> Path:
-    """Latency and mIoU per model, FP32 beside INT8, as a PNG written atomically."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = sorted(results.models)
-    if not names:
-        raise SegcheckError("no model results to chart; run pytest first")
-    fig, (lat, acc) = plt.subplots(1, 2, figsize=(12, 4.5))
-    x = range(len(names))
-    for offset, precision, label in ((-0.2, "fp32", "FP32 (fused)"), (0.2, "int8", "INT8")):
-        m = [results.models[n].figures(precision) for n in names]
-        lat.bar([i + offset for i in x], [r.latency_ms or 0 for r in m], width=0.4, label=label)
-        acc.bar([i + offset for i in x], [r.miou or 0 for r in m], width=0.4, label=label)
-    for axis, title in ((lat, "latency (ms, lower is better)"), (acc, f"mIoU ({results.convention} convention)")):
-        axis.set_xticks(list(x))
-        axis.set_xticklabels(names, rotation=30, ha="right", fontsize=8)
-        axis.set_title(title)
-        axis.legend()
-    fig.suptitle(f"segcheck: {results.tier} tier, {results.environment.get('isa', '?')}")
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    return atomic.write_bytes(path, buffer.getvalue())
 
 
 @dataclass

@@ -11,7 +11,7 @@ from functools import cached_property
 
 import pytest
 
-from . import baselines, environment, report
+from . import baselines, chart, environment, latency, report
 from .cases import ModelCase
 from .catalog import DATASETS
 from .config import ModelConfig, RunConfig, resolve
@@ -68,6 +68,7 @@ class SegcheckSession:
         self.latencies: dict = {}
         self.lines: list = []
         self._cases: dict = {}
+        self._presets: dict = {}
 
     @classmethod
     def start(cls, config, project: Project, found: dict) -> "SegcheckSession":
@@ -119,7 +120,13 @@ class SegcheckSession:
     def case(self, name: str) -> ModelCase:
         if name not in self._cases:
             self._cases[name] = ModelCase(self.model_config(name), self.unavailable)
+            for precision, (model, evaluation) in self._presets.pop(name, {}).items():
+                self._cases[name].preset(precision, model, evaluation)
         return self._cases[name]
+
+    def preset(self, name: str, precision: str, model, evaluation) -> None:
+        """Give model `name` a model and evaluation made elsewhere in this process (see ModelCase.preset)."""
+        self._presets.setdefault(name, {})[precision] = (model, evaluation)
 
     @cached_property
     def environment(self) -> dict:
@@ -161,12 +168,17 @@ class SegcheckSession:
     # ---- hooks (the session is registered as a plugin)
 
     def pytest_collection_modifyitems(self, items):
-        """Name each gate test's model and check in its reports, so outcomes reach the results even from xdist workers."""
+        """Name each gate test's model and check in its reports, so outcomes reach the results even from xdist
+        workers; give the latency benchmarks a target precision unless --benchmark-precision sets one."""
+        given = self.config.getoption("benchmark_precision", None) is not None
+        timing = pytest.mark.benchmark() if given else pytest.mark.benchmark(precision=latency.PRECISION)
         for item in items:
             check = CHECKS.get(getattr(item, "originalname", ""))
             params = getattr(getattr(item, "callspec", None), "params", {})
             if check and "case" in params:
                 item.user_properties.append((IDENTITY, {"model": params["case"], "check": check.format(**params)}))
+                if "benchmark" in item.fixturenames:
+                    item.add_marker(timing)
 
     def pytest_runtest_logreport(self, report):
         props = [(k, v) for k, v in report.user_properties]
@@ -202,7 +214,7 @@ class SegcheckSession:
         try:
             self.lines.append(f"results: {report.save(self.results, target)} (segcheck report prints them again)")
             if self.found.get("report_png"):
-                self.lines.append(f"chart: {report.chart(self.results, self.found['report_png'])}")
+                self.lines.append(f"chart: {chart.chart(self.results, self.found['report_png'])}")
             if self.found.get("update_baselines"):
                 self._record_baselines()
         except SegcheckError as err:

@@ -40,10 +40,10 @@ def test_builds_gluoncvs_architecture_at_the_given_crop(model):
 @pytest.mark.parametrize("name, classes", [("fcn_resnet50_ade", 150), ("psp_resnet101_citys", 19), ("icnet_resnet50_citys", 19),
                                            ("fastscnn_citys", 19), ("danet_resnet50_citys", 19), ("deeplab_resnest50_ade", 150)])
 def test_other_model_zoo_networks_build_with_their_datasets_classes(name, classes):
-    network = Network.from_zoo(name)
-    net = build.build(network, 64)
-    net.initialize()
-    assert logits(net, mx.nd.zeros((1, 3, 64, 64))).shape == (1, classes, 64, 64)
+    """Shapes inferred from the symbol: the networks are built, not run (running them costs seconds, proves nothing more)."""
+    out = build.build(Network.from_zoo(name), 64)(mx.sym.var("data"))
+    main = out[0] if isinstance(out, (list, tuple)) else out
+    assert main.infer_shape(data=(1, 3, 64, 64))[1] == [(1, classes, 64, 64)]
 
 
 def test_unknown_networks_name_what_there_is():
@@ -64,17 +64,28 @@ def test_crop_sizes_the_architectures_cannot_take_are_refused(crop):
 def test_smallest_accepted_crop_runs_on_every_architecture():
     for arch in SEEDED_ARCHITECTURES:
         net = build.build(Network.from_parts(arch, "resnet50", "voc"), build.MIN_CROP)
-        net.initialize()
-        assert net(mx.nd.zeros((1, 3, 32, 32)))[0].shape == (1, 21, 32, 32)
+        net.initialize(mx.init.Zero())  # the forward must run at this crop; the values do not matter
+        out = net(mx.nd.zeros((1, 3, 32, 32)))[0]
+        out.wait_to_read()
+        assert out.shape == (1, 21, 32, 32)
 
 
 @pytest.fixture(scope="module")
 def small_net():
-    """A seeded fcn_resnet50_voc shared by the module: tests read its weights, never change them."""
+    """A seeded fcn_resnet50_voc shared by the module: tests read its weights, never change them.
+
+    He-normal weights drawn with numpy: MXNet's own initialisers take seconds for 25 M values here.
+    """
     net = build.build(SMALL, SMALL_CROP)
-    mx.random.seed(1)
-    net.initialize(mx.init.Xavier(), force_reinit=True)
+    net.initialize(mx.init.Zero())
     build.materialise(net, SMALL_CROP)
+    rng = np.random.default_rng(1)
+    for name, param in sorted(net.collect_params().items()):
+        if name.endswith(("gamma", "running_var")):
+            param.set_data(mx.nd.ones(param.shape))
+        elif name.endswith("weight"):
+            fan_in = int(np.prod(param.shape[1:]))
+            param.set_data(mx.nd.array(rng.standard_normal(param.shape, dtype=np.float32) * np.sqrt(2.0 / fan_in)))
     return net
 
 
@@ -296,6 +307,7 @@ def test_cache_builds_once_and_rebuilds_damaged_entries(tmp_path, caplog):
 
     damages = {
         "truncated": lambda p: (p / "weights.bin").write_bytes(b"ab"),
+        "same-size": lambda p: (p / "weights.bin").write_bytes(b"xyz" * 10),  # already verified once in this process
         "deleted": lambda p: (p / "weights.bin").unlink(),
         "manifest": lambda p: (p / "manifest.json").write_text("{"),
         "other-key": lambda p: (p / "manifest.json").write_text(json.dumps({"key": "0", "files": {}})),

@@ -3,14 +3,20 @@
 Each case runs part of the gate on fcn_resnet101_voc in an inner pytest run (in process, through
 pytester) with one fault injected by tests/faults.py, sharing this session's model cache, and reads
 the outcome from its JUnit XML. Every selection also holds tests the fault must leave passing: the failures must be exactly the
-expected ones. The clean control is this session's own gate on the same model, same cache and setting.
+expected ones. The clean control is this session's own gate on the same model, same cache and setting;
+for faults that change only the INT8 model, the inner run takes this session's FP32 model and evaluation.
 """
 
+import io
 import sys
 from pathlib import Path
 
 import pytest
 from hypothesis import settings
+
+from segcheck import cli, report
+from segcheck.records import CHECK_ORDER, FAILING, PASS, SKIP
+from segcheck.suite import CHECKS
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "fcn_resnet101_voc"
@@ -23,15 +29,28 @@ sys.path.insert(0, str(ROOT / "tests"))
 from junit import outcomes as junit_outcomes  # noqa: E402  (tests/ is not a package)
 
 
-def run_gate(fault, args, segcheck, pytester):
-    """{test id: (outcome, message)} of a pytest run of `args` with `fault` injected."""
+class ReuseFP32:
+    """The inner run takes this session's FP32 model and evaluation of MODEL: for faults that change only INT8."""
+
+    def __init__(self, case):
+        self.model, self.evaluation = case.fp32, case.evaluation("fp32")  # made here, under this run's warning filters
+
+    def pytest_sessionstart(self, session):
+        from segcheck.plugin import SESSION
+
+        session.config.stash[SESSION].preset(MODEL, "fp32", self.model, self.evaluation)
+
+
+def run_gate(fault, args, segcheck, pytester, reuse_fp32=False):
+    """{test id: (outcome, message)} of a pytest run of `args` with `fault` injected (its results JSON beside it)."""
     from faults import Fault
 
     junit = pytester.path / f"{fault}.xml"
+    args = [*args, "--results-json", str(pytester.path / f"{fault}.json")]
     paths = [str(ROOT / a) if a.startswith(("tests/", "segcheck/")) else a for a in args]
     done = pytester.runpytest_inprocess(
         "-p", "no:cacheprovider", "-q", "--rootdir", str(ROOT), "--segcheck-cache", str(segcheck.run.cache_dir),
-        "--junitxml", str(junit), *paths, plugins=[Fault(fault)])
+        "--junitxml", str(junit), *paths, plugins=[Fault(fault)] + ([ReuseFP32(segcheck.case(MODEL))] if reuse_fp32 else []))
     assert junit.is_file(), f"the gate did not run:\n{done.stdout.str()[-3000:]}"
     return junit_outcomes(junit)
 
@@ -62,16 +81,43 @@ CASES = {
 }
 
 
+# Faults that change only the INT8 model: their inner runs reuse this session's FP32 model and evaluation.
+INT8_ONLY = ("ranges-shrunk", "ranges-blown-up", "every-conv-excluded", "int8-slowed")
+
+
 @pytest.mark.parametrize("fault", CASES)
 def test_injected_regression_fails_the_right_test_naming_the_cause(fault, segcheck, pytester):
     args, expected = CASES[fault]
-    outcomes = run_gate(fault, args, segcheck, pytester)
+    outcomes = run_gate(fault, args, segcheck, pytester, reuse_fp32=fault in INT8_ONLY)
     got = failed(outcomes)
     assert set(got) == set(expected), f"{fault}: failed {sorted(got)}, expected {sorted(expected)}"
     passed = [name for name, (outcome, _) in outcomes.items() if outcome == "passed"]
     assert len(passed) + len(got) == len(outcomes) and passed, f"{fault}: some tests neither passed nor failed: {outcomes}"
     for name, cause in expected.items():
         assert cause in got[name], f"{fault}: {name} failed with {got[name]!r}, expected it to say {cause!r}"
+    status_agrees_with_outcomes(pytester.path / f"{fault}.json", outcomes)
+
+
+def check_of(test_name: str) -> str:
+    """The check a gate test stands for: test_accuracy[fcn_resnet101_voc-int8] -> int8-accuracy."""
+    function, _, params = test_name.partition("[")
+    return CHECKS[function].format(precision=params.rstrip("]").rpartition("-")[2])
+
+
+def status_agrees_with_outcomes(results_json, outcomes):
+    """The results JSON, the Performance table and `segcheck report` say what the tests did, check by check."""
+    results = report.load(results_json)
+    model = results.models[MODEL]
+    recorded = {check: c.status for check, c in model.checks.items()}
+    ran = {check_of(name): outcome for name, (outcome, _) in outcomes.items()}
+    assert set(recorded) == set(ran), (recorded, ran)
+    for check, outcome in ran.items():
+        assert (recorded[check] in FAILING) == (outcome == "failed") and (recorded[check] == SKIP) == (outcome == "skipped"), (check, recorded, ran)
+    failing = [c for c in CHECK_ORDER if c in ran and ran[c] == "failed"]
+    assert model.status() == (f"{recorded[failing[0]]} {failing[0]}" if failing else PASS)
+    out = io.StringIO()
+    cli.report(["--results", str(results_json)], out)
+    assert f" | {model.status()}\n" in out.getvalue() and out.getvalue() == report.markdown(results)
 
 
 @pytest.fixture

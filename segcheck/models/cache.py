@@ -59,15 +59,31 @@ class Entry:
         return self.path / name
 
 
+# Entries this process has hashed, by the stat of every file hashed: an unchanged file is not read again.
+_VERIFIED: dict = {}
+
+
+def _stamp(folder: Path, names) -> tuple:
+    """(name, size, mtime in ns, inode) of the manifest and each file: any write to them changes it."""
+    return tuple((n, s.st_size, s.st_mtime_ns, s.st_ino) for n in ("manifest.json", *names) for s in [(folder / n).stat()])
+
+
 def _intact(folder: Path, key: str) -> dict | None:
-    """The manifest of an intact entry, or None (with the reason logged) when anything is off."""
+    """The manifest of an intact entry, or None (with the reason logged) when anything is off.
+
+    Files are checked against their sha256 once per process and again whenever their stat changes.
+    """
     try:
         manifest = json.loads((folder / "manifest.json").read_text())
         if manifest.get("key") != key:
             raise ValueError("manifest belongs to another key")
+        stamp = _stamp(folder, sorted(manifest["files"]))
+        if _VERIFIED.get(folder) == stamp:
+            return manifest
         for name, digest in manifest["files"].items():
             if atomic.digest(folder / name) != digest:
                 raise ValueError(f"{name} does not match its sha256")
+        _VERIFIED[folder] = stamp
         return manifest
     except FileNotFoundError as err:
         if folder.exists():

@@ -78,22 +78,22 @@ def gluoncv_int8_symbol(network: Network) -> str:
 
 
 def gluoncv_int8_block(network: Network, fp32_with_aux: mx.gluon.HybridBlock) -> mx.gluon.SymbolBlock:
-    """GluonCV's shipped INT8 symbol bound to the weights of a local FP32 network built with aux=True.
+    """GluonCV's shipped INT8 symbol bound to the (initialised) weights of a local FP32 network built with aux=True.
 
-    As GluonCV does, the FP32 network is exported once and its parameters loaded into the symbol;
-    the network's own name prefix is mapped onto the one the shipped symbol uses.
+    The network's own name prefix is mapped onto the one the shipped symbol uses, and each parameter is
+    filed as the symbol's argument or auxiliary state, as HybridBlock.export would file it.
     """
-    fp32_with_aux.hybridize()
-    fp32_with_aux(mx.nd.zeros((1, 3, GLUONCV_INT8_CROP, GLUONCV_INT8_CROP)))
-    expected = GLUONCV_SYMBOL_PREFIX[network.arch]
+    text = gluoncv_int8_symbol(network)
+    aux_states = set(mx.sym.load_json(text).list_auxiliary_states())
+    ours, expected = fp32_with_aux.prefix, GLUONCV_SYMBOL_PREFIX[network.arch]
+    params = {}
+    for name, param in fp32_with_aux.collect_params().items():
+        key = name.replace(ours, expected, 1)
+        params[f"{'aux' if key in aux_states else 'arg'}:{key}"] = param.data()
     with tempfile.TemporaryDirectory() as tmp:
-        sym_path = Path(tmp) / "int8-symbol.json"
-        sym_path.write_text(gluoncv_int8_symbol(network))
-        fp32_with_aux.export(str(Path(tmp) / "fp32"), epoch=0)
-        saved = mx.nd.load(str(Path(tmp) / "fp32-0000.params"))
-        ours = fp32_with_aux.prefix
-        renamed = {k.replace(f":{ours}", f":{expected}", 1): v for k, v in saved.items()}
-        mx.nd.save(str(Path(tmp) / "renamed.params"), renamed)
-        block = mx.gluon.SymbolBlock.imports(str(sym_path), ["data"], str(Path(tmp) / "renamed.params"), ctx=mx.cpu())
+        sym_path, params_path = Path(tmp) / "int8-symbol.json", Path(tmp) / "int8.params"
+        sym_path.write_text(text)
+        mx.nd.save(str(params_path), params)
+        block = mx.gluon.SymbolBlock.imports(str(sym_path), ["data"], str(params_path), ctx=mx.cpu())
     block.hybridize(static_alloc=True, static_shape=True)
     return block

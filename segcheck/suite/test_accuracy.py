@@ -14,8 +14,9 @@ def _scores(case, precision, segcheck, request):
     assert not ev.skipped or case.config.run.skip_bad, f"samples left out: {ev.skipped}"
     scores = ev.matrix.compute(segcheck.convention)
     pixacc, miou = gate.percent(scores)
-    segcheck.record(request, case, subset=ev.subset.describe(), setting=case.config.setting(),
-                    **{precision: {"pixacc": round(pixacc, 4), "miou": round(miou, 4)}})
+    iou = [None if np.isnan(v) else round(100 * v, 2) for v in scores.iou]
+    segcheck.record(request, case, subset=ev.subset.describe(), setting=case.config.setting(), classes=list(case.classes),
+                    **{precision: {"pixacc": round(pixacc, 4), "miou": round(miou, 4), "iou": iou}})
     return scores, ev
 
 
@@ -36,7 +37,9 @@ def test_int8_drop(case, segcheck, request):
     """INT8 measured on the same images in the same run may not fall more than the tolerance below FP32."""
     fp32, ev = _scores(case, "fp32", segcheck, request)
     int8, _ = _scores(case, "int8", segcheck, request)
-    verdict = gate.int8_drop(f"{case.name} on {ev.subset.describe()}", fp32, int8, segcheck.tolerances(case), case.classes)
+    tol = segcheck.tolerances(case)
+    segcheck.record(request, case, drop_tolerance={"pixacc": tol.int8_drop_pixacc_points, "miou": tol.int8_drop_miou_points})
+    verdict = gate.int8_drop(f"{case.name} on {ev.subset.describe()}", fp32, int8, tol, case.classes)
     segcheck.judge(request, verdict)
 
 
