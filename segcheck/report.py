@@ -56,12 +56,14 @@ def rows(results: RunResults) -> list:
         m = results.models[name]
         base = Row(**m.baseline) if m.baseline else None
         f_ms, q_ms = m.fp32.latency_ms, m.int8.latency_ms
+        latency = [_cell(f.latency_ms) + (f" ±{f.latency_iqr_pct / 2:.1f}%" if f.latency_iqr_pct is not None else "")
+                   for f in (m.fp32, m.int8)]
         accuracy = []
         for precision in ("fp32", "int8"):
             figures, prefix = m.figures(precision), SEED_PREFIX[precision]
             accuracy += [_cell(figures.pixacc, base and getattr(base, f"{prefix}_pixacc"), pct=True),
                          _cell(figures.miou, base and getattr(base, f"{prefix}_miou"))]
-        table.append((name, _cell(f_ms), _cell(q_ms), f"{f_ms / q_ms:.2f}x" if f_ms and q_ms else "-", *accuracy, m.status()))
+        table.append((name, *latency, f"{f_ms / q_ms:.2f}x" if f_ms and q_ms else "-", *accuracy, m.status()))
     return table
 
 
@@ -81,7 +83,8 @@ def markdown(results: RunResults) -> str:
         f"tier: {results.tier}; mIoU convention: {results.convention}",
         *setting_notes,
         f"environment: {', '.join(f'{k} {v}' for k, v in results.environment.items())}",
-        "(in parentheses: the difference from the baseline row)",
+        "(latency: minimum of the rounds, ± half their interquartile range over the median; "
+        "in parentheses: the difference from the baseline row)",
     ]
     failing = [
         f"- {name} {check}: {c.message}"

@@ -219,8 +219,8 @@ def test_report_prints_the_performance_table_and_writes_json_and_png(tmp_path):
     assert cli.report(["--results", str(saved), "--json", str(tmp_path / "copy.json"), "--png", str(tmp_path / "chart.png")], out) == 0
     text = out.getvalue()
     assert text.startswith("model | fp32 latency(ms) | s8 latency(ms) | speed-up | fp32 pixAcc | fp32 mIoU | s8 pixAcc | s8 mIoU | status\n")
-    assert ("fcn_resnet101_voc | 100.00 | 40.00 | 2.50x | 92.50% (+0.00) | 66.10 (+0.10) | 92.40% (+0.00) | 65.90 (+0.90) | "
-            "IMPROVED int8-accuracy") in text
+    assert ("fcn_resnet101_voc | 100.00 ±0.8% | 40.00 ±1.5% | 2.50x | 92.50% (+0.00) | 66.10 (+0.10) | 92.40% (+0.00) | "
+            "65.90 (+0.90) | IMPROVED int8-accuracy") in text
     assert "mIoU convention: present" in text and "- fcn_resnet101_voc int8-accuracy: mIoU rose" in text
     assert json.loads((tmp_path / "copy.json").read_text()) == json.loads(saved.read_text())
     assert (tmp_path / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
