@@ -40,10 +40,17 @@ class ModelCase:
     def int8(self) -> pipeline.Int8Model:
         return self._guard(lambda: pipeline.int8_model(self.config))
 
-    def preset(self, precision: str, model, evaluation: Evaluation) -> None:
-        """Take a model and its evaluation already made elsewhere in this process (the self-checks' reuse)."""
+    def preset(self, precision: str, model, evaluation: Evaluation | None = None) -> None:
+        """Take a model (fp32: the block; int8: the Int8Model), and its evaluation if given, made elsewhere in
+        this process: the self-checks reuse what their own session built."""
         self.__dict__[precision] = model
-        self._evaluations[precision] = evaluation
+        if evaluation is not None:
+            self._evaluations[precision] = evaluation
+
+    @property
+    def built(self) -> dict:
+        """The models built so far, by precision (fp32: the block; int8: the Int8Model)."""
+        return {p: self.__dict__[p] for p in ("fp32", "int8") if p in self.__dict__}
 
     def model(self, precision: str):
         return self.fp32 if precision == "fp32" else self.int8.block
@@ -52,11 +59,17 @@ class ModelCase:
     def val(self) -> data.Split:
         return self._guard(lambda: pipeline.open_split(self.config, self.config.split))
 
+    @cached_property
+    def whole(self) -> data.Subset:
+        """The images a run evaluates when not sharded (a shard evaluates a contiguous block of them)."""
+        return data.Subset(self.config.split, tuple(self.val.ids[i] for i in data.first(self.val, self.config.num_images)))
+
     def evaluation(self, precision: str) -> Evaluation:
         if precision not in self._evaluations:
             model = self.model(precision)
+            indices = data.shard(data.first(self.val, self.config.num_images), self.config.run.shard)
             self._evaluations[precision] = evaluate(
-                model, self.val, data.first(self.val, self.config.num_images), self.config.run.batch_size,
-                self.config.run.skip_bad, desc=f"evaluating {self.name} {precision}",
+                model, self.val, indices, self.config.run.batch_size, self.config.run.skip_bad,
+                desc=f"evaluating {self.name} {precision}",
             )
         return self._evaluations[precision]

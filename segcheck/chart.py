@@ -26,7 +26,7 @@ def _drops(results: RunResults, names: list) -> list:
         for metric, label in (("pixacc", "pixAcc"), ("miou", "mIoU")):
             a, b = getattr(m.fp32, metric), getattr(m.int8, metric)
             if a is not None and b is not None:
-                bars.append((f"{name}  {label}", b - a, m.drop_tolerance.get(metric)))
+                bars.append((f"{name}  {label}", b - a, m.tolerances.get(f"int8_drop_{metric}_points")))
     return bars
 
 

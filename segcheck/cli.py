@@ -120,9 +120,11 @@ def _refuse_what_has_no_effect(args, fail) -> None:
         fail("--model-prefix has no effect without --deploy (the model to load) or --calibration (where to write)")
     if args.num_iterations is not None and not args.benchmark:
         fail("--num-iterations has no effect without --benchmark")
-    for dest in ("num_images", "skip_bad", "calib_split"):
+    for dest in ("num_images", "skip_bad", "calib_split", "shard"):
         if args.benchmark and found[dest] is not None:
             fail(f"{options.flag_of(dest)} has no effect with --benchmark (it runs on dummy data)")
+    if args.calibration and args.shard is not None:
+        fail("--shard has no effect with --calibration: every shard calibrates on the same images")
     if args.calibration and args.num_images is not None:
         fail("--num-images has no effect with --calibration, which evaluates nothing (the images it uses are --calib-*)")
     if args.calibration and args.batch_size not in (None, 1):
@@ -204,7 +206,10 @@ def run(p: Plan, out=sys.stdout) -> int:
               f"(min {1000 * timing.min:.2f}), throughput {batch / timing.mean:.2f} imgs/sec", file=out)
         return 0
     val = pipeline.open_split(mc, mc.split)
-    result = evaluate(model, val, data.first(val, mc.num_images), mc.run.batch_size, mc.run.skip_bad, desc=f"evaluating {mc.name}")
+    indices = data.shard(data.first(val, mc.num_images), mc.run.shard)
+    if mc.run.shard:
+        label += f" shard {mc.run.shard[0]}/{mc.run.shard[1]} of {len(data.first(val, mc.num_images))} images"
+    result = evaluate(model, val, indices, mc.run.batch_size, mc.run.skip_bad, desc=f"evaluating {mc.name}")
     gluon, present = result.matrix.compute("gluoncv"), result.matrix.compute("present")
     print(f"{label} on {result.subset.describe()} of {mc.dataset}: pixAcc {100 * gluon.pix_acc:.2f}%, "
           f"mIoU {100 * gluon.miou:.2f} (gluoncv convention), {100 * present.miou:.2f} (present convention)", file=out)
@@ -227,14 +232,13 @@ def report(argv, out=sys.stdout) -> int:
             raise SegcheckError(f"no segcheck configuration in {Path.cwd()} names a baseline file; pass --baselines")
         tier = baselines.load(args.baselines or project.baselines).tier(args.baseline)
         results = RunResults(tier=tier.name, convention=tier.metric_convention)
-        drop = {"pixacc": tier.tolerances.int8_drop_pixacc_points, "miou": tier.tolerances.int8_drop_miou_points}
         for entry in tier.entries:
             # the seed's rows name a CPU, not an ISA: a tier with minimums for one ISA only was measured on it
             isa = entry.environment.get("isa") or (next(iter(tier.min_speedup)) if len(tier.min_speedup) == 1 else "?")
             results.environment = {**entry.environment, "isa": isa}
             for name, row in entry.rows.items():
                 m = results.model(name)
-                m.baseline, m.setting, m.drop_tolerance = vars(row), entry.setting, drop
+                m.baseline, m.setting, m.tolerances = vars(row), entry.setting, vars(tier.tolerances)
                 m.min_speedup = tier.min_speedup.get(isa, {}).get(name, tier.min_speedup.get(isa, {}).get(name.split("_")[0]))
                 m.fp32 = Figures(pixacc=row.fp32_pixacc, miou=row.fp32_miou, latency_ms=row.fp32_latency_ms)
                 m.int8 = Figures(pixacc=row.s8_pixacc, miou=row.s8_miou, latency_ms=row.s8_latency_ms)
@@ -254,6 +258,14 @@ def main(argv=None) -> int:
     try:
         if argv[:1] == ["report"]:
             return report(argv[1:])
+        if argv[:1] == ["merge"]:
+            from . import merge
+
+            return merge.main(argv[1:])
+        if argv[:1] == ["plan"]:
+            from . import plan as planning
+
+            return planning.main(argv[1:])
         if argv[:1] == ["fetch"]:
             from . import fetch
 

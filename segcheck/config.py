@@ -49,6 +49,7 @@ class RunConfig:
     base_size: int | None = None
     num_images: int | str | None = None  # ALL: the whole split
     batch_size: int = 1
+    shard: tuple | None = None  # (K, N): evaluate shard K of N of the images
     calib: dict = field(default_factory=dict)  # CalibRecipe fields given as options
     roots: dict = field(default_factory=dict)  # dataset key -> root given as an option
     cache_dir: Path = field(default_factory=default_dir)
@@ -72,7 +73,7 @@ class RunConfig:
         cache = found.get("segcheck_cache")
         return cls(
             tier=tier, crop_size=found.get("crop_size"), base_size=found.get("base_size"),
-            num_images=found.get("num_images"), batch_size=found.get("batch_size") or 1,
+            num_images=found.get("num_images"), batch_size=found.get("batch_size") or 1, shard=found.get("shard"),
             calib={f: found[o] for f, o in CALIB_OPTIONS.items() if found.get(o) is not None},
             roots={key: Path(found[dest]).expanduser() for dest, key in ROOTS.items() if found.get(dest)},
             cache_dir=Path(cache).expanduser() if cache else default_dir(), skip_bad=bool(found.get("skip_bad")),

@@ -290,6 +290,17 @@ def first(split: Split, num_images) -> list:
     return list(range(num_images))
 
 
+def shard(indices: list, shard_spec) -> list:
+    """Shard K of N of `indices`: the K-th of N contiguous blocks, sizes differing by at most one.
+
+    Contiguous blocks in shard order give back the whole list in its order, so merged figures are in image order.
+    """
+    if shard_spec is None:
+        return list(indices)
+    k, n = shard_spec
+    return list(indices[(k - 1) * len(indices) // n: k * len(indices) // n])
+
+
 def batches(split: Split, indices, batch_size: int, skip_bad: bool = False, skipped: list | None = None):
     """Yield (images NDArray B x 3 x crop x crop, labels int64 B x crop x crop, ids) in order.
 

@@ -24,18 +24,24 @@ def predict(model, x: mx.nd.NDArray) -> np.ndarray:
 
 @dataclass
 class Evaluation:
+    """The confusion matrix of a model on a subset, and one per image (merged, they give the first)."""
+
     matrix: ConfusionMatrix
     subset: data.Subset
     skipped: list = field(default_factory=list)
+    per_image: list = field(default_factory=list)  # each image's matrix, sparse ([[row, column, count], ...]), in order
 
 
 def evaluate(model, split: data.Split, indices, batch_size: int = 1, skip_bad: bool = False,
              desc: str | None = None) -> Evaluation:
-    """pixAcc/mIoU state of `model` on the samples at `indices`, in order."""
-    matrix, ids, skipped = ConfusionMatrix(split.num_classes), [], []
+    """pixAcc/mIoU state of `model` on the samples at `indices`, in order, kept per image too."""
+    matrix, per_image, ids, skipped = ConfusionMatrix(split.num_classes), [], [], []
     with tqdm(total=len(indices), desc=desc, unit="img", leave=False, disable=desc is None) as bar:
         for x, y, batch_ids in data.batches(split, indices, batch_size, skip_bad, skipped):
-            matrix.update(predict(model, x), y)
+            for pred, label in zip(predict(model, x), y):
+                image = ConfusionMatrix(split.num_classes).update(pred, label)
+                matrix = matrix + image
+                per_image.append(image.sparse())
             ids.extend(batch_ids)
             bar.update(len(batch_ids))
-    return Evaluation(matrix, data.Subset(split.split, tuple(ids)), skipped)
+    return Evaluation(matrix, data.Subset(split.split, tuple(ids)), skipped, per_image)

@@ -29,6 +29,18 @@ def count_or_all(text) -> int | str:
     return ALL if text == ALL else positive(text)
 
 
+def shard_spec(text) -> tuple:
+    """K/N with 1 <= K <= N: shard K of N."""
+    k, slash, n = str(text).partition("/")
+    try:
+        k, n = int(k), int(n)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected K/N such as 2/4, got {text!r}") from None
+    if not slash or not 1 <= k <= n:
+        raise argparse.ArgumentTypeError(f"expected K/N with 1 <= K <= N, got {text!r}")
+    return k, n
+
+
 @dataclass(frozen=True)
 class Option:
     flags: tuple
@@ -61,6 +73,8 @@ RUN = (
     Option(("--num-images",), "evaluate the first N images of the split, or 'all' (synthetic tier 48, real tier all)",
            count_or_all, metavar="N|all"),
     Option(("--batch-size",), "evaluation batch size (default 1, as the seed)", positive),
+    Option(("--shard",), "evaluate shard K of N of the images (calibration is the same in every shard); "
+           "combine the shards' results with `segcheck merge`", shard_spec, metavar="K/N"),
     Option(("--calib-mode",), "calibration mode (default naive)", choices=CALIB_MODES),
     Option(("--calib-dtype", "--quantized-dtype"), "quantized dtype (default auto)", choices=QUANTIZED_DTYPES),
     Option(("--calib-batches", "--num-calib-batches"), "calibration batches (synthetic tier 2, real tier 5, as the seed)", positive),

@@ -81,6 +81,15 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("precision", [pytest.param(p, id=p, marks=getattr(pytest.mark, p)) for p in ("fp32", "int8")])
 
 
+def pytest_report_header(config):
+    session = _session(config)
+    if session is not None and session.run.tier == "real":
+        from .plan import header
+
+        return [header(session.models, session.environment, session.run)]
+    return None
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_benchmark_update_machine_info(config, machine_info):
     """pytest-benchmark's machine info carries the environment key (ISA, oneDNN, MXNet, threads), so that

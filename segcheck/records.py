@@ -27,6 +27,8 @@ class Figures:
     latency_median_ms: float | None = None
     latency_iqr_pct: float | None = None  # interquartile range of the rounds over their median, percent
     latency_rounds: int | None = None
+    matrix: list | None = None  # the confusion matrix (rows: labels, columns: predictions) behind the figures
+    per_image: list | None = None  # each image's matrix as [[row, column, count], ...], in subset order
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,8 @@ class ModelResult:
     int8_source: str = ""
     baseline: dict | None = None  # the baseline row used, in the seed's units
     classes: list = field(default_factory=list)  # the dataset's class names, in label order
-    drop_tolerance: dict = field(default_factory=dict)  # {"pixacc": points, "miou": points} the INT8 drop may reach
+    tolerances: dict = field(default_factory=dict)  # the four tolerances (baselines.Tolerances) applied to this model
+    shard: dict | None = None  # {"index": K, "count": N, "ids": [...], "of": {"count": M, "digest": ...}}
     min_speedup: float | None = None  # the speed-up gate's minimum for this ISA, where one is recorded
     checks: dict = field(default_factory=dict)  # check name -> Check
 
@@ -96,7 +99,7 @@ class RunResults:
         for precision in ("fp32", "int8"):
             for key, value in payload.get(precision, {}).items():
                 setattr(result.figures(precision), key, value)
-        for key in ("subset", "setting", "int8_share", "int8_source", "baseline", "classes", "drop_tolerance", "min_speedup"):
+        for key in ("subset", "setting", "int8_share", "int8_source", "baseline", "classes", "tolerances", "min_speedup", "shard"):
             if key in payload:
                 setattr(result, key, payload[key])
 

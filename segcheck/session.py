@@ -44,6 +44,8 @@ def _no_effect(found: dict, run: RunConfig, project: Project, table: baselines.B
         raise SegcheckError(f"{flag_of(sized[0])} has no effect with calibration mode none")
     if found.get("require_real") and run.tier == "synthetic":
         raise SegcheckError("--require-real has no effect on the synthetic tier (nothing is missing there); add --tier real")
+    if found.get("update_baselines") and run.shard is not None:
+        raise SegcheckError("--update-baselines with --shard: a shard's figures are not a row; record from an unsharded run")
     tier = table.tiers.get(run.tier)
     if found.get("update_baselines") and tier is not None and not tier.match_environment:
         raise SegcheckError(f"--update-baselines: the {run.tier} tier of {table.path} holds published rows "
@@ -124,7 +126,12 @@ class SegcheckSession:
                 self._cases[name].preset(precision, model, evaluation)
         return self._cases[name]
 
-    def preset(self, name: str, precision: str, model, evaluation) -> None:
+    @property
+    def cases(self) -> dict:
+        """The model cases made so far in this run, by name."""
+        return dict(self._cases)
+
+    def preset(self, name: str, precision: str, model, evaluation=None) -> None:
         """Give model `name` a model and evaluation made elsewhere in this process (see ModelCase.preset)."""
         self._presets.setdefault(name, {})[precision] = (model, evaluation)
 
@@ -144,6 +151,14 @@ class SegcheckSession:
 
     def baseline(self, case: ModelCase) -> baselines.Lookup:
         return self.table.lookup(self.run.tier, case.name, self.environment, case.config.setting())
+
+    def shard_of(self, case: ModelCase, evaluation) -> dict | None:
+        """What a shard evaluated, and of what whole, for `segcheck merge` to check the shards fit together."""
+        if self.run.shard is None:
+            return None
+        k, n = self.run.shard
+        return {"index": k, "count": n, "split": evaluation.subset.split, "ids": list(evaluation.subset.ids),
+                "of": {"count": len(case.whole.ids), "digest": case.whole.digest}}
 
     def no_baseline(self, reason: str):
         if self.found.get("require_baseline"):

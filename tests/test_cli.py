@@ -118,6 +118,14 @@ def test_the_seed_workflow_end_to_end_on_the_synthetic_tier(segcheck, tmp_path, 
     assert re.search(r"deployed INT8 \(synthetic tier, crop 64\): batch size 1, 2 iterations: latency [0-9.]+ ms", text)
 
 
+def _seeded(segcheck, precision, count=6) -> str:
+    """The figures line of the synthetic tier's own fcn_resnet101_voc on its first `count` val images."""
+    case = segcheck.case("fcn_resnet101_voc")
+    matrix = evaluate(case.model(precision), case.val, data.first(case.val, count)).matrix
+    gluon, present = matrix.compute("gluoncv"), matrix.compute("present")
+    return f"pixAcc {100 * gluon.pix_acc:.2f}%, mIoU {100 * gluon.miou:.2f} (gluoncv convention), {100 * present.miou:.2f}"
+
+
 def test_the_seed_flags_on_a_local_checkpoint(segcheck, tmp_path, monkeypatch):
     """--resume PATH --voc-root DIR: FP32 --eval, --calibration and --quantized --eval on a local checkpoint and folder.
 
@@ -132,19 +140,12 @@ def test_the_seed_flags_on_a_local_checkpoint(segcheck, tmp_path, monkeypatch):
     local = ["--model=fcn", "--backbone=resnet101", "--resume", str(checkpoint), "--voc-root", str(voc), "--crop-size", "64",
              "--cache-dir", str(mc.run.cache_dir)]
     calib = ["--calib-batches", "2", "--calib-batch-size", "16"]
-    case = segcheck.case("fcn_resnet101_voc")
-
-    def seeded(precision):  # the synthetic tier's own model on the same six images
-        matrix = evaluate(case.model(precision), case.val, data.first(case.val, 6)).matrix
-        gluon, present = matrix.compute("gluoncv"), matrix.compute("present")
-        return f"pixAcc {100 * gluon.pix_acc:.2f}%, mIoU {100 * gluon.miou:.2f} (gluoncv convention), {100 * present.miou:.2f}"
-
     fp32 = _run(local + ["--eval", "--num-images", "6"])
-    assert "fcn_resnet101_voc FP32 (real tier, crop 64) on val: 6 images" in fp32 and seeded("fp32") in fp32
+    assert "fcn_resnet101_voc FP32 (real tier, crop 64) on val: 6 images" in fp32 and _seeded(segcheck, "fp32") in fp32
     text = _run(local + ["--calibration"] + calib)
     assert "saved quantized model: model/fcn_resnet101_voc-quantized-naive-symbol.json" in text
     int8 = _run(local + ["--quantized", "--eval", "--num-images", "6"] + calib)
-    assert "INT8 (real tier, crop 64)" in int8 and seeded("int8") in int8
+    assert "INT8 (real tier, crop 64)" in int8 and _seeded(segcheck, "int8") in int8
     deployed = _run(["--deploy", "--model-prefix", "model/fcn_resnet101_voc-quantized-naive", "--quantized", "--eval",
                      "--voc-root", str(voc), "--num-images", "6", "--cache-dir", str(mc.run.cache_dir)])
     assert _figures(deployed) == _figures(int8)
@@ -163,8 +164,8 @@ def test_an_fp32_export_is_evaluated_calibrated_and_quantized(segcheck, tmp_path
     common = ["--deploy", "--model-prefix", "exports/fcn_resnet101_voc-fp32", "--cache-dir", str(mc.run.cache_dir)]
     fp32 = _run(common + ["--eval", "--num-images", "6"])
     assert "fcn_resnet101_voc-fp32 deployed FP32 (synthetic tier, crop 64)" in fp32
-    assert _figures(fp32) == _figures(_run(["--model=fcn", "--cache-dir", str(mc.run.cache_dir), "--num-images", "6"]))
-    calib = ["--calib-batches", "1", "--calib-batch-size", "8"]
+    assert _seeded(segcheck, "fp32") in fp32
+    calib = ["--calib-batches", "1", "--calib-batch-size", "2"]  # the export's digest is new each run: it calibrates anew
     text = _run(common + ["--calibration"] + calib)
     assert "saved quantized model: model/fcn_resnet101_voc-fp32-quantized-naive-symbol.json" in text
     int8 = _run(common + ["--quantized", "--eval", "--num-images", "6"] + calib)
@@ -207,7 +208,8 @@ def _results():
     m.setting = {"crop_size": 64}
     m.fp32 = Figures(pixacc=92.5, miou=66.1, latency_ms=100.0, iou=[95.0, 60.0, None], latency_iqr_pct=1.5)
     m.int8 = Figures(pixacc=92.4, miou=65.9, latency_ms=40.0, iou=[94.5, 58.0, None], latency_iqr_pct=3.0)
-    m.classes, m.drop_tolerance, m.min_speedup = ["background", "airplane", "bicycle"], {"pixacc": 1.0, "miou": 2.0}, 2.0
+    m.classes, m.min_speedup = ["background", "airplane", "bicycle"], 2.0
+    m.tolerances = {"pixacc_points": 0.5, "miou_points": 1.0, "int8_drop_pixacc_points": 1.0, "int8_drop_miou_points": 2.0}
     m.baseline = {"fp32_latency_ms": 99.0, "s8_latency_ms": 41.0, "fp32_pixacc": 92.5, "fp32_miou": 66.0, "s8_pixacc": 92.4, "s8_miou": 65.0}
     results.check("fcn_resnet101_voc", "int8-accuracy", Check(IMPROVED, "mIoU rose"))
     return results

@@ -14,12 +14,28 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from junit import outcomes as junit_outcomes
 from segcheck import pipeline, synthetic
+from segcheck.plugin import SESSION
 
 
-def outcomes(pytester, *args) -> tuple:
+class KeepModels:
+    """Keeps the models an inner run built, and gives them to the next inner runs (they rebuild nothing)."""
+
+    def __init__(self):
+        self.models = {}
+
+    def pytest_sessionstart(self, session):
+        for (name, precision), model in self.models.items():
+            session.config.stash[SESSION].preset(name, precision, model)
+
+    def pytest_sessionfinish(self, session):
+        for name, case in session.config.stash[SESSION].cases.items():
+            self.models.update({(name, p): model for p, model in case.built.items()})
+
+
+def outcomes(pytester, *args, plugins=()) -> tuple:
     """(outcomes of an inner run by test name, its RunResult)."""
     junit = pytester.path / "junit.xml"
-    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "-q", "--junitxml", str(junit), *args)
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "-q", "--junitxml", str(junit), *args, plugins=list(plugins))
     found = junit_outcomes(junit) if junit.is_file() else {}
     junit.unlink(missing_ok=True)
     return found, result
@@ -57,7 +73,9 @@ def test_a_bad_configuration_stops_the_run_naming_file_and_key(pytester):
     ('int8 = {export = "shipped"}\n', ["--calib-mode", "entropy"], "--calib-mode has no effect: every configured model's INT8 side is a shipped export"),
     ('int8 = {mode = "none"}\n', ["--num-calib-batches", "3"], "--calib-batches has no effect with calibration mode none"),
     ('tier = "synthetic"\n', ["--require-real"], "--require-real has no effect on the synthetic tier"),
-], ids=["root-on-synthetic", "root-of-unused-dataset", "calib-with-exports-only", "batches-with-mode-none", "require-real-on-synthetic"])
+    ('tier = "synthetic"\n', ["--update-baselines", "--shard=1/2"], "--update-baselines with --shard: a shard's figures are not a row"),
+], ids=["root-on-synthetic", "root-of-unused-dataset", "calib-with-exports-only", "batches-with-mode-none", "require-real-on-synthetic",
+                                  "record-from-a-shard"])
 def test_an_option_without_effect_is_a_usage_error(pytester, config, args, message):
     head, _, tail = config.partition("int8")
     model = '[[models]]\nnetwork = "fcn_resnet101_voc"\n' + (("int8" + tail) if tail else "")
@@ -139,7 +157,8 @@ def test_a_folder_segcheck_never_generated_is_gated(pytester, segcheck):
     cache = ["--segcheck-cache", str(segcheck.run.cache_dir), "--results-json", str(folder / "results.json"),
              "--benchmark-max-time=0.2"]
 
-    first, _ = outcomes(pytester, *cache)
+    keep = KeepModels()  # the first run builds the FP32 and INT8 models; the later runs reuse them
+    first, _ = outcomes(pytester, *cache, plugins=[keep])
     checks = {"test_accuracy[my_fcn-fp32]", "test_accuracy[my_fcn-int8]", "test_int8_drop[my_fcn]",
               "test_int8_graph_is_quantized_and_calibrated[my_fcn]", "test_fp32_graph_is_fused_on_onednn[my_fcn]",
               "test_deploy_round_trip[my_fcn]", "test_latency[my_fcn-fp32]", "test_latency[my_fcn-int8]",
@@ -151,16 +170,16 @@ def test_a_folder_segcheck_never_generated_is_gated(pytester, segcheck):
     assert all(outcome == "passed" for name, (outcome, _) in first.items() if "accuracy[" not in name and "seeded" not in name), first
 
     accuracy = str(Path(pipeline.__file__).parent / "suite" / "test_accuracy.py") + "::test_accuracy"
-    required, _ = outcomes(pytester, *cache, "--require-baseline", accuracy)
+    required, _ = outcomes(pytester, *cache, "--require-baseline", accuracy, plugins=[keep])
     assert {n: o for n, (o, _) in required.items()} == {"test_accuracy[my_fcn-fp32]": "failed", "test_accuracy[my_fcn-int8]": "failed"}
     assert "--require-baseline: no real-tier baseline rows" in required["test_accuracy[my_fcn-int8]"][1]
 
-    recorded, result = outcomes(pytester, *cache, "--update-baselines")
+    recorded, result = outcomes(pytester, *cache, "--update-baselines", plugins=[keep])
     assert '"my_fcn": {"fp32_latency_ms"' in result.stdout.str()
     rows = json.loads((folder / "baselines.json").read_text())["tiers"]["real"]["entries"]
     assert [list(e["rows"]) for e in rows] == [["my_fcn"]] and rows[0]["setting"]["crop_size"] == 64
 
-    again, result = outcomes(pytester, *cache)
+    again, result = outcomes(pytester, *cache, plugins=[keep])
     assert all(outcome == "passed" for name, (outcome, _) in again.items() if "seeded" not in name), again
     assert "my_fcn | " in result.stdout.str() and "| PASS" in result.stdout.str()
     assert json.loads((folder / "results.json").read_text())["models"]["my_fcn"]["checks"]["speedup"]["status"] == "PASS"

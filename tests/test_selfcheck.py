@@ -4,7 +4,7 @@ Each case runs part of the gate on fcn_resnet101_voc in an inner pytest run (in 
 pytester) with one fault injected by tests/faults.py, sharing this session's model cache, and reads
 the outcome from its JUnit XML. Every selection also holds tests the fault must leave passing: the failures must be exactly the
 expected ones. The clean control is this session's own gate on the same model, same cache and setting;
-for faults that change only the INT8 model, the inner run takes this session's FP32 model and evaluation.
+in the precision a fault leaves alone, the inner run takes this session's model and evaluation.
 """
 
 import io
@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
+from junit import outcomes as junit_outcomes
 from segcheck import cli, report
 from segcheck.records import CHECK_ORDER, FAILING, PASS, SKIP
 from segcheck.suite import CHECKS
@@ -25,23 +26,23 @@ FP32_ACCURACY = ["segcheck/suite/test_accuracy.py", "-k", f"{MODEL} and test_acc
 LATENCY = ["segcheck/suite/test_latency.py", "segcheck/suite/test_accuracy.py", "-k", f"{MODEL} and (latency or speedup or int8_graph)"]
 
 pytestmark = pytest.mark.selfcheck
-sys.path.insert(0, str(ROOT / "tests"))
-from junit import outcomes as junit_outcomes  # noqa: E402  (tests/ is not a package)
 
 
-class ReuseFP32:
-    """The inner run takes this session's FP32 model and evaluation of MODEL: for faults that change only INT8."""
+class Reuse:
+    """The inner run takes this session's model and evaluation of MODEL in the precisions the fault leaves alone."""
 
-    def __init__(self, case):
-        self.model, self.evaluation = case.fp32, case.evaluation("fp32")  # made here, under this run's warning filters
+    def __init__(self, case, precisions):
+        # made here, under this run's warning filters
+        self.made = {p: ({"fp32": case.fp32, "int8": case.int8}[p], case.evaluation(p)) for p in precisions}
 
     def pytest_sessionstart(self, session):
         from segcheck.plugin import SESSION
 
-        session.config.stash[SESSION].preset(MODEL, "fp32", self.model, self.evaluation)
+        for precision, (model, evaluation) in self.made.items():
+            session.config.stash[SESSION].preset(MODEL, precision, model, evaluation)
 
 
-def run_gate(fault, args, segcheck, pytester, reuse_fp32=False):
+def run_gate(fault, args, segcheck, pytester, reuse=()):
     """{test id: (outcome, message)} of a pytest run of `args` with `fault` injected (its results JSON beside it)."""
     from faults import Fault
 
@@ -50,7 +51,7 @@ def run_gate(fault, args, segcheck, pytester, reuse_fp32=False):
     paths = [str(ROOT / a) if a.startswith(("tests/", "segcheck/")) else a for a in args]
     done = pytester.runpytest_inprocess(
         "-p", "no:cacheprovider", "-q", "--rootdir", str(ROOT), "--segcheck-cache", str(segcheck.run.cache_dir),
-        "--junitxml", str(junit), *paths, plugins=[Fault(fault)] + ([ReuseFP32(segcheck.case(MODEL))] if reuse_fp32 else []))
+        "--junitxml", str(junit), *paths, plugins=[Fault(fault)] + ([Reuse(segcheck.case(MODEL), reuse)] if reuse else []))
     assert junit.is_file(), f"the gate did not run:\n{done.stdout.str()[-3000:]}"
     return junit_outcomes(junit)
 
@@ -81,14 +82,15 @@ CASES = {
 }
 
 
-# Faults that change only the INT8 model: their inner runs reuse this session's FP32 model and evaluation.
-INT8_ONLY = ("ranges-shrunk", "ranges-blown-up", "every-conv-excluded", "int8-slowed")
+# The precision each fault leaves alone: the inner run reuses this session's model and evaluation there.
+UNTOUCHED = {"ranges-shrunk": ("fp32",), "ranges-blown-up": ("fp32",), "every-conv-excluded": ("fp32",),
+             "int8-slowed": ("fp32",), "fp32-weights-perturbed": ("int8",)}
 
 
 @pytest.mark.parametrize("fault", CASES)
 def test_injected_regression_fails_the_right_test_naming_the_cause(fault, segcheck, pytester):
     args, expected = CASES[fault]
-    outcomes = run_gate(fault, args, segcheck, pytester, reuse_fp32=fault in INT8_ONLY)
+    outcomes = run_gate(fault, args, segcheck, pytester, reuse=UNTOUCHED[fault])
     got = failed(outcomes)
     assert set(got) == set(expected), f"{fault}: failed {sorted(got)}, expected {sorted(expected)}"
     passed = [name for name, (outcome, _) in outcomes.items() if outcome == "passed"]

@@ -96,15 +96,15 @@ def pretrained_file(network: Network, home: Path) -> Path:
     name = network.store_name
     if not path.is_file():
         raise MissingResource(
-            f"pretrained weights for {name} not found at {path}; copy {path.name} from a machine where "
-            f"gluoncv.model_zoo.get_model('{name}', pretrained=True) has run (or from GluonCV's model zoo), "
+            f"pretrained weights for {name} not found at {path}; run `segcheck fetch weights {name}`, or copy {path.name} "
+            f"from a machine where gluoncv.model_zoo.get_model('{name}', pretrained=True) has run, "
             "or set $MXNET_HOME to the folder holding models/"
         )
     actual, expected = file_sha1(path), gluoncv_sha1(network)
     if actual != expected:
         raise SegcheckError(
             f"{path}: sha1 {actual} does not match GluonCV's {expected} for {name}; the file is damaged or "
-            "from another release: replace it with the right file (segcheck never re-downloads)"
+            f"from another release: replace it (`segcheck fetch weights {name}`); the gate itself never downloads"
         )
     return path
 
@@ -136,6 +136,22 @@ def load_params(net: mx.gluon.Block, path, ignore_prefixes: tuple = (), keep_pre
         if name in saved and param.shape and all(param.shape) and tuple(param.shape) != saved[name].shape:
             raise SegcheckError(f"{path}: parameter {name} has shape {saved[name].shape}, the network expects {param.shape}")
     net.load_parameters(str(path), ctx=mx.cpu(), allow_missing=bool(keep_prefixes), ignore_extra=bool(ignore_prefixes))
+
+
+def random_weights(net: mx.gluon.HybridBlock, crop_size: int, seed: int = 0) -> None:
+    """Initialise `net` with He-normal weights drawn by numpy (MXNet's own initialisers take seconds for
+    tens of millions of values): for timing probes and tests, never for the gate's seeded models."""
+    import numpy as np
+
+    net.initialize(mx.init.Zero(), force_reinit=True)
+    materialise(net, crop_size)
+    rng = np.random.default_rng(seed)
+    for name, param in sorted(net.collect_params().items()):
+        if name.endswith(("gamma", "running_var")):
+            param.set_data(mx.nd.ones(param.shape))
+        elif name.endswith("weight"):
+            scale = np.sqrt(2.0 / max(int(np.prod(param.shape[1:])), 1))
+            param.set_data(mx.nd.array(rng.standard_normal(param.shape, dtype=np.float32) * scale))
 
 
 def materialise(net: mx.gluon.HybridBlock, crop_size: int) -> None:

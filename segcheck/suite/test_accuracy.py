@@ -10,14 +10,24 @@ from segcheck.models.graph import inspect_graph
 
 
 def _scores(case, precision, segcheck, request):
+    """Evaluate, and put the figures, the matrices (whole and per image) and the tolerances into the report."""
     ev = case.evaluation(precision)
     assert not ev.skipped or case.config.run.skip_bad, f"samples left out: {ev.skipped}"
     scores = ev.matrix.compute(segcheck.convention)
     pixacc, miou = gate.percent(scores)
     iou = [None if np.isnan(v) else round(100 * v, 2) for v in scores.iou]
+    figures = {"pixacc": round(pixacc, 4), "miou": round(miou, 4), "iou": iou, "matrix": ev.matrix.matrix.tolist(),
+               "per_image": ev.per_image}
     segcheck.record(request, case, subset=ev.subset.describe(), setting=case.config.setting(), classes=list(case.classes),
-                    **{precision: {"pixacc": round(pixacc, 4), "miou": round(miou, 4), "iou": iou}})
+                    tolerances=vars(segcheck.tolerances(case)), shard=segcheck.shard_of(case, ev), **{precision: figures})
     return scores, ev
+
+
+def _gated_after_merging(case, ev, segcheck):
+    shard = case.config.run.shard
+    if shard is not None:
+        pytest.skip(f"{case.name}: shard {shard[0]}/{shard[1]} ({len(ev.subset.ids)} of {len(case.whole.ids)} images): "
+                    "its accuracy is gated on the merged shards (segcheck merge)")
 
 
 def test_accuracy(case, precision, segcheck, request):
@@ -27,6 +37,7 @@ def test_accuracy(case, precision, segcheck, request):
     if found.row is None:
         segcheck.no_baseline(found.reason)
     segcheck.record(request, case, baseline=vars(found.row))
+    _gated_after_merging(case, ev, segcheck)
     verdict = gate.against_baseline(f"{case.name} {precision} on {ev.subset.describe()}", scores, found.row,
                                     precision, segcheck.tolerances(case))
     segcheck.judge(request, verdict)
@@ -37,9 +48,8 @@ def test_int8_drop(case, segcheck, request):
     """INT8 measured on the same images in the same run may not fall more than the tolerance below FP32."""
     fp32, ev = _scores(case, "fp32", segcheck, request)
     int8, _ = _scores(case, "int8", segcheck, request)
-    tol = segcheck.tolerances(case)
-    segcheck.record(request, case, drop_tolerance={"pixacc": tol.int8_drop_pixacc_points, "miou": tol.int8_drop_miou_points})
-    verdict = gate.int8_drop(f"{case.name} on {ev.subset.describe()}", fp32, int8, tol, case.classes)
+    _gated_after_merging(case, ev, segcheck)
+    verdict = gate.int8_drop(f"{case.name} on {ev.subset.describe()}", fp32, int8, segcheck.tolerances(case), case.classes)
     segcheck.judge(request, verdict)
 
 

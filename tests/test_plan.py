@@ -1,0 +1,54 @@
+"""`segcheck plan`: what a run needs and lacks (with the fetch commands), a measured cost, shard counts; and the
+real tier's pytest header line."""
+
+import io
+
+import pytest
+
+from segcheck import cli, plan
+from segcheck.plan import Cost, Estimate
+
+CONFIG = '[[models]]\nnetwork = "fcn_resnet101_voc"\n'
+
+
+def test_plan_lists_what_is_missing_probes_the_cost_and_suggests_shards(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MXNET_HOME", str(tmp_path / "mxnet"))
+    monkeypatch.setenv("SEGCHECK_VOC_ROOT", str(tmp_path / "voc"))
+    (tmp_path / "segcheck.toml").write_text(CONFIG)
+    cache = ["--segcheck-cache", str(tmp_path / "cache"), "--crop-size", "32"]
+    out = io.StringIO()
+    assert plan.main(["--tier", "real", "--target", "30m", *cache], out) == 0
+    text = out.getvalue()
+    assert "fcn_resnet101_voc: FP32 + INT8 (calibrated naive/auto/5x32/train), 1449 images (published pascal_voc val size)" in text
+    assert f"missing weights: {tmp_path / 'mxnet/models'}/fcn_resnet101_voc-" in text and "segcheck fetch weights fcn_resnet101_voc" in text
+    assert f"missing pascal_voc val: {tmp_path / 'voc/VOC2012/ImageSets/Segmentation/val.txt'}; segcheck fetch voc --root {tmp_path / 'voc'}" in text
+    assert "1 shard: " in text and "4 shards: " in text and "16 shards: " in text and "for 30.0 min per job: --shard K/" in text
+    probed = [line for line in text.splitlines() if line.startswith("- fcn_resnet101_voc: FP32 0")]
+    assert probed and " s, INT8 " in probed[0] and "calibration" in probed[0]
+    again = io.StringIO()
+    assert plan.main(["--tier", "real", "--no-probe", *cache], again) == 0  # the probe is kept for this environment
+    assert probed[0] in again.getvalue()
+
+
+def test_estimates_add_calibration_per_shard_and_split_the_images():
+    e = Estimate("m", 1000, 160, Cost(fp32_s=0.5, int8_s=0.25, calib_s=0.6))
+    assert e.wall(1) == pytest.approx(plan.OVERHEAD_S + 96 + 750)
+    assert e.wall(4) == pytest.approx(plan.OVERHEAD_S + 96 + 250 * 0.75)
+    assert plan.suggest_shards([e], 300) == 4 and plan.suggest_shards([e], 60) is None  # 4 shards: 15 + 96 + 250 x 0.75 s
+    assert plan.parse_budget("90m") == 5400 and plan.parse_budget("2h") == 7200 and plan.parse_budget("45") == 45
+
+
+def test_the_real_tier_names_its_plan_at_the_start_of_a_pytest_run(pytester, monkeypatch, tmp_path):
+    monkeypatch.setenv("MXNET_HOME", str(tmp_path / "mxnet"))
+    monkeypatch.setenv("SEGCHECK_VOC_ROOT", str(tmp_path / "voc"))
+    pytester.path.joinpath("segcheck.toml").write_text(CONFIG)
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--collect-only", f"--segcheck-cache={tmp_path / 'cache'}")
+    assert ("segcheck: real tier, 1 models x FP32 + INT8, 3 inputs missing, no cost probed here yet; "
+            "`segcheck plan` lists them") in result.stdout.str()
+
+
+def test_plan_needs_a_configuration(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["plan"]) == 2
+    assert "no segcheck configuration in" in capsys.readouterr().err

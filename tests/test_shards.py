@@ -1,0 +1,137 @@
+"""Shards: --shard K/N splits the evaluated images, calibration stays the same, and `segcheck merge` adds the
+shards up exactly and gates them as one run; shards that do not fit together are refused, naming why."""
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from segcheck import cli, data, merge, report
+from segcheck.errors import SegcheckError
+from segcheck.plugin import SESSION, SUITE
+from segcheck.records import Check, Figures, ModelResult, RunResults
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = "fcn_resnet101_voc"
+GATED = [f"{SUITE / 'test_accuracy.py'}::{test}[{MODEL}{params}]" for test, params in (
+    ("test_accuracy", "-fp32"), ("test_accuracy", "-int8"), ("test_int8_drop", ""))]
+
+
+class Preset:
+    """The inner run takes this session's built models of MODEL (and, for the unsharded run, its evaluations)."""
+
+    def __init__(self, case, evaluations: bool):
+        self.case, self.evaluations = case, evaluations
+
+    def pytest_sessionstart(self, session):
+        for precision, model in (("fp32", self.case.fp32), ("int8", self.case.int8)):
+            ev = self.case.evaluation(precision) if self.evaluations else None
+            session.config.stash[SESSION].preset(MODEL, precision, model, ev)
+
+
+def _run(pytester, segcheck, name, *args, evaluations=False) -> RunResults:
+    target = pytester.path / f"{name}.json"
+    done = pytester.runpytest_inprocess(
+        "-p", "no:cacheprovider", "-q", "--rootdir", str(ROOT), f"--segcheck-cache={segcheck.run.cache_dir}",
+        f"--results-json={target}", *GATED, *args, plugins=[Preset(segcheck.case(MODEL), evaluations)])
+    assert target.is_file(), done.stdout.str()[-3000:]
+    return target
+
+
+def test_three_shards_merged_equal_one_unsharded_run(pytester, segcheck):
+    whole = report.load(_run(pytester, segcheck, "whole", evaluations=True)).models[MODEL]
+    shards = [_run(pytester, segcheck, f"shard{k}", f"--shard={k}/3") for k in (1, 2, 3)]
+    parts = [report.load(p).models[MODEL] for p in shards]
+    assert [len(m.shard["ids"]) for m in parts] == [16, 16, 16] and all(m.int8_source == whole.int8_source for m in parts)
+    assert all(c.status == "SKIP" and "gated on the merged shards" in c.message
+               for m in parts for name, c in m.checks.items() if name != "int8-graph")
+    out = io.StringIO()
+    assert merge.main([str(p) for p in shards] + ["--json", str(pytester.path / "merged.json")], out) == 0
+    merged = report.load(pytester.path / "merged.json").models[MODEL]
+    for precision in ("fp32", "int8"):
+        a, b = merged.figures(precision), whole.figures(precision)
+        assert a.matrix == b.matrix and a.per_image == b.per_image  # bit-identical, image by image
+        assert (a.pixacc, a.miou, a.iou) == (b.pixacc, b.miou, b.iou)
+    assert {c: merged.checks[c].status for c in ("fp32-accuracy", "int8-accuracy", "int8-drop")} == {
+        c: whole.checks[c].status for c in ("fp32-accuracy", "int8-accuracy", "int8-drop")} == {
+        "fp32-accuracy": "PASS", "int8-accuracy": "PASS", "int8-drop": "PASS"}
+    assert merged.subset == whole.subset and f"{MODEL} | " in out.getvalue()
+
+
+def _shard(k, n, ids, whole, **changes) -> RunResults:
+    """A fabricated shard result: a 2-class model whose every image has 10 correct pixels of class 1."""
+    m = ModelResult(MODEL, classes=["background", "thing"], setting={"crop_size": 64}, int8_source="calibrated on train: 2 images",
+                    tolerances={"pixacc_points": 0.5, "miou_points": 1.0, "int8_drop_pixacc_points": 1.0, "int8_drop_miou_points": 2.0},
+                    baseline={"fp32_latency_ms": 1.0, "s8_latency_ms": 1.0, "fp32_pixacc": 100.0, "fp32_miou": 100.0,
+                              "s8_pixacc": 100.0, "s8_miou": 100.0},
+                    shard={"index": k, "count": n, "split": "val", "ids": list(ids),
+                           "of": {"count": len(whole), "digest": data.Subset("val", tuple(whole)).digest}})
+    for precision in ("fp32", "int8"):
+        setattr(m, precision, Figures(matrix=[[0, 0], [0, 10 * len(ids)]], per_image=[[[1, 1, 10]]] * len(ids),
+                                      latency_ms=2.0 if precision == "fp32" else 1.0))
+    m.checks["int8-graph"] = Check("PASS")
+    run = RunResults(tier="real", convention="present", environment={"isa": "avx2"}, models={MODEL: m})
+    for key, value in changes.items():
+        target = run if key in ("environment", "tier") else m
+        setattr(target, key, value)
+    return run
+
+
+IDS = ["a", "b", "c", "d", "e"]
+
+
+def _files(tmp_path, runs) -> list:
+    paths = []
+    for i, run in enumerate(runs):
+        paths.append(report.save(run, tmp_path / f"s{i}.json"))
+    return paths
+
+
+def test_fabricated_shards_add_up_and_are_gated(tmp_path):
+    runs = [_shard(1, 2, IDS[:2], IDS), _shard(2, 2, IDS[2:], IDS)]
+    merged = merge.merge(_files(tmp_path, runs)).models[MODEL]
+    assert merged.fp32.matrix == [[0, 0], [0, 50]] and len(merged.int8.per_image) == 5
+    assert merged.checks["fp32-accuracy"].status == "PASS" and merged.checks["speedup"].status == "SKIP"
+    failing = [_shard(1, 2, IDS[:2], IDS), _shard(2, 2, IDS[2:], IDS)]
+    failing[1].models[MODEL].int8.matrix = [[0, 0], [30, 0]]  # shard 2's INT8 misses every pixel
+    merged = merge.merge(_files(tmp_path, failing)).models[MODEL]
+    assert merged.checks["int8-drop"].status == "FAIL" and merged.status() == "FAIL int8-accuracy"
+    assert cli.main(["merge", *map(str, _files(tmp_path, failing))]) == 1
+
+
+@pytest.mark.parametrize("runs, message", [
+    ([_shard(1, 3, IDS[:2], IDS), _shard(3, 3, IDS[4:], IDS)], "gap: shard 2/3 of fcn_resnet101_voc missing"),
+    ([_shard(1, 2, IDS[:2], IDS), _shard(1, 2, IDS[2:], IDS)], "overlap: .*s1.json and .*s0.json are both shard 1/2"),
+    ([_shard(1, 2, IDS[:3], IDS), _shard(2, 2, IDS[2:], IDS)], "overlap: image c of fcn_resnet101_voc is in .*s0.json and .*s1.json"),
+    ([_shard(1, 2, IDS[:2], IDS), _shard(2, 2, IDS[3:], IDS)], "gap: the shards of fcn_resnet101_voc hold 4 images"),
+    ([_shard(1, 2, IDS[:2], IDS), _shard(2, 3, IDS[2:], IDS)], "is shard 2/3 of 5 images .* these are not one run"),
+    ([_shard(1, 2, IDS[:2], IDS), _shard(2, 2, IDS[2:], IDS[:4])], "these are not one run"),
+    ([_shard(1, 2, IDS[:2], IDS), _shard(2, 2, IDS[2:], IDS, setting={"crop_size": 96})], "s1.json: fcn_resnet101_voc's setting differs"),
+    ([_shard(1, 2, IDS[:2], IDS), _shard(2, 2, IDS[2:], IDS, int8_source="calibrated on val")], "s1.json: fcn_resnet101_voc's int8_source differs"),
+    ([_shard(1, 2, IDS[:2], IDS), _shard(2, 2, IDS[2:], IDS, environment={"isa": "avx512_vnni"})], "s1.json: environment .* differs"),
+    ([_shard(1, 2, IDS[:2], IDS), _shard(2, 2, IDS[2:], IDS, shard=None)], "s1.json: fcn_resnet101_voc was not run as a shard"),
+    ([_shard(1, 1, IDS, IDS)], "merge needs the results of two or more shards"),
+], ids=["missing-shard", "same-shard-twice", "overlapping-images", "images-missing", "other-count", "other-image-list",
+        "other-setting", "other-calibration", "other-environment", "not-a-shard", "one-file"])
+def test_shards_that_do_not_fit_are_refused_naming_why(tmp_path, runs, message):
+    with pytest.raises(SegcheckError, match=message):
+        merge.merge(_files(tmp_path, runs))
+
+
+def test_shards_split_in_order_and_cover_every_image():
+    for total in range(0, 12):
+        for n in range(1, 6):
+            blocks = [data.shard(list(range(total)), (k, n)) for k in range(1, n + 1)]
+            assert [i for b in blocks for i in b] == list(range(total))
+            assert max(map(len, blocks)) - min(map(len, blocks)) <= 1
+
+
+def test_shard_option_is_checked(capsys):
+    with pytest.raises(SystemExit):
+        cli.plan(["--shard", "4/3"])
+    assert "argument --shard: expected K/N with 1 <= K <= N, got '4/3'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.plan(["--benchmark", "--shard", "1/2"])
+    assert "--shard has no effect with --benchmark" in capsys.readouterr().err
+    assert json.dumps(cli.plan(["--shard", "2/3"]).model.run.shard) == "[2, 3]"
