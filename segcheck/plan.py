@@ -92,7 +92,9 @@ def images(mc: ModelConfig) -> tuple[int | None, str]:
 
 
 def _probe_key(mc: ModelConfig) -> str:
-    return f"{mc.network.name}@{mc.crop_size}x{mc.run.batch_size}"
+    """Networks of one architecture, backbone and class count cost the same: one probe serves them all."""
+    what = mc.network.name if mc.network.export is not None else f"{mc.arch}_{mc.network.backbone}_{mc.kind.num_classes}classes"
+    return f"{what}@{mc.crop_size}x{mc.run.batch_size}"
 
 
 def _probe_path(run: RunConfig, environment: dict) -> Path:
@@ -142,10 +144,15 @@ class Estimate:
     calib_images: int
     cost: Cost
 
-    def wall(self, shards: int = 1) -> float:
-        """Wall time of the largest of `shards` shards: each calibrates, then evaluates its block of images."""
+    @property
+    def calibration(self) -> float:
+        return self.calib_images * self.cost.calib_s
+
+    def wall(self, shards: int = 1, calibrated: bool = False) -> float:
+        """Wall time of the largest of `shards` shards: each calibrates (unless `calibrated`: a shared cache),
+        then evaluates its block of images."""
         block = math.ceil((self.images or 0) / shards)
-        return OVERHEAD_S + self.calib_images * self.cost.calib_s + block * (self.cost.fp32_s + self.cost.int8_s)
+        return OVERHEAD_S + (0 if calibrated else self.calibration) + block * (self.cost.fp32_s + self.cost.int8_s)
 
 
 def _span(seconds: float) -> str:
@@ -161,10 +168,10 @@ def parse_budget(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a duration such as 90m or 2h, got {text!r}") from None
 
 
-def suggest_shards(estimates: list, target_s: float) -> int | None:
+def suggest_shards(estimates: list, target_s: float, calibrated: bool = False) -> int | None:
     """The fewest shards whose slowest one fits in `target_s` (all models run in each shard), or None beyond 256."""
     for n in range(1, 257):
-        if sum(e.wall(n) for e in estimates) <= target_s:
+        if sum(e.wall(n, calibrated) for e in estimates) <= target_s:
             return n
     return None
 
@@ -200,12 +207,16 @@ def summary(estimates: list, environment: dict, target_s: float | None = None) -
                      f"x {e.calib_images} images; one shard of {e.images} images: {_span(e.wall())}")
     if any(e.images is None for e in estimates):
         lines.append("(models of unknown image count count as 0 images below)")
-    walls = ", ".join(f"{n} shard{'s' if n > 1 else ''}: {_span(sum(e.wall(n) for e in estimates))}" for n in SHARDS)
-    lines.append(f"estimated wall time of the whole run (each shard calibrates and evaluates its block): {walls}")
+    for calibrated, how in ((False, "each shard calibrates"), (True, "calibration shared through the cache")):
+        walls = ", ".join(f"{n} shard{'s' if n > 1 else ''}: {_span(sum(e.wall(n, calibrated) for e in estimates))}" for n in SHARDS)
+        lines.append(f"estimated wall time of the whole run, {how}: {walls}")
+    lines.append(f"(sharing: one job calibrates every model first, {_span(sum(e.calibration for e in estimates))} here, and "
+                 "the shards start from a copy of its --segcheck-cache)")
     if target_s is not None:
-        n = suggest_shards(estimates, target_s)
-        lines.append(f"for {_span(target_s)} per job: " + (f"--shard K/{n} with {n} jobs" if n else "more than 256 shards; "
-                     "use a smaller --num-images or crop"))
+        for calibrated, how in ((False, "each shard calibrating"), (True, "with the calibration shared")):
+            n = suggest_shards(estimates, target_s, calibrated)
+            lines.append(f"for {_span(target_s)} per job, {how}: " + (f"--shard K/{n}, {n} jobs" if n else
+                         "more than 256 shards; use a smaller --num-images or crop"))
     return lines
 
 

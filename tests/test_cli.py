@@ -185,9 +185,7 @@ def test_other_datasets_and_networks_are_evaluated_from_the_command_line(argv, w
 
     network = Network.from_zoo(argv[1]) if argv[0] == "--model-zoo" else Network.from_parts("psp", "resnet50", "citys")
     net = build.build(network, 64)
-    mx.random.seed(3)
-    net.initialize(mx.init.Xavier())
-    build.materialise(net, 64)
+    build.random_weights(net, 64, seed=3)
     net.save_parameters(str(tmp_path / "model.params"))
     assert net.nclass == classes
     root = writer(tmp_path / "data", synthetic.SyntheticSpec(seed=2, num_train=2, num_val=3))

@@ -23,7 +23,8 @@ def test_plan_lists_what_is_missing_probes_the_cost_and_suggests_shards(tmp_path
     assert "fcn_resnet101_voc: FP32 + INT8 (calibrated naive/auto/5x32/train), 1449 images (published pascal_voc val size)" in text
     assert f"missing weights: {tmp_path / 'mxnet/models'}/fcn_resnet101_voc-" in text and "segcheck fetch weights fcn_resnet101_voc" in text
     assert f"missing pascal_voc val: {tmp_path / 'voc/VOC2012/ImageSets/Segmentation/val.txt'}; segcheck fetch voc --root {tmp_path / 'voc'}" in text
-    assert "1 shard: " in text and "4 shards: " in text and "16 shards: " in text and "for 30.0 min per job: --shard K/" in text
+    assert "each shard calibrates: 1 shard: " in text and "4 shards: " in text and "16 shards: " in text
+    assert "for 30.0 min per job, each shard calibrating: --shard K/" in text and "calibration shared through the cache: 1 shard" in text
     probed = [line for line in text.splitlines() if line.startswith("- fcn_resnet101_voc: FP32 0")]
     assert probed and " s, INT8 " in probed[0] and "calibration" in probed[0]
     again = io.StringIO()
@@ -36,6 +37,7 @@ def test_estimates_add_calibration_per_shard_and_split_the_images():
     assert e.wall(1) == pytest.approx(plan.OVERHEAD_S + 96 + 750)
     assert e.wall(4) == pytest.approx(plan.OVERHEAD_S + 96 + 250 * 0.75)
     assert plan.suggest_shards([e], 300) == 4 and plan.suggest_shards([e], 60) is None  # 4 shards: 15 + 96 + 250 x 0.75 s
+    assert e.wall(4, calibrated=True) == pytest.approx(plan.OVERHEAD_S + 250 * 0.75) and plan.suggest_shards([e], 60, True) == 17
     assert plan.parse_budget("90m") == 5400 and plan.parse_budget("2h") == 7200 and plan.parse_budget("45") == 45
 
 
