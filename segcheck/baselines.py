@@ -22,6 +22,9 @@ from .strict import Reader
 SCHEMA = 1
 ROW_KEYS = ("fp32_latency_ms", "s8_latency_ms", "fp32_pixacc", "fp32_miou", "s8_pixacc", "s8_miou")
 TOLERANCE_KEYS = ("pixacc_points", "miou_points", "int8_drop_pixacc_points", "int8_drop_miou_points")
+# Tolerances of the finer checks, optional in the file (these defaults apply where absent).
+FINE_TOLERANCES = {"int8_drop_class_iou_points": 5.0, "class_min_pixels": 1000.0, "range_rtol": 1e-4,
+                   "sqnr_drop_db": 3.0, "sqnr_floor_db": 8.0}
 TIERS = ("real", "synthetic")
 
 
@@ -52,6 +55,11 @@ class Tolerances:
     miou_points: float
     int8_drop_pixacc_points: float
     int8_drop_miou_points: float
+    int8_drop_class_iou_points: float = FINE_TOLERANCES["int8_drop_class_iou_points"]  # per class, below FP32
+    class_min_pixels: float = FINE_TOLERANCES["class_min_pixels"]  # classes labelled less are left out of it
+    range_rtol: float = FINE_TOLERANCES["range_rtol"]  # calibrated ranges, relative to the golden table
+    sqnr_drop_db: float = FINE_TOLERANCES["sqnr_drop_db"]  # a layer's SQNR below its golden value
+    sqnr_floor_db: float = FINE_TOLERANCES["sqnr_floor_db"]  # any layer's SQNR, golden or not
 
     def with_(self, overrides: dict) -> "Tolerances":
         """These tolerances with a model's own (from its configuration) in place."""
@@ -167,8 +175,9 @@ class _Reader(Reader):
 
     def tier(self, name: str, value, key: str) -> Tier:
         self.obj(value, key, ("description", "metric_convention", "tolerances", "min_speedup", "match_environment", "entries"))
-        tol = self.obj(value["tolerances"], f"{key}.tolerances", TOLERANCE_KEYS)
-        tolerances = Tolerances(**{k: self.number(tol[k], f"{key}.tolerances.{k}", 0.0, 100.0) for k in TOLERANCE_KEYS})
+        tol = self.obj(value["tolerances"], f"{key}.tolerances", TOLERANCE_KEYS, tuple(FINE_TOLERANCES))
+        tolerances = Tolerances(**{k: self.number(v, f"{key}.tolerances.{k}", 0.0, 1e9 if k == "class_min_pixels" else 100.0)
+                                   for k, v in tol.items()})
         speed = value["min_speedup"]
         self.obj(speed, f"{key}.min_speedup", (), tuple(speed) if isinstance(speed, dict) else ())
         min_speedup = {}
@@ -239,7 +248,8 @@ def dumps(doc, indent: int = 0) -> str:
     return text + ("\n" if indent == 0 else "")
 
 
-DEFAULT_TOLERANCES = {"pixacc_points": 0.5, "miou_points": 1.0, "int8_drop_pixacc_points": 1.0, "int8_drop_miou_points": 2.0}
+DEFAULT_TOLERANCES = {"pixacc_points": 0.5, "miou_points": 1.0, "int8_drop_pixacc_points": 1.0, "int8_drop_miou_points": 2.0,
+                      **FINE_TOLERANCES}
 
 
 def new_tier(convention: str, description: str) -> dict:

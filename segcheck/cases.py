@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import tempfile
 from functools import cached_property
+from pathlib import Path
 
-from . import data, pipeline
+from . import data, layers, pipeline
 from .config import ModelConfig
 from .errors import MissingResource
 from .evaluate import Evaluation, evaluate
+from .models import export
+
+LAYER_IMAGES = 2  # the fixed images (the split's first) per-layer error is measured on
 
 
 class ModelCase:
@@ -58,6 +63,21 @@ class ModelCase:
     @cached_property
     def val(self) -> data.Split:
         return self._guard(lambda: pipeline.open_split(self.config, self.config.split))
+
+    @cached_property
+    def fp32_export(self) -> tuple[Path, Path]:
+        """The fused FP32 model as it runs, exported once (its graph is checked, its layers compared with INT8)."""
+        self._folder = tempfile.TemporaryDirectory(prefix="segcheck-fp32-")
+        return export.export(self.fp32, Path(self._folder.name) / "fp32")
+
+    @cached_property
+    def localisation(self) -> layers.Localisation:
+        """Per-layer SQNR and cosine of INT8 against the fused FP32, and the low-margin flip rate, on fixed images."""
+        fp32_symbol, fp32_params = self.fp32_export
+        int8_symbol, int8_params = export.files(self.int8.prefix)
+        images = [x for x, _, _ in data.batches(self.val, data.first(self.val, min(LAYER_IMAGES, len(self.val))), 1)]
+        return layers.localise(fp32_symbol.read_text(), fp32_params, int8_symbol.read_text(), int8_params, images,
+                               self.fp32, self.int8.block)
 
     @cached_property
     def whole(self) -> data.Subset:

@@ -64,15 +64,31 @@ def chart(results: RunResults, path) -> Path:
     if not names:
         raise SegcheckError("no model results to chart; run pytest first")
     drops, heat = _drops(results, names), _heat(results, names)
+    curves = [n for n in names if results.models[n].layers]
     height = max(4.0, 0.42 * max(len(drops), 2 * len(names)) + 1.8)
+    rows = 2 if curves else 1
+    fig = plt.figure(figsize=(20 if heat else 12, height + (4.2 if curves else 0)))
+    outer = fig.add_gridspec(rows, 1, height_ratios=[height, 4.2][:rows], hspace=0.55)
     if heat is None:
-        fig = plt.figure(figsize=(12, height))
-        grid = fig.add_gridspec(1, 2, width_ratios=[1.25, 1.0], wspace=0.55)
+        grid = outer[0].subgridspec(1, 2, width_ratios=[1.25, 1.0], wspace=0.55)
         ax_drop, ax_speed = (fig.add_subplot(grid[0, i]) for i in range(2))
     else:
-        fig = plt.figure(figsize=(20, height))
-        grid = fig.add_gridspec(1, 4, width_ratios=[1.25, 1.0, 2.6, 0.05], wspace=0.6)
+        grid = outer[0].subgridspec(1, 4, width_ratios=[1.25, 1.0, 2.6, 0.05], wspace=0.6)
         ax_drop, ax_speed, ax_heat, ax_bar = (fig.add_subplot(grid[0, i]) for i in range(4))
+    if curves:
+        ax_layers = fig.add_subplot(outer[1])
+        for name in curves:
+            values = [layer["sqnr_db"] for layer in results.models[name].layers]
+            ax_layers.plot(range(len(values)), values, linewidth=1.2, label=name)
+            worst = int(np.argmin(values))
+            ax_layers.annotate(f"{name}: {results.models[name].layers[worst]['name']} {values[worst]:.1f} dB",
+                               (worst, values[worst]), xytext=(0, -14), textcoords="offset points", fontsize=7, ha="center")
+        floor = min(results.models[n].tolerances.get("sqnr_floor_db", 0) for n in curves)
+        ax_layers.axhline(floor, color=BAD, linewidth=1, linestyle="--")
+        ax_layers.set_xlabel("quantized layer, in graph order (dashed: the SQNR floor)")
+        ax_layers.set_ylabel("SQNR of INT8 vs FP32 (dB)")
+        ax_layers.set_title("per-layer error (lowest point of each model labelled)")
+        ax_layers.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
 
     y = np.arange(len(drops))
     for i, (label, delta, tol) in enumerate(drops):
@@ -124,7 +140,8 @@ def chart(results: RunResults, path) -> Path:
         fig.colorbar(image, cax=ax_bar, label="points")
     fig.suptitle(f"segcheck: {results.tier} tier, {results.environment.get('isa', '?')}, mIoU convention "
                  f"{results.convention or '?'}" + ("" if heat else "; no per-class IoU in these results"), fontsize=12)
-    fig.subplots_adjust(left=0.12 if heat else 0.2, right=0.97, bottom=0.22, top=0.8)
+    fig.subplots_adjust(left=0.12 if heat else 0.2, right=0.88 if curves else 0.97, bottom=0.1 if curves else 0.22,
+                        top=0.9 if curves else 0.8)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
     plt.close(fig)

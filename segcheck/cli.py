@@ -49,6 +49,7 @@ def report_parser() -> argparse.ArgumentParser:
     p.add_argument("--segcheck-cache", "--cache-dir", dest="cache_dir")
     p.add_argument("--json", dest="json_out", help="also write the results as JSON here")
     p.add_argument("--png", help="also draw them as a PNG chart here")
+    p.add_argument("--per-class", action="store_true", help="also print per-class IoU (FP32, INT8, golden INT8) per model")
     p.add_argument("--baseline", choices=("real", "synthetic"), help="print the baseline table's rows for a tier instead")
     p.add_argument("--baselines", help="baseline file (default: the configuration's in this folder)")
     return p
@@ -246,6 +247,8 @@ def report(argv, out=sys.stdout) -> int:
         cache_dir = Path(args.cache_dir).expanduser() if args.cache_dir else default_dir()
         results = reporting.load(args.results or reporting.last_run_path(cache_dir))
     out.write(reporting.markdown(results))
+    if args.per_class:
+        out.write("\n" + reporting.per_class(results))
     if args.json_out:
         print(f"json: {reporting.save(results, args.json_out)}", file=out)
     if args.png:

@@ -98,6 +98,8 @@ GATE = (
     Option(("--update-baselines",), "record this run's rows for this environment and setting (shows the diff)", flag=True),
     Option(("--results-json",), "where this run's results go (default <segcheck-cache>/last-run.json)"),
     Option(("--report-png",), "also draw the results as a PNG chart"),
+    Option(("--strict-digest",), "fail, instead of reporting CHANGED, where predictions differ from the golden run", flag=True),
+    Option(("--gate-drop-interval",), "gate the INT8 drop on the upper bound of its bootstrap interval over images", flag=True),
 )
 
 

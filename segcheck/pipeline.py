@@ -100,6 +100,16 @@ def fp32_net(mc: ModelConfig, fused: bool = True) -> mx.gluon.HybridBlock:
     return net
 
 
+def fp32_graph(mc: ModelConfig, folder: Path) -> Path:
+    """The unfused FP32 graph as an export prefix: the network's own export, or this one written into `folder`."""
+    if mc.network.export is not None:
+        return Path(mc.network.export)
+    net = fp32_net(mc, fused=False)
+    net.hybridize()
+    net(mx.nd.zeros((1, 3, mc.crop_size, mc.crop_size)))
+    return export.export(net, Path(folder) / "fp32")[0].parent / "fp32"
+
+
 def conv_count(mc: ModelConfig) -> int:
     """Convolutions of the FP32 network as built or exported, before any fusion."""
     if mc.network.export is not None:
@@ -114,6 +124,7 @@ class Int8Model:
     graph: GraphReport
     entry: cache.Entry | None  # the cache entry of a model segcheck calibrated; None for a shipped export
     source: str  # how it was made: the calibration and its images, or the export's path
+    prefix: Path  # its <prefix>-symbol.json and <prefix>-0000.params
 
 
 def calibration_images(mc: ModelConfig, recipe: CalibRecipe):
@@ -134,7 +145,7 @@ def int8_model(mc: ModelConfig, recipe: CalibRecipe | None = None) -> Int8Model:
     if mc.int8_export is not None and recipe is None:
         block = _imported(mc, mc.int8_export)
         graph = inspect_graph(export.files(mc.int8_export)[0].read_text())
-        return Int8Model(block, graph, None, f"shipped INT8 export {mc.int8_export}")
+        return Int8Model(block, graph, None, f"shipped INT8 export {mc.int8_export}", Path(mc.int8_export))
     recipe = recipe or mc.calib
     _, fp32_digest = fp32_weights(mc)
     source, calib = calibration_images(mc, recipe)
@@ -160,7 +171,8 @@ def int8_model(mc: ModelConfig, recipe: CalibRecipe | None = None) -> Int8Model:
     block(mx.nd.zeros((1, 3, mc.crop_size, mc.crop_size)))  # binds the graph: ready to run or export
     mx.nd.waitall()
     graph = inspect_graph((entry.path / "model-symbol.json").read_text())
-    return Int8Model(block, graph, entry, f"calibrated {recipe.label()} on {entry.manifest['calibration_subset']}")
+    return Int8Model(block, graph, entry, f"calibrated {recipe.label()} on {entry.manifest['calibration_subset']}",
+                     entry.path / "model")
 
 
 def gluoncv_int8(mc: ModelConfig) -> mx.gluon.SymbolBlock:

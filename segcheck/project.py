@@ -24,7 +24,8 @@ TOP_KEYS = ("baselines", "tier", "metric_convention", "models")
 MODEL_KEYS = ("name", "network", "model", "backbone", "export", "weights", "dataset", "int8", "tolerances", "min_speedup")
 DATASET_KEYS = ("name", "root", "split", "crop_size", "base_size", "num_images")
 INT8_KEYS = ("export", "mode", "dtype", "batches", "batch_size", "split", "exclude")
-TOLERANCE_KEYS = ("pixacc_points", "miou_points", "int8_drop_pixacc_points", "int8_drop_miou_points")
+TOLERANCE_KEYS = ("pixacc_points", "miou_points", "int8_drop_pixacc_points", "int8_drop_miou_points",
+                  "int8_drop_class_iou_points", "class_min_pixels", "range_rtol", "sqnr_drop_db", "sqnr_floor_db")
 # [int8] keys -> CalibRecipe fields
 RECIPE_FIELDS = {"mode": "mode", "dtype": "dtype", "batches": "num_batches", "batch_size": "batch_size", "split": "split", "exclude": "exclude"}
 STORE = "store"
@@ -172,7 +173,8 @@ class _Loader:
             self.read.fail(f"{key}.name", str(err))
         int8_export, recipe = self.int8(doc.get("int8", {}), f"{key}.int8", network)
         tol = self.read.obj(doc.get("tolerances", {}), f"{key}.tolerances", (), TOLERANCE_KEYS)
-        tolerances = {k: self.read.number(v, f"{key}.tolerances.{k}", 0.0, 100.0) for k, v in tol.items()}
+        tolerances = {k: self.read.number(v, f"{key}.tolerances.{k}", 0.0, 1e9 if k == "class_min_pixels" else 100.0)
+                      for k, v in tol.items()}
         speed = self.read.obj(doc.get("min_speedup", {}), f"{key}.min_speedup", free=True)
         min_speedup = {isa: self.read.number(v, f"{key}.min_speedup.{isa}", 0.0, 1000.0) for isa, v in speed.items()}
         return ModelEntry(name, network, weights, data, int8_export, recipe, tolerances, min_speedup)

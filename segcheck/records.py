@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
-PASS, FAIL, IMPROVED, SKIP, ERROR = "PASS", "FAIL", "IMPROVED", "SKIP", "ERROR"
+PASS, FAIL, IMPROVED, SKIP, ERROR, CHANGED = "PASS", "FAIL", "IMPROVED", "SKIP", "ERROR", "CHANGED"
 FAILING = (FAIL, IMPROVED, ERROR)
 SEED_PREFIX = {"fp32": "fp32", "int8": "s8"}
 # The order in which a model's status names its first failing check.
-CHECK_ORDER = ("fp32-accuracy", "int8-accuracy", "int8-drop", "int8-graph", "fp32-graph", "fp32-segments",
-               "deploy", "fp32-latency", "int8-latency", "speedup")
+CHECK_ORDER = ("fp32-accuracy", "int8-accuracy", "int8-drop", "int8-class-drop", "int8-graph", "int8-ranges",
+               "int8-layers", "fp32-digest", "int8-digest", "fp32-graph", "fp32-segments", "deploy", "fp32-latency",
+               "int8-latency", "speedup")
 FORMAT = 2
 
 
@@ -29,6 +30,9 @@ class Figures:
     latency_rounds: int | None = None
     matrix: list | None = None  # the confusion matrix (rows: labels, columns: predictions) behind the figures
     per_image: list | None = None  # each image's matrix as [[row, column, count], ...], in subset order
+    digest: str | None = None  # sha256 of the argmax predictions, image after image
+    image_digests: list | None = None
+    predicted: list | None = None  # predicted pixels per class
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,13 @@ class ModelResult:
     classes: list = field(default_factory=list)  # the dataset's class names, in label order
     tolerances: dict = field(default_factory=dict)  # the four tolerances (baselines.Tolerances) applied to this model
     shard: dict | None = None  # {"index": K, "count": N, "ids": [...], "of": {"count": M, "digest": ...}}
+    ranges: dict = field(default_factory=dict)  # the INT8 calibration table (calibration.table)
+    layers: list = field(default_factory=list)  # per quantized layer: {"name", "sqnr_db", "cosine"}, in graph order
+    flip: dict = field(default_factory=dict)  # flip rate of low-margin pixels and of all pixels, on the layer images
+    drop_interval: dict = field(default_factory=dict)  # stats.Interval of the INT8 drop
+    baseline_class_iou: dict = field(default_factory=dict)  # precision -> per-class IoU of the golden run
+    ranges_moved: list = field(default_factory=list)  # layers whose calibrated range moved, in graph order
+    layers_ranked: list = field(default_factory=list)  # layers the per-layer check names, worst own fall first
     min_speedup: float | None = None  # the speed-up gate's minimum for this ISA, where one is recorded
     checks: dict = field(default_factory=dict)  # check name -> Check
 
@@ -99,7 +110,8 @@ class RunResults:
         for precision in ("fp32", "int8"):
             for key, value in payload.get(precision, {}).items():
                 setattr(result.figures(precision), key, value)
-        for key in ("subset", "setting", "int8_share", "int8_source", "baseline", "classes", "tolerances", "min_speedup", "shard"):
+        for key in ("subset", "setting", "int8_share", "int8_source", "baseline", "classes", "tolerances", "min_speedup", "shard",
+                    "ranges", "layers", "flip", "drop_interval", "baseline_class_iou", "ranges_moved", "layers_ranked"):
             if key in payload:
                 setattr(result, key, payload[key])
 

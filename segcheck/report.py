@@ -13,7 +13,7 @@ from pathlib import Path
 from . import atomic
 from .baselines import ROW_KEYS, Row
 from .errors import SegcheckError
-from .records import FAILING, FORMAT, SEED_PREFIX, RunResults
+from .records import CHANGED, FAILING, FORMAT, SEED_PREFIX, RunResults
 
 
 def last_run_path(cache_dir) -> Path:
@@ -90,9 +90,49 @@ def markdown(results: RunResults) -> str:
         f"- {name} {check}: {c.message}"
         for name, m in sorted(results.models.items())
         for check, c in sorted(m.checks.items())
-        if c.status in FAILING
+        if c.status in FAILING + (CHANGED,)
     ]
     return "\n".join(lines + [""] + notes + ([""] + failing if failing else [])) + "\n"
+
+
+def per_class(results: RunResults) -> str:
+    """Per model and class: IoU in FP32, INT8 and the golden run's INT8, and INT8 - FP32; classes labelled less
+    than the class gate's minimum are marked (left out of it)."""
+    lines = []
+    for name, m in sorted(results.models.items()):
+        f, q = m.fp32.iou, m.int8.iou
+        if f is None or q is None:
+            continue
+        golden = m.baseline_class_iou.get("int8") or [None] * len(f)
+        labelled = _labelled(m)
+        least = m.tolerances.get("class_min_pixels", 0)
+        lines += [f"{name} ({m.subset}; mIoU convention {results.convention})",
+                  "class | fp32 IoU | s8 IoU | s8 - fp32 | golden s8 IoU | labelled pixels", "-- | -- | -- | -- | -- | --"]
+        for c, label in enumerate(m.classes):
+            delta = f"{q[c] - f[c]:+.2f}" if f[c] is not None and q[c] is not None else "-"
+            mark = " (left out)" if labelled and 0 < labelled[c] < least else ""
+            lines.append(f"{label} | {_cell(f[c])} | {_cell(q[c])} | {delta} | {_cell(golden[c])} | "
+                         f"{labelled[c] if labelled else '-'}{mark}")
+        lines.append("")
+    return "\n".join(lines) + ("\n" if lines else "no per-class IoU in these results\n")
+
+
+def _labelled(m) -> list:
+    if m.fp32.matrix is None:
+        return []
+    return [sum(row) for row in m.fp32.matrix]
+
+
+def golden_of(m) -> "Golden":
+    """The golden records a trusted run's results hold for one model."""
+    from .golden import Golden
+
+    return Golden(
+        ranges=m.ranges, sqnr_db={layer["name"]: layer["sqnr_db"] for layer in m.layers},
+        digest={p: {"sha256": f.digest, "images": f.image_digests, "pixels": f.predicted}
+                for p, f in (("fp32", m.fp32), ("int8", m.int8)) if f.digest},
+        class_iou={p: f.iou for p, f in (("fp32", m.fp32), ("int8", m.int8)) if f.iou is not None},
+    )
 
 
 @dataclass

@@ -11,7 +11,7 @@ from functools import cached_property
 
 import pytest
 
-from . import baselines, chart, environment, latency, report
+from . import baselines, chart, environment, golden, latency, report
 from .cases import ModelCase
 from .catalog import DATASETS
 from .config import ModelConfig, RunConfig, resolve
@@ -71,6 +71,7 @@ class SegcheckSession:
         self.lines: list = []
         self._cases: dict = {}
         self._presets: dict = {}
+        self._golden: dict = {}
 
     @classmethod
     def start(cls, config, project: Project, found: dict) -> "SegcheckSession":
@@ -160,6 +161,13 @@ class SegcheckSession:
         return {"index": k, "count": n, "split": evaluation.subset.split, "ids": list(evaluation.subset.ids),
                 "of": {"count": len(case.whole.ids), "digest": case.whole.digest}}
 
+    def golden(self, case: ModelCase):
+        """The golden records of this model in this environment and setting (golden.Golden), or None."""
+        if case.name not in self._golden:
+            self._golden[case.name] = golden.lookup(self.table.path, self.run.tier, case.name, self.environment,
+                                                    case.config.setting())
+        return self._golden[case.name]
+
     def no_baseline(self, reason: str):
         if self.found.get("require_baseline"):
             pytest.fail(f"--require-baseline: {reason}", pytrace=False)
@@ -243,6 +251,10 @@ class SegcheckSession:
                                                        "keyed by the environment and setting that produced them.")
         diff = baselines.record(self.table.path, self.run.tier, self.environment, rows.groups, template) if rows.groups else ""
         self.lines += (diff or f"{self.table.path} already holds these rows\n").splitlines()
+        records = [(setting, {name: report.golden_of(self.results.models[name]) for name in named}) for setting, named in rows.groups]
+        written = golden.record(self.table.path, self.run.tier, self.environment, records) if records else None
+        if written:
+            self.lines.append(f"golden records (calibration table, per-layer SQNR, digests, per-class IoU): {written}")
         self.lines += [f"not recorded: {name}: {reason}" for name, reason in rows.missing.items()]
 
     def pytest_terminal_summary(self, terminalreporter):

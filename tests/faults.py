@@ -40,7 +40,7 @@ def _rescaled_ranges(factor):
         shutil.copy(model.entry.path / "model-0000.params", folder / "model-0000.params")
         block = export.load(folder / "model")
         block(mx.nd.zeros((1, 3, mc.crop_size, mc.crop_size)))
-        return replace(model, block=block)
+        return replace(model, block=block, prefix=folder / "model")
 
     pipeline.int8_model = int8_model
     return [(pipeline, "int8_model", original)]

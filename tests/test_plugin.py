@@ -162,12 +162,17 @@ def test_a_folder_segcheck_never_generated_is_gated(pytester, segcheck):
     checks = {"test_accuracy[my_fcn-fp32]", "test_accuracy[my_fcn-int8]", "test_int8_drop[my_fcn]",
               "test_int8_graph_is_quantized_and_calibrated[my_fcn]", "test_fp32_graph_is_fused_on_onednn[my_fcn]",
               "test_deploy_round_trip[my_fcn]", "test_latency[my_fcn-fp32]", "test_latency[my_fcn-int8]",
-              "test_int8_speedup[my_fcn]", "test_seeded_fp32_model_really_segments[my_fcn]"}
+              "test_int8_speedup[my_fcn]", "test_seeded_fp32_model_really_segments[my_fcn]", "test_int8_class_drop[my_fcn]",
+              "test_int8_calibration_table[my_fcn]", "test_int8_layer_error[my_fcn]", "test_outputs_digest[my_fcn-fp32]",
+              "test_outputs_digest[my_fcn-int8]"}
     assert set(first) == checks
     for name in ("test_accuracy[my_fcn-fp32]", "test_accuracy[my_fcn-int8]"):
         assert first[name][0] == "skipped" and "no real-tier baseline rows" in first[name][1] and "--update-baselines" in first[name][1]
+    for name in ("test_outputs_digest[my_fcn-fp32]", "test_outputs_digest[my_fcn-int8]"):
+        assert first[name][0] == "skipped" and "no golden digest" in first[name][1]
     assert first["test_seeded_fp32_model_really_segments[my_fcn]"][0] == "skipped"
-    assert all(outcome == "passed" for name, (outcome, _) in first.items() if "accuracy[" not in name and "seeded" not in name), first
+    assert all(outcome == "passed" for name, (outcome, _) in first.items()
+               if "accuracy[" not in name and "seeded" not in name and "digest" not in name), first
 
     accuracy = str(Path(pipeline.__file__).parent / "suite" / "test_accuracy.py") + "::test_accuracy"
     required, _ = outcomes(pytester, *cache, "--require-baseline", accuracy, plugins=[keep])
@@ -178,6 +183,8 @@ def test_a_folder_segcheck_never_generated_is_gated(pytester, segcheck):
     assert '"my_fcn": {"fp32_latency_ms"' in result.stdout.str()
     rows = json.loads((folder / "baselines.json").read_text())["tiers"]["real"]["entries"]
     assert [list(e["rows"]) for e in rows] == [["my_fcn"]] and rows[0]["setting"]["crop_size"] == 64
+    recorded_golden = json.loads((folder / "baselines.golden.json").read_text())["tiers"]["real"][0]["models"]["my_fcn"]
+    assert set(recorded_golden) == {"ranges", "sqnr_db", "digest", "class_iou"}
 
     again, result = outcomes(pytester, *cache, plugins=[keep])
     assert all(outcome == "passed" for name, (outcome, _) in again.items() if "seeded" not in name), again

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from segcheck import data, gate, pipeline
+from segcheck import data, gate, pipeline, stats
 from segcheck.evaluate import logits
 from segcheck.models import export
 from segcheck.models.graph import inspect_graph
@@ -45,12 +45,33 @@ def test_accuracy(case, precision, segcheck, request):
 
 @pytest.mark.int8
 def test_int8_drop(case, segcheck, request):
-    """INT8 measured on the same images in the same run may not fall more than the tolerance below FP32."""
+    """INT8 measured on the same images in the same run may not fall more than the tolerance below FP32
+    (with --gate-drop-interval: the upper bound of its paired bootstrap interval over images)."""
+    fp32, ev = _scores(case, "fp32", segcheck, request)
+    int8, ev8 = _scores(case, "int8", segcheck, request)
+    n = len(case.classes)
+    interval = stats.paired_drop(stats.per_image_stats(ev.per_image, n), stats.per_image_stats(ev8.per_image, n),
+                                 segcheck.convention)
+    segcheck.record(request, case, drop_interval=vars(interval))
+    _gated_after_merging(case, ev, segcheck)
+    verdict = gate.int8_drop(f"{case.name} on {ev.subset.describe()}", fp32, int8, segcheck.tolerances(case), case.classes,
+                             interval, bool(segcheck.found.get("gate_drop_interval")))
+    segcheck.judge(request, verdict)
+
+
+@pytest.mark.int8
+def test_int8_class_drop(case, segcheck, request):
+    """No class's IoU may fall more than the tolerance below FP32, even when the mean holds; classes with too
+    few labelled pixels in the subset are left out and named."""
     fp32, ev = _scores(case, "fp32", segcheck, request)
     int8, _ = _scores(case, "int8", segcheck, request)
+    golden = segcheck.golden(case)
+    if golden and golden.class_iou:
+        segcheck.record(request, case, baseline_class_iou=golden.class_iou)
     _gated_after_merging(case, ev, segcheck)
-    verdict = gate.int8_drop(f"{case.name} on {ev.subset.describe()}", fp32, int8, segcheck.tolerances(case), case.classes)
-    segcheck.judge(request, verdict)
+    labelled = ev.matrix.matrix.sum(axis=1)
+    segcheck.judge(request, gate.class_drop(f"{case.name} on {ev.subset.describe()}", fp32, int8, labelled, case.classes,
+                                            segcheck.tolerances(case)))
 
 
 @pytest.mark.int8
@@ -71,9 +92,9 @@ def test_int8_graph_is_quantized_and_calibrated(case, segcheck, request):
 
 
 @pytest.mark.fp32
-def test_fp32_graph_is_fused_on_onednn(case, tmp_path):
+def test_fp32_graph_is_fused_on_onednn(case):
     """FP32 runs fused (_sg_mkldnn_conv), every convolution of the network: INT8 speed-ups are measured against this."""
-    symbol, _ = export.export(case.fp32, tmp_path / "fp32")
+    symbol, _ = case.fp32_export
     graph = inspect_graph(symbol.read_text())
     expected = pipeline.conv_count(case.config)
     assert graph.convs == expected and graph.int8_convs == 0, f"{graph.convs} convolutions in the fused graph, {expected} in the network"

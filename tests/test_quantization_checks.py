@@ -1,0 +1,148 @@
+"""The finer INT8 checks on their own: calibration tables and their invariants, ranking layers by their own
+fall, the digest verdict, the per-class gate, the golden store, and the bootstrap interval (with its coverage)."""
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from segcheck import calibration, gate, golden, layers, stats
+from segcheck.baselines import Tolerances
+from segcheck.metrics import ConfusionMatrix
+
+TOL = Tolerances(0.5, 1.0, 1.0, 2.0)
+
+
+def _conv(name, inner, lo, hi, inputs=()):
+    return {"op": "_sg_mkldnn_conv", "name": name, "inputs": [[i, 0, 0] for i in inputs],
+            "attrs": {"quantized": "true", "min_calib_range": str(lo), "max_calib_range": str(hi)},
+            "subgraphs": [{"nodes": [{"op": "Convolution", "name": inner}]}]}
+
+
+def _graph(*nodes) -> str:
+    return json.dumps({"nodes": list(nodes)})
+
+
+def test_the_table_names_layers_stably_and_finds_what_moved():
+    one = _graph({"op": "_contrib_quantize_v2", "name": "data_quantize", "inputs": [], "attrs": {
+        "min_calib_range": "-2", "max_calib_range": "2.5", "out_type": "auto"}},
+                 _conv("quantized_sg_mkldnn_conv_bn_act_0", "fcn5_resnetv1s_conv0_fwd", 0, 13.0, [0]))
+    other_run = one.replace("fcn5_", "fcn12_")
+    table = calibration.table(one)
+    assert table == calibration.table(other_run) == {
+        "data_quantize": {"range": [-2.0, 2.5], "out_type": "auto"}, "resnetv1s_conv0_fwd": {"range": [0.0, 13.0]}}
+    moved = calibration.table(one.replace('"13.0"', '"0.65"').replace('"auto"', '"int8"'))
+    changes = calibration.moved(table, moved, 1e-4)
+    assert [name for name, _, _ in changes] == ["data_quantize", "resnetv1s_conv0_fwd"]
+    assert calibration.moved(table, calibration.table(one.replace('"13.0"', '"13.0001"')), 1e-4) == []
+    verdict = gate.calibration_table("m", moved, table, [], 1e-4)
+    assert verdict.status == "FAIL" and "resnetv1s_conv0_fwd: [0, 13] -> [0, 0.65]" in verdict.message
+    assert "data_quantize: [-2, 2.5] out_type=auto -> [-2, 2.5] out_type=int8" in verdict.message
+    assert gate.calibration_table("m", table, None, [], 1e-4).status == "PASS"
+
+
+def test_invariants_missing_ranges_and_unaligned_concat_inputs():
+    a = _conv("quantized_sg_a", "net0_a_fwd", 0, 4.0)
+    b = _conv("quantized_sg_b", "net0_b_fwd", 0, 5.0)
+    bare = dict(_conv("quantized_sg_c", "net0_c_fwd", 0, 1.0), attrs={"quantized": "true"})
+    concat = {"op": "_contrib_quantized_concat", "name": "net0_concat0", "inputs": [[0, 0, 0], [1, 0, 0]], "attrs": {}}
+    problems = calibration.invariants(_graph(a, b, concat, bare))
+    assert problems == ["the inputs of concat concat0 are not aligned: a_fwd [0, 4.0], b_fwd [0, 5.0]",
+                        "c_fwd is quantized without a calibrated range"]
+    assert gate.calibration_table("m", {}, None, problems, 1e-4).status == "FAIL"
+    aligned = _graph(a, dict(b, attrs=dict(b["attrs"], max_calib_range="4.0")), concat)
+    assert calibration.invariants(aligned) == []
+
+
+def test_the_layer_where_error_starts_ranks_first():
+    up = {"a": [], "b": ["a"], "c": ["b"], "d": ["c"]}
+    golden_curve = {"a": 30.0, "b": 25.0, "c": 22.0, "d": 20.0}
+    now = {"a": 30.0, "b": 12.0, "c": 9.0, "d": 8.0}  # b broke; c and d inherit its error and lose a little more
+    assert layers.falls(now, golden_curve, up)[0][0] == "b"
+    verdict = gate.layer_error("m", now, golden_curve, up, 3.0, 8.0)
+    assert verdict.status == "FAIL" and verdict.message.split("by their own fall: ")[1].startswith("b: 12.0 dB (golden 25.0, fell 13.0")
+    alone = gate.layer_error("m", {"a": 30.0, "b": 7.0, "c": 7.5}, None, up, 3.0, 8.0)
+    assert alone.status == "FAIL" and "below the 8 dB floor" in alone.message and "b: 7.0 dB (own drop 23.0" in alone.message
+    assert gate.layer_error("m", golden_curve, golden_curve, up, 3.0, 8.0).status == "PASS"
+
+
+def _digest(images, pixels):
+    return {"sha256": "".join(images), "images": images, "pixels": pixels, "ids": ["i0", "i1", "i2"], "classes": ("bg", "cat", "dog")}
+
+
+def test_a_changed_digest_is_reported_and_fails_only_when_strict():
+    old = _digest(["a", "b", "c"], [100, 50, 10])
+    assert gate.digest("m", old, old, strict=False).status == "PASS"
+    new = _digest(["a", "x", "c"], [96, 54, 10])
+    changed = gate.digest("m", new, old, strict=False)
+    assert changed.status == "CHANGED" and not changed.failed
+    assert "CHANGED in 1 of 3 images (i1), at least 4 pixels; predicted pixels by class: bg -4, cat +4" in changed.message
+    assert gate.digest("m", new, old, strict=True).status == "FAIL"
+    assert gate.digest("m", new, None, strict=True).status == "SKIP"
+
+
+def test_one_class_falling_fails_even_when_the_mean_holds():
+    def scores(iou):
+        return ConfusionMatrix(3).compute("present").__class__("present", 0.9, float(np.mean(iou)), 0.9, tuple(iou))
+
+    fp32, int8 = scores([0.9, 0.8, 0.7]), scores([0.9, 0.70, 0.79])
+    verdict = gate.class_drop("m", fp32, int8, [5000, 5000, 400], ("bg", "cat", "dog"), TOL)
+    assert verdict.status == "FAIL" and "cat 80.0 -> 70.0 (-10.0)" in verdict.message
+    assert "left out (fewer than 1000 labelled pixels): dog" in verdict.message
+    assert gate.class_drop("m", fp32, fp32, [5000, 5000, 400], ("bg", "cat", "dog"), TOL).status == "PASS"
+
+
+def test_golden_records_are_kept_per_environment_and_setting(tmp_path):
+    table = tmp_path / "baselines.json"
+    record = golden.Golden(ranges={"a": {"range": [0.0, 1.0]}}, sqnr_db={"a": 30.0})
+    env, setting = {"isa": "avx2"}, {"crop_size": 64}
+    assert golden.lookup(table, "synthetic", "m", env, setting) is None
+    assert golden.record(table, "synthetic", env, [(setting, {"m": record})]) == tmp_path / "baselines.golden.json"
+    assert golden.lookup(table, "synthetic", "m", env, setting) == record
+    assert golden.lookup(table, "synthetic", "m", {"isa": "avx512_vnni"}, setting) is None
+    (tmp_path / "baselines.golden.json").write_text('{"schema": 1, "tiers": {"synthetic": [{"environment": {}}]}}')
+    with pytest.raises(Exception, match=r"baselines.golden.json: key 'tiers.synthetic\[0\].setting': missing"):
+        golden.lookup(table, "synthetic", "m", env, setting)
+
+
+def _images(rng, n, p):
+    """Per-image stats (tp, labelled, predicted) of a 2-class problem: each image's pixels right with probability p."""
+    labelled = rng.integers(200, 400, size=(n, 2)).astype(float)
+    tp = rng.binomial(labelled.astype(int), p).astype(float)
+    wrong = labelled - tp
+    predicted = tp + wrong[:, ::-1]  # a wrong pixel is predicted as the other class
+    return np.stack([tp, labelled, predicted], axis=1)
+
+
+def test_identical_precisions_have_a_zero_interval_and_the_interval_holds_the_point():
+    rng = np.random.default_rng(0)
+    fp32 = _images(rng, 30, 0.9)
+    same = stats.paired_drop(fp32, fp32, "present", resamples=200)
+    assert same.pixacc == (0.0, 0.0, 0.0) and same.miou == (0.0, 0.0, 0.0)
+    worse = stats.paired_drop(fp32, _images(rng, 30, 0.85), "present", resamples=200)
+    assert worse.pixacc[1] <= worse.pixacc[0] <= worse.pixacc[2] and worse.pixacc[1] > 0
+
+
+@settings(max_examples=8, deadline=None)
+@given(p=st.floats(0.6, 0.95), gap=st.floats(0.0, 0.1), n=st.integers(20, 60), seed=st.integers(0, 2**16))
+def test_the_paired_bootstrap_covers_the_true_drop(p, gap, n, seed):
+    """Each pixel is right in FP32 with probability p, and stays right in INT8 with probability (p - gap) / p, so
+    the true pixAcc drop is 100 x gap points. Over 120 simulated subsets of n images the 95 % interval holds it
+    at least 85 % of the time."""
+    rng = np.random.default_rng(seed)
+    covered = 0
+    for _ in range(120):
+        labelled = rng.integers(200, 400, size=(n, 2))
+        fp32_right = rng.binomial(labelled, p)
+        int8_right = rng.binomial(fp32_right, (p - gap) / p)
+
+        def stack(right):
+            wrong = labelled - right
+            return np.stack([right, labelled, right + wrong[:, ::-1]], axis=1).astype(float)
+
+        interval = stats.paired_drop(stack(fp32_right), stack(int8_right), "present", resamples=300,
+                                     seed=int(rng.integers(1 << 30)))
+        covered += interval.pixacc[1] - 1e-9 <= 100 * gap <= interval.pixacc[2] + 1e-9
+    assert covered / 120 >= 0.85
