@@ -215,8 +215,14 @@ def summary(estimates: list, environment: dict, target_s: float | None = None) -
     if target_s is not None:
         for calibrated, how in ((False, "each shard calibrating"), (True, "with the calibration shared")):
             n = suggest_shards(estimates, target_s, calibrated)
-            lines.append(f"for {_span(target_s)} per job, {how}: " + (f"--shard K/{n}, {n} jobs" if n else
-                         "more than 256 shards; use a smaller --num-images or crop"))
+            calibration = sum(e.calibration for e in estimates)
+            if n:
+                advice = f"--shard K/{n}, {n} jobs"
+            elif not calibrated and calibration >= target_s:
+                advice = f"not reachable: calibration alone takes {_span(calibration)} per job; share it through the cache"
+            else:
+                advice = "more than 256 shards; use a smaller --num-images or crop"
+            lines.append(f"for {_span(target_s)} per job, {how}: {advice}")
     return lines
 
 

@@ -54,3 +54,10 @@ def test_plan_needs_a_configuration(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert cli.main(["plan"]) == 2
     assert "no segcheck configuration in" in capsys.readouterr().err
+
+
+def test_a_target_below_the_calibration_time_says_to_share_the_calibration():
+    e = Estimate("m", 1000, 160, Cost(fp32_s=0.5, int8_s=0.25, calib_s=0.6))  # 96 s of calibration
+    lines = plan.summary([e], {"isa": "avx2", "onednn": "2.4.4"}, target_s=90)
+    assert "each shard calibrating: not reachable: calibration alone takes 1.6 min per job" in "\n".join(lines)
+    assert any(line.startswith("for 1.5 min per job, with the calibration shared: --shard K/") for line in lines)
