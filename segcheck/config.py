@@ -191,3 +191,14 @@ def resolve(entry: ModelEntry, run: RunConfig, config_file: str = "the configura
         return configure(entry, run, Weights("seeded"), None, "the synthetic tier")
     root, source = resolve_root(kind, run.roots.get(kind.key), entry.data.root, config_file)
     return configure(entry, run, weights_of(entry), root, source)
+
+
+def resolve_all(entries, run: RunConfig, config_file: str = "the configuration") -> dict:
+    """name -> ModelConfig, or the MissingResource that skips it, for every entry in `run`."""
+    models = {}
+    for entry in entries:
+        try:
+            models[entry.name] = resolve(entry, run, config_file)
+        except MissingResource as err:
+            models[entry.name] = err
+    return models

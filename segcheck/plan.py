@@ -17,7 +17,7 @@ from pathlib import Path
 
 from . import atomic, options
 from .catalog import DATASETS
-from .config import ModelConfig, RunConfig, resolve
+from .config import ModelConfig, RunConfig, resolve_all
 from .errors import MissingResource, SegcheckError
 from .project import find
 
@@ -240,12 +240,7 @@ def main(argv, out=sys.stdout) -> int:
     if project is None:
         raise SegcheckError(f"no segcheck configuration in {Path.cwd()} or above; add segcheck.toml or pass --segcheck-config")
     run = RunConfig.from_options(vars(args), args.tier or project.tier)
-    models = {}
-    for entry in project.models:
-        try:
-            models[entry.name] = resolve(entry, run, project.path.name)
-        except MissingResource as err:
-            models[entry.name] = err
+    models = resolve_all(project.models, run, project.path.name)
     environment = fingerprint(run.cache_dir)
     lines, estimates = plan(models, environment, run, do_probe=not args.no_probe)
     print(f"segcheck plan: {run.tier} tier, {len(models)} models from {project.path}", file=out)

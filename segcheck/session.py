@@ -14,7 +14,7 @@ import pytest
 from . import baselines, chart, environment, golden, latency, report
 from .cases import ModelCase
 from .catalog import DATASETS
-from .config import ModelConfig, RunConfig, resolve
+from .config import ModelConfig, RunConfig, resolve_all
 from .errors import MissingResource, SegcheckError
 from .options import CALIBRATION, ROOTS, flag_of
 from .project import Project
@@ -84,12 +84,7 @@ class SegcheckSession:
                                 f"{run.tier} tier of {table.path} ({existing.metric_convention!r}); make them agree")
         convention = existing.metric_convention if existing else project.metric_convention or (
             "present" if run.tier == "synthetic" else "gluoncv")
-        models = {}
-        for entry in project.models:
-            try:
-                models[entry.name] = resolve(entry, run, project.path.name)
-            except MissingResource as err:
-                models[entry.name] = err
+        models = resolve_all(project.models, run, project.path.name)
         return cls(config, project, run, found, table, convention, models)
 
     @property
