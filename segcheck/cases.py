@@ -52,6 +52,16 @@ class ModelCase:
         if evaluation is not None:
             self._evaluations[precision] = evaluation
 
+    _SHARED = ("fp32", "int8", "val", "fp32_export", "_folder", "localisation")
+
+    def adopt(self, other: ModelCase) -> None:
+        """Take what a case of the same configuration made earlier in this process: its models, evaluations,
+        FP32 export and layer comparison (in-process reruns of the gate re-measure only latency)."""
+        if other.config != self.config:
+            raise ValueError(f"{self.name}: a case of another configuration cannot be adopted")
+        self.__dict__.update({key: other.__dict__[key] for key in self._SHARED if key in other.__dict__})
+        self._evaluations.update(other._evaluations)
+
     @property
     def built(self) -> dict:
         """The models built so far, by precision (fp32: the block; int8: the Int8Model)."""

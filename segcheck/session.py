@@ -71,6 +71,7 @@ class SegcheckSession:
         self.lines: list = []
         self._cases: dict = {}
         self._presets: dict = {}
+        self._adopted: dict = {}
         self._golden: dict = {}
 
     @classmethod
@@ -120,6 +121,8 @@ class SegcheckSession:
             self._cases[name] = ModelCase(self.model_config(name), self.unavailable)
             for precision, (model, evaluation) in self._presets.pop(name, {}).items():
                 self._cases[name].preset(precision, model, evaluation)
+            if name in self._adopted:
+                self._cases[name].adopt(self._adopted.pop(name))
         return self._cases[name]
 
     @property
@@ -130,6 +133,10 @@ class SegcheckSession:
     def preset(self, name: str, precision: str, model, evaluation=None) -> None:
         """Give model `name` a model and evaluation made elsewhere in this process (see ModelCase.preset)."""
         self._presets.setdefault(name, {})[precision] = (model, evaluation)
+
+    def adopt(self, case: ModelCase) -> None:
+        """This run's case of the same name takes what `case`, from an earlier run in this process, made."""
+        self._adopted[case.name] = case
 
     @cached_property
     def environment(self) -> dict:

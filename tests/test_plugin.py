@@ -17,19 +17,33 @@ from segcheck import pipeline, synthetic
 from segcheck.plugin import SESSION
 
 
-class KeepModels:
-    """Keeps the models an inner run built, and gives them to the next inner runs (they rebuild nothing)."""
+class KeepCases:
+    """Keeps the cases an inner run made and gives them to the next inner runs: they rebuild, re-evaluate and
+    re-compare nothing, and measure latency afresh."""
 
     def __init__(self):
-        self.models = {}
+        self.cases = {}
 
     def pytest_sessionstart(self, session):
-        for (name, precision), model in self.models.items():
-            session.config.stash[SESSION].preset(name, precision, model)
+        for case in self.cases.values():
+            session.config.stash[SESSION].adopt(case)
 
     def pytest_sessionfinish(self, session):
-        for name, case in session.config.stash[SESSION].cases.items():
-            self.models.update({(name, p): model for p, model in case.built.items()})
+        self.cases.update(session.config.stash[SESSION].cases)
+
+
+def test_a_case_adopts_only_what_a_case_of_the_same_configuration_made(segcheck):
+    from segcheck.cases import ModelCase
+
+    made = segcheck.case("fcn_resnet101_voc")
+    made.evaluation("fp32")
+    same = ModelCase(made.config, segcheck.unavailable)
+    same.adopt(made)
+    assert same.fp32 is made.fp32 and same.evaluation("fp32") is made.evaluation("fp32")
+    other = ModelCase(made.config.with_(num_images=6), segcheck.unavailable)
+    with pytest.raises(ValueError, match="another configuration"):
+        other.adopt(made)
+    assert other.built == {}
 
 
 def outcomes(pytester, *args, plugins=()) -> tuple:
@@ -157,7 +171,7 @@ def test_a_folder_segcheck_never_generated_is_gated(pytester, segcheck):
     cache = ["--segcheck-cache", str(segcheck.run.cache_dir), "--results-json", str(folder / "results.json"),
              "--benchmark-max-time=0.2"]
 
-    keep = KeepModels()  # the first run builds the FP32 and INT8 models; the later runs reuse them
+    keep = KeepCases()  # the first run builds, evaluates and compares the models; the later runs reuse that
     first, _ = outcomes(pytester, *cache, plugins=[keep])
     checks = {"test_accuracy[my_fcn-fp32]", "test_accuracy[my_fcn-int8]", "test_int8_drop[my_fcn]",
               "test_int8_graph_is_quantized_and_calibrated[my_fcn]", "test_fp32_graph_is_fused_on_onednn[my_fcn]",
