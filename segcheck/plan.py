@@ -213,9 +213,9 @@ def summary(estimates: list, environment: dict, target_s: float | None = None) -
     lines.append(f"(sharing: one job calibrates every model first, {_span(sum(e.calibration for e in estimates))} here, and "
                  "the shards start from a copy of its --segcheck-cache)")
     if target_s is not None:
+        calibration = sum(e.calibration for e in estimates)
         for calibrated, how in ((False, "each shard calibrating"), (True, "with the calibration shared")):
             n = suggest_shards(estimates, target_s, calibrated)
-            calibration = sum(e.calibration for e in estimates)
             if n:
                 advice = f"--shard K/{n}, {n} jobs"
             elif not calibrated and calibration >= target_s:
