@@ -56,16 +56,11 @@ class ModelCase:
 
     def adopt(self, other: ModelCase) -> None:
         """Take what a case of the same configuration made earlier in this process: its models, evaluations,
-        FP32 export and layer comparison (in-process reruns of the gate re-measure only latency)."""
+        FP32 export and layer comparison (in-process reruns of the gate then redo only latency and the export round trip)."""
         if other.config != self.config:
             raise ValueError(f"{self.name}: a case of another configuration cannot be adopted")
         self.__dict__.update({key: other.__dict__[key] for key in self._SHARED if key in other.__dict__})
         self._evaluations.update(other._evaluations)
-
-    @property
-    def built(self) -> dict:
-        """The models built so far, by precision (fp32: the block; int8: the Int8Model)."""
-        return {p: self.__dict__[p] for p in ("fp32", "int8") if p in self.__dict__}
 
     def model(self, precision: str):
         return self.fp32 if precision == "fp32" else self.int8.block
