@@ -43,6 +43,14 @@ def export(block: mx.gluon.HybridBlock, prefix) -> tuple[Path, Path]:
     return symbol, params
 
 
+def graph_json(block: mx.gluon.HybridBlock) -> str:
+    """The graph a hybridized block runs (fused or quantized), as HybridBlock.export would write it, kept in memory."""
+    cached = getattr(block, "_cached_graph", ())
+    if not cached:
+        raise SegcheckError("the model has not run since it was hybridized, so it has no graph yet; run it once first")
+    return cached[1].tojson()
+
+
 def load(prefix) -> mx.gluon.SymbolBlock:
     """Import a deploy pair as the seed's --deploy does, with one clear error per broken file."""
     symbol, params = files(prefix)
@@ -90,10 +98,9 @@ def gluoncv_int8_block(network: Network, fp32_with_aux: mx.gluon.HybridBlock) ->
     for name, param in fp32_with_aux.collect_params().items():
         key = name.replace(ours, expected, 1)
         params[f"{'aux' if key in aux_states else 'arg'}:{key}"] = param.data()
-    with tempfile.TemporaryDirectory() as tmp:
-        sym_path, params_path = Path(tmp) / "int8-symbol.json", Path(tmp) / "int8.params"
-        sym_path.write_text(text)
-        mx.nd.save(str(params_path), params)
-        block = mx.gluon.SymbolBlock.imports(str(sym_path), ["data"], str(params_path), ctx=mx.cpu())
+    # SymbolBlock.imports, without writing the parameters to a file to read them back
+    block = mx.gluon.SymbolBlock(mx.sym.load_json(text), mx.sym.var("data"))
+    block.collect_params().setattr("grad_req", "null")
+    block.collect_params().load_dict(params, ctx=mx.cpu(), cast_dtype=True, dtype_source="saved")
     block.hybridize(static_alloc=True, static_shape=True)
     return block
