@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import tempfile
 from functools import cached_property
-from pathlib import Path
 
 from . import data, layers, pipeline
 from .config import ModelConfig
@@ -52,11 +50,11 @@ class ModelCase:
         if evaluation is not None:
             self._evaluations[precision] = evaluation
 
-    _SHARED = ("fp32", "int8", "val", "fp32_export", "_folder", "localisation")
+    _SHARED = ("fp32", "int8", "val", "fp32_symbol", "localisation")
 
     def adopt(self, other: ModelCase) -> None:
         """Take what a case of the same configuration made earlier in this process: its models, evaluations,
-        FP32 export and layer comparison (in-process reruns of the gate then redo only latency and the export round trip)."""
+        FP32 graph and layer comparison (in-process reruns of the gate then redo only latency and the export round trip)."""
         if other.config != self.config:
             raise ValueError(f"{self.name}: a case of another configuration cannot be adopted")
         self.__dict__.update({key: other.__dict__[key] for key in self._SHARED if key in other.__dict__})
@@ -70,19 +68,15 @@ class ModelCase:
         return self._guard(lambda: pipeline.open_split(self.config, self.config.split))
 
     @cached_property
-    def fp32_export(self) -> tuple[Path, Path]:
-        """The fused FP32 model as it runs, exported once (its graph is checked, its layers compared with INT8)."""
-        self._folder = tempfile.TemporaryDirectory(prefix="segcheck-fp32-")
-        return export.export(self.fp32, Path(self._folder.name) / "fp32")
+    def fp32_symbol(self) -> str:
+        """The graph the fused FP32 model runs, as JSON (its fusion is checked)."""
+        return export.graph_json(self.fp32)
 
     @cached_property
     def localisation(self) -> layers.Localisation:
         """Per-layer SQNR and cosine of INT8 against the fused FP32, and the low-margin flip rate, on fixed images."""
-        fp32_symbol, fp32_params = self.fp32_export
-        int8_symbol, int8_params = export.files(self.int8.prefix)
         images = [x for x, _, _ in data.batches(self.val, data.first(self.val, min(LAYER_IMAGES, len(self.val))), 1)]
-        return layers.localise(fp32_symbol.read_text(), fp32_params, int8_symbol.read_text(), int8_params, images,
-                               self.fp32, self.int8.block)
+        return layers.localise(self.fp32, self.int8.block, images)
 
     @cached_property
     def whole(self) -> data.Subset:

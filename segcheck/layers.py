@@ -10,9 +10,7 @@ paired by calibration.stable names.
 from __future__ import annotations
 
 import json
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import mxnet as mx
 import numpy as np
@@ -63,29 +61,27 @@ def upstream(symbol_json: str) -> dict:
     return {node_name(nodes[i]): sorted(node_name(nodes[j]) for j in feeding(i)) for i in sorted(fused)}
 
 
-def _block(symbol, outputs: list, params: Path) -> mx.gluon.SymbolBlock:
-    internals = symbol.get_internals()
+def _block(model, symbol_json: str, outputs: list) -> mx.gluon.SymbolBlock:
+    """`model`'s graph with `outputs` (internal outputs) as its outputs, on `model`'s own parameters (shared, not copied)."""
+    internals = mx.sym.load_json(symbol_json).get_internals()
     group = mx.sym.Group([internals[o] for o in outputs])
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "probe-symbol.json"
-        group.save(str(path))
-        return mx.gluon.SymbolBlock.imports(str(path), ["data"], str(params), ctx=mx.cpu(), ignore_extra=True)
+    return mx.gluon.SymbolBlock(group, mx.sym.var("data"), params=model.collect_params())
 
 
-def localise(fp32_symbol_json: str, fp32_params: Path, int8_symbol_json: str, int8_params: Path, images,
-             fp32_model, int8_model) -> Localisation:
+def localise(fp32_model, int8_model, images) -> Localisation:
     """Per-layer SQNR and cosine over `images` (B x 3 x H x W NDArrays), and the flip rate of the final outputs.
 
-    `fp32_symbol_json` and `fp32_params` are the export of the fused FP32 model the gate runs.
+    `fp32_model` is the fused FP32 model the gate runs and `int8_model` the INT8 one, both run at least once.
     """
     from .evaluate import logits
+    from .models.export import graph_json
 
+    fp32_symbol_json, int8_symbol_json = graph_json(fp32_model), graph_json(int8_model)
     fp32_nodes = _fused_nodes(fp32_symbol_json, quantized=False)
     int8_nodes = _fused_nodes(int8_symbol_json, quantized=True)
     names = [n for n in int8_nodes if n in fp32_nodes]
-    fp32_block = _block(mx.sym.load_json(fp32_symbol_json), [f"{fp32_nodes[n]}_output" for n in names], fp32_params)
-    int8_block = _block(mx.sym.load_json(int8_symbol_json),
-                        [f"{int8_nodes[n]}_output{s}" for n in names for s in ("", "_min", "_max")], int8_params)
+    fp32_block = _block(fp32_model, fp32_symbol_json, [f"{fp32_nodes[n]}_output" for n in names])
+    int8_block = _block(int8_model, int8_symbol_json, [f"{int8_nodes[n]}_output{s}" for n in names for s in ("", "_min", "_max")])
     sums = np.zeros((len(names), 4))  # sum f^2, sum (f - q)^2, sum f q, sum q^2
     margins, flips = [], []
     for x in images:

@@ -94,8 +94,7 @@ def test_int8_graph_is_quantized_and_calibrated(case, segcheck, request):
 @pytest.mark.fp32
 def test_fp32_graph_is_fused_on_onednn(case):
     """FP32 runs fused (_sg_mkldnn_conv), every convolution of the network: INT8 speed-ups are measured against this."""
-    symbol, _ = case.fp32_export
-    graph = inspect_graph(symbol.read_text())
+    graph = inspect_graph(case.fp32_symbol)
     expected = pipeline.conv_count(case.config)
     assert graph.convs == expected and graph.int8_convs == 0, f"{graph.convs} convolutions in the fused graph, {expected} in the network"
     assert graph.unfused_convs == 0, f"{graph.unfused_convs} of {graph.convs} convolutions are not fused onto oneDNN"
