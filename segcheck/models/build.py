@@ -11,7 +11,6 @@ import contextlib
 import inspect
 import io
 import os
-import tempfile
 from pathlib import Path
 
 import mxnet as mx
@@ -110,7 +109,7 @@ def pretrained_file(network: Network, home: Path) -> Path:
 
 
 def load_params(net: mx.gluon.Block, path, ignore_prefixes: tuple = (), keep_prefixes: tuple = ()) -> None:
-    """Load a save_parameters() file into `net`, refusing missing, unexpected or mis-shaped parameters.
+    """Load a save_parameters() file into `net` for inference, refusing missing, unexpected or mis-shaped parameters.
 
     Saved parameters under `ignore_prefixes` may be absent from the network (GluonCV's files hold the
     auxiliary head); the network's own under `keep_prefixes` may be absent from the file and keep
@@ -135,7 +134,10 @@ def load_params(net: mx.gluon.Block, path, ignore_prefixes: tuple = (), keep_pre
     for name, param in params.items():
         if name in saved and param.shape and all(param.shape) and tuple(param.shape) != saved[name].shape:
             raise SegcheckError(f"{path}: parameter {name} has shape {saved[name].shape}, the network expects {param.shape}")
-    net.load_parameters(str(path), ctx=mx.cpu(), allow_missing=bool(keep_prefixes), ignore_extra=bool(ignore_prefixes))
+    # load_parameters would read the file a second time; inference needs no gradient buffers
+    net.collect_params().setattr("grad_req", "null")
+    net.collect_params().load_dict({params[k].name: v for k, v in saved.items() if k in params}, ctx=mx.cpu(),
+                                   allow_missing=bool(keep_prefixes))
 
 
 def random_weights(net: mx.gluon.HybridBlock, crop_size: int, seed: int = 0) -> None:
@@ -176,10 +178,7 @@ def fuse(net: mx.gluon.HybridBlock, crop_size: int) -> mx.gluon.HybridBlock:
         return net
     net.hybridize(static_alloc=True, static_shape=True)
     materialise(net, crop_size)
-    with tempfile.TemporaryDirectory() as tmp:
-        net.export(str(Path(tmp) / "net"), epoch=0)
-        symbol = mx.sym.load(str(Path(tmp) / "net-symbol.json"))
-    fused = symbol.get_backend_symbol("MKLDNN")
+    fused = net._cached_graph[1].get_backend_symbol("MKLDNN")  # the graph HybridBlock.export would write
     block = mx.gluon.SymbolBlock(fused, mx.sym.var("data"), params=net.collect_params())
     block.hybridize(static_alloc=True, static_shape=True)
     block(mx.nd.zeros((1, 3, crop_size, crop_size)))
