@@ -16,7 +16,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from . import atomic, options
-from .catalog import DATASETS
 from .config import ModelConfig, RunConfig, resolve_all
 from .errors import MissingResource, SegcheckError
 from .project import find
