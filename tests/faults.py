@@ -6,7 +6,6 @@ Used by the self-tests (tests/test_selfcheck.py) as a plugin object of an in-pro
 
 import json
 import os
-import shutil
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -37,7 +36,7 @@ def _rescaled_ranges(factor):
         model = original(mc, recipe)
         folder = Path(tempfile.mkdtemp(prefix="segcheck-fault-"))
         (folder / "model-symbol.json").write_text(scale_ranges((model.entry.path / "model-symbol.json").read_text(), factor))
-        shutil.copy(model.entry.path / "model-0000.params", folder / "model-0000.params")
+        (folder / "model-0000.params").symlink_to(model.entry.path / "model-0000.params")  # the weights, unchanged
         block = export.load(folder / "model")
         block(mx.nd.zeros((1, 3, mc.crop_size, mc.crop_size)))
         return replace(model, block=block, prefix=folder / "model")
