@@ -87,6 +87,11 @@ def probe_onednn() -> dict:
     }
 
 
+# What the probe found, by environment key, for this process: the machine does not change under a running process,
+# so runs in the same process with other cache folders (the tests' inner runs) do not probe again
+_PROBED: dict = {}
+
+
 def fingerprint(cache_dir) -> dict:
     """The environment key of baseline rows: backend, its version, oneDNN version and ISA (cached on disk)."""
     dist, version = mxnet_distribution()
@@ -96,11 +101,12 @@ def fingerprint(cache_dir) -> dict:
     try:
         onednn = json.loads(path.read_text())
     except (OSError, ValueError):
-        onednn = probe_onednn()
+        onednn = _PROBED.get(key) or probe_onednn()
         try:
             atomic.write_json(path, onednn)
         except (OSError, SegcheckError):  # an unwritable cache only costs the probe next time
             pass
+    _PROBED[key] = onednn
     return {"mxnet": version if dist == "mxnet" else f"{dist} {version}", "onednn": onednn["onednn"], "isa": onednn["isa"]}
 
 
