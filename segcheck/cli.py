@@ -142,11 +142,12 @@ def _refuse_what_has_no_effect(args, fail) -> None:
 
 
 def plan(argv) -> Plan:
+    parser = seed_parser()
+    args = parser.parse_args(argv)
+    # after parsing: --help and usage errors answer without loading MXNet (which takes seconds)
     from .config import RunConfig, Weights, configure, resolve_root, weights_of
     from .project import STORE, DataEntry, ModelEntry
 
-    parser = seed_parser()
-    args = parser.parse_args(argv)
     _refuse_what_has_no_effect(args, parser.error)
     network = _network(args)
     kind = dataset(_dataset_of(args, network))
