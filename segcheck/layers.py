@@ -61,9 +61,11 @@ def upstream(symbol_json: str) -> dict:
     return {node_name(nodes[i]): sorted(node_name(nodes[j]) for j in feeding(i)) for i in sorted(fused)}
 
 
-def _block(model, symbol_json: str, outputs: list) -> mx.gluon.SymbolBlock:
+def _block(model, outputs: list) -> mx.gluon.SymbolBlock:
     """`model`'s graph with `outputs` (internal outputs) as its outputs, on `model`'s own parameters (shared, not copied)."""
-    internals = mx.sym.load_json(symbol_json).get_internals()
+    from .models.export import graph
+
+    internals = graph(model).get_internals()
     group = mx.sym.Group([internals[o] for o in outputs])
     return mx.gluon.SymbolBlock(group, mx.sym.var("data"), params=model.collect_params())
 
@@ -80,8 +82,8 @@ def localise(fp32_model, int8_model, images) -> Localisation:
     fp32_nodes = _fused_nodes(fp32_symbol_json, quantized=False)
     int8_nodes = _fused_nodes(int8_symbol_json, quantized=True)
     names = [n for n in int8_nodes if n in fp32_nodes]
-    fp32_block = _block(fp32_model, fp32_symbol_json, [f"{fp32_nodes[n]}_output" for n in names])
-    int8_block = _block(int8_model, int8_symbol_json, [f"{int8_nodes[n]}_output{s}" for n in names for s in ("", "_min", "_max")])
+    fp32_block = _block(fp32_model, [f"{fp32_nodes[n]}_output" for n in names])
+    int8_block = _block(int8_model, [f"{int8_nodes[n]}_output{s}" for n in names for s in ("", "_min", "_max")])
     sums = np.zeros((len(names), 4))  # sum f^2, sum (f - q)^2, sum f q, sum q^2
     margins, flips = [], []
     for x in images:

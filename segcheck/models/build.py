@@ -18,6 +18,7 @@ import mxnet as mx
 from .. import atomic
 from ..catalog import Network
 from ..errors import MissingResource, SegcheckError
+from . import export
 
 OUTPUT_STRIDE = 8  # GluonCV's dilated ResNet backbones
 MIN_CROP = 32
@@ -180,7 +181,7 @@ def fuse(net: mx.gluon.HybridBlock, crop_size: int) -> mx.gluon.HybridBlock:
         return net
     net.hybridize(static_alloc=True, static_shape=True)
     materialise(net, crop_size)
-    fused = net._cached_graph[1].get_backend_symbol("MKLDNN")  # the graph HybridBlock.export would write
+    fused = export.graph(net).get_backend_symbol("MKLDNN")
     block = mx.gluon.SymbolBlock(fused, mx.sym.var("data"), params=net.collect_params())
     block.hybridize(static_alloc=True, static_shape=True)
     block(mx.nd.zeros((1, 3, crop_size, crop_size)))

@@ -43,12 +43,17 @@ def export(block: mx.gluon.HybridBlock, prefix) -> tuple[Path, Path]:
     return symbol, params
 
 
-def graph_json(block: mx.gluon.HybridBlock) -> str:
+def graph(block: mx.gluon.HybridBlock) -> mx.sym.Symbol:
     """The graph a hybridized block runs (fused or quantized), as HybridBlock.export would write it, kept in memory."""
     cached = getattr(block, "_cached_graph", ())
     if not cached:
         raise SegcheckError("the model has not run since it was hybridized, so it has no graph yet; run it once first")
-    return cached[1].tojson()
+    return cached[1]
+
+
+def graph_json(block: mx.gluon.HybridBlock) -> str:
+    """graph(block) as the JSON text of a -symbol.json file."""
+    return graph(block).tojson()
 
 
 def load(prefix) -> mx.gluon.SymbolBlock:
