@@ -16,6 +16,7 @@ import mxnet as mx
 import numpy as np
 
 from .calibration import node_name
+from .models.export import graph, graph_json
 
 LOW_MARGIN = 0.1  # the flip rate is reported for the tenth of pixels with the smallest FP32 top-1/top-2 gap
 
@@ -63,8 +64,6 @@ def upstream(symbol_json: str) -> dict:
 
 def _block(model, outputs: list) -> mx.gluon.SymbolBlock:
     """`model`'s graph with `outputs` (internal outputs) as its outputs, on `model`'s own parameters (shared, not copied)."""
-    from .models.export import graph
-
     internals = graph(model).get_internals()
     group = mx.sym.Group([internals[o] for o in outputs])
     return mx.gluon.SymbolBlock(group, mx.sym.var("data"), params=model.collect_params())
@@ -76,7 +75,6 @@ def localise(fp32_model, int8_model, images) -> Localisation:
     `fp32_model` is the fused FP32 model the gate runs and `int8_model` the INT8 one, both run at least once.
     """
     from .evaluate import logits
-    from .models.export import graph_json
 
     fp32_symbol_json, int8_symbol_json = graph_json(fp32_model), graph_json(int8_model)
     fp32_nodes = _fused_nodes(fp32_symbol_json, quantized=False)
