@@ -13,8 +13,8 @@ from pathlib import Path
 import mxnet as mx
 import numpy as np
 
-from segcheck import metrics, pipeline
-from segcheck.models import build, export, quantize
+from segcheck.measure import metrics
+from segcheck.models import build, export, pipeline, quantize
 
 
 def scale_ranges(symbol_json: str, factor: float) -> str:

@@ -16,7 +16,7 @@ import mxnet as mx
 import numpy as np
 from mxnet.contrib import quantization as q
 
-from segcheck.calibration import node_name
+from segcheck.measure.calibration import node_name
 
 POSITIONS = ("first", "middle", "last")
 SCALES = {"1/20": 1 / 20, "1/4": 1 / 4, "1/2": 1 / 2, "2": 2.0, "4": 4.0, "20": 20.0}

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from segcheck import baselines
-from segcheck.baselines import BaselineError, Row
+from segcheck.gate import baselines
+from segcheck.gate.baselines import BaselineError, Row
 
 REPO_BASELINES = Path(__file__).resolve().parents[1] / "baselines.json"
 

@@ -13,10 +13,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from segcheck import cli, data, pipeline, report, synthetic
-from segcheck.evaluate import evaluate
+from segcheck.cli import commands
+from segcheck.data import loaders, synthetic
 from segcheck.errors import SegcheckError
-from segcheck.records import IMPROVED, Check, Figures, RunResults
+from segcheck.gate.checks import IMPROVED, Check
+from segcheck.measure.evaluate import evaluate
+from segcheck.models import pipeline
+from segcheck.results import report
+from segcheck.results.records import Figures, RunResults
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,7 +49,7 @@ def test_every_seed_command_line_is_understood(name, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     fake_int8_export(tmp_path)
     line, action, precision = SEED_COMMANDS[name]
-    p = cli.plan(shlex.split(line))
+    p = commands.plan(shlex.split(line))
     assert (p.action, p.precision) == (action, precision)
     assert p.model.dataset == ("coco" if "coco" in line else "pascal_voc")
     assert p.model.name == ("fcn_resnet101_voc-quantized-naive" if p.deployed else f"fcn_resnet101_{'coco' if 'coco' in line else 'voc'}")
@@ -55,7 +59,7 @@ def test_every_seed_command_line_is_understood(name, tmp_path, monkeypatch):
 
 def test_pretrained_without_weights_is_an_error_naming_the_file(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("MXNET_HOME", str(tmp_path))
-    code = cli.main(shlex.split(SEED_COMMANDS["fp32-dummy"][0]) + ["--cache-dir", str(tmp_path / "cache")])
+    code = commands.main(shlex.split(SEED_COMMANDS["fp32-dummy"][0]) + ["--cache-dir", str(tmp_path / "cache")])
     err = capsys.readouterr().err
     assert code == 2
     assert err.startswith("segcheck: error: pretrained weights for fcn_resnet101_voc not found at ")
@@ -86,14 +90,14 @@ def test_pretrained_without_weights_is_an_error_naming_the_file(tmp_path, monkey
 ])
 def test_bad_arguments_are_one_clear_line(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_:
-        cli.plan(argv)
+        commands.plan(argv)
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and message in err, err
 
 
 def _run(argv, out=None) -> str:
     out = out or io.StringIO()
-    assert cli.run(cli.plan(argv), out) == 0
+    assert commands.run(commands.plan(argv), out) == 0
     return out.getvalue()
 
 
@@ -121,7 +125,7 @@ def test_the_seed_workflow_end_to_end_on_the_synthetic_tier(segcheck, tmp_path, 
 def _seeded(segcheck, precision, count=6) -> str:
     """The figures line of the synthetic tier's own fcn_resnet101_voc on its first `count` val images."""
     case = segcheck.case("fcn_resnet101_voc")
-    matrix = evaluate(case.model(precision), case.val, data.first(case.val, count)).matrix
+    matrix = evaluate(case.model(precision), case.val, loaders.first(case.val, count)).matrix
     gluon, present = matrix.compute("gluoncv"), matrix.compute("present")
     return f"pixAcc {100 * gluon.pix_acc:.2f}%, mIoU {100 * gluon.miou:.2f} (gluoncv convention), {100 * present.miou:.2f}"
 
@@ -171,7 +175,7 @@ def test_an_fp32_export_is_evaluated_calibrated_and_quantized(segcheck, tmp_path
     int8 = _run(common + ["--quantized", "--eval", "--num-images", "6"] + calib)
     assert "deployed INT8" in int8 and "pixAcc" in int8
     with pytest.raises(SystemExit):
-        cli.plan(["--deploy", "--model-prefix", "model/fcn_resnet101_voc-fp32-quantized-naive", "--calibration"])
+        commands.plan(["--deploy", "--model-prefix", "model/fcn_resnet101_voc-fp32-quantized-naive", "--calibration"])
 
 
 @pytest.mark.parametrize("argv, writer, option, classes", [
@@ -180,7 +184,7 @@ def test_an_fp32_export_is_evaluated_calibrated_and_quantized(segcheck, tmp_path
 ], ids=["ade20k", "citys"])
 def test_other_datasets_and_networks_are_evaluated_from_the_command_line(argv, writer, option, classes, tmp_path):
     """ADE20K (150 classes) and Cityscapes (19) folders, written small, through GluonCV's loaders and networks."""
-    from segcheck.catalog import Network
+    from segcheck.config.networks import Network
     from segcheck.models import build
 
     network = Network.from_zoo(argv[1]) if argv[0] == "--model-zoo" else Network.from_parts("psp", "resnet50", "citys")
@@ -195,7 +199,7 @@ def test_other_datasets_and_networks_are_evaluated_from_the_command_line(argv, w
 
 
 def test_console_script_is_installed():
-    done = subprocess.run([sys.executable, "-m", "segcheck.cli", "--help"], check=False, capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-m", "segcheck.cli.commands", "--help"], check=False, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "--num-calib-batches" in done.stdout and "--model-prefix" in done.stdout
     assert "--resume" in done.stdout and "--model-zoo" in done.stdout and "--ade20k-root" in done.stdout
 
@@ -216,7 +220,7 @@ def _results():
 def test_report_prints_the_performance_table_and_writes_json_and_png(tmp_path):
     saved = report.save(_results(), tmp_path / "run.json")
     out = io.StringIO()
-    assert cli.report(["--results", str(saved), "--json", str(tmp_path / "copy.json"), "--png", str(tmp_path / "chart.png")], out) == 0
+    assert commands.report(["--results", str(saved), "--json", str(tmp_path / "copy.json"), "--png", str(tmp_path / "chart.png")], out) == 0
     text = out.getvalue()
     assert text.startswith("model | fp32 latency(ms) | s8 latency(ms) | speed-up | fp32 pixAcc | fp32 mIoU | s8 pixAcc | s8 mIoU | status\n")
     assert ("fcn_resnet101_voc | 100.00 ±0.8% | 40.00 ±1.5% | 2.50x | 92.50% (+0.00) | 66.10 (+0.10) | 92.40% (+0.00) | "
@@ -229,15 +233,15 @@ def test_report_prints_the_performance_table_and_writes_json_and_png(tmp_path):
 def test_report_of_the_seed_baseline_table(monkeypatch):
     monkeypatch.chdir(ROOT)
     out = io.StringIO()
-    assert cli.report(["--baseline", "real"], out) == 0
+    assert commands.report(["--baseline", "real"], out) == 0
     assert "psp_resnet101_coco | 253.49 | 94.32 | 2.69x | 91.82% (+0.00) | 69.48 (+0.00) | 91.88% (+0.00) | 69.92 (+0.00) | SKIP" in out.getvalue()
 
 
 def test_report_without_results_says_what_to_do(tmp_path, capsys):
-    assert cli.main(["report", "--results", str(tmp_path / "none.json")]) == 2
+    assert commands.main(["report", "--results", str(tmp_path / "none.json")]) == 2
     assert "none.json: no results yet; run pytest first" in capsys.readouterr().err
     (tmp_path / "bad.json").write_text('{"format": 7}')
-    assert cli.main(["report", "--results", str(tmp_path / "bad.json")]) == 2
+    assert commands.main(["report", "--results", str(tmp_path / "bad.json")]) == 2
     assert "bad.json: not a segcheck results file" in capsys.readouterr().err
 
 
@@ -253,7 +257,7 @@ VALUES = ["fcn", "psp", "deeplab", "resnet101", "voc", "coco", "ade20k", "pascal
 def test_fuzzed_command_lines_plan_or_fail_with_one_line(argv):
     """Any argument list yields a plan, argparse's usage error (exit 2) or one SegcheckError line, never a traceback."""
     try:
-        p = cli.plan(argv)
+        p = commands.plan(argv)
     except SystemExit as exit_:
         assert exit_.code == 2
         return

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from segcheck import data, synthetic
-from segcheck.catalog import DATASETS, dataset
-from segcheck.config import resolve_root
+from segcheck.config.run import resolve_root
+from segcheck.data import loaders, synthetic
+from segcheck.data.kinds import DATASETS, dataset
 from segcheck.errors import BadSample, MissingResource, SegcheckError
-from segcheck.evaluate import evaluate
+from segcheck.measure.evaluate import evaluate
 
 VOC, COCO = DATASETS["pascal_voc"], DATASETS["coco"]
 
@@ -152,8 +152,8 @@ def test_same_evaluation_code_on_a_real_layout_and_the_synthetic_one(voc_root, t
 
     results = {}
     for label, where in (("real-layout", root), ("synthetic", voc_root)):
-        split = data.open_split(VOC, where, "val", CROP, tmp_path)
-        results[label] = evaluate(background, split, data.first(split, 3)).matrix
+        split = loaders.open_split(VOC, where, "val", CROP, tmp_path)
+        results[label] = evaluate(background, split, loaders.first(split, 3)).matrix
     for matrix in results.values():
         assert matrix.num_pixels > 0 and matrix.matrix[:, 1:].sum() == 0
     np.testing.assert_array_equal(results["real-layout"].matrix, results["synthetic"].matrix)
@@ -175,7 +175,7 @@ def test_root_resolution_order(monkeypatch, tmp_path):
 def test_absent_root_names_the_exact_path_and_how_to_prepare(tmp_path, name, looked_for):
     kind = dataset(name)
     with pytest.raises(MissingResource) as err:
-        data.open_split(kind, tmp_path / "nowhere", "val", CROP, tmp_path, source=kind.option)
+        loaders.open_split(kind, tmp_path / "nowhere", "val", CROP, tmp_path, source=kind.option)
     message = str(err.value)
     assert str(tmp_path / "nowhere" / looked_for) in message
     assert kind.option in message and kind.env in message
@@ -184,9 +184,9 @@ def test_absent_root_names_the_exact_path_and_how_to_prepare(tmp_path, name, loo
 def test_read_only_coco_annotations_get_a_writable_shadow(coco_root, tmp_path, monkeypatch):
     ro = Path(shutil.copytree(coco_root, tmp_path / "ro"))
     (ro / "annotations" / "val_ids.mx").unlink()
-    real_access = data.os.access  # root can write anywhere: the read-only folder is simulated
-    monkeypatch.setattr(data.os, "access", lambda p, mode: False if Path(p) == ro / "annotations" else real_access(p, mode))
-    split = data.open_split(COCO, ro, "val", CROP, tmp_path / "cache")
+    real_access = loaders.os.access  # root can write anywhere: the read-only folder is simulated
+    monkeypatch.setattr(loaders.os, "access", lambda p, mode: False if Path(p) == ro / "annotations" else real_access(p, mode))
+    split = loaders.open_split(COCO, ro, "val", CROP, tmp_path / "cache")
     assert len(split) == SPEC.num_val
     assert not (ro / "annotations" / "val_ids.mx").exists()
     assert list((tmp_path / "cache" / "coco-ids").glob("*/annotations/val_ids.mx"))
@@ -202,25 +202,25 @@ def test_missing_pycocotools_is_a_clear_error_never_a_pip_install(coco_root, tmp
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "pycocotools" else real_find_spec(name, *a))
     monkeypatch.setattr(coco_utils, "try_import_pycocotools", lambda: pytest.fail("GluonCV's pip path was reached"))
     with pytest.raises(SegcheckError, match="pycocotools is not installed; install the pinned requirements"):
-        data.open_split(COCO, coco_root, "val", CROP, tmp_path)
+        loaders.open_split(COCO, coco_root, "val", CROP, tmp_path)
 
 
 def test_subsets_take_the_first_n_in_a_fixed_order_and_are_named_by_hash(voc_root, tmp_path):
-    split = data.open_split(VOC, voc_root, "val", CROP, tmp_path)
-    assert data.first(split, 3) == [0, 1, 2] and data.first(split, "all") == list(range(SPEC.num_val))
-    a = data.Subset("val", split.ids[:3])
+    split = loaders.open_split(VOC, voc_root, "val", CROP, tmp_path)
+    assert loaders.first(split, 3) == [0, 1, 2] and loaders.first(split, "all") == list(range(SPEC.num_val))
+    a = loaders.Subset("val", split.ids[:3])
     assert a.describe() == f"val: 3 images, ids sha1 {a.digest}"
-    assert a.digest == data.Subset("val", tuple(split.ids[:3])).digest != data.Subset("val", split.ids[:4]).digest
+    assert a.digest == loaders.Subset("val", tuple(split.ids[:3])).digest != loaders.Subset("val", split.ids[:4]).digest
     with pytest.raises(SegcheckError, match=r"6 images requested but the val split holds 5; ask for fewer with --num-images"):
-        data.first(split, 6)
+        loaders.first(split, 6)
 
 
 def test_dummy_input_is_uniform_and_fixed():
-    a, b = data.dummy_input(2, 32), data.dummy_input(2, 32)
+    a, b = loaders.dummy_input(2, 32), loaders.dummy_input(2, 32)
     assert a.shape == (2, 3, 32, 32)
     np.testing.assert_array_equal(a.asnumpy(), b.asnumpy())
     assert -1.0 <= a.min().asscalar() < -0.9 and 0.9 < a.max().asscalar() < 1.0
-    assert not np.array_equal(a.asnumpy(), data.dummy_input(2, 32, seed=1).asnumpy())
+    assert not np.array_equal(a.asnumpy(), loaders.dummy_input(2, 32, seed=1).asnumpy())
 
 
 def _first_voc(root: Path, split="val") -> str:
@@ -267,15 +267,15 @@ def _break_mask_labels(root, name):
 def test_bad_voc_sample_is_one_clear_error_or_skipped_and_counted(voc_copy, tmp_path, breaker):
     name = _first_voc(voc_copy)
     relative, problem = breaker(voc_copy, name)
-    split = data.open_split(VOC, voc_copy, "val", CROP, tmp_path)
+    split = loaders.open_split(VOC, voc_copy, "val", CROP, tmp_path)
     with pytest.raises(BadSample) as err:
-        list(data.batches(split, range(len(split)), 2))
+        list(loaders.batches(split, range(len(split)), 2))
     assert str(err.value).startswith(str(voc_copy / relative)) and problem in str(err.value)
     skipped = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        got = [ids for _, _, ids in data.batches(split, range(len(split)), 2, skip_bad=True, skipped=skipped)]
-    left_out = [str(w.message) for w in caught if w.category is data.BadSampleWarning]
+        got = [ids for _, _, ids in loaders.batches(split, range(len(split)), 2, skip_bad=True, skipped=skipped)]
+    left_out = [str(w.message) for w in caught if w.category is loaders.BadSampleWarning]
     assert len(left_out) == 1 and left_out[0].startswith(f"left out: {voc_copy / relative}") and problem in left_out[0]
     assert skipped == [name] and sum(len(ids) for ids in got) == SPEC.num_val - 1
 
@@ -284,7 +284,7 @@ def test_empty_split_file_names_the_file(voc_copy, tmp_path):
     split_file = voc_copy / "VOC2012/ImageSets/Segmentation/val.txt"
     split_file.write_text("\n\n")
     with pytest.raises(SegcheckError, match=f"^{split_file}: the split list is empty"):
-        data.open_split(VOC, voc_copy, "val", CROP, tmp_path)
+        loaders.open_split(VOC, voc_copy, "val", CROP, tmp_path)
 
 
 def test_annotation_json_that_does_not_parse_names_the_file(coco_copy, tmp_path):
@@ -292,11 +292,11 @@ def test_annotation_json_that_does_not_parse_names_the_file(coco_copy, tmp_path)
     ann.write_text(ann.read_text()[:500])
     (coco_copy / "annotations/val_ids.mx").unlink()
     with pytest.raises(SegcheckError, match=f"^{ann}: annotation file is not valid JSON"):
-        data.open_split(COCO, coco_copy, "val", CROP, tmp_path)
+        loaders.open_split(COCO, coco_copy, "val", CROP, tmp_path)
 
 
 def test_coco_image_whose_size_differs_from_its_annotation(coco_copy, tmp_path):
-    split = data.open_split(COCO, coco_copy, "val", CROP, tmp_path)
+    split = loaders.open_split(COCO, coco_copy, "val", CROP, tmp_path)
     meta = split.loader.coco.loadImgs(split.loader.ids[1])[0]
     path = coco_copy / "val2017" / meta["file_name"]
     with Image.open(path) as image:
@@ -305,9 +305,9 @@ def test_coco_image_whose_size_differs_from_its_annotation(coco_copy, tmp_path):
     with pytest.raises(BadSample, match=f"^{path}: image is 50x50 but .* says {meta['width']}x{meta['height']}"):
         split.load(1)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", data.BadSampleWarning)
+        warnings.simplefilter("ignore", loaders.BadSampleWarning)
         skipped = []
-        list(data.batches(split, range(len(split)), 1, skip_bad=True, skipped=skipped))
+        list(loaders.batches(split, range(len(split)), 1, skip_bad=True, skipped=skipped))
     assert skipped == [str(split.loader.ids[1])]
 
 
@@ -318,8 +318,8 @@ def test_other_layouts_load_through_gluoncvs_loaders_with_their_class_counts_and
     """ADE20K, Cityscapes and SBD folders, written small, in a fixed order, scored with their own classes."""
     kind = dataset(name)
     root = writer(tmp_path / name, SPEC)
-    split = data.open_split(kind, root, "val", CROP, tmp_path)
-    train = data.open_split(kind, root, "train", CROP, tmp_path)
+    split = loaders.open_split(kind, root, "val", CROP, tmp_path)
+    train = loaders.open_split(kind, root, "train", CROP, tmp_path)
     assert (len(split), len(train), split.num_classes, len(kind.classes)) == (SPEC.num_val, SPEC.num_train, classes, classes)
     assert not set(split.ids) & set(train.ids) and list(split.ids) == sorted(split.ids)
     seen = set()
@@ -332,9 +332,9 @@ def test_other_layouts_load_through_gluoncvs_loaders_with_their_class_counts_and
     def background(x):  # every pixel predicted as class 0
         return mx.nd.one_hot(mx.nd.zeros((x.shape[0], CROP, CROP)), classes).transpose((0, 3, 1, 2))
 
-    ev = evaluate(background, split, data.first(split, "all"))
+    ev = evaluate(background, split, loaders.first(split, "all"))
     assert ev.matrix.num_classes == classes and ev.matrix.num_pixels > 0 and ev.matrix.matrix[:, 1:].sum() == 0
-    from segcheck.gate import moved_classes
+    from segcheck.gate.verdicts import moved_classes
 
     scores = ev.matrix.compute("present")
     assert kind.classes[0] in moved_classes(scores, scores, kind.classes)
@@ -342,7 +342,7 @@ def test_other_layouts_load_through_gluoncvs_loaders_with_their_class_counts_and
 
 def test_bad_labels_of_another_layout_name_the_mask_and_the_allowed_values(tmp_path):
     root = synthetic.write_citys(tmp_path / "citys", SPEC)
-    split = data.open_split(dataset("citys"), root, "val", CROP, tmp_path)
+    split = loaders.open_split(dataset("citys"), root, "val", CROP, tmp_path)
     mask = Path(split.loader.mask_paths[0])
     values = np.asarray(Image.open(mask)).copy()
     values[:2, :2] = 200
@@ -353,4 +353,4 @@ def test_bad_labels_of_another_layout_name_the_mask_and_the_allowed_values(tmp_p
 
 def test_unknown_split_is_refused_with_the_splits_there_are(tmp_path):
     with pytest.raises(SegcheckError, match="unknown ade20k split 'test'; segcheck reads train, val"):
-        data.open_split(dataset("ade20k"), tmp_path, "test", CROP, tmp_path)
+        loaders.open_split(dataset("ade20k"), tmp_path, "test", CROP, tmp_path)

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from segcheck.config import project
+
 from junit import outcomes as junit_outcomes
-from segcheck import project
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "own-model"

@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from segcheck import cli, fetch
+from segcheck.cli import commands, fetch
 from segcheck.errors import SegcheckError
 
 
@@ -410,7 +410,7 @@ def test_full_disk_names_the_folder_and_the_space_needed(site, monkeypatch, tmp_
 def test_cli_exits_2_with_one_line(monkeypatch, tmp_path, closed_port, capsys):
     url = f"http://127.0.0.1:{closed_port}/val2017.zip"
     monkeypatch.setitem(fetch.ARCHIVES, "coco", [replace(fetch.ARCHIVES["coco"][1], url=url)])
-    assert cli.main(["fetch", "coco", "--root", str(tmp_path), "--parts", "val"]) == 2
+    assert commands.main(["fetch", "coco", "--root", str(tmp_path), "--parts", "val"]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"segcheck: error: cannot download {url}: ") and err.count("\n") == 1
     assert "run the same command again" in err

@@ -10,7 +10,8 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from segcheck.metrics import CONVENTIONS, IGNORE_LABELS, ConfusionMatrix
+from segcheck.config.recipes import CONVENTIONS
+from segcheck.measure.metrics import IGNORE_LABELS, ConfusionMatrix
 
 
 @st.composite

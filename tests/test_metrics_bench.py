@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from segcheck.metrics import ConfusionMatrix
+from segcheck.measure.metrics import ConfusionMatrix
 
 
 @pytest.mark.bench

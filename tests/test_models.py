@@ -7,15 +7,14 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from segcheck import pipeline
-from segcheck.catalog import SEEDED_ARCHITECTURES, Network, seed_networks
-from segcheck.config import RunConfig, resolve
+from segcheck.config.networks import SEEDED_ARCHITECTURES, Network, seed_networks
+from segcheck.config.project import STORE, DataEntry, ModelEntry
+from segcheck.config.recipes import MIN_CROP, CalibRecipe
+from segcheck.config.run import RunConfig, resolve
 from segcheck.errors import MissingResource, SegcheckError
-from segcheck.evaluate import logits
-from segcheck.models import build, cache, export, quantize
+from segcheck.models import build, cache, export, pipeline, quantize
+from segcheck.models.build import logits
 from segcheck.models.graph import inspect_graph
-from segcheck.models.recipe import CalibRecipe
-from segcheck.project import STORE, DataEntry, ModelEntry
 
 SMALL = Network.from_zoo("fcn_resnet50_voc")
 SMALL_CROP = 32
@@ -63,7 +62,7 @@ def test_crop_sizes_the_architectures_cannot_take_are_refused(crop):
 
 def test_smallest_accepted_crop_runs_on_every_architecture():
     for arch in SEEDED_ARCHITECTURES:
-        net = build.build(Network.from_parts(arch, "resnet50", "voc"), build.MIN_CROP)
+        net = build.build(Network.from_parts(arch, "resnet50", "voc"), MIN_CROP)
         net.initialize(mx.init.Zero())  # the forward must run at this crop; the values do not matter
         out = net(mx.nd.zeros((1, 3, 32, 32)))[0]
         out.wait_to_read()

@@ -9,12 +9,13 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
+
+from segcheck.plugin.hooks import SESSION, SUITE
+from segcheck.plugin.suite import CHECKS
+from segcheck.results import report
+
 from junit import outcomes as junit_outcomes
 from mutants import MUTANTS, Mutation
-
-from segcheck import report
-from segcheck.plugin import SESSION, SUITE
-from segcheck.suite import CHECKS
 
 pytestmark = pytest.mark.mutants
 ROOT = Path(__file__).resolve().parents[1]

@@ -5,8 +5,8 @@ import io
 
 import pytest
 
-from segcheck import cli, plan
-from segcheck.plan import Cost, Estimate
+from segcheck.cli import commands, plan
+from segcheck.cli.plan import Cost, Estimate
 
 CONFIG = '[[models]]\nnetwork = "fcn_resnet101_voc"\n'
 
@@ -52,7 +52,7 @@ def test_the_real_tier_names_its_plan_at_the_start_of_a_pytest_run(pytester, mon
 
 def test_plan_needs_a_configuration(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    assert cli.main(["plan"]) == 2
+    assert commands.main(["plan"]) == 2
     assert "no segcheck configuration in" in capsys.readouterr().err
 
 

@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFilter
 
+from segcheck.data import synthetic
+from segcheck.models import pipeline
+from segcheck.plugin.hooks import SESSION, SUITE
+
 from junit import outcomes as junit_outcomes
-from segcheck import pipeline, synthetic
-from segcheck.plugin import SESSION
 
 
 class KeepCases:
@@ -32,7 +34,7 @@ class KeepCases:
 
 
 def test_a_case_adopts_only_what_a_case_of_the_same_configuration_made(segcheck):
-    from segcheck.cases import ModelCase
+    from segcheck.measure.cases import ModelCase
 
     made = segcheck.case("fcn_resnet101_voc")
     made.evaluation("fp32")
@@ -187,7 +189,7 @@ def test_a_folder_segcheck_never_generated_is_gated(pytester, segcheck):
     assert all(outcome == "passed" for name, (outcome, _) in first.items()
                if "accuracy[" not in name and "seeded" not in name and "digest" not in name), first
 
-    accuracy = str(Path(pipeline.__file__).parent / "suite" / "test_accuracy.py") + "::test_accuracy"
+    accuracy = str(SUITE / "test_accuracy.py") + "::test_accuracy"
     required, _ = outcomes(pytester, *cache, "--require-baseline", accuracy, plugins=[keep])
     assert {n: o for n, (o, _) in required.items()} == {"test_accuracy[my_fcn-fp32]": "failed", "test_accuracy[my_fcn-int8]": "failed"}
     assert "--require-baseline: no real-tier baseline rows" in required["test_accuracy[my_fcn-int8]"][1]

@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from segcheck import project
-from segcheck.config import RunConfig, resolve
+from segcheck.config import project
+from segcheck.config.project import ConfigError
+from segcheck.config.run import RunConfig, resolve
 from segcheck.errors import MissingResource
-from segcheck.project import ConfigError
 
 GOOD = """
 baselines = "gate/baselines.json"

@@ -8,9 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from segcheck import calibration, gate, golden, layers, stats
-from segcheck.baselines import Tolerances
-from segcheck.metrics import ConfusionMatrix
+from segcheck.gate import golden, verdicts
+from segcheck.gate.baselines import Tolerances
+from segcheck.measure import calibration, layers, stats
+from segcheck.measure.metrics import ConfusionMatrix
 
 TOL = Tolerances(0.5, 1.0, 1.0, 2.0)
 
@@ -37,10 +38,10 @@ def test_the_table_names_layers_stably_and_finds_what_moved():
     changes = calibration.moved(table, moved, 1e-4)
     assert [name for name, _, _ in changes] == ["data_quantize", "resnetv1s_conv0_fwd"]
     assert calibration.moved(table, calibration.table(one.replace('"13.0"', '"13.0001"')), 1e-4) == []
-    verdict = gate.calibration_table("m", moved, table, [], 1e-4)
+    verdict = verdicts.calibration_table("m", moved, table, [], 1e-4)
     assert verdict.status == "FAIL" and "resnetv1s_conv0_fwd: [0, 13] -> [0, 0.65]" in verdict.message
     assert "data_quantize: [-2, 2.5] out_type=auto -> [-2, 2.5] out_type=int8" in verdict.message
-    assert gate.calibration_table("m", table, None, [], 1e-4).status == "PASS"
+    assert verdicts.calibration_table("m", table, None, [], 1e-4).status == "PASS"
 
 
 def test_invariants_missing_ranges_and_unaligned_concat_inputs():
@@ -51,7 +52,7 @@ def test_invariants_missing_ranges_and_unaligned_concat_inputs():
     problems = calibration.invariants(_graph(a, b, concat, bare))
     assert problems == ["the inputs of concat concat0 are not aligned: a_fwd [0, 4.0], b_fwd [0, 5.0]",
                         "c_fwd is quantized without a calibrated range"]
-    assert gate.calibration_table("m", {}, None, problems, 1e-4).status == "FAIL"
+    assert verdicts.calibration_table("m", {}, None, problems, 1e-4).status == "FAIL"
     aligned = _graph(a, dict(b, attrs=dict(b["attrs"], max_calib_range="4.0")), concat)
     assert calibration.invariants(aligned) == []
 
@@ -61,11 +62,11 @@ def test_the_layer_where_error_starts_ranks_first():
     golden_curve = {"a": 30.0, "b": 25.0, "c": 22.0, "d": 20.0}
     now = {"a": 30.0, "b": 12.0, "c": 9.0, "d": 8.0}  # b broke; c and d inherit its error and lose a little more
     assert layers.falls(now, golden_curve, up)[0][0] == "b"
-    verdict = gate.layer_error("m", now, golden_curve, up, 3.0, 8.0)
+    verdict = verdicts.layer_error("m", now, golden_curve, up, 3.0, 8.0)
     assert verdict.status == "FAIL" and verdict.message.split("by their own fall: ")[1].startswith("b: 12.0 dB (golden 25.0, fell 13.0")
-    alone = gate.layer_error("m", {"a": 30.0, "b": 7.0, "c": 7.5}, None, up, 3.0, 8.0)
+    alone = verdicts.layer_error("m", {"a": 30.0, "b": 7.0, "c": 7.5}, None, up, 3.0, 8.0)
     assert alone.status == "FAIL" and "below the 8 dB floor" in alone.message and "b: 7.0 dB (own drop 23.0" in alone.message
-    assert gate.layer_error("m", golden_curve, golden_curve, up, 3.0, 8.0).status == "PASS"
+    assert verdicts.layer_error("m", golden_curve, golden_curve, up, 3.0, 8.0).status == "PASS"
 
 
 def _digest(images, pixels):
@@ -74,13 +75,13 @@ def _digest(images, pixels):
 
 def test_a_changed_digest_is_reported_and_fails_only_when_strict():
     old = _digest(["a", "b", "c"], [100, 50, 10])
-    assert gate.digest("m", old, old, strict=False).status == "PASS"
+    assert verdicts.digest("m", old, old, strict=False).status == "PASS"
     new = _digest(["a", "x", "c"], [96, 54, 10])
-    changed = gate.digest("m", new, old, strict=False)
+    changed = verdicts.digest("m", new, old, strict=False)
     assert changed.status == "CHANGED" and not changed.failed
     assert "CHANGED in 1 of 3 images (i1), at least 4 pixels; predicted pixels by class: bg -4, cat +4" in changed.message
-    assert gate.digest("m", new, old, strict=True).status == "FAIL"
-    assert gate.digest("m", new, None, strict=True).status == "SKIP"
+    assert verdicts.digest("m", new, old, strict=True).status == "FAIL"
+    assert verdicts.digest("m", new, None, strict=True).status == "SKIP"
 
 
 def test_one_class_falling_fails_even_when_the_mean_holds():
@@ -88,10 +89,10 @@ def test_one_class_falling_fails_even_when_the_mean_holds():
         return ConfusionMatrix(3).compute("present").__class__("present", 0.9, float(np.mean(iou)), 0.9, tuple(iou))
 
     fp32, int8 = scores([0.9, 0.8, 0.7]), scores([0.9, 0.70, 0.79])
-    verdict = gate.class_drop("m", fp32, int8, [5000, 5000, 400], ("bg", "cat", "dog"), TOL)
+    verdict = verdicts.class_drop("m", fp32, int8, [5000, 5000, 400], ("bg", "cat", "dog"), TOL)
     assert verdict.status == "FAIL" and "cat 80.0 -> 70.0 (-10.0)" in verdict.message
     assert "left out (fewer than 1000 labelled pixels): dog" in verdict.message
-    assert gate.class_drop("m", fp32, fp32, [5000, 5000, 400], ("bg", "cat", "dog"), TOL).status == "PASS"
+    assert verdicts.class_drop("m", fp32, fp32, [5000, 5000, 400], ("bg", "cat", "dog"), TOL).status == "PASS"
 
 
 def test_golden_records_are_kept_per_environment_and_setting(tmp_path):

@@ -5,8 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from segcheck import data, pipeline
-from segcheck.evaluate import logits
+from segcheck.data import loaders
+from segcheck.models import pipeline
+from segcheck.models.build import logits
 
 
 def _ranges(entry):
@@ -23,5 +24,5 @@ def test_rebuilding_from_a_clean_cache_gives_identical_weights_ranges_and_output
     again, session = pipeline.int8_model(fresh), pipeline.int8_model(mc)
     assert again.entry.built and _ranges(again.entry) == _ranges(session.entry)
     val = pipeline.open_split(mc, "val")
-    for x, _, _ in data.batches(val, data.first(val, 4), 1):
+    for x, _, _ in loaders.batches(val, loaders.first(val, 4), 1):
         np.testing.assert_array_equal(logits(again.block, x).asnumpy(), logits(session.block, x).asnumpy())

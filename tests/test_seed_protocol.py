@@ -9,8 +9,9 @@ of 16), on the same weights and files. FP32 runs fused onto oneDNN in both paths
 import mxnet as mx
 import numpy as np
 
-from segcheck import data, pipeline
-from segcheck.evaluate import evaluate
+from segcheck.data import loaders
+from segcheck.measure.evaluate import evaluate
+from segcheck.models import pipeline
 
 MODEL = "fcn_resnet101_voc"
 IMAGES = 8
@@ -59,7 +60,7 @@ def test_the_seeds_evaluation_path_gives_segchecks_figures_exactly(segcheck):
     assert case.val.ids[:IMAGES] == tuple(n.strip() for n in (root / "VOC2012/ImageSets/Segmentation/val.txt").read_text().split()[:IMAGES])
     for precision, seed_model in (("fp32", fp32), ("int8", int8)):
         seed = _seed_metric(seed_model, val, IMAGES, case.val.num_classes)
-        matrix = evaluate(case.model(precision), case.val, data.first(case.val, IMAGES)).matrix
+        matrix = evaluate(case.model(precision), case.val, loaders.first(case.val, IMAGES)).matrix
         ours = matrix.matrix
         tp, labelled, predicted = np.diag(ours), ours.sum(axis=1), ours.sum(axis=0)
         assert int(seed.total_correct) == int(tp.sum()) and int(seed.total_label) == int(ours.sum()), precision

@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from segcheck.catalog import seed_networks
+from segcheck.config.networks import seed_networks
 
 ROOT = Path(__file__).resolve().parents[1]
-MODEL_TESTS = ["segcheck/suite/test_accuracy.py", "segcheck/suite/test_latency.py"]
+MODEL_TESTS = ["segcheck/plugin/suite/test_accuracy.py", "segcheck/plugin/suite/test_latency.py"]
 NAMES = [n.name for n in seed_networks()]
 
 

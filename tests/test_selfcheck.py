@@ -14,18 +14,20 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
+from segcheck.cli import commands
+from segcheck.gate.checks import CHECK_ORDER, FAILING, PASS, SKIP
+from segcheck.plugin.suite import CHECKS
+from segcheck.results import report
+
 from junit import outcomes as junit_outcomes
-from segcheck import cli, report
-from segcheck.records import CHECK_ORDER, FAILING, PASS, SKIP
-from segcheck.suite import CHECKS
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "fcn_resnet101_voc"
 # "test_accuracy" also matches its module, so these select every check of test_accuracy.py but the deploy round
 # trip (an export and re-import no fault here touches)
-ACCURACY = ["segcheck/suite/test_accuracy.py", "-k", f"{MODEL} and (test_accuracy or int8_drop) and not deploy"]
-FP32_ACCURACY = ["segcheck/suite/test_accuracy.py", "-k", f"{MODEL} and test_accuracy and not deploy"]
-LATENCY = ["segcheck/suite/test_latency.py", "segcheck/suite/test_accuracy.py", "-k", f"{MODEL} and (latency or speedup or int8_graph)"]
+ACCURACY = ["segcheck/plugin/suite/test_accuracy.py", "-k", f"{MODEL} and (test_accuracy or int8_drop) and not deploy"]
+FP32_ACCURACY = ["segcheck/plugin/suite/test_accuracy.py", "-k", f"{MODEL} and test_accuracy and not deploy"]
+LATENCY = ["segcheck/plugin/suite/test_latency.py", "segcheck/plugin/suite/test_accuracy.py", "-k", f"{MODEL} and (latency or speedup or int8_graph)"]
 
 pytestmark = pytest.mark.selfcheck
 
@@ -38,7 +40,7 @@ class Reuse:
         self.made = {p: ({"fp32": case.fp32, "int8": case.int8}[p], case.evaluation(p)) for p in precisions}
 
     def pytest_sessionstart(self, session):
-        from segcheck.plugin import SESSION
+        from segcheck.plugin.hooks import SESSION
 
         for precision, (model, evaluation) in self.made.items():
             session.config.stash[SESSION].preset(MODEL, precision, model, evaluation)
@@ -122,7 +124,7 @@ def status_agrees_with_outcomes(results_json, outcomes):
     failing = [c for c in CHECK_ORDER if c in ran and ran[c] == "failed"]
     assert model.status() == (f"{recorded[failing[0]]} {failing[0]}" if failing else PASS)
     out = io.StringIO()
-    cli.report(["--results", str(results_json)], out)
+    commands.report(["--results", str(results_json)], out)
     assert f" | {model.status()}\n" in out.getvalue() and out.getvalue() == report.markdown(results)
 
 

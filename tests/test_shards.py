@@ -7,10 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from segcheck import cli, data, merge, report
+from segcheck.cli import commands
+from segcheck.data import loaders
 from segcheck.errors import SegcheckError
-from segcheck.plugin import SESSION, SUITE
-from segcheck.records import Check, Figures, ModelResult, RunResults
+from segcheck.gate.checks import Check
+from segcheck.plugin.hooks import SESSION, SUITE
+from segcheck.results import merge, report
+from segcheck.results.records import Figures, ModelResult, RunResults
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "fcn_resnet101_voc"
@@ -66,7 +69,7 @@ def _shard(k, n, ids, whole, **changes) -> RunResults:
                     baseline={"fp32_latency_ms": 1.0, "s8_latency_ms": 1.0, "fp32_pixacc": 100.0, "fp32_miou": 100.0,
                               "s8_pixacc": 100.0, "s8_miou": 100.0},
                     shard={"index": k, "count": n, "split": "val", "ids": list(ids),
-                           "of": {"count": len(whole), "digest": data.Subset("val", tuple(whole)).digest}})
+                           "of": {"count": len(whole), "digest": loaders.Subset("val", tuple(whole)).digest}})
     for precision in ("fp32", "int8"):
         setattr(m, precision, Figures(matrix=[[0, 0], [0, 10 * len(ids)]], per_image=[[[1, 1, 10]]] * len(ids),
                                       latency_ms=2.0 if precision == "fp32" else 1.0))
@@ -97,7 +100,7 @@ def test_fabricated_shards_add_up_and_are_gated(tmp_path):
     failing[1].models[MODEL].int8.matrix = [[0, 0], [30, 0]]  # shard 2's INT8 misses every pixel
     merged = merge.merge(_files(tmp_path, failing)).models[MODEL]
     assert merged.checks["int8-drop"].status == "FAIL" and merged.status() == "FAIL int8-accuracy"
-    assert cli.main(["merge", *map(str, _files(tmp_path, failing))]) == 1
+    assert commands.main(["merge", *map(str, _files(tmp_path, failing))]) == 1
 
 
 @pytest.mark.parametrize("runs, message", [
@@ -122,16 +125,16 @@ def test_shards_that_do_not_fit_are_refused_naming_why(tmp_path, runs, message):
 def test_shards_split_in_order_and_cover_every_image():
     for total in range(0, 12):
         for n in range(1, 6):
-            blocks = [data.shard(list(range(total)), (k, n)) for k in range(1, n + 1)]
+            blocks = [loaders.shard(list(range(total)), (k, n)) for k in range(1, n + 1)]
             assert [i for b in blocks for i in b] == list(range(total))
             assert max(map(len, blocks)) - min(map(len, blocks)) <= 1
 
 
 def test_shard_option_is_checked(capsys):
     with pytest.raises(SystemExit):
-        cli.plan(["--shard", "4/3"])
+        commands.plan(["--shard", "4/3"])
     assert "argument --shard: expected K/N with 1 <= K <= N, got '4/3'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        cli.plan(["--benchmark", "--shard", "1/2"])
+        commands.plan(["--benchmark", "--shard", "1/2"])
     assert "--shard has no effect with --benchmark" in capsys.readouterr().err
-    assert json.dumps(cli.plan(["--shard", "2/3"]).model.run.shard) == "[2, 3]"
+    assert json.dumps(commands.plan(["--shard", "2/3"]).model.run.shard) == "[2, 3]"

@@ -6,13 +6,15 @@ fitted on its train split by segcheck's seeded fit. Your repository has real one
 
 from pathlib import Path
 
-from segcheck import data, synthetic
-from segcheck.catalog import DATASETS, Network
+from segcheck.config.networks import Network
+from segcheck.config.recipes import FitRecipe
+from segcheck.data import loaders, synthetic
+from segcheck.data.kinds import DATASETS
 from segcheck.models import build, fit
 
 HERE = Path(__file__).resolve().parent
 SPEC = synthetic.SyntheticSpec(seed=11, num_train=32, num_val=16)
-RECIPE = fit.FitRecipe(seed=11, num_images=32)
+RECIPE = FitRecipe(seed=11, num_images=32)
 
 
 def main() -> None:
@@ -20,8 +22,8 @@ def main() -> None:
     network = Network.from_parts("fcn", "resnet50", "pascal_voc")
     net = build.build(network, RECIPE.crop_size)
     fit.seeded_init(net, RECIPE.crop_size, RECIPE)
-    train = data.open_split(DATASETS["pascal_voc"], root, "train", RECIPE.crop_size, HERE)
-    (images, labels, _), = data.batches(train, data.first(train, RECIPE.num_images), RECIPE.num_images)
+    train = loaders.open_split(DATASETS["pascal_voc"], root, "train", RECIPE.crop_size, HERE)
+    (images, labels, _), = loaders.batches(train, loaders.first(train, RECIPE.num_images), RECIPE.num_images)
     fit.fit(net, network.arch, images, labels, RECIPE)
     (HERE / "weights").mkdir(exist_ok=True)
     net.save_parameters(str(HERE / "weights" / "my_fcn.params"))

@@ -1,1 +1,1 @@
-"""Models: build (GluonCV networks and weights), fit (seeded weights), quantize, export, cache."""
+"""Models: GluonCV networks and weights (build), seeded fits, quantization, export, graphs, the cache, and the seed's pipeline."""

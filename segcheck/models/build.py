@@ -10,30 +10,15 @@ from __future__ import annotations
 import contextlib
 import inspect
 import io
-import os
 from pathlib import Path
 
 import mxnet as mx
 
 from .. import atomic
-from ..catalog import Network
+from ..config.networks import Network
+from ..config.recipes import check_crop
 from ..errors import MissingResource, SegcheckError
 from . import export
-
-OUTPUT_STRIDE = 8  # GluonCV's dilated ResNet backbones
-MIN_CROP = 32
-
-
-def check_crop(crop_size) -> int:
-    """A crop the architectures can take: GluonCV's heads derive feature sizes as crop // 8."""
-    if isinstance(crop_size, bool) or not isinstance(crop_size, int):
-        raise SegcheckError(f"crop size must be an integer number of pixels, got {crop_size!r}")
-    if crop_size < MIN_CROP or crop_size % OUTPUT_STRIDE:
-        raise SegcheckError(
-            f"crop size {crop_size} cannot be taken: GluonCV's PSP and DeepLab heads assume feature maps of "
-            f"crop/{OUTPUT_STRIDE} pixels, so use a multiple of {OUTPUT_STRIDE} of at least {MIN_CROP} (e.g. 64 or 480)"
-        )
-    return crop_size
 
 
 def build(network: Network, crop_size: int, base_size: int | None = None, aux: bool = False) -> mx.gluon.HybridBlock:
@@ -51,6 +36,12 @@ def build(network: Network, crop_size: int, base_size: int | None = None, aux: b
         return get_segmentation_model(model=network.arch, dataset=network.dataset, backbone=network.backbone, **kwargs)
 
 
+def logits(model, x: mx.nd.NDArray) -> mx.nd.NDArray:
+    """The main output: GluonCV networks return a tuple, exported and INT8 SymbolBlocks one array or a list."""
+    out = model(x)
+    return out[0] if isinstance(out, (list, tuple)) else out
+
+
 def child(block, path: str):
     """The sub-block at dotted Gluon child path `path` (e.g. head.block.4); KeyError when absent."""
     for name in path.split("."):
@@ -65,10 +56,6 @@ def layers(block, kind, prefix: str = ""):
         if isinstance(sub, kind):
             yield path, sub
         yield from layers(sub, kind, path + ".")
-
-
-def mxnet_home() -> Path:
-    return Path(os.environ.get("MXNET_HOME", "~/.mxnet")).expanduser()
 
 
 def gluoncv_sha1(network: Network) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
 from dataclasses import dataclass
 from importlib import metadata
@@ -24,13 +23,6 @@ from ..errors import SegcheckError
 
 FORMAT = 1
 log = logging.getLogger("segcheck.cache")
-
-
-def default_dir() -> Path:
-    """$SEGCHECK_CACHE_DIR, else the user's cache folder (~/.cache/segcheck on Linux)."""
-    import platformdirs
-
-    return Path(os.environ.get("SEGCHECK_CACHE_DIR") or platformdirs.user_cache_dir("segcheck")).expanduser()
 
 
 def versions() -> dict:

@@ -15,7 +15,7 @@ from pathlib import Path
 import mxnet as mx
 
 from .. import atomic
-from ..catalog import Network
+from ..config.networks import Network
 from ..errors import SegcheckError
 
 

@@ -14,13 +14,10 @@ from a seed and fits it on the synthetic training split in a few seconds:
 
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import asdict, dataclass
-
 import mxnet as mx
 import numpy as np
 
+from ..config.recipes import FitRecipe
 from .build import child, layers
 
 # The head convolutions fitted in step 3, in forward order, by dotted child path.
@@ -30,22 +27,6 @@ FIT_CONVS = {
     "deeplab": ("head.aspp.concurent.0.0", "head.aspp.project.0", "head.block.0"),
 }
 CLASSIFIER = "head.block.4"
-
-
-@dataclass(frozen=True)
-class FitRecipe:
-    seed: int = 0
-    crop_size: int = 64  # fitted at this crop whatever the evaluation crop: weights do not depend on it
-    num_images: int = 48
-    samples_per_image: int = 128
-    residual_gamma: float = 0.05
-    ridge: float = 0.1
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-    def digest(self) -> str:
-        return hashlib.sha1(json.dumps(self.as_dict(), sort_keys=True).encode()).hexdigest()[:8]
 
 
 def seeded_init(net, crop_size: int, recipe: FitRecipe) -> None:

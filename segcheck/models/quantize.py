@@ -8,10 +8,10 @@ from pathlib import Path
 
 import mxnet as mx
 
+from ..config.recipes import EXCLUDE_LAYERS, CalibRecipe
 from ..errors import SegcheckError
 from .build import child, layers
 from .graph import inner_convs
-from .recipe import EXCLUDE_LAYERS, CalibRecipe
 
 
 class _Batches(mx.io.DataIter):

@@ -1,0 +1,1 @@
+"""Configuration: the options, the project file and its strict reader, recipes, and each run's resolved models."""

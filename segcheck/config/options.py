@@ -1,0 +1,126 @@
+"""segcheck's options, declared once: the pytest plugin and the `segcheck` command add them from this table.
+
+The first flag of an option is its name in messages; later flags are the spellings of the seed's test.py,
+accepted by both front ends. Every default is None, so "given" and "left to the configuration" differ.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+
+from ..data.kinds import ALL, DATASETS
+from .recipes import CALIB_MODES, QUANTIZED_DTYPES
+
+
+def positive(text) -> int:
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def count_or_all(text) -> int | str:
+    return ALL if text == ALL else positive(text)
+
+
+def shard_spec(text) -> tuple:
+    """K/N with 1 <= K <= N: shard K of N."""
+    k, slash, n = str(text).partition("/")
+    try:
+        k, n = int(k), int(n)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected K/N such as 2/4, got {text!r}") from None
+    if not slash or not 1 <= k <= n:
+        raise argparse.ArgumentTypeError(f"expected K/N with 1 <= K <= N, got {text!r}")
+    return k, n
+
+
+@dataclass(frozen=True)
+class Option:
+    flags: tuple
+    help: str
+    type: object = None
+    choices: tuple = ()
+    flag: bool = False  # store_true
+    metavar: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.flags[0]
+
+    @property
+    def dest(self) -> str:
+        return self.name.lstrip("-").replace("-", "_")
+
+    def kwargs(self) -> dict:
+        if self.flag:
+            return dict(dest=self.dest, action="store_true", default=None, help=self.help)
+        extra = {"choices": self.choices} if self.choices else {}
+        return dict(dest=self.dest, type=self.type, default=None, help=self.help, metavar=self.metavar, **extra)
+
+
+# Options of a run that both front ends take: evaluation, calibration, data and cache.
+RUN = (
+    Option(("--crop-size", "--image-shape"), "evaluation crop in pixels (synthetic tier 64, real tier 480, "
+           "else the model's configuration)", positive),
+    Option(("--base-size",), "GluonCV's base size, given to the network and the dataset (default: the crop size)", positive),
+    Option(("--num-images",), "evaluate the first N images of the split, or 'all' (synthetic tier 48, real tier all)",
+           count_or_all, metavar="N|all"),
+    Option(("--batch-size",), "evaluation batch size (default 1, as the seed)", positive),
+    Option(("--shard",), "evaluate shard K of N of the images (calibration is the same in every shard); "
+           "combine the shards' results with `segcheck merge`", shard_spec, metavar="K/N"),
+    Option(("--calib-mode",), "calibration mode (default naive)", choices=CALIB_MODES),
+    Option(("--calib-dtype", "--quantized-dtype"), "quantized dtype (default auto)", choices=QUANTIZED_DTYPES),
+    Option(("--calib-batches", "--num-calib-batches"), "calibration batches (synthetic tier 2, real tier 5, as the seed)", positive),
+    Option(("--calib-batch-size",), "images per calibration batch (synthetic tier 16, real tier 32)", positive),
+    Option(("--calib-split",), "calibration split (default train, disjoint from val; 'val' reproduces the seed)"),
+    Option(("--segcheck-cache", "--cache-dir"), "segcheck's model and data cache (default $SEGCHECK_CACHE_DIR, else ~/.cache/segcheck)"),
+    *(Option((kind.option,), f"{kind.key} root (else ${kind.env}, else {kind.default_root})") for kind in DATASETS.values()),
+    Option(("--skip-bad",), "leave out unreadable samples with a warning (they are counted) instead of failing", flag=True),
+)
+CALIBRATION = ("calib_mode", "calib_dtype", "calib_batches", "calib_batch_size", "calib_split")
+ROOTS = {kind.option.lstrip("-").replace("-", "_"): kind.key for kind in DATASETS.values()}
+
+# Options of the pytest plugin only: what a gate run does with its results.
+GATE = (
+    Option(("--segcheck-config",), "segcheck.toml or pyproject.toml to read (default: found in the rootdir)"),
+    Option(("--tier",), "synthetic (seeded models on generated data) or real (configured weights and data); "
+           "default: the configuration's tier", choices=("synthetic", "real")),
+    Option(("--require-real",), "fail, instead of skipping, where weights or data are missing", flag=True),
+    Option(("--require-baseline",), "fail, instead of skipping, where a model has no baseline row", flag=True),
+    Option(("--baselines",), "baseline table (default: the configuration's, else baselines.json beside it)"),
+    Option(("--update-baselines",), "record this run's rows for this environment and setting (shows the diff)", flag=True),
+    Option(("--results-json",), "where this run's results go (default <segcheck-cache>/last-run.json)"),
+    Option(("--report-png",), "also draw the results as a PNG chart"),
+    Option(("--strict-digest",), "fail, instead of reporting CHANGED, where predictions differ from the golden run", flag=True),
+    Option(("--gate-drop-interval",), "gate the INT8 drop on the upper bound of its bootstrap interval over images", flag=True),
+)
+
+
+def add_to_pytest(parser) -> None:
+    group = parser.getgroup("segcheck", "segcheck: INT8 segmentation gate")
+    for option in RUN + GATE:
+        group.addoption(*option.flags, **option.kwargs())
+
+
+def add_to_argparse(parser: argparse.ArgumentParser, options=RUN) -> None:
+    for option in options:
+        parser.add_argument(*option.flags, **option.kwargs())
+
+
+def values(get, options=RUN + GATE) -> dict:
+    """dest -> value of every option, read through `get(dest)` (pytest's getoption or vars(namespace).get)."""
+    return {o.dest: get(o.dest) for o in options}
+
+
+def given(found: dict, options=RUN + GATE) -> list:
+    """Names of the options given a value (not left at None)."""
+    return [o.name for o in options if found.get(o.dest) is not None]
+
+
+def flag_of(dest: str) -> str:
+    return next(o.name for o in RUN + GATE if o.dest == dest)

@@ -1,0 +1,1 @@
+"""Data: the dataset kinds segcheck reads, GluonCV's loaders over them, and the synthetic writer (the lowest layer)."""

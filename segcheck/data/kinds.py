@@ -1,0 +1,71 @@
+"""What segcheck knows about datasets by name: GluonCV's segmentation datasets, their splits, classes and roots."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+from ..errors import SegcheckError
+
+ALL = "all"  # --num-images all: every image of the split, whatever the tier's default
+
+
+def choose(kind: str, value: str, allowed) -> str:
+    if value not in allowed:
+        raise SegcheckError(f"unknown {kind} {value!r}; choose one of: {', '.join(allowed)}")
+    return value
+
+
+@dataclass(frozen=True)
+class DatasetKind:
+    """One of GluonCV's segmentation datasets: its folder, how to lay it out, its splits and classes."""
+
+    key: str  # gluoncv.data.get_segmentation_dataset's name
+    marker: str  # pytest marker of its cases
+    option: str  # the option naming its root
+    env: str  # the environment variable naming its root
+    default_root: str  # GluonCV's default folder
+    acronym: str  # its suffix in GluonCV's model names (fcn_resnet101_voc)
+    splits: tuple  # the splits segcheck reads
+    prepare: str  # how to lay the folder out
+
+    @cached_property
+    def classes(self) -> tuple:
+        """Class names in label order, from GluonCV's own dataset class."""
+        from gluoncv.data import datasets
+
+        return tuple(datasets[self.key].CLASSES)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+DATASETS = {d.key: d for d in (
+    DatasetKind("pascal_voc", "voc", "--voc-root", "SEGCHECK_VOC_ROOT", "~/.mxnet/datasets/voc", "voc",
+                ("train", "val", "trainval"),
+                "extract VOCtrainval_11-May-2012.tar so that <root>/VOC2012/ exists (segcheck fetch voc, or GluonCV's "
+                "scripts/datasets/pascal_voc.py)"),
+    DatasetKind("pascal_aug", "pascal_aug", "--pascal-aug-root", "SEGCHECK_PASCAL_AUG_ROOT", "~/.mxnet/datasets/voc",
+                "voc", ("train", "val", "trainval"),
+                "extract the SBD benchmark so that <root>/VOCaug/dataset/{img,cls,train.txt,val.txt} exist (GluonCV's "
+                "scripts/datasets/pascal_voc.py)"),
+    DatasetKind("coco", "coco", "--coco-root", "SEGCHECK_COCO_ROOT", "~/.mxnet/datasets/coco", "coco", ("train", "val"),
+                "place annotations/instances_val2017.json and val2017/ from COCO 2017 under <root> (segcheck fetch coco, "
+                "or GluonCV's scripts/datasets/mscoco.py)"),
+    DatasetKind("ade20k", "ade20k", "--ade20k-root", "SEGCHECK_ADE20K_ROOT", "~/.mxnet/datasets/ade", "ade",
+                ("train", "val"),
+                "extract ADEChallengeData2016.zip so that <root>/ADEChallengeData2016/{images,annotations}/ exist "
+                "(GluonCV's scripts/datasets/ade20k.py)"),
+    DatasetKind("citys", "citys", "--citys-root", "SEGCHECK_CITYS_ROOT", "~/.mxnet/datasets/citys", "citys",
+                ("train", "val", "trainval"),
+                "extract leftImg8bit_trainvaltest.zip and gtFine_trainvaltest.zip so that <root>/leftImg8bit/ and "
+                "<root>/gtFine/ exist (GluonCV's scripts/datasets/cityscapes.py)"),
+)}
+ALIASES = {"voc": "pascal_voc", "mscoco": "coco", "ade": "ade20k", "cityscapes": "citys", **{k: k for k in DATASETS}}
+BY_ACRONYM = {"voc": "pascal_voc", "coco": "coco", "ade": "ade20k", "citys": "citys"}
+
+
+def dataset(name: str) -> DatasetKind:
+    """A dataset by GluonCV's name or a common alias (voc, pascal_voc, coco, ade20k, citys, ...)."""
+    return DATASETS[ALIASES[choose("dataset", name, tuple(ALIASES))]]

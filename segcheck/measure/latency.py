@@ -1,0 +1,49 @@
+"""Latency of one forward pass, the same for the `segcheck --benchmark` command and the gate's benchmarks.
+
+MXNet is asynchronous: the clock stops only when the output exists (wait_to_read).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from ..models.build import logits
+
+# The gate's benchmarks run rounds until pytest-benchmark knows the mean to +-2 % (at its 99 % confidence),
+# at least --benchmark-min-rounds and within --benchmark-max-time: a busy host gets more rounds.
+PRECISION = 0.02
+
+
+def forward(model, x):
+    """Run `model` on `x` and wait for its main output."""
+    out = logits(model, x)
+    out.wait_to_read()
+    return out
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Seconds per forward pass over the timed iterations."""
+
+    times: tuple
+
+    @property
+    def mean(self) -> float:
+        return sum(self.times) / len(self.times)
+
+    @property
+    def min(self) -> float:
+        return min(self.times)
+
+
+def measure(model, x, iterations: int, warmup: int) -> Timing:
+    """Time `iterations` waited forward passes after `warmup` untimed ones."""
+    for _ in range(warmup):
+        forward(model, x)
+    times = []
+    for _ in range(iterations):
+        started = time.perf_counter()
+        forward(model, x)
+        times.append(time.perf_counter() - started)
+    return Timing(tuple(times))

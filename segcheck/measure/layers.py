@@ -1,0 +1,125 @@
+"""Where INT8 loses accuracy: per quantized layer, the SQNR and cosine similarity between the FP32 network's
+output of that layer and the dequantized INT8 output, on a few fixed images; and the flip rate of the pixels
+the FP32 model was least sure about.
+
+The FP32 side is the fused FP32 graph the gate runs (oneDNN fuses convolution, batch norm, sum and
+activation as quantization does), so each fused FP32 node faces the INT8 node made from it; both are
+paired by calibration.stable names.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import mxnet as mx
+import numpy as np
+
+from ..models.export import graph, graph_json
+from .calibration import node_name
+
+LOW_MARGIN = 0.1  # the flip rate is reported for the tenth of pixels with the smallest FP32 top-1/top-2 gap
+
+
+@dataclass(frozen=True)
+class LayerError:
+    name: str
+    sqnr_db: float
+    cosine: float
+
+
+@dataclass(frozen=True)
+class Localisation:
+    layers: tuple  # LayerError in graph order
+    upstream: dict  # name -> names of the quantized layers feeding it
+    flip_low_margin: float  # share of low-margin pixels whose class INT8 changes
+    flip_all: float
+    images: int
+
+
+def _fused_nodes(symbol_json: str, quantized: bool) -> dict:
+    """stable name -> output name of each fused convolution node (quantized ones for INT8)."""
+    found = {}
+    for node in json.loads(symbol_json)["nodes"]:
+        if node["op"] == "_sg_mkldnn_conv" and (node.get("attrs", {}).get("quantized") == "true") == quantized:
+            found[node_name(node)] = node["name"]
+    return found
+
+
+def upstream(symbol_json: str) -> dict:
+    """stable name -> the fused convolutions (stable names) whose outputs reach it without passing another one."""
+    nodes = json.loads(symbol_json)["nodes"]
+    fused = {i for i, n in enumerate(nodes) if n["op"] == "_sg_mkldnn_conv"}
+    memo = {}
+
+    def feeding(i):
+        if i not in memo:
+            memo[i] = set()
+            for j, *_ in nodes[i]["inputs"]:
+                memo[i] |= {j} if j in fused else feeding(j)
+        return memo[i]
+
+    return {node_name(nodes[i]): sorted(node_name(nodes[j]) for j in feeding(i)) for i in sorted(fused)}
+
+
+def _block(model, outputs: list) -> mx.gluon.SymbolBlock:
+    """`model`'s graph with `outputs` (internal outputs) as its outputs, on `model`'s own parameters (shared, not copied)."""
+    internals = graph(model).get_internals()
+    group = mx.sym.Group([internals[o] for o in outputs])
+    return mx.gluon.SymbolBlock(group, mx.sym.var("data"), params=model.collect_params())
+
+
+def localise(fp32_model, int8_model, images) -> Localisation:
+    """Per-layer SQNR and cosine over `images` (B x 3 x H x W NDArrays), and the flip rate of the final outputs.
+
+    `fp32_model` is the fused FP32 model the gate runs and `int8_model` the INT8 one, both run at least once.
+    """
+    from ..models.build import logits
+
+    fp32_symbol_json, int8_symbol_json = graph_json(fp32_model), graph_json(int8_model)
+    fp32_nodes = _fused_nodes(fp32_symbol_json, quantized=False)
+    int8_nodes = _fused_nodes(int8_symbol_json, quantized=True)
+    names = [n for n in int8_nodes if n in fp32_nodes]
+    fp32_block = _block(fp32_model, [f"{fp32_nodes[n]}_output" for n in names])
+    int8_block = _block(int8_model, [f"{int8_nodes[n]}_output{s}" for n in names for s in ("", "_min", "_max")])
+    sums = np.zeros((len(names), 4))  # sum f^2, sum (f - q)^2, sum f q, sum q^2
+    margins, flips = [], []
+    for x in images:
+        f_out, q_out = fp32_block(x), int8_block(x)
+        for i in range(len(names)):
+            f = f_out[i].asnumpy().astype(np.float64)
+            data, lo, hi = q_out[3 * i], q_out[3 * i + 1].asscalar(), q_out[3 * i + 2].asscalar()
+            levels = 255.0 if data.dtype == np.uint8 else 127.0
+            q = data.asnumpy().astype(np.float64) * (max(abs(lo), abs(hi)) / levels)
+            sums[i] += ((f * f).sum(), ((f - q) ** 2).sum(), (f * q).sum(), (q * q).sum())
+        a, b = logits(fp32_model, x).asnumpy(), logits(int8_model, x).asnumpy()
+        top = np.sort(a, axis=1)
+        margins.append((top[:, -1] - top[:, -2]).ravel())
+        flips.append((a.argmax(axis=1) != b.argmax(axis=1)).ravel())
+    errors = []
+    for name, (ff, err, fq, qq) in zip(names, sums):
+        sqnr = float("inf") if err == 0 else 10.0 * np.log10(max(ff, 1e-30) / err)
+        cosine = float(fq / np.sqrt(ff * qq)) if ff > 0 and qq > 0 else 1.0
+        errors.append(LayerError(name, round(sqnr, 3), round(cosine, 6)))
+    margin, flip = np.concatenate(margins), np.concatenate(flips)
+    low = margin <= np.quantile(margin, LOW_MARGIN)
+    up = upstream(int8_symbol_json)
+    return Localisation(tuple(errors), {n: up.get(n, []) for n in names}, float(flip[low].mean()), float(flip.mean()),
+                        len(images))
+
+
+def falls(now: dict, golden: dict | None, up: dict) -> list:
+    """(name, fall in dB, own fall in dB) per layer, largest own fall first.
+
+    With a recorded curve, a layer's fall is how far its SQNR lies below the recorded value, and its own fall
+    subtracts the largest fall among the layers feeding it, so the layer where the error starts ranks above
+    the layers it spreads to. With none, both are how far it lies below the best layer feeding it.
+    """
+    order = list(now)
+    if golden:
+        fall = {n: golden[n] - v for n, v in now.items() if n in golden}
+        own = {n: f - max([fall[u] for u in up.get(n, []) if u in fall] or [0.0]) for n, f in fall.items()}
+    else:
+        fall = {n: max([now[u] for u in up.get(n, []) if u in now] or [v]) - v for n, v in now.items()}
+        own = fall
+    return sorted(((n, fall[n], own[n]) for n in fall), key=lambda t: (-t[2], order.index(t[0])))

@@ -1,0 +1,189 @@
+"""The seed's workflow as functions of one ModelConfig: its data, the FP32 model, the INT8 model.
+
+Built and calibrated models come through the cache and are always loaded back from the cached files,
+so a cold run and a warm run compute with exactly the same weights and graph. A shipped INT8 export is
+loaded as it is: it is the artefact under test.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import mxnet as mx
+from tqdm import tqdm
+
+from .. import atomic
+from ..config.recipes import EXCLUDE_LAYERS, CalibRecipe
+from ..config.run import ModelConfig
+from ..data import loaders, synthetic
+from ..errors import SegcheckError
+from . import build, cache, export, fit, quantize
+from .build import logits
+from .graph import GraphReport, inspect_graph
+
+
+def dataset_root(mc: ModelConfig) -> tuple[Path, str]:
+    """(root, where it came from): generated in the cache on the synthetic tier, as resolved on the real one."""
+    if mc.root is None:
+        return synthetic.ensure(mc.run.cache_dir, mc.dataset, mc.run.synthetic), "the synthetic tier"
+    return mc.root, mc.root_source
+
+
+def open_split(mc: ModelConfig, split: str, crop_size: int | None = None) -> loaders.Split:
+    root, source = dataset_root(mc)
+    crop = crop_size or mc.crop_size
+    return loaders.open_split(mc.kind, root, split, crop, mc.run.cache_dir, source, mc.base_size if crop_size is None else crop)
+
+
+def fp32_params(mc: ModelConfig) -> Path:
+    """The FP32 weights file: GluonCV's store file, a params file, an export's params, or the seeded fit (cached)."""
+    return fp32_weights(mc)[0]
+
+
+def fp32_weights(mc: ModelConfig) -> tuple[Path, str]:
+    """(weights file, its digest): where a digest was just verified it is reused, not computed again."""
+    kind = mc.weights.kind
+    if kind == "store":
+        return build.pretrained_file(mc.network, mc.run.mxnet_home), build.gluoncv_sha1(mc.network)
+    if kind in ("params", "export"):
+        path = export.files(mc.weights.path)[1] if kind == "export" else mc.weights.path
+        if not path.is_file():
+            raise SegcheckError(f"{path}: weights file not found; fix the configuration's path (or --resume / --model-prefix)")
+        return path, atomic.digest(path)
+
+    def make(folder: Path) -> dict:
+        started = time.perf_counter()
+        crop = mc.run.fit.crop_size
+        net = build.build(mc.network, crop)
+        fit.seeded_init(net, crop, mc.run.fit)
+        train = open_split(mc, "train", crop)
+        (images, labels, ids), = loaders.batches(train, loaders.first(train, mc.run.fit.num_images), mc.run.fit.num_images)
+        fit.fit(net, mc.arch, images, labels, mc.run.fit)
+        net.save_parameters(str(folder / "model.params"))
+        return {"fit_seconds": round(time.perf_counter() - started, 1), "fit_subset": loaders.Subset("train", ids).describe()}
+
+    fields = {"model": mc.network.name, "fit": mc.run.fit.as_dict(),
+              "data": mc.run.synthetic.digest(), "versions": cache.versions()}
+    entry = cache.get_or_build(mc.run.cache_dir, "fp32", fields, make)
+    return entry.file("model.params"), entry.manifest["files"]["model.params"]
+
+
+def _imported(mc: ModelConfig, prefix) -> mx.gluon.SymbolBlock:
+    """An exported model, run once at the crop size and checked against the dataset's classes."""
+    block = export.load(prefix)
+    symbol = export.files(prefix)[0]
+    try:
+        shape = logits(block, mx.nd.zeros((1, 3, mc.crop_size, mc.crop_size))).shape
+        mx.nd.waitall()
+    except mx.base.MXNetError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise SegcheckError(f"{symbol}: does not run on {mc.crop_size}x{mc.crop_size} images ({first}); export it at "
+                            "this crop size or set the crop size it was exported for") from None
+    if shape[1] != mc.kind.num_classes:
+        raise SegcheckError(f"{symbol}: predicts {shape[1]} classes, but {mc.dataset} has {mc.kind.num_classes}; "
+                            "is this the model for that dataset?")
+    return block
+
+
+def fp32_net(mc: ModelConfig, fused: bool = True) -> mx.gluon.HybridBlock:
+    """The FP32 network with its weights; fused onto oneDNN unless `fused` is False (calibration input)."""
+    if mc.network.export is not None:
+        net = _imported(mc, mc.network.export)
+        return build.fuse(net, mc.crop_size) if fused else net
+    net = build.build(mc.network, mc.crop_size, mc.base_size)
+    build.load_params(net, fp32_params(mc), ignore_prefixes=("auxlayer.",))
+    if fused:
+        return build.fuse(net, mc.crop_size)
+    build.materialise(net, mc.crop_size)
+    return net
+
+
+def fp32_graph(mc: ModelConfig, folder: Path) -> Path:
+    """The unfused FP32 graph as an export prefix: the network's own export, or this one written into `folder`."""
+    if mc.network.export is not None:
+        return Path(mc.network.export)
+    net = fp32_net(mc, fused=False)
+    net.hybridize()
+    net(mx.nd.zeros((1, 3, mc.crop_size, mc.crop_size)))
+    return export.export(net, Path(folder) / "fp32")[0].parent / "fp32"
+
+
+def conv_count(mc: ModelConfig) -> int:
+    """Convolutions of the FP32 network as built or exported, before any fusion."""
+    if mc.network.export is not None:
+        nodes = json.loads(export.files(mc.network.export)[0].read_text())["nodes"]
+        return sum(n["op"] == "Convolution" for n in nodes)
+    return len(quantize.conv_paths(build.build(mc.network, mc.crop_size, mc.base_size)))
+
+
+@dataclass
+class Int8Model:
+    block: mx.gluon.SymbolBlock
+    graph: GraphReport
+    entry: cache.Entry | None  # the cache entry of a model segcheck calibrated; None for a shipped export
+    source: str  # how it was made: the calibration and its images, or the export's path
+    prefix: Path  # its <prefix>-symbol.json and <prefix>-0000.params
+
+
+def calibration_images(mc: ModelConfig, recipe: CalibRecipe):
+    """(split, subset): the first num_batches x batch_size images of the calibration split, in order."""
+    if recipe.mode == "none":
+        return None, loaders.Subset(recipe.split, ())
+    source = open_split(mc, recipe.split)
+    if recipe.num_examples > len(source):
+        raise SegcheckError(
+            f"{source.source}: calibration needs {recipe.num_examples} images ({recipe.num_batches} batches x "
+            f"{recipe.batch_size}) but the {recipe.split} split holds {len(source)}; lower --calib-batches or --calib-batch-size"
+        )
+    return source, loaders.Subset(recipe.split, source.ids[:recipe.num_examples])
+
+
+def int8_model(mc: ModelConfig, recipe: CalibRecipe | None = None) -> Int8Model:
+    """The INT8 model: the shipped export as it is, or calibrated once per cache key (a second run skips it)."""
+    if mc.int8_export is not None and recipe is None:
+        block = _imported(mc, mc.int8_export)
+        graph = inspect_graph(export.files(mc.int8_export)[0].read_text())
+        return Int8Model(block, graph, None, f"shipped INT8 export {mc.int8_export}", Path(mc.int8_export))
+    recipe = recipe or mc.calib
+    _, fp32_digest = fp32_weights(mc)
+    source, calib = calibration_images(mc, recipe)
+
+    def make(folder: Path) -> dict:
+        started = time.perf_counter()
+        net = fp32_net(mc, fused=False)
+        batches = [b for b, _, _ in loaders.batches(source, range(recipe.num_examples), recipe.batch_size, mc.run.skip_bad)] if calib.ids else []
+        with tqdm(total=len(batches), desc=f"calibrating {mc.name}", unit="batch", leave=False) as bar:
+            qnet = quantize.quantize(net, mc.arch, recipe, batches, mc.crop_size, on_batch=lambda: bar.update(1))
+        export.export(qnet, folder / "model")
+        graph = inspect_graph((folder / "model-symbol.json").read_text())
+        return {"calibration_seconds": round(time.perf_counter() - started, 1),
+                "calibration_subset": calib.describe(),
+                "int8_convs": graph.int8_convs, "fp32_convs": graph.fp32_convs}
+
+    fields = {"model": mc.network.name, "crop": mc.crop_size, "fp32": fp32_digest,
+              "calibration": recipe.as_dict(), "calibration_images": calib.digest,
+              "always_fp32": list(EXCLUDE_LAYERS.get(mc.arch, ())),
+              "versions": cache.versions()}
+    entry = cache.get_or_build(mc.run.cache_dir, "int8", fields, make)
+    block = export.load(entry.path / "model")
+    block(mx.nd.zeros((1, 3, mc.crop_size, mc.crop_size)))  # binds the graph: ready to run or export
+    mx.nd.waitall()
+    graph = inspect_graph((entry.path / "model-symbol.json").read_text())
+    return Int8Model(block, graph, entry, f"calibrated {recipe.label()} on {entry.manifest['calibration_subset']}",
+                     entry.path / "model")
+
+
+def gluoncv_int8(mc: ModelConfig) -> mx.gluon.SymbolBlock:
+    """GluonCV's shipped INT8 symbol for the model (480x480, with its auxiliary head) on this run's FP32 weights.
+
+    The auxiliary head has no fitted weights on the synthetic tier and keeps a seeded initialisation:
+    this checks that the symbol binds and runs on this MXNet, not its accuracy.
+    """
+    net = build.build(mc.network, export.GLUONCV_INT8_CROP, aux=True)
+    build.load_params(net, fp32_params(mc), keep_prefixes=("auxlayer.",))
+    mx.random.seed(mc.run.fit.seed)
+    net.auxlayer.initialize(mx.init.Xavier())
+    return export.gluoncv_int8_block(mc.network, net)

@@ -1,0 +1,122 @@
+"""segcheck's pytest plugin (entry point pytest11 'segcheck'): options, the gate's cases, and the hooks.
+
+In a repository with a segcheck configuration (segcheck.toml, or [tool.segcheck] in pyproject.toml) it
+adds the gate's tests, shipped in segcheck.plugin.suite, to the run and parametrizes them by configured model.
+Without one it is inert: it adds its options and nothing else.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ..config import options
+from ..config.project import find
+from ..errors import SegcheckError
+
+SESSION = pytest.StashKey["SegcheckSession"]()
+SUITE = Path(__file__).resolve().parent / "suite"
+MARKERS = {
+    "fp32": "FP32 (fused oneDNN) model cases", "int8": "INT8 model cases", "bench": "latency benchmarks (pytest-benchmark)",
+    "real": "configured weights and data (the real tier)", "synthetic": "seeded models on generated data (the synthetic tier)",
+}
+
+
+def pytest_addoption(parser):
+    options.add_to_pytest(parser)
+
+
+def _session(config):
+    return config.stash.get(SESSION, None)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config):
+    found = options.values(config.getoption)
+    try:
+        project = find(config.rootpath, found["segcheck_config"], config.invocation_params.dir)
+        if project is None:
+            given = options.given(found)
+            if given:
+                raise SegcheckError(f"{', '.join(given)}: no segcheck configuration (segcheck.toml, or [tool.segcheck] in "
+                                    f"pyproject.toml) in {config.invocation_params.dir} or above, so these options have no effect")
+            return
+        from .session import SegcheckSession
+
+        session = SegcheckSession.start(config, project, found)
+    except SegcheckError as err:
+        raise pytest.UsageError(str(err)) from None
+    config.stash[SESSION] = session
+    config.pluginmanager.register(session, "segcheck-session")  # its hooks: reports, summary, recording
+    for name, what in {**MARKERS, **session.markers()}.items():
+        config.addinivalue_line("markers", f"{name}: {what}")
+    if config.args_source != pytest.Config.ArgsSource.ARGS and not any(_contains(a, SUITE) for a in config.args):
+        config.args.append(str(SUITE))
+
+
+def _contains(arg: str, folder: Path) -> bool:
+    path = Path(arg.split("::")[0]).resolve()
+    return path == folder or folder in path.parents or path in folder.parents
+
+
+def pytest_collect_file(file_path, parent):
+    """The suite's modules are collected whatever the project's python_files patterns say."""
+    if _session(parent.config) is None or file_path.parent != SUITE or not file_path.name.startswith("test_"):
+        return None
+    from _pytest.python import path_matches_patterns
+
+    if path_matches_patterns(file_path, parent.config.getini("python_files")):
+        return None  # pytest's own collector takes it
+    return pytest.Module.from_parent(parent, path=file_path)
+
+
+def pytest_generate_tests(metafunc):
+    session = _session(metafunc.config)
+    if session is None or Path(metafunc.module.__file__).resolve().parent != SUITE:
+        return
+    if "case" in metafunc.fixturenames:
+        metafunc.parametrize("case", session.params(), indirect=True, scope="session")
+    if "precision" in metafunc.fixturenames:
+        metafunc.parametrize("precision", [pytest.param(p, id=p, marks=getattr(pytest.mark, p)) for p in ("fp32", "int8")])
+
+
+def pytest_report_header(config):
+    session = _session(config)
+    if session is not None and session.run.tier == "real":
+        from ..cli.plan import header
+
+        return [header(session.models, session.environment, session.run)]
+    return None
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_benchmark_update_machine_info(config, machine_info):
+    """pytest-benchmark's machine info carries the environment key (ISA, oneDNN, MXNet, threads), so that
+    --benchmark-compare warns when saved runs come from another machine."""
+    session = _session(config)
+    if session is not None:
+        from ..measure.environment import threads
+
+        machine_info["segcheck"] = {**session.environment, "threads": threads()}
+
+
+@pytest.fixture(scope="session")
+def segcheck(pytestconfig):
+    """This run's SegcheckSession: configured models, baselines, tolerances, and what tests report."""
+    found = _session(pytestconfig)
+    if found is None:
+        pytest.skip("no segcheck configuration in this repository")
+    return found
+
+
+@pytest.fixture(scope="session")
+def case(request, segcheck):
+    """One configured model (parametrized by name): FP32 and INT8 built lazily, each evaluated once."""
+    return segcheck.case(request.param)
+
+
+@pytest.fixture(scope="session")
+def latencies(segcheck) -> dict:
+    """(model, precision) -> pytest-benchmark stats of the latency benchmarks of this process."""
+    return segcheck.latencies

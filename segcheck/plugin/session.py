@@ -1,0 +1,270 @@
+"""The state of one gate run under pytest, in one object (as pytest-benchmark's BenchmarkSession).
+
+It holds the project, the run's configuration, the resolved models and their cases, the baseline table,
+and the results. Results are built only from the gate tests' reports, so the summary, the JSON and the
+outcomes always agree, and pytest-xdist workers' reports merge on the controller like any others.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+import pytest
+
+from ..config.options import CALIBRATION, ROOTS, flag_of
+from ..config.project import Project
+from ..config.run import ModelConfig, RunConfig, resolve_all
+from ..data.kinds import DATASETS
+from ..errors import MissingResource, SegcheckError
+from ..gate import baselines, golden
+from ..gate.checks import ERROR, FAIL, FAILING, PASS, SKIP, Check
+from ..measure import environment, latency
+from ..measure.cases import ModelCase
+from ..results import chart, report
+from ..results.records import RunResults
+from .suite import CHECKS
+
+IDENTITY, RECORD, VERDICT = "segcheck", "segcheck-record", "segcheck-verdict"
+
+
+def _no_effect(found: dict, run: RunConfig, project: Project, table: baselines.Baselines) -> None:
+    """An option that would change nothing in this run is an error, never silently ignored."""
+    entries = project.models
+    for dest, key in ROOTS.items():
+        if found.get(dest) is None:
+            continue
+        if run.tier == "synthetic":
+            raise SegcheckError(f"{flag_of(dest)} has no effect on the synthetic tier (its data is generated); add --tier real")
+        if all(e.data.name != key for e in entries):
+            raise SegcheckError(f"{flag_of(dest)} has no effect: no configured model uses {key}")
+    calib = [d for d in CALIBRATION if found.get(d) is not None]
+    calibrating = [e for e in entries if e.int8_export is None]
+    if calib and not calibrating:
+        raise SegcheckError(f"{flag_of(calib[0])} has no effect: every configured model's INT8 side is a shipped export")
+    modes = {found.get("calib_mode") or e.recipe.get("mode", "naive") for e in calibrating}
+    sized = [d for d in ("calib_batches", "calib_batch_size", "calib_split") if found.get(d) is not None]
+    if sized and modes == {"none"}:
+        raise SegcheckError(f"{flag_of(sized[0])} has no effect with calibration mode none")
+    if found.get("require_real") and run.tier == "synthetic":
+        raise SegcheckError("--require-real has no effect on the synthetic tier (nothing is missing there); add --tier real")
+    if found.get("update_baselines") and run.shard is not None:
+        raise SegcheckError("--update-baselines with --shard: a shard's figures are not a row; record from an unsharded run")
+    tier = table.tiers.get(run.tier)
+    if found.get("update_baselines") and tier is not None and not tier.match_environment:
+        raise SegcheckError(f"--update-baselines: the {run.tier} tier of {table.path} holds published rows "
+                            "(match_environment false), which are never overwritten")
+
+
+def _crash(report) -> str:
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple):  # a skip: (file, line, reason)
+        return longrepr[2].removeprefix("Skipped: ")
+    crash = getattr(longrepr, "reprcrash", None)
+    return crash.message if crash is not None else str(longrepr).strip().splitlines()[-1] if longrepr else ""
+
+
+class SegcheckSession:
+    def __init__(self, config, project: Project, run: RunConfig, found: dict, table: baselines.Baselines,
+                 convention: str, models: dict):
+        self.config, self.project, self.run, self.found = config, project, run, found
+        self.table, self.convention, self.models = table, convention, models
+        self.tier = table.tier_or_new(run.tier, convention)
+        self.results = RunResults(tier=run.tier, convention=convention)
+        self.latencies: dict = {}
+        self.lines: list = []
+        self._cases: dict = {}
+        self._presets: dict = {}
+        self._adopted: dict = {}
+        self._golden: dict = {}
+
+    @classmethod
+    def start(cls, config, project: Project, found: dict) -> "SegcheckSession":
+        run = RunConfig.from_options(found, found.get("tier") or project.tier)
+        table = baselines.load(found.get("baselines") or project.baselines, missing_ok=True)
+        _no_effect(found, run, project, table)
+        existing = table.tiers.get(run.tier)
+        if existing and project.metric_convention and existing.metric_convention != project.metric_convention:
+            raise SegcheckError(f"{project.path}: metric_convention {project.metric_convention!r} differs from the "
+                                f"{run.tier} tier of {table.path} ({existing.metric_convention!r}); make them agree")
+        convention = existing.metric_convention if existing else project.metric_convention or (
+            "present" if run.tier == "synthetic" else "gluoncv")
+        models = resolve_all(project.models, run, project.path.name)
+        return cls(config, project, run, found, table, convention, models)
+
+    @property
+    def is_worker(self) -> bool:
+        return hasattr(self.config, "workerinput")
+
+    # ---- cases
+
+    def _marks(self, name: str) -> list:
+        """Markers of a model's cases: its dataset, its architecture and the tier."""
+        entry = next(e for e in self.project.models if e.name == name)
+        return [DATASETS[entry.data.name].marker, entry.network.arch, self.run.tier]
+
+    def markers(self) -> dict:
+        return {m: "segcheck model cases" for name in self.models for m in self._marks(name)}
+
+    def params(self) -> list:
+        return [pytest.param(name, id=name, marks=[getattr(pytest.mark, m) for m in self._marks(name)]) for name in self.models]
+
+    def unavailable(self, err: MissingResource):
+        if self.found.get("require_real"):
+            pytest.fail(f"--require-real: {err}", pytrace=False)
+        pytest.skip(str(err))
+
+    def model_config(self, name: str) -> ModelConfig:
+        found = self.models[name]
+        if isinstance(found, MissingResource):
+            self.unavailable(found)
+        return found
+
+    def case(self, name: str) -> ModelCase:
+        if name not in self._cases:
+            self._cases[name] = ModelCase(self.model_config(name), self.unavailable)
+            for precision, (model, evaluation) in self._presets.pop(name, {}).items():
+                self._cases[name].preset(precision, model, evaluation)
+            if name in self._adopted:
+                self._cases[name].adopt(self._adopted.pop(name))
+        return self._cases[name]
+
+    @property
+    def cases(self) -> dict:
+        """The model cases made so far in this run, by name."""
+        return dict(self._cases)
+
+    def preset(self, name: str, precision: str, model, evaluation=None) -> None:
+        """Give model `name` a model and evaluation made elsewhere in this process (see ModelCase.preset)."""
+        self._presets.setdefault(name, {})[precision] = (model, evaluation)
+
+    def adopt(self, case: ModelCase) -> None:
+        """This run's case of the same name takes what `case`, from an earlier run in this process, made."""
+        self._adopted[case.name] = case
+
+    @cached_property
+    def environment(self) -> dict:
+        return environment.fingerprint(self.run.cache_dir)
+
+    def tolerances(self, case: ModelCase) -> baselines.Tolerances:
+        return self.tier.tolerances.with_(case.config.tolerances)
+
+    def min_speedup(self, case: ModelCase, isa: str) -> float | None:
+        mc = case.config
+        if isa in mc.min_speedup:
+            return mc.min_speedup[isa]
+        per_isa = self.tier.min_speedup.get(isa, {})
+        return per_isa.get(mc.name, per_isa.get(mc.arch))
+
+    def baseline(self, case: ModelCase) -> baselines.Lookup:
+        return self.table.lookup(self.run.tier, case.name, self.environment, case.config.setting())
+
+    def shard_of(self, case: ModelCase, evaluation) -> dict | None:
+        """What a shard evaluated, and of what whole, for `segcheck merge` to check the shards fit together."""
+        if self.run.shard is None:
+            return None
+        k, n = self.run.shard
+        return {"index": k, "count": n, "split": evaluation.subset.split, "ids": list(evaluation.subset.ids),
+                "of": {"count": len(case.whole.ids), "digest": case.whole.digest}}
+
+    def golden(self, case: ModelCase):
+        """The golden records of this model in this environment and setting (golden.Golden), or None."""
+        if case.name not in self._golden:
+            self._golden[case.name] = golden.lookup(self.table.path, self.run.tier, case.name, self.environment,
+                                                    case.config.setting())
+        return self._golden[case.name]
+
+    def no_baseline(self, reason: str):
+        if self.found.get("require_baseline"):
+            pytest.fail(f"--require-baseline: {reason}", pytrace=False)
+        pytest.skip(reason)
+
+    # ---- what tests report
+
+    @staticmethod
+    def record(request, case: ModelCase, **payload) -> None:
+        """Attach figures of `case` to this test's report: the results are built from reports only."""
+        request.node.user_properties.append((RECORD, {"model": case.name, **payload}))
+
+    @staticmethod
+    def judge(request, verdict: Check) -> None:
+        """Attach the verdict to the report, then skip or fail as it says."""
+        request.node.user_properties.append((VERDICT, {"status": verdict.status, "message": verdict.message}))
+        if verdict.status == SKIP:
+            pytest.skip(verdict.message)
+        assert not verdict.failed, verdict.message
+
+    # ---- hooks (the session is registered as a plugin)
+
+    def pytest_collection_modifyitems(self, items):
+        """Name each gate test's model and check in its reports, so outcomes reach the results even from xdist
+        workers; give the latency benchmarks a target precision unless --benchmark-precision sets one."""
+        given = self.config.getoption("benchmark_precision", None) is not None
+        timing = pytest.mark.benchmark() if given else pytest.mark.benchmark(precision=latency.PRECISION)
+        for item in items:
+            check = CHECKS.get(getattr(item, "originalname", ""))
+            params = getattr(getattr(item, "callspec", None), "params", {})
+            if check and "case" in params:
+                item.user_properties.append((IDENTITY, {"model": params["case"], "check": check.format(**params)}))
+                if "benchmark" in item.fixturenames:
+                    item.add_marker(timing)
+
+    def pytest_runtest_logreport(self, report):
+        props = [(k, v) for k, v in report.user_properties]
+        identity = next((v for k, v in props if k == IDENTITY), None)
+        if identity is None or (report.when != "call" and report.passed):
+            return
+        for key, payload in props:
+            if key == RECORD:
+                self.results.apply(payload)
+        verdict = next((v for k, v in reversed(props) if k == VERDICT), None)
+        if report.skipped:
+            check = Check(SKIP, _crash(report))
+        elif report.failed:
+            if verdict and verdict["status"] in FAILING:
+                check = Check(verdict["status"], verdict["message"])
+            else:
+                check = Check(FAIL if report.when == "call" else ERROR, _crash(report))
+        else:
+            check = Check(PASS, verdict["message"] if verdict else "")
+        self.results.check(identity["model"], identity["check"], check)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionfinish(self, session, exitstatus):
+        if self.finish() and exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def finish(self) -> bool:
+        """Write the results (and baseline rows when asked); True when a requested write failed."""
+        if self.is_worker or not self.results.models:
+            return False
+        self.results.environment = self.environment
+        target = self.found.get("results_json") or report.last_run_path(self.run.cache_dir)
+        try:
+            self.lines.append(f"results: {report.save(self.results, target)} (segcheck report prints them again)")
+            if self.found.get("report_png"):
+                self.lines.append(f"chart: {chart.chart(self.results, self.found['report_png'])}")
+            if self.found.get("update_baselines"):
+                self._record_baselines()
+        except SegcheckError as err:
+            self.lines.append(f"segcheck: {err}")
+            return True
+        return False
+
+    def _record_baselines(self) -> None:
+        rows = report.rows_to_record(self.results)
+        template = baselines.new_tier(self.convention, f"Rows recorded by segcheck --update-baselines for {self.project.path.name}, "
+                                                       "keyed by the environment and setting that produced them.")
+        diff = baselines.record(self.table.path, self.run.tier, self.environment, rows.groups, template) if rows.groups else ""
+        self.lines += (diff or f"{self.table.path} already holds these rows\n").splitlines()
+        records = [(setting, {name: report.golden_of(self.results.models[name]) for name in named}) for setting, named in rows.groups]
+        written = golden.record(self.table.path, self.run.tier, self.environment, records) if records else None
+        if written:
+            self.lines.append(f"golden records (calibration table, per-layer SQNR, digests, per-class IoU): {written}")
+        self.lines += [f"not recorded: {name}: {reason}" for name, reason in rows.missing.items()]
+
+    def pytest_terminal_summary(self, terminalreporter):
+        if self.is_worker or not self.results.models:
+            return
+        terminalreporter.section("segcheck Performance table")
+        for line in report.markdown(self.results).splitlines() + self.lines:
+            terminalreporter.write_line(line, red=line.startswith("segcheck: "))

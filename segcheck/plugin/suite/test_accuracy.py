@@ -1,0 +1,124 @@
+"""The accuracy gate: every configured model in FP32 and INT8 against its baseline row and against each other."""
+
+import numpy as np
+import pytest
+
+from segcheck.data import loaders
+from segcheck.gate import verdicts
+from segcheck.measure import stats
+from segcheck.models import export, pipeline
+from segcheck.models.build import logits
+from segcheck.models.graph import inspect_graph
+
+
+def _scores(case, precision, segcheck, request):
+    """Evaluate, and put the figures, the matrices (whole and per image) and the tolerances into the report."""
+    ev = case.evaluation(precision)
+    assert not ev.skipped or case.config.run.skip_bad, f"samples left out: {ev.skipped}"
+    scores = ev.matrix.compute(segcheck.convention)
+    pixacc, miou = verdicts.percent(scores)
+    iou = [None if np.isnan(v) else round(100 * v, 2) for v in scores.iou]
+    figures = {"pixacc": round(pixacc, 4), "miou": round(miou, 4), "iou": iou, "matrix": ev.matrix.matrix.tolist(),
+               "per_image": ev.per_image}
+    segcheck.record(request, case, subset=ev.subset.describe(), setting=case.config.setting(), classes=list(case.classes),
+                    tolerances=vars(segcheck.tolerances(case)), shard=segcheck.shard_of(case, ev), **{precision: figures})
+    return scores, ev
+
+
+def _gated_after_merging(case, ev, segcheck):
+    shard = case.config.run.shard
+    if shard is not None:
+        pytest.skip(f"{case.name}: shard {shard[0]}/{shard[1]} ({len(ev.subset.ids)} of {len(case.whole.ids)} images): "
+                    "its accuracy is gated on the merged shards (segcheck merge)")
+
+
+def test_accuracy(case, precision, segcheck, request):
+    """pixAcc and mIoU within tolerance of the baseline row for this tier, environment and setting."""
+    scores, ev = _scores(case, precision, segcheck, request)
+    found = segcheck.baseline(case)
+    if found.row is None:
+        segcheck.no_baseline(found.reason)
+    segcheck.record(request, case, baseline=vars(found.row))
+    _gated_after_merging(case, ev, segcheck)
+    verdict = verdicts.against_baseline(f"{case.name} {precision} on {ev.subset.describe()}", scores, found.row,
+                                        precision, segcheck.tolerances(case))
+    segcheck.judge(request, verdict)
+
+
+@pytest.mark.int8
+def test_int8_drop(case, segcheck, request):
+    """INT8 measured on the same images in the same run may not fall more than the tolerance below FP32
+    (with --gate-drop-interval: the upper bound of its paired bootstrap interval over images)."""
+    fp32, ev = _scores(case, "fp32", segcheck, request)
+    int8, ev8 = _scores(case, "int8", segcheck, request)
+    n = len(case.classes)
+    interval = stats.paired_drop(stats.per_image_stats(ev.per_image, n), stats.per_image_stats(ev8.per_image, n),
+                                 segcheck.convention)
+    segcheck.record(request, case, drop_interval=vars(interval))
+    _gated_after_merging(case, ev, segcheck)
+    verdict = verdicts.int8_drop(f"{case.name} on {ev.subset.describe()}", fp32, int8, segcheck.tolerances(case), case.classes,
+                                 interval, bool(segcheck.found.get("gate_drop_interval")))
+    segcheck.judge(request, verdict)
+
+
+@pytest.mark.int8
+def test_int8_class_drop(case, segcheck, request):
+    """No class's IoU may fall more than the tolerance below FP32, even when the mean holds; classes with too
+    few labelled pixels in the subset are left out and named."""
+    fp32, ev = _scores(case, "fp32", segcheck, request)
+    int8, _ = _scores(case, "int8", segcheck, request)
+    golden = segcheck.golden(case)
+    if golden and golden.class_iou:
+        segcheck.record(request, case, baseline_class_iou=golden.class_iou)
+    _gated_after_merging(case, ev, segcheck)
+    labelled = ev.matrix.matrix.sum(axis=1)
+    segcheck.judge(request, verdicts.class_drop(f"{case.name} on {ev.subset.describe()}", fp32, int8, labelled, case.classes,
+                                                segcheck.tolerances(case)))
+
+
+@pytest.mark.int8
+def test_int8_graph_is_quantized_and_calibrated(case, segcheck, request):
+    """Every convolution runs in INT8 (an op silently left in FP32 is a regression), with calibrated ranges."""
+    graph = case.int8.graph
+    segcheck.record(request, case, int8_share=round(graph.int8_share, 4), int8_source=case.int8.source)
+    assert graph.convs > 0, f"{case.name}: the INT8 graph ({case.int8.source}) holds no convolution"
+    assert graph.int8_share == 1.0, (
+        f"{case.name}: {graph.fp32_convs} of {graph.convs} convolutions left in FP32 "
+        f"({graph.int8_share:.0%} INT8) in {case.int8.source}: {', '.join(graph.fp32_layers[:5])}"
+    )
+    if case.config.calib is None or case.config.calib.mode != "none":
+        assert graph.calibrated_convs == graph.int8_convs, (
+            f"{case.name}: {graph.int8_convs - graph.calibrated_convs} quantized convolutions lack calibrated ranges "
+            f"in {case.int8.source}"
+        )
+
+
+@pytest.mark.fp32
+def test_fp32_graph_is_fused_on_onednn(case):
+    """FP32 runs fused (_sg_mkldnn_conv), every convolution of the network: INT8 speed-ups are measured against this."""
+    graph = inspect_graph(case.fp32_symbol)
+    expected = pipeline.conv_count(case.config)
+    assert graph.convs == expected and graph.int8_convs == 0, f"{graph.convs} convolutions in the fused graph, {expected} in the network"
+    assert graph.unfused_convs == 0, f"{graph.unfused_convs} of {graph.convs} convolutions are not fused onto oneDNN"
+
+
+@pytest.mark.synthetic
+@pytest.mark.fp32
+def test_seeded_fp32_model_really_segments(case):
+    """The fitted synthetic models must segment (present-class mIoU >= 50) so that an INT8 drop is measurable."""
+    if case.config.weights.kind != "seeded":
+        pytest.skip("only the synthetic tier's seeded models are checked for this")
+    ev = case.evaluation("fp32")
+    scores = ev.matrix.compute("present")
+    assert scores.miou >= 0.5, f"{case.name}: present-class mIoU {scores.miou:.3f} on {ev.subset.describe()}"
+    assert scores.pix_acc >= 0.85, f"{case.name}: pixAcc {scores.pix_acc:.3f} on {ev.subset.describe()}"
+
+
+@pytest.mark.int8
+def test_deploy_round_trip(case, tmp_path):
+    """Export to <prefix>-symbol.json / -0000.params, re-import with SymbolBlock.imports: same predictions."""
+    symbol, params = export.export(case.int8.block, tmp_path / "model" / f"{case.name}-quantized")
+    deployed = export.load(str(symbol).replace("-symbol.json", ""))
+    assert params.is_file()
+    for x, _, _ in loaders.batches(case.val, loaders.first(case.val, min(2, len(case.val))), 1):
+        np.testing.assert_array_equal(logits(deployed, x).asnumpy(), logits(case.int8.block, x).asnumpy())

@@ -1,0 +1,54 @@
+"""The finer INT8 checks: the calibration table against its golden record, per-layer error against FP32,
+and the digest of the predictions. In a matching environment two runs agree bit for bit, so these see
+faults that move mIoU by a tenth of a point."""
+
+import pytest
+
+from segcheck.gate import verdicts
+from segcheck.measure import calibration
+from segcheck.models import export
+
+
+@pytest.mark.int8
+def test_int8_calibration_table(case, segcheck, request):
+    """Every calibrated range (and quantization setting) as recorded, ranges present, concat inputs aligned."""
+    text = export.files(case.int8.prefix)[0].read_text()
+    table = calibration.table(text)
+    segcheck.record(request, case, ranges=table)
+    golden = segcheck.golden(case)
+    rtol = segcheck.tolerances(case).range_rtol
+    if golden and golden.ranges:
+        segcheck.record(request, case, ranges_moved=[name for name, _, _ in calibration.moved(golden.ranges, table, rtol)])
+    verdict = verdicts.calibration_table(f"{case.name} ({case.int8.source})", table, golden.ranges if golden else None,
+                                         calibration.invariants(text), rtol)
+    segcheck.judge(request, verdict)
+
+
+@pytest.mark.int8
+def test_int8_layer_error(case, segcheck, request):
+    """Per-layer SQNR of INT8 against FP32 on a few fixed images: none far below its golden value or the floor."""
+    loc = case.localisation
+    sqnr = {layer.name: layer.sqnr_db for layer in loc.layers}
+    segcheck.record(request, case, layers=[vars(layer) for layer in loc.layers],
+                    flip={"low_margin": round(loc.flip_low_margin, 5), "all": round(loc.flip_all, 5), "images": loc.images})
+    golden = segcheck.golden(case)
+    curve = golden.sqnr_db if golden and golden.sqnr_db else None
+    tol = segcheck.tolerances(case)
+    named = verdicts.layers_named(sqnr, curve, loc.upstream, tol.sqnr_drop_db, tol.sqnr_floor_db)
+    segcheck.record(request, case, layers_ranked=[name for name, _, _ in named])
+    what = f"{case.name} on {loc.images} images (low-margin flip rate {100 * loc.flip_low_margin:.1f}%, all {100 * loc.flip_all:.2f}%)"
+    segcheck.judge(request, verdicts.layer_error(what, sqnr, curve, loc.upstream, tol.sqnr_drop_db, tol.sqnr_floor_db))
+
+
+def test_outputs_digest(case, precision, segcheck, request):
+    """The argmax predictions image after image: CHANGED where they differ from the golden run (failing only
+    under --strict-digest: the accuracy, drop, range and layer checks judge whether a change harms)."""
+    ev = case.evaluation(precision)
+    now = {"sha256": ev.digest, "images": ev.image_digests, "pixels": ev.predicted}
+    segcheck.record(request, case, **{precision: {"digest": ev.digest, "image_digests": ev.image_digests, "predicted": ev.predicted}})
+    golden = segcheck.golden(case)
+    recorded = golden.digest.get(precision) if golden else None
+    what = f"{case.name} {precision} on {ev.subset.describe()}"
+    verdict = verdicts.digest(what, {**now, "ids": ev.subset.ids, "classes": case.classes}, recorded,
+                              bool(segcheck.found.get("strict_digest")))
+    segcheck.judge(request, verdict)

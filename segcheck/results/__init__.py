@@ -1,0 +1,1 @@
+"""Results: a run's typed records, the Performance table and chart, and merging shards."""

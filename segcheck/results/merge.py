@@ -1,0 +1,166 @@
+"""`segcheck merge`: the results of a run's shards added up and gated as one run.
+
+Shards must fit together: the same tier, convention, environment, setting, calibration and tolerances;
+every shard K of N once; their images disjoint and, together, the whole subset. Anything else is refused,
+naming the file and what differs. The merged confusion matrices are gated by the same verdict code as a
+single run (verdicts.against_baseline, verdicts.int8_drop, verdicts.speedup); other checks keep each shard's worst outcome.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import numpy as np
+
+from ..data.loaders import Subset
+from ..errors import SegcheckError
+from ..gate import verdicts
+from ..gate.baselines import Row, Tolerances
+from ..gate.checks import ERROR, FAIL, FAILING, IMPROVED, PASS, SKIP, Check
+from ..measure.metrics import ConfusionMatrix
+from . import report
+from .records import Figures, ModelResult, RunResults
+
+SAME = ("setting", "int8_source", "classes", "tolerances", "baseline", "min_speedup")
+RANK = {SKIP: 0, PASS: 1, IMPROVED: 2, ERROR: 3, FAIL: 4}  # a merged check keeps its worst shard's outcome
+
+
+def _load(paths) -> list:
+    if len(paths) < 2:
+        raise SegcheckError("merge needs the results of two or more shards (each run with --shard K/N --results-json PATH)")
+    return [(str(p), report.load(p)) for p in paths]
+
+
+def _fits(runs: list) -> None:
+    (first_path, first), rest = runs[0], runs[1:]
+    for path, run in rest:
+        for key in ("tier", "convention", "environment"):
+            if getattr(run, key) != getattr(first, key):
+                raise SegcheckError(f"{path}: {key} {getattr(run, key)!r} differs from {getattr(first, key)!r} in {first_path}; "
+                                    "merge the shards of one run, made in one environment")
+        if set(run.models) != set(first.models):
+            odd = sorted(set(run.models) ^ set(first.models))
+            raise SegcheckError(f"{path}: models differ from {first_path} ({', '.join(odd)}); every shard runs the same models")
+
+
+def _shards(name: str, parts: list) -> tuple[list, Subset]:
+    """(`parts` ([(path, ModelResult)]) in shard order, the images they make together); refused unless they make the whole."""
+    for path, m in parts:
+        if not m.shard:
+            raise SegcheckError(f"{path}: {name} was not run as a shard (--shard K/N); merge only shards")
+    (first_path, first), count = parts[0], parts[0][1].shard["count"]
+    seen = {}
+    for path, m in parts:
+        s = m.shard
+        if s["count"] != count or s["of"] != first.shard["of"]:
+            raise SegcheckError(f"{path}: {name} is shard {s['index']}/{s['count']} of {s['of']['count']} images "
+                                f"(ids sha1 {s['of']['digest']}), {first_path} is of {count} shards of "
+                                f"{first.shard['of']['count']} (ids sha1 {first.shard['of']['digest']}); these are not one run")
+        if s["index"] in seen:
+            raise SegcheckError(f"overlap: {path} and {seen[s['index']]} are both shard {s['index']}/{count} of {name}")
+        seen[s["index"]] = path
+        for key in SAME:
+            if getattr(m, key) != getattr(first, key):
+                raise SegcheckError(f"{path}: {name}'s {key} differs from {first_path} ({getattr(m, key)!r} vs "
+                                    f"{getattr(first, key)!r}); shards must share setting, calibration and tolerances")
+    absent = sorted(set(range(1, count + 1)) - set(seen))
+    if absent:
+        raise SegcheckError(f"gap: shard{'s' if len(absent) > 1 else ''} {', '.join(f'{k}/{count}' for k in absent)} "
+                            f"of {name} missing; merge every shard")
+    ordered = sorted(parts, key=lambda p: p[1].shard["index"])
+    owner = {}
+    for path, m in ordered:
+        for image in m.shard["ids"]:
+            if image in owner:
+                raise SegcheckError(f"overlap: image {image} of {name} is in {owner[image]} and {path}")
+            owner[image] = path
+    whole = Subset(first.shard["split"], tuple(i for _, m in ordered for i in m.shard["ids"]))
+    if len(whole.ids) != first.shard["of"]["count"] or whole.digest != first.shard["of"]["digest"]:
+        raise SegcheckError(f"gap: the shards of {name} hold {len(whole.ids)} images (ids sha1 {whole.digest}), the run "
+                            f"evaluates {first.shard['of']['count']} (ids sha1 {first.shard['of']['digest']})")
+    return ordered, whole
+
+
+def _figures(ordered: list, precision: str) -> Figures:
+    figures = [m.figures(precision) for _, m in ordered]
+    if any(f.matrix is None for f in figures):
+        return Figures()
+    matrix = sum(np.asarray(f.matrix, dtype=np.int64) for f in figures)
+
+    def over(key, combine):  # latency: the minimum of all shards' rounds, the median of medians, the widest spread
+        values = [getattr(f, key) for f in figures if getattr(f, key) is not None]
+        return combine(values) if values else None
+
+    return Figures(
+        matrix=matrix.tolist(), per_image=[c for f in figures for c in (f.per_image or [])],
+        latency_ms=over("latency_ms", min), latency_median_ms=over("latency_median_ms", lambda v: float(np.median(v))),
+        latency_iqr_pct=over("latency_iqr_pct", max), latency_rounds=over("latency_rounds", sum),
+    )
+
+
+def _scores(figures: Figures, classes: list, convention: str):
+    return ConfusionMatrix(len(classes), np.asarray(figures.matrix, dtype=np.int64)).compute(convention)
+
+
+def merge_model(name: str, parts: list, convention: str, isa: str) -> ModelResult:
+    ordered, whole = _shards(name, parts)
+    first = ordered[0][1]
+    merged = ModelResult(name, setting=first.setting, int8_share=first.int8_share, int8_source=first.int8_source,
+                         baseline=first.baseline, classes=first.classes, tolerances=first.tolerances,
+                         min_speedup=first.min_speedup)
+    for _, m in ordered:
+        for check, c in m.checks.items():
+            if check not in merged.checks or RANK[c.status] > RANK[merged.checks[check].status]:
+                merged.checks[check] = c
+    scores = {}
+    for precision in ("fp32", "int8"):
+        figures = _figures(ordered, precision)
+        if figures.matrix is not None:
+            s = scores[precision] = _scores(figures, first.classes, convention)
+            figures.pixacc, figures.miou = (round(v, 4) for v in verdicts.percent(s))
+            figures.iou = [None if np.isnan(v) else round(100 * v, 2) for v in s.iou]
+        setattr(merged, precision, figures)
+    merged.subset = whole.describe()
+    tol = Tolerances(**first.tolerances) if first.tolerances else None
+    what = f"{name} on {merged.subset} ({len(ordered)} shards merged)"
+    for precision, s in scores.items():
+        if first.baseline is None or tol is None:
+            merged.checks[f"{precision}-accuracy"] = Check(SKIP, f"{name}: no baseline row was used by the shards")
+        else:
+            merged.checks[f"{precision}-accuracy"] = verdicts.against_baseline(f"{what} {precision}", s, Row(**first.baseline), precision, tol)
+    if len(scores) == 2 and tol is not None:
+        merged.checks["int8-drop"] = verdicts.int8_drop(what, scores["fp32"], scores["int8"], tol, tuple(first.classes))
+    if merged.fp32.latency_ms and merged.int8.latency_ms:
+        merged.checks["speedup"] = verdicts.speedup(name, merged.fp32.latency_ms, merged.int8.latency_ms, first.min_speedup, isa,
+                                                    f"minimum over {len(ordered)} shards' rounds")
+    return merged
+
+
+def merge(paths) -> RunResults:
+    runs = _load(paths)
+    _fits(runs)
+    first = runs[0][1]
+    merged = RunResults(tier=first.tier, convention=first.convention, environment=first.environment)
+    for name in sorted(first.models):
+        merged.models[name] = merge_model(name, [(path, run.models[name]) for path, run in runs], first.convention,
+                                          first.environment.get("isa", "?"))
+    return merged
+
+
+def main(argv, out=sys.stdout) -> int:
+    """segcheck merge RESULTS... [--json PATH] [--png PATH]: exit 1 when a merged model fails a check."""
+    from . import chart
+
+    p = argparse.ArgumentParser(prog="segcheck merge", description="Add up the results of a run's shards and gate them.")
+    p.add_argument("results", nargs="+", help="results JSON of each shard (pytest --shard K/N --results-json PATH)")
+    p.add_argument("--json", dest="json_out", help="write the merged results here")
+    p.add_argument("--png", help="also draw the merged results as a PNG chart here")
+    args = p.parse_args(argv)
+    merged = merge(args.results)
+    out.write(report.markdown(merged))
+    if args.json_out:
+        print(f"json: {report.save(merged, args.json_out)}", file=out)
+    if args.png:
+        print(f"chart: {chart.chart(merged, args.png)}", file=out)
+    return 1 if any(c.status in FAILING for m in merged.models.values() for c in m.checks.values()) else 0

@@ -1,0 +1,109 @@
+"""A run's results as typed records, built from the gate tests' reports, and their JSON form."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+from ..gate.checks import CHECK_ORDER, PASS, SKIP, Check
+
+FORMAT = 2
+
+
+@dataclass
+class Figures:
+    """One precision of one model: accuracy in percent, latency in milliseconds (minimum of the rounds)."""
+
+    pixacc: float | None = None
+    miou: float | None = None
+    iou: list | None = None  # per class, percent; None where the class is absent from label and prediction
+    latency_ms: float | None = None
+    latency_median_ms: float | None = None
+    latency_iqr_pct: float | None = None  # interquartile range of the rounds over their median, percent
+    latency_rounds: int | None = None
+    matrix: list | None = None  # the confusion matrix (rows: labels, columns: predictions) behind the figures
+    per_image: list | None = None  # each image's matrix as [[row, column, count], ...], in subset order
+    digest: str | None = None  # sha256 of the argmax predictions, image after image
+    image_digests: list | None = None
+    predicted: list | None = None  # predicted pixels per class
+
+
+@dataclass
+class ModelResult:
+    name: str
+    fp32: Figures = field(default_factory=Figures)
+    int8: Figures = field(default_factory=Figures)
+    subset: str = ""
+    setting: dict = field(default_factory=dict)
+    int8_share: float | None = None
+    int8_source: str = ""
+    baseline: dict | None = None  # the baseline row used, in the seed's units
+    classes: list = field(default_factory=list)  # the dataset's class names, in label order
+    tolerances: dict = field(default_factory=dict)  # the four tolerances (baselines.Tolerances) applied to this model
+    shard: dict | None = None  # {"index": K, "count": N, "ids": [...], "of": {"count": M, "digest": ...}}
+    ranges: dict = field(default_factory=dict)  # the INT8 calibration table (calibration.table)
+    layers: list = field(default_factory=list)  # per quantized layer: {"name", "sqnr_db", "cosine"}, in graph order
+    flip: dict = field(default_factory=dict)  # flip rate of low-margin pixels and of all pixels, on the layer images
+    drop_interval: dict = field(default_factory=dict)  # stats.Interval of the INT8 drop
+    baseline_class_iou: dict = field(default_factory=dict)  # precision -> per-class IoU of the golden run
+    ranges_moved: list = field(default_factory=list)  # layers whose calibrated range moved, in graph order
+    layers_ranked: list = field(default_factory=list)  # layers the per-layer check names, worst own fall first
+    min_speedup: float | None = None  # the speed-up gate's minimum for this ISA, where one is recorded
+    checks: dict = field(default_factory=dict)  # check name -> Check
+
+    def figures(self, precision: str) -> Figures:
+        return self.int8 if precision == "int8" else self.fp32
+
+    def status(self) -> str:
+        """PASS, or the first failing check in CHECK_ORDER (e.g. 'FAIL int8-graph'); SKIP when nothing ran."""
+        order = sorted(self.checks, key=lambda c: (CHECK_ORDER.index(c) if c in CHECK_ORDER else len(CHECK_ORDER), c))
+        for name in order:
+            if self.checks[name].failed:
+                return f"{self.checks[name].status} {name}"
+        return PASS if any(c.status == PASS for c in self.checks.values()) else SKIP
+
+    def to_dict(self) -> dict:
+        doc = asdict(self)
+        doc["checks"] = {k: asdict(v) for k, v in self.checks.items()}
+        return doc
+
+    @classmethod
+    def from_dict(cls, doc: dict) -> "ModelResult":
+        doc = dict(doc)
+        fp32, int8 = Figures(**doc.pop("fp32", {})), Figures(**doc.pop("int8", {}))
+        checks = {k: Check(**v) for k, v in doc.pop("checks", {}).items()}
+        return cls(fp32=fp32, int8=int8, checks=checks, **doc)
+
+
+@dataclass
+class RunResults:
+    tier: str = ""
+    convention: str = ""
+    environment: dict = field(default_factory=dict)
+    models: dict = field(default_factory=dict)  # name -> ModelResult
+
+    def model(self, name: str) -> ModelResult:
+        return self.models.setdefault(name, ModelResult(name))
+
+    def apply(self, payload: dict) -> None:
+        """Fold in what one gate test reported about its model (its figures, its subset, its baseline...)."""
+        result = self.model(payload["model"])
+        for precision in ("fp32", "int8"):
+            for key, value in payload.get(precision, {}).items():
+                setattr(result.figures(precision), key, value)
+        for key in ("subset", "setting", "int8_share", "int8_source", "baseline", "classes", "tolerances", "min_speedup", "shard",
+                    "ranges", "layers", "flip", "drop_interval", "baseline_class_iou", "ranges_moved", "layers_ranked"):
+            if key in payload:
+                setattr(result, key, payload[key])
+
+    def check(self, model: str, name: str, check: Check) -> None:
+        self.model(model).checks[name] = check
+
+    def to_dict(self) -> dict:
+        return {"format": FORMAT, "tier": self.tier, "convention": self.convention, "environment": self.environment,
+                "models": {n: m.to_dict() for n, m in sorted(self.models.items())}}
+
+    @classmethod
+    def from_dict(cls, doc: dict) -> "RunResults":
+        known = {f.name for f in fields(cls)} - {"models"}
+        return cls(models={n: ModelResult.from_dict(m) for n, m in doc.get("models", {}).items()},
+                   **{k: v for k, v in doc.items() if k in known})

@@ -1,0 +1,157 @@
+"""A run's results shown and stored: the seed's Performance table (Markdown), JSON, baseline rows (the chart: chart.py).
+
+model | fp32 latency(ms) | s8 latency(ms) | fp32 pixAcc | fp32 mIoU | s8 pixAcc | s8 mIoU, plus the
+speed-up, the deltas against the baseline row and each model's status (PASS, or its first failing check).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import atomic
+from ..errors import SegcheckError
+from ..gate.baselines import ROW_KEYS, Row
+from ..gate.checks import CHANGED, FAILING, SEED_PREFIX
+from .records import FORMAT, RunResults
+
+
+def last_run_path(cache_dir) -> Path:
+    """Where a pytest run leaves its results for `segcheck report`."""
+    return Path(cache_dir) / "last-run.json"
+
+
+def save(results: RunResults, path) -> Path:
+    return atomic.write_json(path, results.to_dict())
+
+
+def load(path) -> RunResults:
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text())
+        if doc.get("format") != FORMAT:
+            raise ValueError(f"format {doc.get('format')!r}, expected {FORMAT}")
+        return RunResults.from_dict(doc)
+    except FileNotFoundError:
+        raise SegcheckError(f"{path}: no results yet; run pytest first (it writes them) or pass --results") from None
+    except (ValueError, TypeError, AttributeError, KeyError) as err:
+        raise SegcheckError(f"{path}: not a segcheck results file ({err}); run pytest again to rewrite it") from None
+
+
+def _cell(value, baseline=None, pct=False) -> str:
+    if value is None:
+        return "-"
+    text = f"{value:.2f}{'%' if pct else ''}"
+    if baseline is not None:
+        text += f" ({value - baseline:+.2f})"
+    return text
+
+
+HEADER = ("model", "fp32 latency(ms)", "s8 latency(ms)", "speed-up", "fp32 pixAcc", "fp32 mIoU", "s8 pixAcc", "s8 mIoU", "status")
+
+
+def rows(results: RunResults) -> list:
+    table = []
+    for name in sorted(results.models):
+        m = results.models[name]
+        base = Row(**m.baseline) if m.baseline else None
+        f_ms, q_ms = m.fp32.latency_ms, m.int8.latency_ms
+        latency = [_cell(f.latency_ms) + (f" ±{f.latency_iqr_pct / 2:.1f}%" if f.latency_iqr_pct is not None else "")
+                   for f in (m.fp32, m.int8)]
+        accuracy = []
+        for precision in ("fp32", "int8"):
+            figures, prefix = m.figures(precision), SEED_PREFIX[precision]
+            accuracy += [_cell(figures.pixacc, base and getattr(base, f"{prefix}_pixacc"), pct=True),
+                         _cell(figures.miou, base and getattr(base, f"{prefix}_miou"))]
+        table.append((name, *latency, f"{f_ms / q_ms:.2f}x" if f_ms and q_ms else "-", *accuracy, m.status()))
+    return table
+
+
+def _fmt(d: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in d.items())
+
+
+def markdown(results: RunResults) -> str:
+    lines = [" | ".join(HEADER), " | ".join("--" for _ in HEADER)]
+    lines += [" | ".join(r) for r in rows(results)]
+    settings = {json.dumps(m.setting, sort_keys=True): m.setting for m in results.models.values()}
+    if len(settings) == 1:
+        setting_notes = [f"setting: {_fmt(next(iter(settings.values())))}"]
+    else:
+        setting_notes = [f"setting of {n}: {_fmt(m.setting)}" for n, m in sorted(results.models.items())]
+    notes = [
+        f"tier: {results.tier}; mIoU convention: {results.convention}",
+        *setting_notes,
+        f"environment: {', '.join(f'{k} {v}' for k, v in results.environment.items())}",
+        "(latency: minimum of the rounds, ± half their interquartile range over the median; "
+        "in parentheses: the difference from the baseline row)",
+    ]
+    failing = [
+        f"- {name} {check}: {c.message}"
+        for name, m in sorted(results.models.items())
+        for check, c in sorted(m.checks.items())
+        if c.status in FAILING + (CHANGED,)
+    ]
+    return "\n".join(lines + [""] + notes + ([""] + failing if failing else [])) + "\n"
+
+
+def per_class(results: RunResults) -> str:
+    """Per model and class: IoU in FP32, INT8 and the golden run's INT8, and INT8 - FP32; classes labelled less
+    than the class gate's minimum are marked (left out of it)."""
+    lines = []
+    for name, m in sorted(results.models.items()):
+        f, q = m.fp32.iou, m.int8.iou
+        if f is None or q is None:
+            continue
+        golden = m.baseline_class_iou.get("int8") or [None] * len(f)
+        labelled = _labelled(m)
+        least = m.tolerances.get("class_min_pixels", 0)
+        lines += [f"{name} ({m.subset}; mIoU convention {results.convention})",
+                  "class | fp32 IoU | s8 IoU | s8 - fp32 | golden s8 IoU | labelled pixels", "-- | -- | -- | -- | -- | --"]
+        for c, label in enumerate(m.classes):
+            delta = f"{q[c] - f[c]:+.2f}" if f[c] is not None and q[c] is not None else "-"
+            mark = " (left out)" if labelled and 0 < labelled[c] < least else ""
+            lines.append(f"{label} | {_cell(f[c])} | {_cell(q[c])} | {delta} | {_cell(golden[c])} | "
+                         f"{labelled[c] if labelled else '-'}{mark}")
+        lines.append("")
+    return "\n".join(lines) + ("\n" if lines else "no per-class IoU in these results\n")
+
+
+def _labelled(m) -> list:
+    if m.fp32.matrix is None:
+        return []
+    return [sum(row) for row in m.fp32.matrix]
+
+
+def golden_of(m) -> "Golden":
+    """The golden records a trusted run's results hold for one model."""
+    from ..gate.golden import Golden
+
+    return Golden(
+        ranges=m.ranges, sqnr_db={layer["name"]: layer["sqnr_db"] for layer in m.layers},
+        digest={p: {"sha256": f.digest, "images": f.image_digests, "pixels": f.predicted}
+                for p, f in (("fp32", m.fp32), ("int8", m.int8)) if f.digest},
+        class_iou={p: f.iou for p, f in (("fp32", m.fp32), ("int8", m.int8)) if f.iou is not None},
+    )
+
+
+@dataclass
+class Recordable:
+    groups: list  # (setting, {name: Row}) per setting
+    missing: dict  # name -> why it cannot be recorded
+
+
+def rows_to_record(results: RunResults) -> Recordable:
+    """Baseline rows from a run; a model needs all six figures (accuracy and latency, FP32 and INT8)."""
+    groups, missing = {}, {}
+    for name, m in sorted(results.models.items()):
+        figures = {f"{SEED_PREFIX[p]}_{k}": getattr(m.figures(p), k) for p in ("fp32", "int8") for k in ("latency_ms", "pixacc", "miou")}
+        absent = sorted(k for k in ROW_KEYS if figures[k] is None)
+        if absent:
+            missing[name] = (f"{', '.join(absent)} not measured in this run (run the accuracy tests and the latency "
+                             "benchmarks together, without -n)")
+            continue
+        key = json.dumps(m.setting, sort_keys=True)
+        groups.setdefault(key, (m.setting, {}))[1][name] = Row(**{k: figures[k] for k in ROW_KEYS})
+    return Recordable(list(groups.values()), missing)
