@@ -71,3 +71,12 @@ def test_the_layout_check_sees_an_upward_import_behind_relative_dots():
     assert upward_imports(probe, "def f():\n    from segcheck.measure.metrics import ConfusionMatrix\n") == [
         "segcheck/data/kinds.py imports segcheck.measure.metrics"]
     assert upward_imports(PACKAGE / "plugin" / "hooks.py", "from ..data import loaders\n") == []
+
+
+def test_every_shipped_test_judges_one_registered_check_and_every_check_has_its_test():
+    from segcheck.gate.checks import BY_TEST, CHECK_ORDER, CHECKS
+
+    shipped = {node.name for path in (PACKAGE / "plugin" / "suite").glob("test_*.py")
+               for node in ast.parse(path.read_text()).body if isinstance(node, ast.FunctionDef) and node.name.startswith("test_")}
+    assert shipped == set(BY_TEST)
+    assert len(CHECK_ORDER) == len(set(CHECK_ORDER)) == sum(len(c.names()) for c in CHECKS)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from segcheck.gate.checks import of_test_id
 from segcheck.plugin.hooks import SESSION, SUITE
-from segcheck.plugin.suite import CHECKS
 from segcheck.results import report
 
 from junit import outcomes as junit_outcomes
@@ -46,11 +46,6 @@ def fresh_int8_cache(segcheck, tmp_path_factory):
     return cache
 
 
-def _check(test_name: str) -> str:
-    function, _, params = test_name.partition("[")
-    return CHECKS[function].format(precision=params.rstrip("]").rpartition("-")[2])
-
-
 @pytest.mark.parametrize("name", list(MUTANTS))
 def test_mutant_is_killed(name, segcheck, fresh_int8_cache, pytester):
     mutation = Mutation(name)
@@ -62,7 +57,7 @@ def test_mutant_is_killed(name, segcheck, fresh_int8_cache, pytester):
     for stale in (fresh_int8_cache / "models").glob("int8-*"):  # the next mutant calibrates anew too
         __import__("shutil").rmtree(stale)
     outcomes = junit_outcomes(junit)
-    killers = sorted({_check(n) for n, (o, _) in outcomes.items() if o == "failed"})
+    killers = sorted({of_test_id(n) for n, (o, _) in outcomes.items() if o == "failed"})
     model = report.load(results).models[MODEL]
     named = {check: listed[0] for check, listed in (("int8-ranges", model.ranges_moved), ("int8-layers", model.layers_ranked))
              if listed and check in killers}

@@ -15,8 +15,7 @@ import pytest
 from hypothesis import settings
 
 from segcheck.cli import commands
-from segcheck.gate.checks import CHECK_ORDER, FAILING, PASS, SKIP
-from segcheck.plugin.suite import CHECKS
+from segcheck.gate.checks import CHECK_ORDER, FAILING, PASS, SKIP, of_test_id
 from segcheck.results import report
 
 from junit import outcomes as junit_outcomes
@@ -106,18 +105,12 @@ def test_injected_regression_fails_the_right_test_naming_the_cause(fault, segche
     status_agrees_with_outcomes(pytester.path / f"{fault}.json", outcomes)
 
 
-def check_of(test_name: str) -> str:
-    """The check a gate test stands for: test_accuracy[fcn_resnet101_voc-int8] -> int8-accuracy."""
-    function, _, params = test_name.partition("[")
-    return CHECKS[function].format(precision=params.rstrip("]").rpartition("-")[2])
-
-
 def status_agrees_with_outcomes(results_json, outcomes):
     """The results JSON, the Performance table and `segcheck report` say what the tests did, check by check."""
     results = report.load(results_json)
     model = results.models[MODEL]
     recorded = {check: c.status for check, c in model.checks.items()}
-    ran = {check_of(name): outcome for name, (outcome, _) in outcomes.items()}
+    ran = {of_test_id(name): outcome for name, (outcome, _) in outcomes.items()}
     assert set(recorded) == set(ran), (recorded, ran)
     for check, outcome in ran.items():
         assert (recorded[check] in FAILING) == (outcome == "failed") and (recorded[check] == SKIP) == (outcome == "skipped"), (check, recorded, ran)

@@ -1,5 +1,5 @@
-"""The gate's checks and their outcomes: the statuses a check reports, the order in which a model's status names
-its first failing check, and the seed's spelling of INT8 as s8 (s8 latency, s8 mIoU)."""
+"""The gate's checks, written once: each check's name, the shipped test that judges it and their order; the
+statuses a check reports; and the seed's spelling of INT8 as s8 (s8 latency, s8 mIoU)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,62 @@ from dataclasses import dataclass
 
 PASS, FAIL, IMPROVED, SKIP, ERROR, CHANGED = "PASS", "FAIL", "IMPROVED", "SKIP", "ERROR", "CHANGED"
 FAILING = (FAIL, IMPROVED, ERROR)
+PRECISIONS = ("fp32", "int8")
 SEED_PREFIX = {"fp32": "fp32", "int8": "s8"}
-# The order in which a model's status names its first failing check.
-CHECK_ORDER = ("fp32-accuracy", "int8-accuracy", "int8-drop", "int8-class-drop", "int8-graph", "int8-ranges",
-               "int8-layers", "fp32-digest", "int8-digest", "fp32-graph", "fp32-segments", "deploy", "fp32-latency",
-               "int8-latency", "speedup")
+
+
+@dataclass(frozen=True)
+class GateCheck:
+    """One check of a model: judged by the shipped test `test`, once per precision in `precisions`
+    (named fp32-accuracy, int8-accuracy) or once per model when `precisions` is empty (named deploy)."""
+
+    key: str
+    test: str
+    precisions: tuple = ()
+
+    def names(self) -> tuple:
+        return tuple(f"{p}-{self.key}" for p in self.precisions) or (self.key,)
+
+    def name(self, precision: str | None = None) -> str:
+        if not self.precisions:
+            return self.key
+        if len(self.precisions) == 1:
+            return f"{self.precisions[0]}-{self.key}"
+        if precision not in self.precisions:
+            raise ValueError(f"check {self.key} is judged per precision ({', '.join(self.precisions)}), got {precision!r}")
+        return f"{precision}-{self.key}"
+
+
+ACCURACY = GateCheck("accuracy", "test_accuracy", PRECISIONS)
+DROP = GateCheck("drop", "test_int8_drop", ("int8",))
+CLASS_DROP = GateCheck("class-drop", "test_int8_class_drop", ("int8",))
+INT8_GRAPH = GateCheck("graph", "test_int8_graph_is_quantized_and_calibrated", ("int8",))
+RANGES = GateCheck("ranges", "test_int8_calibration_table", ("int8",))
+LAYERS = GateCheck("layers", "test_int8_layer_error", ("int8",))
+DIGEST = GateCheck("digest", "test_outputs_digest", PRECISIONS)
+FP32_GRAPH = GateCheck("graph", "test_fp32_graph_is_fused_on_onednn", ("fp32",))
+SEGMENTS = GateCheck("segments", "test_seeded_fp32_model_really_segments", ("fp32",))
+DEPLOY = GateCheck("deploy", "test_deploy_round_trip")
+LATENCY = GateCheck("latency", "test_latency", PRECISIONS)
+SPEEDUP = GateCheck("speedup", "test_int8_speedup")
+
+# In this order a model's status names its first failing check.
+CHECKS = (ACCURACY, DROP, CLASS_DROP, INT8_GRAPH, RANGES, LAYERS, DIGEST, FP32_GRAPH, SEGMENTS, DEPLOY, LATENCY, SPEEDUP)
+CHECK_ORDER = tuple(name for check in CHECKS for name in check.names())
+BY_TEST = {check.test: check for check in CHECKS}
+
+
+def of_test(function: str, precision: str | None = None) -> str | None:
+    """The check a shipped test stands for (test_accuracy, 'int8' -> int8-accuracy); None for any other test."""
+    check = BY_TEST.get(function)
+    return check.name(precision) if check else None
+
+
+def of_test_id(test_id: str) -> str | None:
+    """The check of a test by its pytest name: test_accuracy[fcn_resnet101_voc-int8] -> int8-accuracy."""
+    function, _, params = test_id.partition("[")
+    last = params.rstrip("]").rpartition("-")[2]
+    return of_test(function, last if last in PRECISIONS else None)
 
 
 @dataclass(frozen=True)

@@ -17,12 +17,11 @@ from ..config.run import ModelConfig, RunConfig, resolve_all
 from ..data.kinds import DATASETS
 from ..errors import MissingResource, SegcheckError
 from ..gate import baselines, golden
-from ..gate.checks import ERROR, FAIL, FAILING, PASS, SKIP, Check
+from ..gate.checks import ERROR, FAIL, FAILING, PASS, SKIP, Check, of_test
 from ..measure import environment, latency
 from ..measure.cases import ModelCase
 from ..results import chart, report
 from ..results.records import RunResults
-from .suite import CHECKS
 
 IDENTITY, RECORD, VERDICT = "segcheck", "segcheck-record", "segcheck-verdict"
 
@@ -201,10 +200,10 @@ class SegcheckSession:
         given = self.config.getoption("benchmark_precision", None) is not None
         timing = pytest.mark.benchmark() if given else pytest.mark.benchmark(precision=latency.PRECISION)
         for item in items:
-            check = CHECKS.get(getattr(item, "originalname", ""))
             params = getattr(getattr(item, "callspec", None), "params", {})
+            check = of_test(getattr(item, "originalname", ""), params.get("precision"))
             if check and "case" in params:
-                item.user_properties.append((IDENTITY, {"model": params["case"], "check": check.format(**params)}))
+                item.user_properties.append((IDENTITY, {"model": params["case"], "check": check}))
                 if "benchmark" in item.fixturenames:
                     item.add_marker(timing)
 

@@ -14,6 +14,7 @@ from .. import atomic
 from ..errors import SegcheckError
 from ..gate.baselines import ROW_KEYS, Row
 from ..gate.checks import CHANGED, FAILING, SEED_PREFIX
+from ..gate.golden import Golden
 from .records import FORMAT, RunResults
 
 
@@ -124,10 +125,8 @@ def _labelled(m) -> list:
     return [sum(row) for row in m.fp32.matrix]
 
 
-def golden_of(m) -> "Golden":
+def golden_of(m) -> Golden:
     """The golden records a trusted run's results hold for one model."""
-    from ..gate.golden import Golden
-
     return Golden(
         ranges=m.ranges, sqnr_db={layer["name"]: layer["sqnr_db"] for layer in m.layers},
         digest={p: {"sha256": f.digest, "images": f.image_digests, "pixels": f.predicted}
