@@ -10,7 +10,7 @@ import argparse
 from dataclasses import dataclass
 
 from ..data.kinds import ALL, DATASETS
-from .recipes import CALIB_MODES, QUANTIZED_DTYPES
+from .recipes import CALIB_MODES, QUANTIZED_DTYPES, TIERS
 
 
 def positive(text) -> int:
@@ -89,7 +89,7 @@ ROOTS = {kind.option.lstrip("-").replace("-", "_"): kind.key for kind in DATASET
 GATE = (
     Option(("--segcheck-config",), "segcheck.toml or pyproject.toml to read (default: found in the rootdir)"),
     Option(("--tier",), "synthetic (seeded models on generated data) or real (configured weights and data); "
-           "default: the configuration's tier", choices=("synthetic", "real")),
+           "default: the configuration's tier", choices=TIERS),
     Option(("--require-real",), "fail, instead of skipping, where weights or data are missing", flag=True),
     Option(("--require-baseline",), "fail, instead of skipping, where a model has no baseline row", flag=True),
     Option(("--baselines",), "baseline table (default: the configuration's, else baselines.json beside it)"),

@@ -17,10 +17,9 @@ from ..data.kinds import DATASETS, dataset
 from ..errors import SegcheckError
 from ..strict import Reader
 from .networks import Network, check_name
-from .recipes import CONVENTIONS
+from .recipes import CONVENTIONS, DEFAULT_TIER, TIERS
 
 CONFIG_FILE = "segcheck.toml"
-TIERS = ("synthetic", "real")
 TOP_KEYS = ("baselines", "tier", "metric_convention", "models")
 MODEL_KEYS = ("name", "network", "model", "backbone", "export", "weights", "dataset", "int8", "tolerances", "min_speedup")
 DATASET_KEYS = ("name", "root", "split", "crop_size", "base_size", "num_images")
@@ -141,7 +140,7 @@ class _Loader:
 
     def project(self, doc) -> Project:
         self.read.obj(doc, self.base, ("models",), TOP_KEYS)
-        tier = self.read.string(doc.get("tier", "real"), self.key("tier"), TIERS)
+        tier = self.read.string(doc.get("tier", DEFAULT_TIER), self.key("tier"), TIERS)
         convention = doc.get("metric_convention")
         if convention is not None:
             self.read.string(convention, self.key("metric_convention"), CONVENTIONS)

@@ -13,6 +13,10 @@ from ..errors import SegcheckError
 # label counting 0 (gluoncv.utils.metrics.SegmentationMetric, the seed's table). "present": mean over
 # classes whose union is non-zero (mmsegmentation, torchmetrics >= 1.0, OpenVINO accuracy checker).
 CONVENTIONS = ("gluoncv", "present")
+# The tiers: seeded models on generated data, or the configured weights and data. A configuration that names no
+# tier is for the real tier (a team's own models); the segcheck command without weights flags runs the synthetic one.
+TIERS = ("synthetic", "real")
+DEFAULT_TIER = "real"
 
 CALIB_MODES = ("naive", "entropy", "none")
 QUANTIZED_DTYPES = ("auto", "int8", "uint8")

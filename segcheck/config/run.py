@@ -17,9 +17,8 @@ from ..errors import MissingResource, SegcheckError
 from .networks import Network
 from .options import ROOTS
 from .project import STORE, ModelEntry
-from .recipes import CalibRecipe, FitRecipe, check_crop
+from .recipes import TIERS, CalibRecipe, FitRecipe, check_crop
 
-TIERS = ("synthetic", "real")
 
 def mxnet_home() -> Path:
     """$MXNET_HOME, else ~/.mxnet: where GluonCV's model store keeps pretrained weights."""
@@ -54,7 +53,7 @@ def tier_defaults(tier: str) -> dict:
 class RunConfig:
     """What one run applies to every model: the tier, the options given (None: not given), caches."""
 
-    tier: str = "synthetic"
+    tier: str
     crop_size: int | None = None
     base_size: int | None = None
     num_images: int | str | None = None  # ALL: the whole split

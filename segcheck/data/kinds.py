@@ -7,6 +7,7 @@ from functools import cached_property
 
 from ..errors import SegcheckError
 
+IGNORE_LABELS = (-1, 255)  # the labels no metric counts: VOC's 255 border, -1 after GluonCV's mask transform
 ALL = "all"  # --num-images all: every image of the split, whatever the tier's default
 
 

@@ -22,11 +22,10 @@ import numpy as np
 from PIL import Image, ImageFile
 
 from ..errors import BadSample, MissingResource, SegcheckError
-from .kinds import ALL, DatasetKind
+from .kinds import ALL, IGNORE_LABELS, DatasetKind
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
-IGNORE = (-1, 255)  # after GluonCV's mask transform
 
 
 class BadSampleWarning(UserWarning):
@@ -122,7 +121,7 @@ class Split:
                             "remove the sample or repair it") from None
         label = label.asnumpy().astype(np.int64)
         values = np.unique(label)
-        bad = [int(v) for v in values if not (0 <= v < self.num_classes or v in IGNORE)]
+        bad = [int(v) for v in values if not (0 <= v < self.num_classes or v in IGNORE_LABELS)]
         if bad:
             raise BadSample(f"{self.describe(index)}: labels {bad[:10]} lie outside the {self.num_classes} classes of {self.kind.key}")
         return image, label

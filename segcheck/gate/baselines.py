@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .. import atomic
 from ..config.networks import check_name
-from ..config.recipes import CONVENTIONS
+from ..config.recipes import CONVENTIONS, TIERS
 from ..errors import SegcheckError
 from ..strict import Reader
 from .checks import SEED_PREFIX
@@ -25,7 +25,6 @@ TOLERANCE_KEYS = ("pixacc_points", "miou_points", "int8_drop_pixacc_points", "in
 # Tolerances of the finer checks, optional in the file (these defaults apply where absent).
 FINE_TOLERANCES = {"int8_drop_class_iou_points": 5.0, "class_min_pixels": 1000.0, "range_rtol": 1e-4,
                    "sqnr_drop_db": 3.0, "sqnr_floor_db": 8.0}
-TIERS = ("real", "synthetic")
 
 
 class BaselineError(SegcheckError):

@@ -12,13 +12,9 @@ from .checks import CHANGED, FAIL, IMPROVED, PASS, SKIP
 from .checks import Check as Verdict
 
 
-def percent(scores: Scores) -> tuple[float, float]:
-    return 100.0 * scores.pix_acc, 100.0 * scores.miou
-
-
 def against_baseline(what: str, scores: Scores, row: Row, precision: str, tol: Tolerances) -> Verdict:
     """Two-sided: below the row by more than the tolerance is FAIL, above it is IMPROVED (unexplained)."""
-    measured = percent(scores)
+    measured = scores.percent()
     expected = row.accuracy(precision)
     parts, below, above = [], False, False
     for name, got, want, limit in zip(("pixAcc", "mIoU"), measured, expected, (tol.pixacc_points, tol.miou_points)):
@@ -49,7 +45,7 @@ def int8_drop(what: str, fp32: Scores, int8: Scores, tol: Tolerances, classes: t
     With `interval` (stats.Interval) the message gives the bootstrap interval of the drop; with `on_interval`
     the upper bound of that interval is what must stay within the tolerance.
     """
-    f, q = percent(fp32), percent(int8)
+    f, q = fp32.percent(), int8.percent()
     drops = (f[0] - q[0], f[1] - q[1])
     limits = (tol.int8_drop_pixacc_points, tol.int8_drop_miou_points)
     judged = (interval.pixacc[2], interval.miou[2]) if on_interval and interval is not None else drops

@@ -11,9 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..config.recipes import CONVENTIONS
-
-IGNORE_LABELS = (-1, 255)
-
+from ..data.kinds import IGNORE_LABELS
 
 
 def _check_int_array(name: str, arr) -> np.ndarray:
@@ -108,6 +106,23 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     return out
 
 
+def ratios(tp: np.ndarray, labelled: np.ndarray, predicted: np.ndarray, convention: str) -> tuple:
+    """(pixAcc, mIoU, per-class IoU) as fractions from per-class pixel counts, over any leading axes (the last is
+    the class): the one place the mIoU conventions are written, for a whole matrix and for bootstrap resamples."""
+    if convention not in CONVENTIONS:
+        raise ValueError(f"unknown mIoU convention {convention!r}; choose one of {CONVENTIONS}")
+    union = labelled + predicted - tp
+    iou = _ratio(tp, union)
+    total = labelled.sum(axis=-1)
+    pix_acc = np.divide(tp.sum(axis=-1), total, out=np.zeros(total.shape), where=total > 0)
+    if convention == "gluoncv":
+        miou = np.nan_to_num(iou, nan=0.0).mean(axis=-1)
+    else:
+        present = (union > 0).sum(axis=-1)
+        miou = np.divide(np.nan_to_num(iou, nan=0.0).sum(axis=-1), present, out=np.zeros(present.shape), where=present > 0)
+    return pix_acc, miou, iou
+
+
 @dataclass(frozen=True)
 class Scores:
     """Figures derived from a confusion matrix; fractions in [0, 1], NaN where undefined."""
@@ -120,19 +135,20 @@ class Scores:
 
     @classmethod
     def from_matrix(cls, matrix: np.ndarray, convention: str) -> "Scores":
-        if convention not in CONVENTIONS:
-            raise ValueError(f"unknown mIoU convention {convention!r}; choose one of {CONVENTIONS}")
         tp = np.diag(matrix).astype(np.float64)
         labelled = matrix.sum(axis=1).astype(np.float64)
         predicted = matrix.sum(axis=0).astype(np.float64)
-        union = labelled + predicted - tp
-        iou = _ratio(tp, union)
-        total = labelled.sum()
-        pix_acc = float(tp.sum() / total) if total > 0 else 0.0
-        if convention == "gluoncv":
-            miou = float(np.nan_to_num(iou, nan=0.0).mean())
-        else:
-            miou = float(np.nanmean(iou)) if np.any(union > 0) else 0.0
+        pix_acc, miou, iou = ratios(tp, labelled, predicted, convention)
         class_acc = _ratio(tp, labelled)
         mean_class_acc = float(np.nanmean(class_acc)) if np.any(labelled > 0) else 0.0
-        return cls(convention, pix_acc, miou, mean_class_acc, tuple(float(v) for v in iou))
+        return cls(convention, float(pix_acc), float(miou), mean_class_acc, tuple(float(v) for v in iou))
+
+    def percent(self) -> tuple[float, float]:
+        """(pixAcc, mIoU) in percent, the seed's units."""
+        return 100.0 * self.pix_acc, 100.0 * self.miou
+
+    def figures(self) -> dict:
+        """pixAcc, mIoU and per-class IoU in percent, as a run's results hold them (None for an absent class)."""
+        pixacc, miou = self.percent()
+        return {"pixacc": round(pixacc, 4), "miou": round(miou, 4),
+                "iou": [None if np.isnan(v) else round(100 * v, 2) for v in self.iou]}

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .metrics import ConfusionMatrix
+from .metrics import ConfusionMatrix, ratios
 
 RESAMPLES = 1000
 CONFIDENCE = 0.95
@@ -38,15 +38,7 @@ def per_image_stats(per_image: list, num_classes: int) -> np.ndarray:
 
 def scores(sums: np.ndarray, convention: str) -> tuple[np.ndarray, np.ndarray]:
     """(pixAcc, mIoU) in percent of each row of summed stats (resamples x 3 x classes)."""
-    tp, labelled, predicted = sums[:, 0], sums[:, 1], sums[:, 2]
-    union = labelled + predicted - tp
-    pix = np.divide(tp.sum(axis=1), labelled.sum(axis=1), out=np.zeros(len(sums)), where=labelled.sum(axis=1) > 0)
-    iou = np.divide(tp, union, out=np.full(tp.shape, np.nan), where=union > 0)
-    if convention == "gluoncv":
-        miou = np.nan_to_num(iou, nan=0.0).mean(axis=1)
-    else:
-        present = union > 0
-        miou = np.divide(np.nansum(iou, axis=1), present.sum(axis=1), out=np.zeros(len(sums)), where=present.sum(axis=1) > 0)
+    pix, miou, _ = ratios(sums[:, 0], sums[:, 1], sums[:, 2], convention)
     return 100 * pix, 100 * miou
 
 

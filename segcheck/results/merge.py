@@ -17,7 +17,7 @@ from ..data.loaders import Subset
 from ..errors import SegcheckError
 from ..gate import verdicts
 from ..gate.baselines import Row, Tolerances
-from ..gate.checks import ERROR, FAIL, FAILING, IMPROVED, PASS, SKIP, Check
+from ..gate.checks import ACCURACY, DROP, ERROR, FAIL, FAILING, IMPROVED, PASS, SKIP, SPEEDUP, Check
 from ..measure.metrics import ConfusionMatrix
 from . import report
 from .records import Figures, ModelResult, RunResults
@@ -118,21 +118,21 @@ def merge_model(name: str, parts: list, convention: str, isa: str) -> ModelResul
         figures = _figures(ordered, precision)
         if figures.matrix is not None:
             s = scores[precision] = _scores(figures, first.classes, convention)
-            figures.pixacc, figures.miou = (round(v, 4) for v in verdicts.percent(s))
-            figures.iou = [None if np.isnan(v) else round(100 * v, 2) for v in s.iou]
+            for key, value in s.figures().items():
+                setattr(figures, key, value)
         setattr(merged, precision, figures)
     merged.subset = whole.describe()
     tol = Tolerances(**first.tolerances) if first.tolerances else None
     what = f"{name} on {merged.subset} ({len(ordered)} shards merged)"
     for precision, s in scores.items():
         if first.baseline is None or tol is None:
-            merged.checks[f"{precision}-accuracy"] = Check(SKIP, f"{name}: no baseline row was used by the shards")
+            merged.checks[ACCURACY.name(precision)] = Check(SKIP, f"{name}: no baseline row was used by the shards")
         else:
-            merged.checks[f"{precision}-accuracy"] = verdicts.against_baseline(f"{what} {precision}", s, Row(**first.baseline), precision, tol)
+            merged.checks[ACCURACY.name(precision)] = verdicts.against_baseline(f"{what} {precision}", s, Row(**first.baseline), precision, tol)
     if len(scores) == 2 and tol is not None:
-        merged.checks["int8-drop"] = verdicts.int8_drop(what, scores["fp32"], scores["int8"], tol, tuple(first.classes))
+        merged.checks[DROP.name()] = verdicts.int8_drop(what, scores["fp32"], scores["int8"], tol, tuple(first.classes))
     if merged.fp32.latency_ms and merged.int8.latency_ms:
-        merged.checks["speedup"] = verdicts.speedup(name, merged.fp32.latency_ms, merged.int8.latency_ms, first.min_speedup, isa,
+        merged.checks[SPEEDUP.name()] = verdicts.speedup(name, merged.fp32.latency_ms, merged.int8.latency_ms, first.min_speedup, isa,
                                                     f"minimum over {len(ordered)} shards' rounds")
     return merged
 
