@@ -1,5 +1,6 @@
 """The segcheck command: the seed's test.py command lines, local checkpoints, exports, and `segcheck report`."""
 
+import contextlib
 import io
 import json
 import re
@@ -198,10 +199,18 @@ def test_other_datasets_and_networks_are_evaluated_from_the_command_line(argv, w
     assert re.search(rf"{network.name} FP32 \(real tier, crop 64\) on val: 3 images, ids sha1 \w+ of {network.dataset}: pixAcc [0-9.]+%", text), text
 
 
-def test_console_script_is_installed():
-    done = subprocess.run([sys.executable, "-m", "segcheck.cli.commands", "--help"], check=False, capture_output=True, text=True, timeout=120)
+def test_console_script_is_installed_and_its_help_lists_every_subcommand():
+    script = Path(sys.executable).parent / "segcheck"
+    done = subprocess.run([str(script), "--help"], check=False, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "--num-calib-batches" in done.stdout and "--model-prefix" in done.stdout
     assert "--resume" in done.stdout and "--model-zoo" in done.stdout and "--ade20k-root" in done.stdout
+    listed = re.findall(r"^  (\w+) ", done.stdout.partition("subcommands")[2], re.M)
+    assert listed == list(commands.SUBCOMMANDS) and {"report", "merge", "plan", "fetch"} <= set(listed)
+    for name in listed:
+        out = io.StringIO()
+        with pytest.raises(SystemExit) as exited, contextlib.redirect_stdout(out):
+            commands.main([name, "--help"])
+        assert exited.value.code == 0 and f"segcheck {name}" in out.getvalue(), (name, out.getvalue()[:200])
 
 
 def _results():

@@ -11,6 +11,7 @@ any, the synthetic tier's seeded models. Data: real datasets with real weights, 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from dataclasses import dataclass
@@ -22,10 +23,24 @@ from ..data.kinds import ALIASES, dataset
 from ..errors import SegcheckError
 
 
+# segcheck SUBCOMMAND ...: what each does (segcheck --help lists them) and the function that runs it, imported on
+# use (each loads what it needs); without a subcommand, the seed's test.py workflow.
+SUBCOMMANDS = {
+    "report": ("the Performance table of the last pytest run (--json, --png, --per-class, --baseline TIER)",
+               "segcheck.cli.commands:report"),
+    "merge": ("add up the results of a run's shards and gate them (exit 1 when a merged check fails)",
+              "segcheck.results.merge:main"),
+    "plan": ("what a run evaluates, what is missing and how to fetch it, its cost here, shards for a time budget",
+             "segcheck.cli.plan:main"),
+    "fetch": ("download weights and datasets: the only command that touches the network", "segcheck.cli.fetch:main"),
+}
+
+
 def seed_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="segcheck", description="The GluonCV INT8 segmentation workflow (test.py flags); "
-        "`segcheck report` prints the Performance table of the last pytest run.")
+        prog="segcheck", description="The GluonCV INT8 segmentation workflow (test.py flags), or a subcommand.",
+        epilog="subcommands (segcheck SUBCOMMAND --help):\n" + "\n".join(f"  {name:<8} {what}" for name, (what, _) in SUBCOMMANDS.items()),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", choices=SEGMENTATION_MODELS, help="default fcn")
     p.add_argument("--backbone", choices=BACKBONES, help="default resnet101")
     p.add_argument("--model-zoo", metavar="NAME", help="a GluonCV model-zoo network (fcn_resnet101_ade, ...) with its store weights")
@@ -113,7 +128,7 @@ def _dataset_of(args, network: Network) -> str:
 
 def _refuse_what_has_no_effect(args, fail) -> None:
     """Every option given must change what this command does; anything else is a usage error."""
-    found = vars(args)
+    given = options.GateOptions.read(vars(args).get)
     if args.mode != "val":
         fail(f"--mode {args.mode} is not supported: segcheck follows the seed's mode=val protocol")
     if args.deploy and not args.model_prefix:
@@ -123,7 +138,7 @@ def _refuse_what_has_no_effect(args, fail) -> None:
     if args.num_iterations is not None and not args.benchmark:
         fail("--num-iterations has no effect without --benchmark")
     for dest in ("num_images", "skip_bad", "calib_split", "shard"):
-        if args.benchmark and found[dest] is not None:
+        if args.benchmark and getattr(given, dest) is not None:
             fail(f"{options.flag_of(dest)} has no effect with --benchmark (it runs on dummy data)")
     if args.calibration and args.shard is not None:
         fail("--shard has no effect with --calibration: every shard calibrates on the same images")
@@ -131,7 +146,7 @@ def _refuse_what_has_no_effect(args, fail) -> None:
         fail("--num-images has no effect with --calibration, which evaluates nothing (the images it uses are --calib-*)")
     if args.calibration and args.batch_size not in (None, 1):
         fail("--batch-size has no effect with --calibration: the calibration batch size is --calib-batch-size")
-    calib = [d for d in options.CALIBRATION if found[d] is not None]
+    calib = [d for d in options.CALIBRATION if getattr(given, d) is not None]
     if calib and not (args.calibration or args.quantized):
         fail(f"{options.flag_of(calib[0])} has no effect without --calibration or --quantized")
     if args.deploy and (args.model or args.backbone or args.resume or args.model_zoo):
@@ -152,8 +167,8 @@ def plan(argv) -> Plan:
     _refuse_what_has_no_effect(args, parser.error)
     network = _network(args)
     kind = dataset(_dataset_of(args, network))
-    found = vars(args)
-    roots = [(dest, key) for dest, key in options.ROOTS.items() if found[dest]]
+    given = options.GateOptions.read(vars(args).get)
+    roots = [(dest, key) for dest, key in options.ROOTS.items() if getattr(given, dest)]
     real_weights = args.pretrained or args.resume or args.model_zoo or args.deploy
     for dest, key in roots:
         if key != kind.key:
@@ -169,7 +184,7 @@ def plan(argv) -> Plan:
     if not real_weights and not network.seedable:
         parser.error(f"{network.name} has no seeded weights on the synthetic tier; pass --pretrained, --resume PATH or --model-zoo NAME")
     crop = args.crop_size or (_deployed_crop(args.model_prefix) if args.deploy else None)
-    run = RunConfig.from_options({**found, "crop_size": crop}, "real" if real_data else "synthetic")
+    run = RunConfig.from_options(given.with_(crop_size=crop), "real" if real_data else "synthetic")
     weights = Path(args.resume) if args.resume else (None if args.deploy else STORE)
     entry = ModelEntry(network.name, network, weights, DataEntry(kind.key),
                        int8_export=Path(args.model_prefix) if export_precision == "int8" else None)
@@ -260,23 +275,17 @@ def report(argv, out=sys.stdout) -> int:
     return 0
 
 
+def _subcommand(name: str):
+    """The function that runs subcommand `name`."""
+    module, _, function = SUBCOMMANDS[name][1].partition(":")
+    return getattr(importlib.import_module(module), function)
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        if argv[:1] == ["report"]:
-            return report(argv[1:])
-        if argv[:1] == ["merge"]:
-            from ..results import merge
-
-            return merge.main(argv[1:])
-        if argv[:1] == ["plan"]:
-            from . import plan as planning
-
-            return planning.main(argv[1:])
-        if argv[:1] == ["fetch"]:
-            from . import fetch
-
-            return fetch.main(argv[1:])
+        if argv[:1] and argv[0] in SUBCOMMANDS:
+            return _subcommand(argv[0])(argv[1:])
         return run(plan(argv))
     except SegcheckError as err:
         print(f"segcheck: error: {err}", file=sys.stderr)

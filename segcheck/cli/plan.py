@@ -242,7 +242,7 @@ def main(argv, out=sys.stdout) -> int:
     project = find(Path.cwd(), args.segcheck_config, Path.cwd())
     if project is None:
         raise SegcheckError(f"no segcheck configuration in {Path.cwd()} or above; add segcheck.toml or pass --segcheck-config")
-    run = RunConfig.from_options(vars(args), args.tier or project.tier)
+    run = RunConfig.from_options(options.GateOptions.read(vars(args).get), args.tier or project.tier)
     models = resolve_all(project.models, run, project.path.name)
     environment = fingerprint(run.cache_dir)
     lines, estimates = plan(models, environment, run, do_probe=not args.no_probe)

@@ -7,6 +7,7 @@ accepted by both front ends. Every default is None, so "given" and "left to the 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from dataclasses import dataclass
 
 from ..data.kinds import ALL, DATASETS
@@ -112,15 +113,29 @@ def add_to_argparse(parser: argparse.ArgumentParser, options=RUN) -> None:
         parser.add_argument(*option.flags, **option.kwargs())
 
 
-def values(get, options=RUN + GATE) -> dict:
-    """dest -> value of every option, read through `get(dest)` (pytest's getoption or vars(namespace).get)."""
-    return {o.dest: get(o.dest) for o in options}
-
-
-def given(found: dict, options=RUN + GATE) -> list:
-    """Names of the options given a value (not left at None)."""
-    return [o.name for o in options if found.get(o.dest) is not None]
-
-
 def flag_of(dest: str) -> str:
     return next(o.name for o in RUN + GATE if o.dest == dest)
+
+
+class _Read:
+    """What every GateOptions has beside its fields (one per option of RUN + GATE, None where not given)."""
+
+    @classmethod
+    def read(cls, get) -> "GateOptions":
+        """Every option's value, read once through `get(dest)`: pytest's getoption, or vars(namespace).get."""
+        return cls(**{o.dest: get(o.dest) for o in RUN + GATE})
+
+    def given(self, options=RUN + GATE) -> list:
+        """Names of the options given a value (not left at None), in the table's order."""
+        return [o.name for o in options if getattr(self, o.dest) is not None]
+
+    def with_(self, **changes) -> "GateOptions":
+        return dataclasses.replace(self, **changes)
+
+
+# A run's option values, typed by the table above: read once by the plugin or a command and passed down, so
+# no option dict travels. Built from the table, so an option is still declared in one place.
+GateOptions = dataclasses.make_dataclass(
+    "GateOptions", [(o.dest, object, dataclasses.field(default=None)) for o in RUN + GATE], bases=(_Read,), frozen=True,
+    namespace={"__doc__": "The value of every segcheck option in a run (None: not given, left to the configuration).",
+               "__module__": __name__})

@@ -15,7 +15,7 @@ from ..data.kinds import ALL, DATASETS, DatasetKind
 from ..data.synthetic import SyntheticSpec
 from ..errors import MissingResource, SegcheckError
 from .networks import Network
-from .options import ROOTS
+from .options import ROOTS, GateOptions
 from .project import STORE, ModelEntry
 from .recipes import TIERS, CalibRecipe, FitRecipe, check_crop
 
@@ -77,15 +77,15 @@ class RunConfig:
             raise SegcheckError(f"--batch-size must be a positive integer, got {self.batch_size!r}")
 
     @classmethod
-    def from_options(cls, found: dict, tier: str) -> "RunConfig":
-        """A run from option values (dest -> value, None where not given)."""
-        cache = found.get("segcheck_cache")
+    def from_options(cls, options: GateOptions, tier: str) -> "RunConfig":
+        """A run from the options given (None where not given)."""
+        cache = options.segcheck_cache
         return cls(
-            tier=tier, crop_size=found.get("crop_size"), base_size=found.get("base_size"),
-            num_images=found.get("num_images"), batch_size=found.get("batch_size") or 1, shard=found.get("shard"),
-            calib={f: found[o] for f, o in CALIB_OPTIONS.items() if found.get(o) is not None},
-            roots={key: Path(found[dest]).expanduser() for dest, key in ROOTS.items() if found.get(dest)},
-            cache_dir=Path(cache).expanduser() if cache else default_dir(), skip_bad=bool(found.get("skip_bad")),
+            tier=tier, crop_size=options.crop_size, base_size=options.base_size,
+            num_images=options.num_images, batch_size=options.batch_size or 1, shard=options.shard,
+            calib={f: getattr(options, o) for f, o in CALIB_OPTIONS.items() if getattr(options, o) is not None},
+            roots={key: Path(getattr(options, dest)).expanduser() for dest, key in ROOTS.items() if getattr(options, dest)},
+            cache_dir=Path(cache).expanduser() if cache else default_dir(), skip_bad=bool(options.skip_bad),
         )
 
     def with_(self, **changes) -> "RunConfig":

@@ -33,18 +33,18 @@ def _session(config):
 
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config):
-    found = options.values(config.getoption)
+    given_options = options.GateOptions.read(config.getoption)
     try:
-        project = find(config.rootpath, found["segcheck_config"], config.invocation_params.dir)
+        project = find(config.rootpath, given_options.segcheck_config, config.invocation_params.dir)
         if project is None:
-            given = options.given(found)
+            given = given_options.given()
             if given:
                 raise SegcheckError(f"{', '.join(given)}: no segcheck configuration (segcheck.toml, or [tool.segcheck] in "
                                     f"pyproject.toml) in {config.invocation_params.dir} or above, so these options have no effect")
             return
         from .session import SegcheckSession
 
-        session = SegcheckSession.start(config, project, found)
+        session = SegcheckSession.start(config, project, given_options)
     except SegcheckError as err:
         raise pytest.UsageError(str(err)) from None
     config.stash[SESSION] = session

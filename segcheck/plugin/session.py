@@ -11,7 +11,7 @@ from functools import cached_property
 
 import pytest
 
-from ..config.options import CALIBRATION, ROOTS, flag_of
+from ..config.options import CALIBRATION, ROOTS, GateOptions, flag_of
 from ..config.project import Project
 from ..config.run import ModelConfig, RunConfig, resolve_all
 from ..data.kinds import DATASETS
@@ -26,30 +26,30 @@ from ..results.records import RunResults
 IDENTITY, RECORD, VERDICT = "segcheck", "segcheck-record", "segcheck-verdict"
 
 
-def _no_effect(found: dict, run: RunConfig, project: Project, table: baselines.Baselines) -> None:
+def _no_effect(options: GateOptions, run: RunConfig, project: Project, table: baselines.Baselines) -> None:
     """An option that would change nothing in this run is an error, never silently ignored."""
     entries = project.models
     for dest, key in ROOTS.items():
-        if found.get(dest) is None:
+        if getattr(options, dest) is None:
             continue
         if run.tier == "synthetic":
             raise SegcheckError(f"{flag_of(dest)} has no effect on the synthetic tier (its data is generated); add --tier real")
         if all(e.data.name != key for e in entries):
             raise SegcheckError(f"{flag_of(dest)} has no effect: no configured model uses {key}")
-    calib = [d for d in CALIBRATION if found.get(d) is not None]
+    calib = [d for d in CALIBRATION if getattr(options, d) is not None]
     calibrating = [e for e in entries if e.int8_export is None]
     if calib and not calibrating:
         raise SegcheckError(f"{flag_of(calib[0])} has no effect: every configured model's INT8 side is a shipped export")
-    modes = {found.get("calib_mode") or e.recipe.get("mode", "naive") for e in calibrating}
-    sized = [d for d in ("calib_batches", "calib_batch_size", "calib_split") if found.get(d) is not None]
+    modes = {options.calib_mode or e.recipe.get("mode", "naive") for e in calibrating}
+    sized = [d for d in ("calib_batches", "calib_batch_size", "calib_split") if getattr(options, d) is not None]
     if sized and modes == {"none"}:
         raise SegcheckError(f"{flag_of(sized[0])} has no effect with calibration mode none")
-    if found.get("require_real") and run.tier == "synthetic":
+    if options.require_real and run.tier == "synthetic":
         raise SegcheckError("--require-real has no effect on the synthetic tier (nothing is missing there); add --tier real")
-    if found.get("update_baselines") and run.shard is not None:
+    if options.update_baselines and run.shard is not None:
         raise SegcheckError("--update-baselines with --shard: a shard's figures are not a row; record from an unsharded run")
     tier = table.tiers.get(run.tier)
-    if found.get("update_baselines") and tier is not None and not tier.match_environment:
+    if options.update_baselines and tier is not None and not tier.match_environment:
         raise SegcheckError(f"--update-baselines: the {run.tier} tier of {table.path} holds published rows "
                             "(match_environment false), which are never overwritten")
 
@@ -63,9 +63,9 @@ def _crash(report) -> str:
 
 
 class SegcheckSession:
-    def __init__(self, config, project: Project, run: RunConfig, found: dict, table: baselines.Baselines,
+    def __init__(self, config, project: Project, run: RunConfig, options: GateOptions, table: baselines.Baselines,
                  convention: str, models: dict):
-        self.config, self.project, self.run, self.found = config, project, run, found
+        self.config, self.project, self.run, self.options = config, project, run, options
         self.table, self.convention, self.models = table, convention, models
         self.tier = table.tier_or_new(run.tier, convention)
         self.results = RunResults(tier=run.tier, convention=convention)
@@ -77,10 +77,10 @@ class SegcheckSession:
         self._golden: dict = {}
 
     @classmethod
-    def start(cls, config, project: Project, found: dict) -> "SegcheckSession":
-        run = RunConfig.from_options(found, found.get("tier") or project.tier)
-        table = baselines.load(found.get("baselines") or project.baselines, missing_ok=True)
-        _no_effect(found, run, project, table)
+    def start(cls, config, project: Project, options: GateOptions) -> "SegcheckSession":
+        run = RunConfig.from_options(options, options.tier or project.tier)
+        table = baselines.load(options.baselines or project.baselines, missing_ok=True)
+        _no_effect(options, run, project, table)
         existing = table.tiers.get(run.tier)
         if existing and project.metric_convention and existing.metric_convention != project.metric_convention:
             raise SegcheckError(f"{project.path}: metric_convention {project.metric_convention!r} differs from the "
@@ -88,7 +88,7 @@ class SegcheckSession:
         convention = existing.metric_convention if existing else project.metric_convention or (
             "present" if run.tier == "synthetic" else "gluoncv")
         models = resolve_all(project.models, run, project.path.name)
-        return cls(config, project, run, found, table, convention, models)
+        return cls(config, project, run, options, table, convention, models)
 
     @property
     def is_worker(self) -> bool:
@@ -108,7 +108,7 @@ class SegcheckSession:
         return [pytest.param(name, id=name, marks=[getattr(pytest.mark, m) for m in self._marks(name)]) for name in self.models]
 
     def unavailable(self, err: MissingResource):
-        if self.found.get("require_real"):
+        if self.options.require_real:
             pytest.fail(f"--require-real: {err}", pytrace=False)
         pytest.skip(str(err))
 
@@ -173,7 +173,7 @@ class SegcheckSession:
         return self._golden[case.name]
 
     def no_baseline(self, reason: str):
-        if self.found.get("require_baseline"):
+        if self.options.require_baseline:
             pytest.fail(f"--require-baseline: {reason}", pytrace=False)
         pytest.skip(reason)
 
@@ -237,12 +237,12 @@ class SegcheckSession:
         if self.is_worker or not self.results.models:
             return False
         self.results.environment = self.environment
-        target = self.found.get("results_json") or report.last_run_path(self.run.cache_dir)
+        target = self.options.results_json or report.last_run_path(self.run.cache_dir)
         try:
             self.lines.append(f"results: {report.save(self.results, target)} (segcheck report prints them again)")
-            if self.found.get("report_png"):
-                self.lines.append(f"chart: {chart.chart(self.results, self.found['report_png'])}")
-            if self.found.get("update_baselines"):
+            if self.options.report_png:
+                self.lines.append(f"chart: {chart.chart(self.results, self.options.report_png)}")
+            if self.options.update_baselines:
                 self._record_baselines()
         except SegcheckError as err:
             self.lines.append(f"segcheck: {err}")

@@ -38,7 +38,7 @@ class ModelResult:
     int8_source: str = ""
     baseline: dict | None = None  # the baseline row used, in the seed's units
     classes: list = field(default_factory=list)  # the dataset's class names, in label order
-    tolerances: dict = field(default_factory=dict)  # the four tolerances (baselines.Tolerances) applied to this model
+    tolerances: dict = field(default_factory=dict)  # the tolerances (baselines.Tolerances) applied to this model
     shard: dict | None = None  # {"index": K, "count": N, "ids": [...], "of": {"count": M, "digest": ...}}
     ranges: dict = field(default_factory=dict)  # the INT8 calibration table (calibration.table)
     layers: list = field(default_factory=list)  # per quantized layer: {"name", "sqnr_db", "cosine"}, in graph order

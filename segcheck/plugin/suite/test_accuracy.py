@@ -54,7 +54,7 @@ def test_int8_drop(case, segcheck, request):
     segcheck.record(request, case, drop_interval=vars(interval))
     _gated_after_merging(case, ev, segcheck)
     verdict = verdicts.int8_drop(f"{case.name} on {ev.subset.describe()}", fp32, int8, segcheck.tolerances(case), case.classes,
-                                 interval, bool(segcheck.found.get("gate_drop_interval")))
+                                 interval, bool(segcheck.options.gate_drop_interval))
     segcheck.judge(request, verdict)
 
 

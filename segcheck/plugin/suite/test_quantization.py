@@ -50,5 +50,5 @@ def test_outputs_digest(case, precision, segcheck, request):
     recorded = golden.digest.get(precision) if golden else None
     what = f"{case.name} {precision} on {ev.subset.describe()}"
     verdict = verdicts.digest(what, {**now, "ids": ev.subset.ids, "classes": case.classes}, recorded,
-                              bool(segcheck.found.get("strict_digest")))
+                              bool(segcheck.options.strict_digest))
     segcheck.judge(request, verdict)
