@@ -7,6 +7,7 @@ import pytest
 
 from segcheck.cli import commands, plan
 from segcheck.cli.plan import Cost, Estimate
+from segcheck.measure.environment import Environment
 
 CONFIG = '[[models]]\nnetwork = "fcn_resnet101_voc"\n'
 
@@ -58,6 +59,6 @@ def test_plan_needs_a_configuration(tmp_path, monkeypatch, capsys):
 
 def test_a_target_below_the_calibration_time_says_to_share_the_calibration():
     e = Estimate("m", 1000, 160, Cost(fp32_s=0.5, int8_s=0.25, calib_s=0.6))  # 96 s of calibration
-    lines = plan.summary([e], {"isa": "avx2", "onednn": "2.4.4"}, target_s=90)
+    lines = plan.summary([e], Environment("1.9.1", "2.4.4", "avx2"), target_s=90)
     assert "each shard calibrating: not reachable: calibration alone takes 1.6 min per job" in "\n".join(lines)
     assert any(line.startswith("for 1.5 min per job, with the calibration shared: --shard K/") for line in lines)

@@ -99,12 +99,12 @@ def _probe_key(mc: ModelConfig) -> str:
     return f"{what}@{mc.crop_size}x{mc.run.batch_size}"
 
 
-def _probe_path(run: RunConfig, environment: dict) -> Path:
-    key = "-".join(str(environment.get(k, "?")) for k in ("mxnet", "onednn", "isa")).replace(" ", "_")
+def _probe_path(run: RunConfig, environment) -> Path:
+    key = "-".join(str(v) for v in environment.key().values()).replace(" ", "_")
     return Path(run.cache_dir) / f"probe-{key}.json"
 
 
-def stored_costs(run: RunConfig, environment: dict) -> dict:
+def stored_costs(run: RunConfig, environment) -> dict:
     try:
         return {k: Cost(**v) for k, v in json.loads(_probe_path(run, environment).read_text()).items()}
     except (OSError, ValueError, TypeError):
@@ -179,7 +179,7 @@ def suggest_shards(estimates: list, target_s: float, calibrated: bool = False) -
     return None
 
 
-def plan(models: dict, environment: dict, run: RunConfig, do_probe: bool = True) -> tuple[list, list]:
+def plan(models: dict, environment, run: RunConfig, do_probe: bool = True) -> tuple[list, list]:
     """(report lines, estimates) for resolved models (name -> ModelConfig, or MissingResource when skipped)."""
     lines, estimates = [], []
     costs = stored_costs(run, environment)
@@ -203,8 +203,8 @@ def plan(models: dict, environment: dict, run: RunConfig, do_probe: bool = True)
     return lines, estimates
 
 
-def summary(estimates: list, environment: dict, target_s: float | None = None) -> list:
-    lines = [f"per image on this machine ({environment.get('isa', '?')}, oneDNN {environment.get('onednn', '?')}):"]
+def summary(estimates: list, environment, target_s: float | None = None) -> list:
+    lines = [f"per image on this machine ({environment.isa}, oneDNN {environment.onednn}):"]
     for e in estimates:
         lines.append(f"- {e.name}: FP32 {e.cost.fp32_s:.3f} s, INT8 {e.cost.int8_s:.3f} s, calibration {e.cost.calib_s:.3f} s "
                      f"x {e.calib_images} images; one shard of {e.images} images: {_span(e.wall())}")
@@ -252,7 +252,7 @@ def main(argv, out=sys.stdout) -> int:
     return 0
 
 
-def header(models: dict, environment: dict, run: RunConfig) -> str:
+def header(models: dict, environment, run: RunConfig) -> str:
     """One line for the start of a real-tier pytest run: what runs, what is missing, what it costs (if probed)."""
     lines, estimates = plan(models, environment, run, do_probe=False)
     missing = sum(1 for line in lines if line.startswith("    missing"))

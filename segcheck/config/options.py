@@ -11,6 +11,8 @@ import dataclasses
 from dataclasses import dataclass
 
 from ..data.kinds import ALL, DATASETS
+from ..errors import SegcheckError
+from . import isa
 from .recipes import CALIB_MODES, QUANTIZED_DTYPES, TIERS
 
 
@@ -26,6 +28,16 @@ def positive(text) -> int:
 
 def count_or_all(text) -> int | str:
     return ALL if text == ALL else positive(text)
+
+
+def isa_level(text) -> str:
+    """An ISA level for oneDNN's cap (avx2, avx512_core_vnni, amx, ...), or 'all'."""
+    if str(text).strip().lower() == isa.ALL:
+        return isa.ALL
+    try:
+        return isa.name(text)
+    except SegcheckError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def shard_spec(text) -> tuple:
@@ -82,6 +94,9 @@ RUN = (
     Option(("--segcheck-cache", "--cache-dir"), "segcheck's model and data cache (default $SEGCHECK_CACHE_DIR, else ~/.cache/segcheck)"),
     *(Option((kind.option,), f"{kind.key} root (else ${kind.env}, else {kind.default_root})") for kind in DATASETS.values()),
     Option(("--skip-bad",), "leave out unreadable samples with a warning (they are counted) instead of failing", flag=True),
+    Option(("--isa",), f"cap oneDNN at this ISA level ({', '.join(isa.CAPS)}; oneDNN's names such as avx512_core_vnni "
+           "too), set before MXNet runs; amx also asks Linux for the tile permission (default: the configuration's isa, "
+           "else oneDNN's own choice)", isa_level, metavar="LEVEL"),
 )
 CALIBRATION = ("calib_mode", "calib_dtype", "calib_batches", "calib_batch_size", "calib_split")
 ROOTS = {kind.option.lstrip("-").replace("-", "_"): kind.key for kind in DATASETS.values()}

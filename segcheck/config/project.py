@@ -16,11 +16,12 @@ from pathlib import Path
 from ..data.kinds import DATASETS, dataset
 from ..errors import SegcheckError
 from ..strict import Reader
+from . import isa
 from .networks import Network, check_name
 from .recipes import CONVENTIONS, DEFAULT_TIER, TIERS
 
 CONFIG_FILE = "segcheck.toml"
-TOP_KEYS = ("baselines", "tier", "metric_convention", "models")
+TOP_KEYS = ("baselines", "tier", "metric_convention", "isa", "models")
 MODEL_KEYS = ("name", "network", "model", "backbone", "export", "weights", "dataset", "int8", "tolerances", "min_speedup")
 DATASET_KEYS = ("name", "root", "split", "crop_size", "base_size", "num_images")
 INT8_KEYS = ("export", "mode", "dtype", "batches", "batch_size", "split", "exclude")
@@ -66,6 +67,7 @@ class Project:
     tier: str
     metric_convention: str | None
     models: tuple
+    isa: str | None = None  # the ISA level oneDNN is capped at for this project's runs (config.isa); None: oneDNN's choice
 
     @property
     def folder(self) -> Path:
@@ -153,7 +155,15 @@ class _Loader:
         for i, name in enumerate(names):
             if name in names[:i]:
                 self.read.fail(self.key(f"models[{i}].name"), f"{name!r} names two models; give each a distinct name")
-        return Project(self.path, baselines, tier, convention, entries)
+        level = None
+        if "isa" in doc:
+            try:
+                level = isa.name(self.read.string(doc["isa"], self.key("isa")))
+            except SegcheckError as err:
+                if isinstance(err, ConfigError):
+                    raise
+                self.read.fail(self.key("isa"), str(err))
+        return Project(self.path, baselines, tier, convention, entries, level)
 
     def model(self, doc, key: str) -> ModelEntry:
         self.read.obj(doc, key, (), MODEL_KEYS)

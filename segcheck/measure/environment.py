@@ -1,7 +1,7 @@
-"""What the numbers were measured on: MXNet and oneDNN versions, the ISA oneDNN dispatches to, threads.
+"""What the numbers were measured on: MXNet and oneDNN versions, the ISA oneDNN dispatches to, the CPU, threads.
 
-The ISA comes from oneDNN itself (its verbose log, read once in a subprocess and cached), because
-that, not the CPU's marketing name, decides whether INT8 runs on VNNI.
+The ISA comes from oneDNN itself (its verbose log, read once in a subprocess under this process's ISA cap and
+cached), because that, not the CPU's marketing name, decides whether INT8 runs on VNNI.
 """
 
 from __future__ import annotations
@@ -12,12 +12,19 @@ import os
 import re
 import subprocess
 import sys
+from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
 
 from .. import atomic
+from ..config import isa
 from ..errors import SegcheckError
 
+# The tile permission AMX needs (config.isa.request_amx), asked for before MXNet loads in the probe's own process.
+_AMX_PERMISSION = (
+    "import ctypes\n"
+    f"ctypes.CDLL(None).syscall({isa.SYS_ARCH_PRCTL}, {isa.ARCH_REQ_XCOMP_PERM}, {isa.XFEATURE_XTILEDATA})\n"
+)
 _PROBE = (
     "import mxnet as mx\n"
     "x = mx.nd.ones((1, 3, 8, 8)); w = mx.nd.ones((4, 3, 3, 3))\n"
@@ -25,17 +32,13 @@ _PROBE = (
 )
 
 
-def cpu_flags() -> set:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    match = re.search(r"^flags\s*:(.*)$", text, re.M)
-    return set(match.group(1).split()) if match else set()
+# The ISA keys oneDNN's levels report as, from oneDNN's own description of what it dispatches. AVX512_CORE_BF16 runs
+# INT8 on the VNNI kernels: its key is avx512_vnni and its own name is kept beside the key (onednn_isa).
+KEY_FIELDS = ("mxnet", "onednn", "isa")  # what baseline rows and golden records are keyed by; the rest is provenance
 
 
 def isa_from_text(text: str) -> str:
-    """oneDNN's ISA description reduced to a short key: avx512_vnni, avx512, avx2, ..."""
+    """oneDNN's ISA description reduced to a short key: amx, avx512_vnni, avx512, avx2, ..."""
     lowered = text.lower()
     if "amx" in lowered:
         return "amx"
@@ -48,6 +51,14 @@ def isa_from_text(text: str) -> str:
     if "avx" in lowered:
         return "avx"
     return "sse4"
+
+
+def level_from_text(text: str) -> str:
+    """oneDNN's ISA description as its level's name (isa.CAPS's keys): avx512_bf16 where bfloat16 is supported."""
+    lowered = text.lower()
+    if "amx" not in lowered and "bfloat16" in lowered:
+        return "avx512_bf16"
+    return {"sse4": "sse41"}.get(isa_from_text(text), isa_from_text(text))
 
 
 def isa_from_flags(flags: set) -> str:
@@ -72,18 +83,21 @@ def mxnet_distribution() -> tuple[str, str]:
 
 
 def probe_onednn() -> dict:
-    """Run one convolution with oneDNN's verbose log on and read its version and ISA."""
-    env = dict(os.environ, MKLDNN_VERBOSE="1", DNNL_VERBOSE="1")
+    """Run one convolution with oneDNN's verbose log on, under this process's ISA cap, and read its version and ISA."""
+    env = dict(os.environ, MKLDNN_VERBOSE="1", DNNL_VERBOSE="1", ONEDNN_VERBOSE="1")
+    code = (_AMX_PERMISSION if isa.current_cap() == isa.CAPS["amx"] else "") + _PROBE
     try:
-        out = subprocess.run([sys.executable, "-c", _PROBE], env=env, capture_output=True, text=True, timeout=120)
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
         log = out.stdout + out.stderr
     except (OSError, subprocess.TimeoutExpired):
         log = ""
     version = re.search(r"(?:oneDNN|MKL-DNN|DNNL)\s+v?(\d+\.\d+(?:\.\d+)?)", log)
-    isa = re.search(r"isa:([^\n]*)|Detected ISA is ([^\n]*)", log)
+    found = re.search(r"isa:([^\n]*)|Detected ISA is ([^\n]*)", log)
+    text = next(g for g in found.groups() if g).strip() if found else ""
     return {
         "onednn": version.group(1) if version else "unknown",
-        "isa": isa_from_text(next(g for g in isa.groups() if g)) if isa else isa_from_flags(cpu_flags()),
+        "isa": isa_from_text(text) if text else isa_from_flags(isa.cpu_flags()),
+        "onednn_isa": level_from_text(text) if text else "unknown",
     }
 
 
@@ -92,22 +106,52 @@ def probe_onednn() -> dict:
 _PROBED: dict = {}
 
 
-def fingerprint(cache_dir) -> dict:
-    """The environment key of baseline rows: backend, its version, oneDNN version and ISA (cached on disk)."""
+@dataclass(frozen=True)
+class Environment:
+    """What a run measures on: the key its baseline rows and golden records are filed under (MXNet, oneDNN, the ISA
+    key), and provenance reported beside every figure (oneDNN's own ISA level, the cap in force, the CPU model)."""
+
+    mxnet: str
+    onednn: str
+    isa: str
+    onednn_isa: str = "unknown"
+    cap: str = ""
+    cpu: str = "unknown"
+
+    def key(self) -> dict:
+        return {k: getattr(self, k) for k in KEY_FIELDS}
+
+    def provenance(self) -> dict:
+        """What is reported beside the key: oneDNN's own ISA level, the cap in force ('' for none), the CPU model."""
+        return {k: v for k, v in asdict(self).items() if k not in KEY_FIELDS}
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def describe(self) -> str:
+        cap = f", capped at {self.cap}" if self.cap else ""
+        return f"mxnet {self.mxnet}, onednn {self.onednn}, isa {self.isa} (oneDNN level {self.onednn_isa}{cap}; {self.cpu})"
+
+
+def fingerprint(cache_dir) -> Environment:
+    """This process's environment (the probe is cached on disk under everything that changes what oneDNN dispatches:
+    the MXNet distribution and version, the CPU's flags, the interpreter and the ISA cap)."""
     dist, version = mxnet_distribution()
-    flags = sorted(cpu_flags())
-    key = hashlib.sha1(json.dumps([dist, version, flags, sys.executable]).encode()).hexdigest()[:12]
+    caps = {v: os.environ[v] for v in isa.VARIABLES if os.environ.get(v)}
+    key = hashlib.sha1(json.dumps([dist, version, sorted(isa.cpu_flags()), sys.executable, caps]).encode()).hexdigest()[:12]
     path = Path(cache_dir) / f"environment-{key}.json"
     try:
         onednn = json.loads(path.read_text())
-    except (OSError, ValueError):
+        onednn["onednn_isa"]  # a probe written before the ISA level was kept is probed again
+    except (OSError, ValueError, KeyError, TypeError):
         onednn = _PROBED.get(key) or probe_onednn()
         try:
             atomic.write_json(path, onednn)
         except (OSError, SegcheckError):  # an unwritable cache only costs the probe next time
             pass
     _PROBED[key] = onednn
-    return {"mxnet": version if dist == "mxnet" else f"{dist} {version}", "onednn": onednn["onednn"], "isa": onednn["isa"]}
+    return Environment(version if dist == "mxnet" else f"{dist} {version}", onednn["onednn"], onednn["isa"],
+                       onednn["onednn_isa"], isa.current_cap(), isa.cpu_model())
 
 
 def threads() -> int:

@@ -1,0 +1,81 @@
+"""The environment a run measures on: ISA levels and oneDNN's cap, AMX's tile permission, and an environment key that
+follows the cap (a cached probe never labels a capped run with another ISA)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from segcheck.config import isa
+from segcheck.errors import SegcheckError
+from segcheck.measure import environment
+
+XEON_AMX = {"sse4_1", "avx", "avx2", "avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_vnni", "avx512_bf16",
+            "amx_tile", "amx_int8", "amx_bf16"}
+EPYC_AVX2 = {"sse4_1", "avx", "avx2", "fma"}
+
+
+def test_levels_are_named_as_onednn_or_short_and_a_cpu_runs_the_levels_it_has():
+    assert isa.name("AVX512_CORE_VNNI") == isa.name("vnni") == "avx512_vnni" and isa.name("avx512_core_amx") == "amx"
+    with pytest.raises(SegcheckError, match="unknown ISA 'avx1024'; choose one of sse41, avx, avx2, avx512, avx512_vnni"):
+        isa.name("avx1024")
+    assert isa.supported(XEON_AMX) == ["sse41", "avx", "avx2", "avx512", "avx512_vnni", "avx512_bf16", "amx"]
+    assert isa.supported(EPYC_AVX2) == ["sse41", "avx", "avx2"]
+    assert isa.supported(EPYC_AVX2 | {"amx_tile", "amx_int8"}) == ["sse41", "avx", "avx2"]  # AMX needs the VNNI levels
+    assert isa.environment_for("avx2") == {v: "AVX2" for v in isa.VARIABLES}
+
+
+def test_onednn_descriptions_map_to_keys_and_levels():
+    for text, key, level in [("Intel AVX2", "avx2", "avx2"),
+                             ("Intel AVX-512 with AVX512BW, AVX512VL, and AVX512DQ extensions", "avx512", "avx512"),
+                             ("Intel AVX-512 with Intel DL Boost", "avx512_vnni", "avx512_vnni"),
+                             ("Intel AVX-512 with Intel DL Boost and bfloat16 support", "avx512_vnni", "avx512_bf16"),
+                             ("Intel AVX-512 with float16, Intel DL Boost and bfloat16 support and Intel AMX with bfloat16 and 8-bit integer support",
+                              "amx", "amx")]:
+        assert (environment.isa_from_text(text), environment.level_from_text(text)) == (key, level), text
+
+
+def test_amx_without_the_cpu_or_the_kernel_is_one_line_saying_why(monkeypatch):
+    monkeypatch.setattr(isa, "cpu_flags", lambda: EPYC_AVX2)
+    with pytest.raises(SegcheckError, match=r"^AMX was asked for, but this CPU \(.*\) has no AMX \(no amx_tile/amx_int8"):
+        isa.request_amx()
+
+    class Refusing:
+        def syscall(self, *args):
+            return -1
+
+    monkeypatch.setattr(isa, "cpu_flags", lambda: XEON_AMX)
+    monkeypatch.setattr(isa.ctypes, "CDLL", lambda *a, **k: Refusing())
+    monkeypatch.setattr(isa.ctypes, "get_errno", lambda: 22)
+    with pytest.raises(SegcheckError, match=r"Linux refused the tile permission \(arch_prctl ARCH_REQ_XCOMP_PERM: Invalid argument\); AMX needs Linux 5.16"):
+        isa.request_amx()
+
+
+def test_a_process_keeps_the_cap_it_was_first_given():
+    """This session selected its cap at start (the plugin does, before MXNet runs): asking for another now is refused."""
+    other = next(level for level in ("avx2", "avx512") if isa.CAPS[level] != isa.current_cap())
+    with pytest.raises(SegcheckError, match=f"--isa: this process already runs oneDNN capped at .*; run {isa.CAPS[other]} in a new process"):
+        isa.select(other, "--isa")
+    assert isa.select(None, "again") == isa.current_cap()
+
+
+def _fingerprint(cache, **env) -> dict:
+    code = "import json, sys; from segcheck.measure import environment; print(json.dumps(environment.fingerprint(sys.argv[1]).to_dict()))"
+    clean = {k: v for k, v in os.environ.items() if k not in isa.VARIABLES}
+    done = subprocess.run([sys.executable, "-c", code, str(cache)], env={**clean, **env}, capture_output=True, text=True,
+                          timeout=300, check=True)
+    return json.loads(done.stdout)
+
+
+def test_the_environment_key_follows_the_isa_cap_through_the_cache(tmp_path):
+    """The regression: a cached probe from an uncapped run labelled a run under DNNL_MAX_CPU_ISA=AVX2 with the host's ISA."""
+    host = _fingerprint(tmp_path)
+    capped = _fingerprint(tmp_path, DNNL_MAX_CPU_ISA="AVX2")
+    again = _fingerprint(tmp_path, DNNL_MAX_CPU_ISA="AVX2")
+    assert capped == again and capped["isa"] == "avx2" and capped["onednn_isa"] == "avx2" and capped["cap"] == "AVX2"
+    assert host["cap"] == "" and host["cpu"] == capped["cpu"] == isa.cpu_model()
+    assert len(list(tmp_path.glob("environment-*.json"))) == 2
+    if "avx512f" in isa.cpu_flags():
+        assert host["isa"] != "avx2"
