@@ -62,7 +62,9 @@ class CalibRecipe:
 
 @dataclass(frozen=True)
 class FitRecipe:
-    """How the synthetic tier's seeded models are initialised and fitted (models.fit)."""
+    """How the synthetic tier's seeded models are initialised and fitted (models.fit), and the numerics the fit runs
+    under: oneDNN capped at `isa`, `threads` OpenMP threads and OpenBLAS's `blas` kernels on one thread, the same on
+    every x86 machine with AVX2, so that the fitted weights, like a weights file, do not depend on the machine."""
 
     seed: int = 0
     crop_size: int = 64  # fitted at this crop whatever the evaluation crop: weights do not depend on it
@@ -70,6 +72,9 @@ class FitRecipe:
     samples_per_image: int = 128
     residual_gamma: float = 0.05
     ridge: float = 0.1
+    isa: str = "avx2"
+    threads: int = 2
+    blas: str = "Haswell"
 
     def as_dict(self) -> dict:
         return asdict(self)

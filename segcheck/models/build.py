@@ -159,13 +159,18 @@ def fuse(net: mx.gluon.HybridBlock, crop_size: int) -> mx.gluon.HybridBlock:
     """The network hybridized onto oneDNN with operator fusion, run once.
 
     MXNet >= 1.7: hybridize(backend='MKLDNN') (Gluon ignores MXNET_SUBGRAPH_BACKEND; 1.9.1 names the
-    backend MKLDNN). mxnet-mkl 1.6 has no backend argument: its graph goes through the same MKLDNN
-    pass (get_backend_symbol) and runs as a SymbolBlock on the network's own parameters.
+    backend MKLDNN). mxnet-mkl 1.6 has no backend argument, and where hybridize(backend=...) breaks (MXNet 1.8's
+    subgraph builder fails on these graphs: "Check failed: input_nid < simple_nodes->size()" in build_subgraph.cc),
+    the graph goes through the same MKLDNN pass (get_backend_symbol) and runs as a SymbolBlock on the network's
+    own parameters.
     """
     if hybridize_takes_backend():
-        net.hybridize(backend="MKLDNN", static_alloc=True, static_shape=True)
-        materialise(net, crop_size)
-        return net
+        try:
+            net.hybridize(backend="MKLDNN", static_alloc=True, static_shape=True)
+            materialise(net, crop_size)
+            return net
+        except mx.base.MXNetError:
+            mx.nd.waitall()
     net.hybridize(static_alloc=True, static_shape=True)
     materialise(net, crop_size)
     fused = export.graph(net).get_backend_symbol("MKLDNN")

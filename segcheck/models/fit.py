@@ -14,9 +14,12 @@ from a seed and fits it on the synthetic training split in a few seconds:
 
 from __future__ import annotations
 
+import os
+
 import mxnet as mx
 import numpy as np
 
+from ..config import isa
 from ..config.recipes import FitRecipe
 from .build import child, layers
 
@@ -141,3 +144,9 @@ def fit(net, arch: str, images: mx.nd.NDArray, labels: np.ndarray, recipe: FitRe
     classifier = child(net, CLASSIFIER)
     classifier.weight.set_data(mx.nd.array(w[:-1].T.reshape(classifier.weight.shape)))
     classifier.bias.set_data(mx.nd.array(w[-1]))
+
+
+def numerics(recipe: FitRecipe) -> dict:
+    """The environment of the process a seeded fit runs in: the recipe's ISA cap, threads and BLAS kernels."""
+    return {**os.environ, **isa.environment_for(recipe.isa), "OMP_NUM_THREADS": str(recipe.threads),
+            "OPENBLAS_CORETYPE": recipe.blas, "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}

@@ -8,6 +8,10 @@ loaded as it is: it is the artefact under test.
 from __future__ import annotations
 
 import json
+import pickle
+import subprocess
+import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +20,7 @@ import mxnet as mx
 from tqdm import tqdm
 
 from .. import atomic
+from ..config import isa
 from ..config.recipes import EXCLUDE_LAYERS, CalibRecipe
 from ..config.run import ModelConfig
 from ..data import loaders, synthetic
@@ -54,21 +59,46 @@ def fp32_weights(mc: ModelConfig) -> tuple[Path, str]:
             raise SegcheckError(f"{path}: weights file not found; fix the configuration's path (or --resume / --model-prefix)")
         return path, atomic.digest(path)
 
-    def make(folder: Path) -> dict:
-        started = time.perf_counter()
-        crop = mc.run.fit.crop_size
-        net = build.build(mc.network, crop)
-        fit.seeded_init(net, crop, mc.run.fit)
-        train = open_split(mc, "train", crop)
-        (images, labels, ids), = loaders.batches(train, loaders.first(train, mc.run.fit.num_images), mc.run.fit.num_images)
-        fit.fit(net, mc.arch, images, labels, mc.run.fit)
-        net.save_parameters(str(folder / "model.params"))
-        return {"fit_seconds": round(time.perf_counter() - started, 1), "fit_subset": loaders.Subset("train", ids).describe()}
-
     fields = {"model": mc.network.name, "fit": mc.run.fit.as_dict(),
               "data": mc.run.synthetic.digest(), "versions": cache.versions()}
-    entry = cache.get_or_build(mc.run.cache_dir, "fp32", fields, make)
+    entry = cache.get_or_build(mc.run.cache_dir, "fp32", fields, lambda folder: _fit_in_its_own_process(mc, folder))
     return entry.file("model.params"), entry.manifest["files"]["model.params"]
+
+
+def seeded_fit(mc: ModelConfig, folder: Path) -> dict:
+    """Initialise the network of `mc` from its seed, fit it on the synthetic training split, save folder/model.params."""
+    started = time.perf_counter()
+    crop = mc.run.fit.crop_size
+    net = build.build(mc.network, crop)
+    fit.seeded_init(net, crop, mc.run.fit)
+    train = open_split(mc, "train", crop)
+    (images, labels, ids), = loaders.batches(train, loaders.first(train, mc.run.fit.num_images), mc.run.fit.num_images)
+    fit.fit(net, mc.arch, images, labels, mc.run.fit)
+    net.save_parameters(str(folder / "model.params"))
+    return {"fit_seconds": round(time.perf_counter() - started, 1), "fit_subset": loaders.Subset("train", ids).describe()}
+
+
+_FIT_CHILD = (
+    "import json, pickle, sys\n"
+    "from pathlib import Path\n"
+    "from segcheck.models.pipeline import seeded_fit\n"
+    "config, folder, out = sys.argv[1:4]\n"
+    "Path(out).write_text(json.dumps(seeded_fit(pickle.loads(Path(config).read_bytes()), Path(folder))))\n"
+)
+
+
+def _fit_in_its_own_process(mc: ModelConfig, folder: Path) -> dict:
+    """seeded_fit in a new process under the fit recipe's numerics (fit.numerics): this process's ISA cap, threads
+    and BLAS would otherwise change the fitted weights."""
+    with tempfile.TemporaryDirectory(prefix="segcheck-fit-") as tmp:
+        config, out = Path(tmp) / "config.pickle", Path(tmp) / "out.json"
+        config.write_bytes(pickle.dumps(mc))
+        done = subprocess.run([sys.executable, "-c", _FIT_CHILD, str(config), str(folder), str(out)],
+                              env=fit.numerics(mc.run.fit), capture_output=True, text=True)
+        if done.returncode != 0 or not out.is_file():
+            last = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+            raise SegcheckError(f"fitting the seeded weights of {mc.name} failed in its own process ({last})")
+        return json.loads(out.read_text())
 
 
 def _imported(mc: ModelConfig, prefix) -> mx.gluon.SymbolBlock:
@@ -166,7 +196,7 @@ def int8_model(mc: ModelConfig, recipe: CalibRecipe | None = None) -> Int8Model:
     fields = {"model": mc.network.name, "crop": mc.crop_size, "fp32": fp32_digest,
               "calibration": recipe.as_dict(), "calibration_images": calib.digest,
               "always_fp32": list(EXCLUDE_LAYERS.get(mc.arch, ())),
-              "versions": cache.versions()}
+              "versions": cache.versions(), "isa": isa.effective_level()}
     entry = cache.get_or_build(mc.run.cache_dir, "int8", fields, make)
     block = export.load(entry.path / "model")
     block(mx.nd.zeros((1, 3, mc.crop_size, mc.crop_size)))  # binds the graph: ready to run or export
