@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from segcheck.gate import golden, verdicts
-from segcheck.gate.baselines import Tolerances
+from segcheck.gate.baselines import Reference, Tolerances
 from segcheck.measure import calibration, layers, stats
 from segcheck.measure.metrics import ConfusionMatrix
 
@@ -41,7 +41,20 @@ def test_the_table_names_layers_stably_and_finds_what_moved():
     verdict = verdicts.calibration_table("m", moved, table, [], 1e-4)
     assert verdict.status == "FAIL" and "resnetv1s_conv0_fwd: [0, 13] -> [0, 0.65]" in verdict.message
     assert "data_quantize: [-2, 2.5] out_type=auto -> [-2, 2.5] out_type=int8" in verdict.message
-    assert verdicts.calibration_table("m", table, None, [], 1e-4).status == "PASS"
+    nothing = verdicts.calibration_table("m", table, None, [], 1e-4)
+    assert nothing.status == "SKIP" and nothing.compared == "none" and "no golden table" in nothing.message
+    vnni = Reference("golden records", {"mxnet": "1.9.1", "onednn": "2.4.4", "isa": "avx512_vnni"}, "isa")
+    drifted = calibration.table(one.replace('"13.0"', '"13.1"'))
+    assert verdicts.calibration_table("m", drifted, table, [], 1e-4, vnni).status == "FAIL"
+    across = verdicts.calibration_table("m", drifted, table, [], 0.02, vnni)
+    assert across.status == "PASS" and across.compared == "isa" and "isa avx512_vnni (tolerance tier: isa)" in across.message
+    grown = {**drifted, "head_dropout_output_quantize": {"range": [0.0, 14.5]}}
+    assert verdicts.calibration_table("m", grown, table, [], 0.02, vnni).status == "FAIL"  # one MXNet: a new node is news
+    version = Reference("golden records", {"mxnet": "1.9.1", "onednn": "2.4.4", "isa": "avx512_vnni"}, "version")
+    other_mxnet = verdicts.calibration_table("m", grown, table, [], 0.02, version)
+    assert other_mxnet.status == "PASS" and "all 2 calibrated ranges match" in other_mxnet.message
+    assert "another MXNet builds another graph: head_dropout_output_quantize appeared" in other_mxnet.message
+    assert verdicts.calibration_table("m", {**grown, "data_quantize": {"range": [-3.0, 2.5]}}, table, [], 0.02, version).status == "FAIL"
 
 
 def test_invariants_missing_ranges_and_unaligned_concat_inputs():
@@ -67,6 +80,12 @@ def test_the_layer_where_error_starts_ranks_first():
     alone = verdicts.layer_error("m", {"a": 30.0, "b": 7.0, "c": 7.5}, None, up, 3.0, 8.0)
     assert alone.status == "FAIL" and "below the 8 dB floor" in alone.message and "b: 7.0 dB (own drop 23.0" in alone.message
     assert verdicts.layer_error("m", golden_curve, golden_curve, up, 3.0, 8.0).status == "PASS"
+    floor_only = verdicts.layer_error("m", golden_curve, None, up, 3.0, 8.0)
+    assert floor_only.status == "PASS" and floor_only.compared == "none" and "only the floor was checked" in floor_only.message
+    version = Reference("golden records", {"mxnet": "1.9.1"}, "version")
+    banded = verdicts.layer_error("m", {"a": 30.0, "b": 21.0, "c": 18.0, "d": 16.0}, golden_curve, up, 6.0, 8.0, version)
+    assert banded.status == "PASS" and banded.compared == "version" and "(tolerance tier: version)" in banded.message
+    assert verdicts.layer_error("m", {"a": 30.0, "b": 18.0, "c": 15.0, "d": 13.0}, golden_curve, up, 6.0, 8.0, version).status == "FAIL"
 
 
 def _digest(images, pixels):
@@ -80,8 +99,12 @@ def test_a_changed_digest_is_reported_and_fails_only_when_strict():
     changed = verdicts.digest("m", new, old, strict=False)
     assert changed.status == "CHANGED" and not changed.failed
     assert "CHANGED in 1 of 3 images (i1), at least 4 pixels; predicted pixels by class: bg -4, cat +4" in changed.message
-    assert verdicts.digest("m", new, old, strict=True).status == "FAIL"
-    assert verdicts.digest("m", new, None, strict=True).status == "SKIP"
+    here = Reference("golden records", {"isa": "avx512_vnni"}, "exact")
+    assert verdicts.digest("m", new, old, strict=True, reference=here).status == "FAIL"
+    other_isa = verdicts.digest("m", new, old, strict=True, reference=Reference("golden records", {"isa": "avx512_vnni"}, "isa"))
+    assert other_isa.status == "CHANGED" and other_isa.compared == "isa" and "only a change against this environment" in other_isa.message
+    missing = verdicts.digest("m", new, None, strict=True)
+    assert missing.status == "SKIP" and missing.compared == "none"
 
 
 def test_one_class_falling_fails_even_when_the_mean_holds():
@@ -101,8 +124,11 @@ def test_golden_records_are_kept_per_environment_and_setting(tmp_path):
     env, setting = {"isa": "avx2"}, {"crop_size": 64}
     assert golden.lookup(table, "synthetic", "m", env, setting) is None
     assert golden.record(table, "synthetic", env, [(setting, {"m": record})]) == tmp_path / "baselines.golden.json"
-    assert golden.lookup(table, "synthetic", "m", env, setting) == record
-    assert golden.lookup(table, "synthetic", "m", {"isa": "avx512_vnni"}, setting) is None
+    found = golden.lookup(table, "synthetic", "m", env, setting)
+    assert found == record and found.reference.difference == "exact"
+    across = golden.lookup(table, "synthetic", "m", {"isa": "avx512_vnni"}, setting)
+    assert across == record and across.reference == Reference("golden records", env, "isa")
+    assert golden.lookup(table, "synthetic", "m", env, {"crop_size": 480}) is None
     (tmp_path / "baselines.golden.json").write_text('{"schema": 1, "tiers": {"synthetic": [{"environment": {}}]}}')
     with pytest.raises(Exception, match=r"baselines.golden.json: key 'tiers.synthetic\[0\].setting': missing"):
         golden.lookup(table, "synthetic", "m", env, setting)

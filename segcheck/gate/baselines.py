@@ -1,7 +1,9 @@
-"""The baseline table (baselines.json): a strict loader, row lookup, and the atomic recorder.
+"""The baseline table (baselines.json): a strict loader, row lookup in the nearest recorded environment, and the
+atomic recorder.
 
 Accuracy figures are in percent (pixAcc 97.97 means 97.97 %, mIoU 90.77 as in the seed's table),
-latencies in milliseconds. Tolerances are documented in the README.
+latencies in milliseconds. Tolerances are documented in the README. A row recorded in another environment (another
+ISA, another MXNet or oneDNN) is still compared, at the tolerance tier for what differs.
 """
 
 from __future__ import annotations
@@ -9,7 +11,8 @@ from __future__ import annotations
 import difflib
 import json
 import math
-from dataclasses import dataclass, replace
+import re
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .. import atomic
@@ -25,6 +28,17 @@ TOLERANCE_KEYS = ("pixacc_points", "miou_points", "int8_drop_pixacc_points", "in
 # Tolerances of the finer checks, optional in the file (these defaults apply where absent).
 FINE_TOLERANCES = {"int8_drop_class_iou_points": 5.0, "class_min_pixels": 1000.0, "range_rtol": 1e-4,
                    "sqnr_drop_db": 3.0, "sqnr_floor_db": 8.0}
+# How a recorded environment differs from this run's, nearest first: the same, another ISA key, another MXNet or
+# oneDNN (whatever the ISA). A comparison across environments uses that tier's tolerances for what moves with the
+# environment: the accuracy against the row, calibrated ranges and per-layer SQNR against the golden records.
+# (The INT8 drop, the class drop and the SQNR floor compare within one run and keep their tolerances.)
+DIFFERENCES = ("exact", "isa", "version")
+CROSS_KEYS = ("pixacc_points", "miou_points", "range_rtol", "sqnr_drop_db")
+CROSS_TOLERANCES = {
+    "isa": {"pixacc_points": 0.5, "miou_points": 1.0, "range_rtol": 1e-3, "sqnr_drop_db": 3.0},
+    "version": {"pixacc_points": 1.0, "miou_points": 2.0, "range_rtol": 0.1, "sqnr_drop_db": 6.0},
+}
+ISA_ORDER = ("sse4", "avx", "avx2", "avx_vnni", "avx512", "avx512_vnni", "amx")  # lowest first, for "nearest"
 
 
 class BaselineError(SegcheckError):
@@ -39,6 +53,7 @@ class Row:
     fp32_miou: float
     s8_pixacc: float
     s8_miou: float
+    xfail_reason: str | None = None  # a known failure (NNCF's metrics_xfail_reason): failing is XFAIL, not FAIL
 
     def accuracy(self, precision: str) -> tuple[float, float]:
         """(pixAcc, mIoU) in percent for 'fp32' or 'int8'."""
@@ -64,6 +79,11 @@ class Tolerances:
         """These tolerances with a model's own (from its configuration) in place."""
         return replace(self, **overrides)
 
+    def across(self, cross: dict) -> "Tolerances":
+        """These tolerances for a comparison with another environment: each key of its tier (`cross`) at least as
+        wide as the tier says."""
+        return replace(self, **{k: max(getattr(self, k), v) for k, v in cross.items()})
+
 
 @dataclass(frozen=True)
 class Entry:
@@ -72,6 +92,52 @@ class Entry:
     environment: dict
     setting: dict
     rows: dict  # model name -> Row
+    provenance: dict = field(default_factory=dict)  # where they were recorded: oneDNN's ISA level, the cap, the CPU
+
+
+def difference(recorded: dict, now: dict) -> str:
+    """How a recorded environment key differs from this run's: exact, isa, or version (MXNet or oneDNN)."""
+    if recorded == now:
+        return "exact"
+    if recorded.get("mxnet") != now.get("mxnet") or recorded.get("onednn") != now.get("onednn"):
+        return "version"
+    return "isa"
+
+
+def _version(text) -> tuple:
+    """'1.9.1', 'mxnet-mkl 1.6.0', '1.8.0.post0' -> (1, 9, 1): comparable release numbers."""
+    numbers = [int(n) for n in re.findall(r"\d+", str(text).rpartition(" ")[2])[:3]]
+    return tuple(numbers + [0] * (3 - len(numbers)))
+
+
+def _rank(isa: str) -> int:
+    return ISA_ORDER.index(isa) if isa in ISA_ORDER else -1
+
+
+def nearness(recorded: dict, now: dict) -> tuple:
+    """A sort key, nearest first: the same environment; else another ISA before another version; then the closest
+    MXNet and oneDNN releases, the closest ISA, and of two equally close the higher one."""
+    version = sum(abs(a - b) * w for field, weight in (("mxnet", 1000), ("onednn", 1))
+                  for a, b, w in zip(_version(recorded.get(field)), _version(now.get(field)), (weight * 10000, weight * 100, weight)))
+    isa_gap = abs(_rank(recorded.get("isa", "")) - _rank(now.get("isa", "")))
+    return DIFFERENCES.index(difference(recorded, now)), version, isa_gap, -_rank(recorded.get("isa", ""))
+
+
+@dataclass(frozen=True)
+class Reference:
+    """What a check compared against: a row or golden record, the environment it was recorded in, and how that
+    differs from this run's (the tolerance tier)."""
+
+    what: str  # "row", "golden records"
+    environment: dict
+    difference: str  # exact | isa | version | published
+
+    def describe(self) -> str:
+        where = ", ".join(f"{k} {v}" for k, v in self.environment.items())
+        if self.difference == "published":
+            return f"against the published {self.what} ({where})"
+        tier = "same environment" if self.difference == "exact" else f"tolerance tier: {self.difference}"
+        return f"against the {self.what} recorded in {where} ({tier})"
 
 
 @dataclass(frozen=True)
@@ -83,15 +149,25 @@ class Tier:
     min_speedup: dict  # ISA -> {architecture or model name: minimum INT8/FP32 speed-up}
     match_environment: bool
     entries: tuple
+    cross_environment: dict = field(default_factory=lambda: {k: dict(v) for k, v in CROSS_TOLERANCES.items()})
+
+    def tolerances_for(self, reference: "Reference | None", own: dict) -> Tolerances:
+        """The tolerances of a comparison: this tier's with a model's own in place, widened to the tier of the
+        reference's difference when it was recorded in another environment."""
+        base = self.tolerances.with_(own)
+        if reference is None or reference.difference in ("exact", "published"):
+            return base
+        return base.across(self.cross_environment[reference.difference])
 
 
 @dataclass(frozen=True)
 class Lookup:
-    """A row found for this run, or the reason there is none."""
+    """A row found for this run (in the nearest recorded environment), or the reason there is none."""
 
     row: Row | None
     reason: str = ""
     entry: Entry | None = None
+    reference: Reference | None = None
 
 
 @dataclass(frozen=True)
@@ -111,35 +187,28 @@ class Baselines:
         return _Reader(self.path).tier(name, new_tier(convention, "not recorded yet"), f"tiers.{name}")
 
     def lookup(self, tier: str, model: str, environment: dict, setting: dict) -> Lookup:
-        """The row for `model` recorded at `setting` (and, where the tier asks, in `environment`)."""
+        """The row for `model` recorded at `setting`: in this environment (key) where there is one, else in the nearest
+        recorded one (see nearness), to be compared at that difference's tolerance tier. A tier of published rows
+        (match_environment false) holds one row per setting, whatever the environment."""
         if tier not in self.tiers:
             return Lookup(None, f"no {tier}-tier baseline rows in {self.path}; record them from a trusted run "
                                 "with pytest --update-baselines")
         t = self.tier(tier)
-        seen = []
-        for entry in t.entries:
-            if model not in entry.rows:
-                continue
-            env_ok = not t.match_environment or entry.environment == environment
-            if env_ok and entry.setting == setting:
-                return Lookup(entry.rows[model], entry=entry)
-            seen.append(entry)
-        if not seen:
+        with_model = [e for e in t.entries if model in e.rows]
+        if not with_model:
             return Lookup(None, f"no {tier}-tier baseline row for {model} in {self.path}; record one from a trusted "
                                 "run with pytest --update-baselines")
-        other = seen[0]
-        if t.match_environment and other.environment != environment:
-            return Lookup(
-                None,
-                f"the {tier}-tier row for {model} was recorded in another environment "
-                f"({_fmt(other.environment)}); this run is {_fmt(environment)}: "
-                "record one here with --update-baselines",
-            )
-        return Lookup(
-            None,
-            f"the {tier}-tier row for {model} was recorded at setting {_fmt(other.setting)}; "
-            f"this run uses {_fmt(setting)}: run at that setting or record one with --update-baselines",
-        )
+        at_setting = [e for e in with_model if e.setting == setting]
+        if not at_setting:
+            other = with_model[0]
+            return Lookup(None, f"the {tier}-tier row for {model} was recorded at setting {_fmt(other.setting)}; "
+                                f"this run uses {_fmt(setting)}: run at that setting or record one with --update-baselines")
+        if not t.match_environment:
+            entry = at_setting[0]
+            return Lookup(entry.rows[model], entry=entry, reference=Reference("row", entry.environment, "published"))
+        entry = min(at_setting, key=lambda e: nearness(e.environment, environment))
+        return Lookup(entry.rows[model], entry=entry,
+                      reference=Reference("row", entry.environment, difference(entry.environment, environment)))
 
 
 def _fmt(d: dict) -> str:
@@ -153,15 +222,17 @@ class _Reader(Reader):
         super().__init__(path, "fix it or restore the file from git", BaselineError)
 
     def row(self, value, key: str) -> Row:
-        self.obj(value, key, ROW_KEYS)
+        self.obj(value, key, ROW_KEYS, ("xfail_reason",))
         fields = {}
         for k in ROW_KEYS:
             hi = math.inf if k.endswith("_ms") else 100.0
             fields[k] = self.number(value[k], f"{key}.{k}", 0.0, hi)
-        return Row(**fields)
+        if "xfail_reason" in value and not self.string(value["xfail_reason"], f"{key}.xfail_reason").strip():
+            self.fail(f"{key}.xfail_reason", "empty: say why the row is expected to fail, or remove the key")
+        return Row(**fields, xfail_reason=value.get("xfail_reason"))
 
     def entry(self, value, key: str) -> Entry:
-        self.obj(value, key, ("environment", "setting", "rows"))
+        self.obj(value, key, ("environment", "setting", "rows"), ("provenance",))
         rows = self.obj(value["rows"], f"{key}.rows", (), tuple(value["rows"]) if isinstance(value["rows"], dict) else ())
         parsed = {}
         for name, row in rows.items():
@@ -170,10 +241,12 @@ class _Reader(Reader):
             except SegcheckError as err:
                 self.fail(f"{key}.rows.{name}", str(err))
             parsed[name] = self.row(row, f"{key}.rows.{name}")
-        return Entry(self.flat(value["environment"], f"{key}.environment"), self.flat(value["setting"], f"{key}.setting"), parsed)
+        return Entry(self.flat(value["environment"], f"{key}.environment"), self.flat(value["setting"], f"{key}.setting"), parsed,
+                     self.flat(value.get("provenance", {}), f"{key}.provenance"))
 
     def tier(self, name: str, value, key: str) -> Tier:
-        self.obj(value, key, ("description", "metric_convention", "tolerances", "min_speedup", "match_environment", "entries"))
+        self.obj(value, key, ("description", "metric_convention", "tolerances", "min_speedup", "match_environment", "entries"),
+                 ("cross_environment",))
         tol = self.obj(value["tolerances"], f"{key}.tolerances", TOLERANCE_KEYS, tuple(FINE_TOLERANCES))
         tolerances = Tolerances(**{k: self.number(v, f"{key}.tolerances.{k}", 0.0, 1e9 if k == "class_min_pixels" else 100.0)
                                    for k, v in tol.items()})
@@ -191,6 +264,12 @@ class _Reader(Reader):
                 for e in entries for m in e.rows]
         if len(keys) != len(set(keys)):
             self.fail(f"{key}.entries", "the same model appears twice for one environment and setting")
+        cross = self.obj(value.get("cross_environment", {}), f"{key}.cross_environment", (), tuple(CROSS_TOLERANCES))
+        cross_environment = {difference: {**defaults, **{k: self.number(v, f"{key}.cross_environment.{difference}.{k}", 0.0, 100.0)
+                                                        for k, v in self.obj(cross.get(difference, {}),
+                                                                             f"{key}.cross_environment.{difference}", (),
+                                                                             CROSS_KEYS).items()}}
+                             for difference, defaults in CROSS_TOLERANCES.items()}
         return Tier(
             name,
             self.string(value["description"], f"{key}.description"),
@@ -199,6 +278,7 @@ class _Reader(Reader):
             min_speedup,
             value["match_environment"],
             entries,
+            cross_environment,
         )
 
 
@@ -254,11 +334,14 @@ DEFAULT_TOLERANCES = {"pixacc_points": 0.5, "miou_points": 1.0, "int8_drop_pixac
 def new_tier(convention: str, description: str) -> dict:
     """A tier for a file or tier that does not exist yet: recorded rows, keyed by environment and setting."""
     return {"description": description, "metric_convention": convention, "tolerances": dict(DEFAULT_TOLERANCES),
+            "cross_environment": {k: dict(v) for k, v in CROSS_TOLERANCES.items()},
             "min_speedup": {}, "match_environment": True, "entries": []}
 
 
-def record(path, tier: str, environment: dict, groups, template: dict | None = None) -> str:
-    """Store rows for this environment, one (setting, {name: Row}) group at a time; return the unified diff written.
+def record(path, tier: str, environment: dict, groups, template: dict | None = None, provenance: dict | None = None) -> str:
+    """Store rows for this environment (its key), one (setting, {name: Row}) group at a time; return the unified diff
+    written. `provenance` (oneDNN's ISA level, the cap, the CPU) is kept beside the entry; a row's xfail_reason,
+    written by a person, is kept when the row is recorded again.
 
     The file is re-read and re-validated, changed in memory, validated again, then written atomically.
     A missing file or tier is created from `template` (see new_tier); a tier of published rows
@@ -284,8 +367,11 @@ def record(path, tier: str, environment: dict, groups, template: dict | None = N
         if target is None:
             target = {"environment": environment, "setting": setting, "rows": {}}
             entries.append(target)
+        if provenance:
+            target["provenance"] = provenance
         for name, row in sorted(rows.items()):
-            target["rows"][name] = {k: round(getattr(row, k), 4) for k in ROW_KEYS}
+            reason = target["rows"].get(name, {}).get("xfail_reason")
+            target["rows"][name] = {k: round(getattr(row, k), 4) for k in ROW_KEYS} | ({"xfail_reason": reason} if reason else {})
         target["rows"] = dict(sorted(target["rows"].items()))
     new_text = dumps(doc)
     parse(new_text, path)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-PASS, FAIL, IMPROVED, SKIP, ERROR, CHANGED = "PASS", "FAIL", "IMPROVED", "SKIP", "ERROR", "CHANGED"
+PASS, FAIL, IMPROVED, SKIP, ERROR, CHANGED, XFAIL = "PASS", "FAIL", "IMPROVED", "SKIP", "ERROR", "CHANGED", "XFAIL"
 FAILING = (FAIL, IMPROVED, ERROR)
 PRECISIONS = ("fp32", "int8")
 SEED_PREFIX = {"fp32": "fp32", "int8": "s8"}
@@ -67,10 +67,13 @@ def of_test_id(test_id: str) -> str | None:
 
 @dataclass(frozen=True)
 class Check:
-    """The outcome of one gate test of a model, as its report said."""
+    """The outcome of one gate test of a model, as its report said; `compared` says what a check that compares with a
+    recorded row or golden record compared against: exact (this environment), isa or version (another environment at
+    that tolerance tier), published (the seed's table), or none (nothing was there to compare)."""
 
     status: str
     message: str = ""
+    compared: str = ""
 
     @property
     def failed(self) -> bool:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .. import atomic
 from ..strict import Reader
-from .baselines import BaselineError
+from .baselines import BaselineError, Reference, difference, nearness
 
 SCHEMA = 1
 KINDS = ("ranges", "sqnr_db", "digest", "class_iou")
@@ -33,6 +33,7 @@ class Golden:
     sqnr_db: dict = field(default_factory=dict)  # stable layer name -> SQNR
     digest: dict = field(default_factory=dict)  # precision -> {"sha256", "images", "pixels"}
     class_iou: dict = field(default_factory=dict)  # precision -> per-class IoU in percent (None: absent)
+    reference: Reference | None = field(default=None, compare=False)  # where they were recorded, against this run
 
     def as_dict(self) -> dict:
         return {k: getattr(self, k) for k in KINDS if getattr(self, k)}
@@ -55,7 +56,7 @@ def _read(path: Path) -> dict:
             reader.fail(f"tiers.{tier}", "expected a list of entries")
         for i, entry in enumerate(value):
             key = f"tiers.{tier}[{i}]"
-            reader.obj(entry, key, ("environment", "setting", "models"))
+            reader.obj(entry, key, ("environment", "setting", "models"), ("provenance",))
             reader.flat(entry["environment"], f"{key}.environment")
             reader.flat(entry["setting"], f"{key}.setting")
             for name, golden in reader.obj(entry["models"], f"{key}.models", free=True).items():
@@ -64,16 +65,20 @@ def _read(path: Path) -> dict:
 
 
 def lookup(baselines_path, tier: str, model: str, environment: dict, setting: dict) -> Golden | None:
-    """The golden records of `model` in this environment and setting, or None when none were recorded."""
+    """The golden records of `model` at this setting, from this environment (key) where recorded, else from the
+    nearest recorded one (baselines.nearness); None when none were recorded at this setting."""
     doc = _read(path_for(baselines_path))
-    for entry in doc["tiers"].get(tier, []):
-        if entry["environment"] == environment and entry["setting"] == setting and model in entry["models"]:
-            return Golden(**entry["models"][model])
-    return None
+    found = [e for e in doc["tiers"].get(tier, []) if e["setting"] == setting and model in e["models"]]
+    if not found:
+        return None
+    entry = min(found, key=lambda e: nearness(e["environment"], environment))
+    reference = Reference("golden records", entry["environment"], difference(entry["environment"], environment))
+    return Golden(**entry["models"][model], reference=reference)
 
 
-def record(baselines_path, tier: str, environment: dict, groups) -> Path | None:
-    """Store golden records, one (setting, {name: Golden}) group at a time; written atomically."""
+def record(baselines_path, tier: str, environment: dict, groups, provenance: dict | None = None) -> Path | None:
+    """Store golden records for this environment (its key), one (setting, {name: Golden}) group at a time, with
+    `provenance` beside them; written atomically."""
     path = path_for(baselines_path)
     doc = _read(path)
     entries = doc["tiers"].setdefault(tier, [])
@@ -82,6 +87,8 @@ def record(baselines_path, tier: str, environment: dict, groups) -> Path | None:
         if target is None:
             target = {"environment": environment, "setting": setting, "models": {}}
             entries.append(target)
+        if provenance:
+            target["provenance"] = provenance
         for name, golden in sorted(models.items()):
             target["models"][name] = golden.as_dict()
     if not any(e["models"] for entries in doc["tiers"].values() for e in entries):

@@ -7,13 +7,23 @@ import numpy as np
 
 from ..measure import calibration, layers
 from ..measure.metrics import Scores
-from .baselines import Row, Tolerances
-from .checks import CHANGED, FAIL, IMPROVED, PASS, SKIP
+from .baselines import Reference, Row, Tolerances
+from .checks import CHANGED, FAIL, IMPROVED, PASS, SKIP, XFAIL
 from .checks import Check as Verdict
 
 
-def against_baseline(what: str, scores: Scores, row: Row, precision: str, tol: Tolerances) -> Verdict:
-    """Two-sided: below the row by more than the tolerance is FAIL, above it is IMPROVED (unexplained)."""
+def _compared(reference: Reference | None) -> str:
+    return reference.difference if reference else "none"
+
+
+def _against(reference: Reference | None) -> str:
+    return f" [{reference.describe()}]" if reference else ""
+
+
+def against_baseline(what: str, scores: Scores, row: Row, precision: str, tol: Tolerances,
+                     reference: Reference | None = None) -> Verdict:
+    """Two-sided: below the row by more than the tolerance is FAIL, above it is IMPROVED (unexplained). A failure of a
+    row that carries an xfail reason is XFAIL."""
     measured = scores.percent()
     expected = row.accuracy(precision)
     parts, below, above = [], False, False
@@ -24,7 +34,12 @@ def against_baseline(what: str, scores: Scores, row: Row, precision: str, tol: T
         parts.append(f"{name} {got:.2f} (baseline {want:.2f}, {delta:+.2f}, tolerance ±{limit:.2f})")
     status = FAIL if below else IMPROVED if above else PASS
     hint = {FAIL: "accuracy regressed", IMPROVED: "accuracy rose beyond the tolerance: if expected, re-record with --update-baselines", PASS: "within tolerance"}[status]
-    return Verdict(status, f"{what}: {hint}: {'; '.join(parts)} [mIoU convention: {scores.convention}]")
+    message = f"{what}: {hint}: {'; '.join(parts)} [mIoU convention: {scores.convention}]{_against(reference)}"
+    if row.xfail_reason and status != PASS:
+        return Verdict(XFAIL, f"{message}; expected, the row says: {row.xfail_reason}", _compared(reference))
+    if row.xfail_reason:
+        message += f"; the row's xfail reason ({row.xfail_reason}) no longer applies: remove it"
+    return Verdict(status, message, _compared(reference))
 
 
 def moved_classes(fp32: Scores, int8: Scores, classes: tuple, count: int = 3) -> str:
@@ -84,32 +99,48 @@ def speedup(what: str, fp32_ms: float, int8_ms: float, minimum: float | None, is
     return Verdict(PASS, f"{what}: INT8 speed-up {ratio:.2f}x meets the minimum {minimum:.2f}x for {isa} ({figures})")
 
 
-def calibration_table(what: str, now: dict, golden: dict | None, problems: list, rtol: float) -> Verdict:
+def calibration_table(what: str, now: dict, golden: dict | None, problems: list, rtol: float,
+                      reference: Reference | None = None) -> Verdict:
     """Every quantized node's calibrated range (and quantization settings) against the golden table, and the
-    invariants MXNet's tests check; with no golden table, the invariants alone."""
+    invariants MXNet's tests check. With no golden table the invariants still fail a broken table, but a table that
+    keeps them is a SKIP: no range was compared. Against another MXNet or oneDNN (tolerance tier version), which
+    builds its own quantized graph, a node that appeared or vanished is reported, and only the nodes of both are judged."""
     if problems:
-        return Verdict(FAIL, f"{what}: the calibration table breaks MXNet's invariants: {'; '.join(problems[:5])}")
+        return Verdict(FAIL, f"{what}: the calibration table breaks MXNet's invariants: {'; '.join(problems[:5])}",
+                       _compared(reference if golden is not None else None))
     if golden is None:
-        return Verdict(PASS, f"{what}: {len(now)} calibrated ranges, all present, concat inputs aligned; no golden table "
-                             "for this environment and setting (record one with --update-baselines)")
+        return Verdict(SKIP, f"{what}: {len(now)} calibrated ranges, all present, concat inputs aligned, but no golden table "
+                             "at this setting to compare them with (record one with --update-baselines)", "none")
     changes = calibration.moved(golden, now, rtol)
+    other_graph = reference is not None and reference.difference == "version"
+    structural = [(name, old, new) for name, old, new in changes if other_graph and (old is None or new is None)]
+    changes = [c for c in changes if c not in structural]
+    note = ("; another MXNet builds another graph: " + ", ".join(f"{name} {'appeared' if old is None else 'vanished'}"
+                                                                 for name, old, _ in structural[:6])) if structural else ""
     if changes:
         shown = "; ".join(f"{name}: {calibration.describe(old)} -> {calibration.describe(new)}" for name, old, new in changes[:6])
         return Verdict(FAIL, f"{what}: calibrated ranges moved in {len(changes)} of {len(golden)} layers (beyond "
-                             f"{rtol:g} of the golden table): {shown}")
-    return Verdict(PASS, f"{what}: all {len(now)} calibrated ranges match the golden table (within {rtol:g})")
+                             f"{rtol:g} of the golden table): {shown}{note}{_against(reference)}", _compared(reference))
+    judged = len(now) - sum(old is None for _, old, _ in structural)
+    return Verdict(PASS, f"{what}: all {judged} calibrated ranges match the golden table (within {rtol:g}){note}"
+                         f"{_against(reference)}", _compared(reference))
 
 
-def layer_error(what: str, sqnr: dict, golden: dict | None, upstream: dict, drop_db: float, floor_db: float) -> Verdict:
-    """Per-layer SQNR of INT8 against FP32: no layer may fall more than `drop_db` below its golden value, nor any
-    below `floor_db`. A failure ranks the layers by their own fall, so the layer where the error starts comes first."""
+def layer_error(what: str, sqnr: dict, golden: dict | None, upstream: dict, drop_db: float, floor_db: float,
+                reference: Reference | None = None) -> Verdict:
+    """Per-layer SQNR of INT8 against FP32: no layer may fall more than `drop_db` below its golden value (the band of
+    the reference's tolerance tier), nor any below `floor_db`. A failure ranks the layers by their own fall, so the
+    layer where the error starts comes first. Without a golden curve only the floor is checked, and the verdict says so."""
     top = layers_named(sqnr, golden, upstream, drop_db, floor_db)
     fell = [r for r in top if golden and r[1] > drop_db]
     floored = [n for n, v in sqnr.items() if v < floor_db]
     worst = min(sqnr, key=sqnr.get)
+    compared = _compared(reference if golden else None)
     if not top:
-        ref = f"no layer more than {drop_db:g} dB below its golden value, " if golden else "no golden curve here, "
-        return Verdict(PASS, f"{what}: {ref}worst layer {worst} at {sqnr[worst]:.1f} dB (floor {floor_db:g} dB)")
+        ref = (f"no layer more than {drop_db:g} dB below its golden value, " if golden
+               else "no golden curve at this setting (only the floor was checked), ")
+        return Verdict(PASS, f"{what}: {ref}worst layer {worst} at {sqnr[worst]:.1f} dB (floor {floor_db:g} dB)"
+                             f"{_against(reference if golden else None)}", compared)
     shown = "; ".join(f"{n}: {sqnr[n]:.1f} dB" + (f" (golden {golden[n]:.1f}, fell {f:.1f}, own {own:.1f})" if golden and n in golden
                                                  else f" (own drop {own:.1f} below its inputs)") for n, f, own in top[:5])
     why = []
@@ -117,7 +148,7 @@ def layer_error(what: str, sqnr: dict, golden: dict | None, upstream: dict, drop
         why.append(f"{len(fell)} layers fell more than {drop_db:g} dB below their golden SQNR")
     if floored:
         why.append(f"{len(floored)} layers are below the {floor_db:g} dB floor")
-    return Verdict(FAIL, f"{what}: {' and '.join(why)}; by their own fall: {shown}")
+    return Verdict(FAIL, f"{what}: {' and '.join(why)}; by their own fall: {shown}{_against(reference if golden else None)}", compared)
 
 
 def layers_named(sqnr: dict, golden: dict | None, upstream: dict, drop_db: float, floor_db: float) -> list:
@@ -126,21 +157,25 @@ def layers_named(sqnr: dict, golden: dict | None, upstream: dict, drop_db: float
             if sqnr[n] < floor_db or (golden and f > drop_db)]
 
 
-def digest(what: str, now: dict, golden: dict | None, strict: bool) -> Verdict:
+def digest(what: str, now: dict, golden: dict | None, strict: bool, reference: Reference | None = None) -> Verdict:
     """The argmax predictions, image after image, against the golden digest: a change is CHANGED (the other
-    checks judge whether it harms), a failure only under --strict-digest."""
+    checks judge whether it harms), a failure only under --strict-digest and against a record of this environment
+    (another ISA or MXNet rounds differently, so there a change is expected)."""
     if golden is None:
-        return Verdict(SKIP, f"{what}: no golden digest for this environment and setting (record one with --update-baselines)")
+        return Verdict(SKIP, f"{what}: no golden digest at this setting (record one with --update-baselines)", "none")
+    compared = _compared(reference)
     if now["sha256"] == golden["sha256"]:
-        return Verdict(PASS, f"{what}: predictions identical to the golden run ({len(now['images'])} images)")
+        return Verdict(PASS, f"{what}: predictions identical to the golden run ({len(now['images'])} images){_against(reference)}",
+                       compared)
     images = [i for i, (a, b) in enumerate(zip(now["images"], golden["images"])) if a != b]
     diff = np.asarray(now["pixels"]) - np.asarray(golden["pixels"])
     classes = [f"{now['classes'][c]} {int(diff[c]):+d}" for c in np.argsort(-np.abs(diff))[:5] if diff[c]]
     detail = (f"predictions CHANGED in {len(images)} of {len(now['images'])} images ({', '.join(now['ids'][i] for i in images[:5])}), "
               f"at least {int(np.abs(diff).sum() // 2)} pixels; predicted pixels by class: {', '.join(classes) or 'unchanged totals'}")
-    if strict:
-        return Verdict(FAIL, f"{what}: {detail} (--strict-digest)")
-    return Verdict(CHANGED, f"{what}: {detail}; the other checks judge whether it harms")
+    if strict and compared == "exact":
+        return Verdict(FAIL, f"{what}: {detail} (--strict-digest){_against(reference)}", compared)
+    note = " (--strict-digest fails only a change against this environment's own record)" if strict else ""
+    return Verdict(CHANGED, f"{what}: {detail}; the other checks judge whether it harms{note}{_against(reference)}", compared)
 
 
 def class_drop(what: str, fp32: Scores, int8: Scores, labelled, classes: tuple, tol: Tolerances) -> Verdict:

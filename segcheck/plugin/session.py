@@ -7,6 +7,7 @@ outcomes always agree, and pytest-xdist workers' reports merge on the controller
 
 from __future__ import annotations
 
+import os
 from functools import cached_property
 
 import pytest
@@ -17,7 +18,7 @@ from ..config.run import ModelConfig, RunConfig, resolve_all
 from ..data.kinds import DATASETS
 from ..errors import MissingResource, SegcheckError
 from ..gate import baselines, golden
-from ..gate.checks import ERROR, FAIL, FAILING, PASS, SKIP, Check, of_test
+from ..gate.checks import ERROR, FAIL, FAILING, PASS, SKIP, XFAIL, Check, of_test
 from ..measure import environment, latency
 from ..measure.cases import ModelCase
 from ..results import chart, report
@@ -72,8 +73,6 @@ class SegcheckSession:
         self.latencies: dict = {}
         self.lines: list = []
         self._cases: dict = {}
-        self._presets: dict = {}
-        self._adopted: dict = {}
         self._golden: dict = {}
 
     @classmethod
@@ -119,12 +118,9 @@ class SegcheckSession:
         return found
 
     def case(self, name: str) -> ModelCase:
+        """The case of model `name` (made once per run; plugins step in through segcheck's hooks)."""
         if name not in self._cases:
-            self._cases[name] = ModelCase(self.model_config(name), self.unavailable)
-            for precision, (model, evaluation) in self._presets.pop(name, {}).items():
-                self._cases[name].preset(precision, model, evaluation)
-            if name in self._adopted:
-                self._cases[name].adopt(self._adopted.pop(name))
+            self._cases[name] = ModelCase(self.model_config(name), self.unavailable, self.config.hook)
         return self._cases[name]
 
     @property
@@ -132,20 +128,13 @@ class SegcheckSession:
         """The model cases made so far in this run, by name."""
         return dict(self._cases)
 
-    def preset(self, name: str, precision: str, model, evaluation=None) -> None:
-        """Give model `name` a model and evaluation made elsewhere in this process (see ModelCase.preset)."""
-        self._presets.setdefault(name, {})[precision] = (model, evaluation)
-
-    def adopt(self, case: ModelCase) -> None:
-        """This run's case of the same name takes what `case`, from an earlier run in this process, made."""
-        self._adopted[case.name] = case
-
     @cached_property
-    def environment(self) -> dict:
+    def environment(self) -> environment.Environment:
         return environment.fingerprint(self.run.cache_dir)
 
-    def tolerances(self, case: ModelCase) -> baselines.Tolerances:
-        return self.tier.tolerances.with_(case.config.tolerances)
+    def tolerances(self, case: ModelCase, reference: baselines.Reference | None = None) -> baselines.Tolerances:
+        """The model's tolerances for a comparison with `reference` (wider when it was recorded in another environment)."""
+        return self.tier.tolerances_for(reference, case.config.tolerances)
 
     def min_speedup(self, case: ModelCase, isa: str) -> float | None:
         mc = case.config
@@ -155,7 +144,7 @@ class SegcheckSession:
         return per_isa.get(mc.name, per_isa.get(mc.arch))
 
     def baseline(self, case: ModelCase) -> baselines.Lookup:
-        return self.table.lookup(self.run.tier, case.name, self.environment, case.config.setting())
+        return self.table.lookup(self.run.tier, case.name, self.environment.key(), case.config.setting())
 
     def shard_of(self, case: ModelCase, evaluation) -> dict | None:
         """What a shard evaluated, and of what whole, for `segcheck merge` to check the shards fit together."""
@@ -166,15 +155,26 @@ class SegcheckSession:
                 "of": {"count": len(case.whole.ids), "digest": case.whole.digest}}
 
     def golden(self, case: ModelCase):
-        """The golden records of this model in this environment and setting (golden.Golden), or None."""
+        """The golden records of this model at this setting (golden.Golden), from this environment or the nearest
+        recorded one (its reference says which); None when none were recorded."""
         if case.name not in self._golden:
-            self._golden[case.name] = golden.lookup(self.table.path, self.run.tier, case.name, self.environment,
+            self._golden[case.name] = golden.lookup(self.table.path, self.run.tier, case.name, self.environment.key(),
                                                     case.config.setting())
         return self._golden[case.name]
 
-    def no_baseline(self, reason: str):
+    @property
+    def require_baseline(self) -> str:
+        """Why a model without any row fails instead of skipping ('' when it skips): --require-baseline, or a CI run."""
         if self.options.require_baseline:
-            pytest.fail(f"--require-baseline: {reason}", pytrace=False)
+            return "--require-baseline"
+        return "CI=true" if os.environ.get("CI", "").strip().lower() in ("true", "1", "yes") else ""
+
+    def no_baseline(self, request, reason: str):
+        """No row to compare with: a SKIP saying so, or a failure under --require-baseline or in CI."""
+        request.node.user_properties.append((VERDICT, {"status": SKIP, "message": reason, "compared": "none"}))
+        why = self.require_baseline
+        if why:
+            pytest.fail(f"{why}: {reason}", pytrace=False)
         pytest.skip(reason)
 
     # ---- what tests report
@@ -186,10 +186,13 @@ class SegcheckSession:
 
     @staticmethod
     def judge(request, verdict: Check) -> None:
-        """Attach the verdict to the report, then skip or fail as it says."""
-        request.node.user_properties.append((VERDICT, {"status": verdict.status, "message": verdict.message}))
+        """Attach the verdict to the report, then skip, xfail or fail as it says."""
+        request.node.user_properties.append((VERDICT, {"status": verdict.status, "message": verdict.message,
+                                                       "compared": verdict.compared}))
         if verdict.status == SKIP:
             pytest.skip(verdict.message)
+        if verdict.status == XFAIL:
+            pytest.xfail(verdict.message)
         assert not verdict.failed, verdict.message
 
     # ---- hooks (the session is registered as a plugin)
@@ -215,16 +218,19 @@ class SegcheckSession:
         for key, payload in props:
             if key == RECORD:
                 self.results.apply(payload)
-        verdict = next((v for k, v in reversed(props) if k == VERDICT), None)
-        if report.skipped:
-            check = Check(SKIP, _crash(report))
+        verdict = next((v for k, v in reversed(props) if k == VERDICT), None) or {}
+        compared = verdict.get("compared", "")
+        if report.skipped and hasattr(report, "wasxfail"):
+            check = Check(XFAIL, verdict.get("message") or report.wasxfail, compared)
+        elif report.skipped:
+            check = Check(SKIP, _crash(report), compared)
         elif report.failed:
-            if verdict and verdict["status"] in FAILING:
-                check = Check(verdict["status"], verdict["message"])
+            if verdict.get("status") in FAILING:
+                check = Check(verdict["status"], verdict["message"], compared)
             else:
-                check = Check(FAIL if report.when == "call" else ERROR, _crash(report))
+                check = Check(FAIL if report.when == "call" else ERROR, _crash(report), compared)
         else:
-            check = Check(PASS, verdict["message"] if verdict else "")
+            check = Check(PASS, verdict.get("message", ""), compared)
         self.results.check(identity["model"], identity["check"], check)
 
     @pytest.hookimpl(tryfirst=True)
@@ -236,7 +242,7 @@ class SegcheckSession:
         """Write the results (and baseline rows when asked); True when a requested write failed."""
         if self.is_worker or not self.results.models:
             return False
-        self.results.environment = self.environment
+        self.results.environment = self.environment.to_dict()
         target = self.options.results_json or report.last_run_path(self.run.cache_dir)
         try:
             self.lines.append(f"results: {report.save(self.results, target)} (segcheck report prints them again)")
@@ -253,10 +259,11 @@ class SegcheckSession:
         rows = report.rows_to_record(self.results)
         template = baselines.new_tier(self.convention, f"Rows recorded by segcheck --update-baselines for {self.project.path.name}, "
                                                        "keyed by the environment and setting that produced them.")
-        diff = baselines.record(self.table.path, self.run.tier, self.environment, rows.groups, template) if rows.groups else ""
+        key, provenance = self.environment.key(), self.environment.provenance()
+        diff = baselines.record(self.table.path, self.run.tier, key, rows.groups, template, provenance) if rows.groups else ""
         self.lines += (diff or f"{self.table.path} already holds these rows\n").splitlines()
         records = [(setting, {name: report.golden_of(self.results.models[name]) for name in named}) for setting, named in rows.groups]
-        written = golden.record(self.table.path, self.run.tier, self.environment, records) if records else None
+        written = golden.record(self.table.path, self.run.tier, key, records, provenance) if records else None
         if written:
             self.lines.append(f"golden records (calibration table, per-layer SQNR, digests, per-class IoU): {written}")
         self.lines += [f"not recorded: {name}: {reason}" for name, reason in rows.missing.items()]

@@ -16,13 +16,14 @@ import numpy as np
 from ..data.loaders import Subset
 from ..errors import SegcheckError
 from ..gate import verdicts
-from ..gate.baselines import Row, Tolerances
+from ..gate.baselines import Reference, Row, Tolerances
 from ..gate.checks import ACCURACY, DROP, ERROR, FAIL, FAILING, IMPROVED, PASS, SKIP, SPEEDUP, Check
+from ..measure.environment import KEY_FIELDS
 from ..measure.metrics import ConfusionMatrix
 from . import report
 from .records import Figures, ModelResult, RunResults
 
-SAME = ("setting", "int8_source", "classes", "tolerances", "baseline", "min_speedup")
+SAME = ("setting", "int8_source", "classes", "tolerances", "baseline", "reference", "accuracy_tolerances", "min_speedup")
 RANK = {SKIP: 0, PASS: 1, IMPROVED: 2, ERROR: 3, FAIL: 4}  # a merged check keeps its worst shard's outcome
 
 
@@ -34,11 +35,16 @@ def _load(paths) -> list:
 
 def _fits(runs: list) -> None:
     (first_path, first), rest = runs[0], runs[1:]
+
+    def described(run, key):  # an environment is compared by its key (MXNet, oneDNN, ISA); the CPU model may differ
+        value = getattr(run, key)
+        return {k: value.get(k) for k in KEY_FIELDS} if key == "environment" else value
+
     for path, run in rest:
         for key in ("tier", "convention", "environment"):
-            if getattr(run, key) != getattr(first, key):
-                raise SegcheckError(f"{path}: {key} {getattr(run, key)!r} differs from {getattr(first, key)!r} in {first_path}; "
-                                    "merge the shards of one run, made in one environment")
+            if described(run, key) != described(first, key):
+                raise SegcheckError(f"{path}: {key} {described(run, key)!r} differs from {described(first, key)!r} in "
+                                    f"{first_path}; merge the shards of one run, made in one environment")
         if set(run.models) != set(first.models):
             odd = sorted(set(run.models) ^ set(first.models))
             raise SegcheckError(f"{path}: models differ from {first_path} ({', '.join(odd)}); every shard runs the same models")
@@ -107,7 +113,8 @@ def merge_model(name: str, parts: list, convention: str, isa: str) -> ModelResul
     ordered, whole = _shards(name, parts)
     first = ordered[0][1]
     merged = ModelResult(name, setting=first.setting, int8_share=first.int8_share, int8_source=first.int8_source,
-                         baseline=first.baseline, classes=first.classes, tolerances=first.tolerances,
+                         baseline=first.baseline, reference=first.reference, accuracy_tolerances=first.accuracy_tolerances,
+                         classes=first.classes, tolerances=first.tolerances,
                          min_speedup=first.min_speedup)
     for _, m in ordered:
         for check, c in m.checks.items():
@@ -123,12 +130,15 @@ def merge_model(name: str, parts: list, convention: str, isa: str) -> ModelResul
         setattr(merged, precision, figures)
     merged.subset = whole.describe()
     tol = Tolerances(**first.tolerances) if first.tolerances else None
+    accuracy_tol = Tolerances(**first.accuracy_tolerances) if first.accuracy_tolerances else tol
+    reference = Reference(**first.reference) if first.reference else None
     what = f"{name} on {merged.subset} ({len(ordered)} shards merged)"
     for precision, s in scores.items():
-        if first.baseline is None or tol is None:
-            merged.checks[ACCURACY.name(precision)] = Check(SKIP, f"{name}: no baseline row was used by the shards")
+        if first.baseline is None or accuracy_tol is None:
+            merged.checks[ACCURACY.name(precision)] = Check(SKIP, f"{name}: no baseline row was used by the shards", "none")
         else:
-            merged.checks[ACCURACY.name(precision)] = verdicts.against_baseline(f"{what} {precision}", s, Row(**first.baseline), precision, tol)
+            merged.checks[ACCURACY.name(precision)] = verdicts.against_baseline(
+                f"{what} {precision}", s, Row(**first.baseline), precision, accuracy_tol, reference)
     if len(scores) == 2 and tol is not None:
         merged.checks[DROP.name()] = verdicts.int8_drop(what, scores["fp32"], scores["int8"], tol, tuple(first.classes))
     if merged.fp32.latency_ms and merged.int8.latency_ms:

@@ -37,6 +37,8 @@ class ModelResult:
     int8_share: float | None = None
     int8_source: str = ""
     baseline: dict | None = None  # the baseline row used, in the seed's units
+    reference: dict | None = None  # where that row was recorded and how it differs from this run (baselines.Reference)
+    accuracy_tolerances: dict = field(default_factory=dict)  # the tolerances the accuracy against the row was judged at
     classes: list = field(default_factory=list)  # the dataset's class names, in label order
     tolerances: dict = field(default_factory=dict)  # the tolerances (baselines.Tolerances) applied to this model
     shard: dict | None = None  # {"index": K, "count": N, "ids": [...], "of": {"count": M, "digest": ...}}
@@ -90,7 +92,8 @@ class RunResults:
         for precision in ("fp32", "int8"):
             for key, value in payload.get(precision, {}).items():
                 setattr(result.figures(precision), key, value)
-        for key in ("subset", "setting", "int8_share", "int8_source", "baseline", "classes", "tolerances", "min_speedup", "shard",
+        for key in ("subset", "setting", "int8_share", "int8_source", "baseline", "reference", "accuracy_tolerances", "classes",
+                    "tolerances", "min_speedup", "shard",
                     "ranges", "layers", "flip", "drop_interval", "baseline_class_iou", "ranges_moved", "layers_ranked"):
             if key in payload:
                 setattr(result, key, payload[key])

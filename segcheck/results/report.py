@@ -7,6 +7,7 @@ speed-up, the deltas against the baseline row and each model's status (PASS, or 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,6 +74,18 @@ def _fmt(d: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in d.items())
 
 
+def comparisons(results: RunResults) -> str:
+    """How the checks that compare with a recorded row or golden record compared: with this environment's own, across
+    environments (by tolerance tier), with the published table, or not at all."""
+    counts = Counter(c.compared for m in results.models.values() for c in m.checks.values() if c.compared)
+    across = sum(counts[d] for d in ("isa", "version"))
+    tiers = ", ".join(f"{d} {counts[d]}" for d in ("isa", "version") if counts[d])
+    parts = [f"{counts['exact']} against this environment's records", f"{across} across environments" + (f" ({tiers})" if tiers else "")]
+    if counts["published"]:
+        parts.append(f"{counts['published']} against the published table")
+    return f"compared: {', '.join(parts)}; not compared: {counts['none']}" + (" (SKIP, saying why)" if counts["none"] else "")
+
+
 def markdown(results: RunResults) -> str:
     lines = [" | ".join(HEADER), " | ".join("--" for _ in HEADER)]
     lines += [" | ".join(r) for r in rows(results)]
@@ -84,7 +97,8 @@ def markdown(results: RunResults) -> str:
     notes = [
         f"tier: {results.tier}; mIoU convention: {results.convention}",
         *setting_notes,
-        f"environment: {', '.join(f'{k} {v}' for k, v in results.environment.items())}",
+        f"environment: {', '.join(f'{k} {v}' for k, v in results.environment.items() if v != '')}",
+        comparisons(results),
         "(latency: minimum of the rounds, ± half their interquartile range over the median; "
         "in parentheses: the difference from the baseline row)",
     ]

@@ -44,7 +44,7 @@ def test_int8_speedup(case, segcheck, latencies, request):
         pytest.skip("needs both latency benchmarks of this model in this process "
                     "(pytest-benchmark is disabled under xdist and by --benchmark-disable)")
     fp32, int8 = latencies[(name, "fp32")], latencies[(name, "int8")]
-    isa = segcheck.environment["isa"]
+    isa = segcheck.environment.isa
     minimum = segcheck.min_speedup(case, isa)
     segcheck.record(request, case, min_speedup=minimum)
     spread = f"FP32 {_spread(fp32)}, INT8 {_spread(int8)}"

@@ -1,6 +1,7 @@
 """The finer INT8 checks: the calibration table against its golden record, per-layer error against FP32,
 and the digest of the predictions. In a matching environment two runs agree bit for bit, so these see
-faults that move mIoU by a tenth of a point."""
+faults that move mIoU by a tenth of a point; against another environment's records they compare within the
+tolerance tier for what differs."""
 
 import pytest
 
@@ -16,11 +17,12 @@ def test_int8_calibration_table(case, segcheck, request):
     table = calibration.table(text)
     segcheck.record(request, case, ranges=table)
     golden = segcheck.golden(case)
-    rtol = segcheck.tolerances(case).range_rtol
-    if golden and golden.ranges:
+    reference = golden.reference if golden and golden.ranges else None
+    rtol = segcheck.tolerances(case, reference).range_rtol
+    if reference:
         segcheck.record(request, case, ranges_moved=[name for name, _, _ in calibration.moved(golden.ranges, table, rtol)])
-    verdict = verdicts.calibration_table(f"{case.name} ({case.int8.source})", table, golden.ranges if golden else None,
-                                         calibration.invariants(text), rtol)
+    verdict = verdicts.calibration_table(f"{case.name} ({case.int8.source})", table, golden.ranges if reference else None,
+                                         calibration.invariants(text), rtol, reference)
     segcheck.judge(request, verdict)
 
 
@@ -33,11 +35,12 @@ def test_int8_layer_error(case, segcheck, request):
                     flip={"low_margin": round(loc.flip_low_margin, 5), "all": round(loc.flip_all, 5), "images": loc.images})
     golden = segcheck.golden(case)
     curve = golden.sqnr_db if golden and golden.sqnr_db else None
-    tol = segcheck.tolerances(case)
+    reference = golden.reference if curve else None
+    tol = segcheck.tolerances(case, reference)
     named = verdicts.layers_named(sqnr, curve, loc.upstream, tol.sqnr_drop_db, tol.sqnr_floor_db)
     segcheck.record(request, case, layers_ranked=[name for name, _, _ in named])
     what = f"{case.name} on {loc.images} images (low-margin flip rate {100 * loc.flip_low_margin:.1f}%, all {100 * loc.flip_all:.2f}%)"
-    segcheck.judge(request, verdicts.layer_error(what, sqnr, curve, loc.upstream, tol.sqnr_drop_db, tol.sqnr_floor_db))
+    segcheck.judge(request, verdicts.layer_error(what, sqnr, curve, loc.upstream, tol.sqnr_drop_db, tol.sqnr_floor_db, reference))
 
 
 def test_outputs_digest(case, precision, segcheck, request):
@@ -50,5 +53,5 @@ def test_outputs_digest(case, precision, segcheck, request):
     recorded = golden.digest.get(precision) if golden else None
     what = f"{case.name} {precision} on {ev.subset.describe()}"
     verdict = verdicts.digest(what, {**now, "ids": ev.subset.ids, "classes": case.classes}, recorded,
-                              bool(segcheck.options.strict_digest))
+                              bool(segcheck.options.strict_digest), golden.reference if recorded else None)
     segcheck.judge(request, verdict)
