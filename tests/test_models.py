@@ -20,6 +20,21 @@ SMALL = Network.from_zoo("fcn_resnet50_voc")
 SMALL_CROP = 32
 
 
+def seeded_input(shape: tuple, low: float = 0.0, high: float = 1.0, seed: int = 0) -> mx.nd.NDArray:
+    """A uniform input from its own seeded generator: the same on every run, whatever ran before."""
+    return mx.nd.array(np.random.default_rng(seed).uniform(low, high, size=shape).astype(np.float32))
+
+
+def assert_close_to_scale(actual: np.ndarray, expected: np.ndarray, rel: float = 1e-4) -> None:
+    """Equal to within `rel` of the output's magnitude, and the same argmax nearly everywhere: oneDNN's kernels of
+    another ISA or fusion sum in another order, so an absolute tolerance fails on large outputs."""
+    scale = float(np.abs(expected).max())
+    worst = float(np.abs(actual - expected).max())
+    assert worst <= rel * scale, f"largest difference {worst:.3g} exceeds {rel:g} of the output's magnitude {scale:.3g}"
+    agree = float((actual.argmax(axis=1) == expected.argmax(axis=1)).mean())
+    assert agree >= 0.999, f"argmax agrees on only {agree:.2%} of pixels"
+
+
 def real_model(name: str, dataset: str, tmp_path):
     """A real-tier ModelConfig for model-zoo network `name` with store weights, caches under tmp_path."""
     entry = ModelEntry(name, Network.from_zoo(name), STORE, DataEntry(dataset))
@@ -101,7 +116,7 @@ def test_pretrained_file_from_the_model_store_loads(model_store, small_net):
     assert build.store_path(SMALL, home) == target
     net = build.build(SMALL, SMALL_CROP)
     build.load_params(net, build.pretrained_file(SMALL, home))
-    x = mx.nd.random.uniform(shape=(1, 3, SMALL_CROP, SMALL_CROP))
+    x = seeded_input((1, 3, SMALL_CROP, SMALL_CROP))
     np.testing.assert_array_equal(net(x)[0].asnumpy(), small_net(x)[0].asnumpy())
 
 
@@ -151,7 +166,7 @@ def test_params_loading_is_strict(tmp_path, small_net):
 
 
 def _quantized(net, **recipe):
-    calib = [mx.nd.random.uniform(-2, 2, shape=(4, 3, SMALL_CROP, SMALL_CROP))]
+    calib = [seeded_input((4, 3, SMALL_CROP, SMALL_CROP), -2, 2)]
     return quantize.quantize(net, SMALL.arch, CalibRecipe(num_batches=1, batch_size=4, **recipe), calib, SMALL_CROP)
 
 
@@ -191,7 +206,7 @@ def recipes(tiny_net):
 @pytest.mark.parametrize("mode, dtype", [("naive", "auto"), ("entropy", "auto"), ("none", "auto"), ("naive", "int8")])
 def test_calibration_modes_and_dtypes_give_a_quantized_graph(recipes, tmp_path, mode, dtype):
     qnet = recipes(mode, dtype)
-    out = logits(qnet, mx.nd.random.uniform(-2, 2, shape=(1, 3, SMALL_CROP, SMALL_CROP)))
+    out = logits(qnet, seeded_input((1, 3, SMALL_CROP, SMALL_CROP), -2, 2))
     assert out.shape == (1, 21, SMALL_CROP, SMALL_CROP) and np.isfinite(out.asnumpy()).all()
     graph, doc = _graph(qnet, tmp_path)
     assert graph.convs == 3 and graph.int8_share == 1.0 and graph.unfused_convs == 0
@@ -253,7 +268,7 @@ def test_export_round_trip_and_unwritable_output(small_net, tmp_path):
         export.export(build.build(SMALL, SMALL_CROP), tmp_path / "unrun" / "m")
     symbol, params = export.export(qnet, prefix)
     assert (symbol.name, params.name) == ("fcn_resnet50_voc-quantized-naive-symbol.json", "fcn_resnet50_voc-quantized-naive-0000.params")
-    x = mx.nd.random.uniform(shape=(1, 3, SMALL_CROP, SMALL_CROP))
+    x = seeded_input((1, 3, SMALL_CROP, SMALL_CROP))
     np.testing.assert_array_equal(logits(export.load(prefix), x).asnumpy(), logits(qnet, x).asnumpy())
     assert sorted(p.name for p in prefix.parent.iterdir()) == [params.name, symbol.name]
     (tmp_path / "file").write_text("")
@@ -275,7 +290,7 @@ def test_gluoncv_int8_symbols_bind_on_this_mxnet(model):
 ])
 def test_gluoncv_int8_symbols_run_with_local_weights(segcheck, name):
     block = pipeline.gluoncv_int8(segcheck.model_config(name))
-    out = logits(block, mx.nd.random.uniform(shape=(1, 3, 480, 480)))
+    out = logits(block, seeded_input((1, 3, 480, 480)))
     assert out.shape == (1, 21, 480, 480) and np.isfinite(out.asnumpy()).all()
 
 
@@ -343,12 +358,12 @@ def test_fp32_fusion_gives_a_fused_graph_with_unchanged_outputs(small_net, tmp_p
     params = tmp_path / "small.params"
     small_net.save_parameters(str(params))
     build.load_params(net, params)
-    x = mx.nd.random.uniform(-2, 2, shape=(1, 3, SMALL_CROP, SMALL_CROP))
+    x = seeded_input((1, 3, SMALL_CROP, SMALL_CROP), -2, 2)
     reference = net(x)[0].asnumpy()
     fused = build.fuse(net, SMALL_CROP)
     graph, _ = _graph(fused, tmp_path)
     assert graph.unfused_convs == 0 and graph.fp32_convs == graph.convs > 50
-    np.testing.assert_allclose(logits(fused, x).asnumpy(), reference, rtol=1e-3, atol=1e-3)
+    assert_close_to_scale(logits(fused, x).asnumpy(), reference)
 
 
 def test_a_shipped_int8_export_is_used_as_it_is_and_a_damaged_one_is_named(segcheck, tmp_path):
@@ -359,7 +374,7 @@ def test_a_shipped_int8_export_is_used_as_it_is_and_a_damaged_one_is_named(segch
     symbol, params = export.export(calibrated.block, prefix)
     shipped = pipeline.int8_model(mc.with_(int8_export=prefix))
     assert shipped.entry is None and shipped.source == f"shipped INT8 export {prefix}" and shipped.graph == calibrated.graph
-    x = mx.nd.random.uniform(-1, 1, shape=(1, 3, mc.crop_size, mc.crop_size))
+    x = seeded_input((1, 3, mc.crop_size, mc.crop_size), -1, 1)
     np.testing.assert_array_equal(logits(shipped.block, x).asnumpy(), logits(calibrated.block, x).asnumpy())
     params.write_bytes(params.read_bytes()[:1000])
     with pytest.raises(SegcheckError, match=rf"^{params}: cannot be loaded into my-int8-symbol.json"):

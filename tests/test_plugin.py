@@ -6,54 +6,38 @@ installed entry point, the gate's tests from the package, nothing from this repo
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
+import inner
 import numpy as np
 import pytest
+from inner import Reuse
 from PIL import Image, ImageDraw, ImageFilter
 
 from segcheck.data import synthetic
+from segcheck.measure.cases import ModelCase
 from segcheck.models import pipeline
-from segcheck.plugin.hooks import SESSION, SUITE
-
-from junit import outcomes as junit_outcomes
+from segcheck.plugin.hooks import SUITE
 
 
-class KeepCases:
-    """Keeps the cases an inner run made and gives them to the next inner runs: they rebuild, re-evaluate and
-    re-compare nothing, and measure latency afresh."""
-
-    def __init__(self):
-        self.cases = {}
-
-    def pytest_sessionstart(self, session):
-        for case in self.cases.values():
-            session.config.stash[SESSION].adopt(case)
-
-    def pytest_sessionfinish(self, session):
-        self.cases.update(session.config.stash[SESSION].cases)
-
-
-def test_a_case_adopts_only_what_a_case_of_the_same_configuration_made(segcheck):
-    from segcheck.measure.cases import ModelCase
-
+def test_a_reuse_hands_over_only_to_a_case_of_the_same_configuration(segcheck):
+    """segcheck's pytest_segcheck_reuse hook, as the inner runs' helper answers it: parts of a case of the same
+    configuration are handed over and not made again; a case of another configuration makes its own."""
     made = segcheck.case("fcn_resnet101_voc")
-    made.evaluation("fp32")
-    same = ModelCase(made.config, segcheck.unavailable)
-    same.adopt(made)
+    reuse = Reuse(made, parts=("fp32", "fp32-evaluation"))
+    hooks = SimpleNamespace(pytest_segcheck_reuse=reuse.pytest_segcheck_reuse, pytest_segcheck_model=lambda **_: None,
+                            pytest_segcheck_calibration_recipe=lambda **_: None)
+    same = ModelCase(made.config, segcheck.unavailable, hooks)
     assert same.fp32 is made.fp32 and same.evaluation("fp32") is made.evaluation("fp32")
-    other = ModelCase(made.config.with_(num_images=6), segcheck.unavailable)
-    with pytest.raises(ValueError, match="another configuration"):
-        other.adopt(made)
-    assert not any(key in vars(other) for key in ModelCase._SHARED) and other.config.num_images == 6
+    assert set(same.parts()) == {"fp32", "fp32-evaluation"}
+    other = ModelCase(made.config.with_(num_images=6), segcheck.unavailable, hooks)
+    assert reuse.pytest_segcheck_reuse(case=other, part="fp32") is None and other.parts() == {}
 
 
-def outcomes(pytester, *args, plugins=()) -> tuple:
-    """(outcomes of an inner run by test name, its RunResult)."""
-    junit = pytester.path / "junit.xml"
-    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "-q", "--junitxml", str(junit), *args, plugins=list(plugins))
-    found = junit_outcomes(junit) if junit.is_file() else {}
-    junit.unlink(missing_ok=True)
-    return found, result
+def outcomes(pytester, *args, plugins=(), environ=None) -> tuple:
+    """(outcomes of an inner run in the pytester folder by test name, its RunResult)."""
+    done = inner.run(pytester, *args, rootdir=None, plugins=plugins, environ=environ)
+    return done.outcomes, done.result
 
 
 def test_without_a_configuration_the_plugin_only_adds_its_options(pytester, tmp_path, monkeypatch):
@@ -172,7 +156,7 @@ def test_a_folder_segcheck_never_generated_is_gated(pytester, segcheck):
     cache = ["--segcheck-cache", str(segcheck.run.cache_dir), "--results-json", str(folder / "results.json"),
              "--benchmark-max-time=0.2"]
 
-    keep = KeepCases()  # the first run builds, evaluates and compares the models; the later runs reuse that
+    keep = Reuse(keep=True)  # the first run builds, evaluates and compares the models; the later runs reuse that
     first, _ = outcomes(pytester, *cache, plugins=[keep])
     checks = {"test_accuracy[my_fcn-fp32]", "test_accuracy[my_fcn-int8]", "test_int8_drop[my_fcn]",
               "test_int8_graph_is_quantized_and_calibrated[my_fcn]", "test_fp32_graph_is_fused_on_onednn[my_fcn]",
@@ -185,14 +169,20 @@ def test_a_folder_segcheck_never_generated_is_gated(pytester, segcheck):
         assert first[name][0] == "skipped" and "no real-tier baseline rows" in first[name][1] and "--update-baselines" in first[name][1]
     for name in ("test_outputs_digest[my_fcn-fp32]", "test_outputs_digest[my_fcn-int8]"):
         assert first[name][0] == "skipped" and "no golden digest" in first[name][1]
+    ranges = first["test_int8_calibration_table[my_fcn]"]
+    assert ranges[0] == "skipped" and "all present, concat inputs aligned, but no golden table" in ranges[1]  # nothing compared
     assert first["test_seeded_fp32_model_really_segments[my_fcn]"][0] == "skipped"
     assert all(outcome == "passed" for name, (outcome, _) in first.items()
-               if "accuracy[" not in name and "seeded" not in name and "digest" not in name), first
+               if "accuracy[" not in name and "seeded" not in name and "digest" not in name and "calibration_table" not in name), first
 
     accuracy = str(SUITE / "test_accuracy.py") + "::test_accuracy"
     required, _ = outcomes(pytester, *cache, "--require-baseline", accuracy, plugins=[keep])
     assert {n: o for n, (o, _) in required.items()} == {"test_accuracy[my_fcn-fp32]": "failed", "test_accuracy[my_fcn-int8]": "failed"}
     assert "--require-baseline: no real-tier baseline rows" in required["test_accuracy[my_fcn-int8]"][1]
+    in_ci, _ = outcomes(pytester, *cache, accuracy, plugins=[keep], environ={"CI": "true"})  # what every CI system sets
+    assert {n: o for n, (o, _) in in_ci.items()} == {"test_accuracy[my_fcn-fp32]": "failed", "test_accuracy[my_fcn-int8]": "failed"}
+    assert "CI=true: no real-tier baseline rows" in in_ci["test_accuracy[my_fcn-int8]"][1]
+    assert "record them from a trusted run with pytest --update-baselines" in in_ci["test_accuracy[my_fcn-int8]"][1]
 
     recorded, result = outcomes(pytester, *cache, "--update-baselines", plugins=[keep])
     assert '"my_fcn": {"fp32_latency_ms"' in result.stdout.str()

@@ -1,7 +1,7 @@
 """Regression-injection self-tests: the gate must fail the right test, naming the cause, for each fault.
 
 Each case runs part of the gate on fcn_resnet101_voc in an inner pytest run (in process, through
-pytester) with one fault injected by tests/faults.py, sharing this session's model cache, and reads
+pytester) with one fault injected by tests/plugins/faults.py, sharing this session's model cache, and reads
 the outcome from its JUnit XML. Every selection also holds tests the fault must leave passing: the failures must be exactly the
 expected ones. The clean control is this session's own gate on the same model, same cache and setting;
 in the precision a fault leaves alone, the inner run takes this session's model and evaluation.
@@ -9,54 +9,38 @@ in the precision a fault leaves alone, the inner run takes this session's model 
 
 import io
 import sys
-from pathlib import Path
 
+import inner
 import pytest
 from hypothesis import settings
+from inner import Reuse
 
 from segcheck.cli import commands
 from segcheck.gate.checks import CHECK_ORDER, FAILING, PASS, SKIP, of_test_id
 from segcheck.results import report
 
-from junit import outcomes as junit_outcomes
+from faults import Fault
 
-ROOT = Path(__file__).resolve().parents[1]
 MODEL = "fcn_resnet101_voc"
 # "test_accuracy" also matches its module, so these select every check of test_accuracy.py but the deploy round
 # trip (an export and re-import no fault here touches)
 ACCURACY = ["segcheck/plugin/suite/test_accuracy.py", "-k", f"{MODEL} and (test_accuracy or int8_drop) and not deploy"]
 FP32_ACCURACY = ["segcheck/plugin/suite/test_accuracy.py", "-k", f"{MODEL} and test_accuracy and not deploy"]
 LATENCY = ["segcheck/plugin/suite/test_latency.py", "segcheck/plugin/suite/test_accuracy.py", "-k", f"{MODEL} and (latency or speedup or int8_graph)"]
+LAYERS = ["segcheck/plugin/suite/test_quantization.py", "-k", f"({MODEL} or psp_resnet101_voc) and (layer_error or calibration_table)"]
 
 pytestmark = pytest.mark.selfcheck
 
 
-class Reuse:
-    """The inner run takes this session's model and evaluation of MODEL in the precisions the fault leaves alone."""
-
-    def __init__(self, case, precisions):
-        # made here, under this run's warning filters
-        self.made = {p: ({"fp32": case.fp32, "int8": case.int8}[p], case.evaluation(p)) for p in precisions}
-
-    def pytest_sessionstart(self, session):
-        from segcheck.plugin.hooks import SESSION
-
-        for precision, (model, evaluation) in self.made.items():
-            session.config.stash[SESSION].preset(MODEL, precision, model, evaluation)
-
-
 def run_gate(fault, args, segcheck, pytester, reuse=()):
-    """{test id: (outcome, message)} of a pytest run of `args` with `fault` injected (its results JSON beside it)."""
-    from faults import Fault
-
-    junit = pytester.path / f"{fault}.xml"
-    args = [*args, "--results-json", str(pytester.path / f"{fault}.json")]
-    paths = [str(ROOT / a) if a.startswith(("tests/", "segcheck/")) else a for a in args]
-    done = pytester.runpytest_inprocess(
-        "-p", "no:cacheprovider", "-q", "--rootdir", str(ROOT), "--segcheck-cache", str(segcheck.run.cache_dir),
-        "--junitxml", str(junit), *paths, plugins=[Fault(fault)] + ([Reuse(segcheck.case(MODEL), reuse)] if reuse else []))
-    assert junit.is_file(), f"the gate did not run:\n{done.stdout.str()[-3000:]}"
-    return junit_outcomes(junit)
+    """{test id: (outcome, message)} of a pytest run of `args` with `fault` injected (its results JSON beside it); the
+    inner run takes this session's model and evaluation of MODEL in the precisions `reuse` names (those the fault leaves
+    alone)."""
+    parts = [part for precision in reuse for part in (precision, f"{precision}-evaluation")]
+    plugins = [Fault(fault)] + ([Reuse(segcheck.case(MODEL), parts=parts)] if parts else [])
+    done = inner.run(pytester, *args, cache=segcheck.run.cache_dir, results=pytester.path / f"{fault}.json", plugins=plugins)
+    assert done.outcomes, f"the gate did not run:\n{done.result.stdout.str()[-3000:]}"
+    return done.outcomes
 
 
 def failed(outcomes):
@@ -84,12 +68,16 @@ CASES = {
     "int8-slowed": (LATENCY, {
         f"test_int8_speedup[{MODEL}]": "is below the minimum",
     }),
+    # the abort hits the FCN's per-layer comparison, run in a child process: only that case fails, the PSPNet's passes
+    "backend-abort": (LAYERS, {
+        f"test_int8_layer_error[{MODEL}]": f"{MODEL} per-layer comparison: the backend died with SIGABRT",
+    }),
 }
 
 
 # The precision each fault leaves alone: the inner run reuses this session's model and evaluation there.
 UNTOUCHED = {"ranges-shrunk": ("fp32",), "ranges-blown-up": ("fp32",), "every-conv-excluded": ("fp32",),
-             "int8-slowed": ("fp32",), "fp32-weights-perturbed": ("int8",)}
+             "int8-slowed": ("fp32",), "fp32-weights-perturbed": ("int8",), "backend-abort": ("fp32", "int8")}
 
 
 @pytest.mark.parametrize("fault", CASES)
@@ -110,7 +98,7 @@ def status_agrees_with_outcomes(results_json, outcomes):
     results = report.load(results_json)
     model = results.models[MODEL]
     recorded = {check: c.status for check, c in model.checks.items()}
-    ran = {of_test_id(name): outcome for name, (outcome, _) in outcomes.items()}
+    ran = {of_test_id(name): outcome for name, (outcome, _) in outcomes.items() if f"[{MODEL}" in name}
     assert set(recorded) == set(ran), (recorded, ran)
     for check, outcome in ran.items():
         assert (recorded[check] in FAILING) == (outcome == "failed") and (recorded[check] == SKIP) == (outcome == "skipped"), (check, recorded, ran)

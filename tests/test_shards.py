@@ -5,50 +5,48 @@ import io
 import json
 from pathlib import Path
 
+import inner
 import pytest
+from inner import Reuse
 
 from segcheck.cli import commands
 from segcheck.data import loaders
 from segcheck.errors import SegcheckError
 from segcheck.gate.checks import Check
-from segcheck.plugin.hooks import SESSION, SUITE
+from segcheck.plugin.hooks import SUITE
 from segcheck.results import merge, report
 from segcheck.results.records import Figures, ModelResult, RunResults
 
-ROOT = Path(__file__).resolve().parents[1]
 MODEL = "fcn_resnet101_voc"
 GATED = [f"{SUITE / 'test_accuracy.py'}::{test}[{MODEL}{params}]" for test, params in (
     ("test_accuracy", "-fp32"), ("test_accuracy", "-int8"), ("test_int8_drop", ""))]
+RANGES = f"{SUITE / 'test_quantization.py'}::test_int8_calibration_table[{MODEL}]"
 
 
-class Preset:
-    """The inner run takes this session's built models of MODEL (and, for the unsharded run, its evaluations)."""
-
-    def __init__(self, case, evaluations: bool):
-        self.case, self.evaluations = case, evaluations
-
-    def pytest_sessionstart(self, session):
-        for precision, model in (("fp32", self.case.fp32), ("int8", self.case.int8)):
-            ev = self.case.evaluation(precision) if self.evaluations else None
-            session.config.stash[SESSION].preset(MODEL, precision, model, ev)
-
-
-def _run(pytester, segcheck, name, *args, evaluations=False) -> RunResults:
+def _run(pytester, segcheck, name, *args) -> Path:
+    """A run of GATED (and the calibration table) on a cache with no INT8 model: it calibrates for itself. It takes
+    this session's FP32 model, and the whole run its FP32 evaluation too."""
     target = pytester.path / f"{name}.json"
-    done = pytester.runpytest_inprocess(
-        "-p", "no:cacheprovider", "-q", "--rootdir", str(ROOT), f"--segcheck-cache={segcheck.run.cache_dir}",
-        f"--results-json={target}", *GATED, *args, plugins=[Preset(segcheck.case(MODEL), evaluations)])
-    assert target.is_file(), done.stdout.str()[-3000:]
+    cache = inner.fresh_int8_cache(segcheck.run.cache_dir, pytester.path / f"{name}-cache")
+    parts = ("fp32",) if "--shard" in " ".join(args) else ("fp32", "fp32-evaluation")
+    done = inner.run(pytester, *GATED, RANGES, *args, cache=cache, results=target,
+                     plugins=[Reuse(segcheck.case(MODEL), parts=parts)])
+    assert target.is_file(), done.result.stdout.str()[-3000:]
+    assert [p.name for p in (cache / "models").glob("int8-*")], f"{name} calibrated nothing of its own"
     return target
 
 
 def test_three_shards_merged_equal_one_unsharded_run(pytester, segcheck):
-    whole = report.load(_run(pytester, segcheck, "whole", evaluations=True)).models[MODEL]
+    """Each shard, and the unsharded run, calibrates in a cache of its own: the calibration tables agree, and the
+    merged shards give the unsharded run's confusion matrices image by image."""
+    whole = report.load(_run(pytester, segcheck, "whole")).models[MODEL]
     shards = [_run(pytester, segcheck, f"shard{k}", f"--shard={k}/3") for k in (1, 2, 3)]
     parts = [report.load(p).models[MODEL] for p in shards]
     assert [len(m.shard["ids"]) for m in parts] == [16, 16, 16] and all(m.int8_source == whole.int8_source for m in parts)
-    assert all(c.status == "SKIP" and "gated on the merged shards" in c.message
-               for m in parts for name, c in m.checks.items() if name != "int8-graph")
+    assert whole.ranges and all(m.ranges == whole.ranges for m in parts), "the shards calibrated differently"
+    assert all(m.checks[name].status == "SKIP" and "gated on the merged shards" in m.checks[name].message
+               for m in parts for name in ("fp32-accuracy", "int8-accuracy", "int8-drop"))
+    assert all(m.checks["int8-ranges"].status == "PASS" for m in parts + [whole])
     out = io.StringIO()
     assert merge.main([str(p) for p in shards] + ["--json", str(pytester.path / "merged.json")], out) == 0
     merged = report.load(pytester.path / "merged.json").models[MODEL]

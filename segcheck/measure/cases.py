@@ -1,4 +1,9 @@
-"""One model of a run (NNCF-style case): FP32 and INT8 built lazily, each evaluated at most once."""
+"""One model of a run (NNCF-style case): FP32 and INT8 built lazily, each evaluated at most once.
+
+The backend work that can crash (calibrating and first running the INT8 model, evaluating, the per-layer
+comparison) runs in a forked child (guard.isolated): a crash fails this case's checks, naming the signal, and the
+run goes on. A crash is remembered, so the case's other checks fail with it at once.
+"""
 
 from __future__ import annotations
 
@@ -8,18 +13,24 @@ from ..config.run import ModelConfig
 from ..data import loaders
 from ..errors import MissingResource
 from ..models import export, pipeline
-from . import layers
+from . import guard, layers
 from .evaluate import Evaluation, evaluate
 
 LAYER_IMAGES = 2  # the fixed images (the split's first) per-layer error is measured on
+# What a case makes, each once, by name: a plugin may hand any of them over (pytest_segcheck_reuse).
+PARTS = ("fp32", "int8", "val", "fp32_symbol", "localisation", "fp32-evaluation", "int8-evaluation")
 
 
 class ModelCase:
-    """`on_missing(err)` decides what absent weights or data mean (the pytest plugin skips or fails)."""
+    """`on_missing(err)` decides what absent weights or data mean (the pytest plugin skips or fails). `hooks`, where
+    given, is pytest's hook relay of segcheck's hookspecs (plugin.hookspecs): a plugin may hand over a part made
+    elsewhere in this process (pytest_segcheck_reuse), replace a built model (pytest_segcheck_model) or the calibration
+    recipe (pytest_segcheck_calibration_recipe)."""
 
-    def __init__(self, config: ModelConfig, on_missing):
-        self.config, self._on_missing = config, on_missing
-        self._evaluations = {}
+    def __init__(self, config: ModelConfig, on_missing, hooks=None):
+        self.config, self._on_missing, self._hooks = config, on_missing, hooks
+        self._parts = {}
+        self._crashes = {}
 
     @property
     def name(self) -> str:
@@ -29,55 +40,96 @@ class ModelCase:
     def classes(self) -> tuple:
         return self.config.kind.classes
 
-    def _guard(self, build):
+    def parts(self) -> dict:
+        """What this case has made so far, by part name (PARTS)."""
+        return dict(self._parts)
+
+    def make(self, part: str):
+        """Part `part` (PARTS), made now if it was not yet."""
+        if part.endswith("-evaluation"):
+            return self.evaluation(part.partition("-")[0])
+        if part not in PARTS:
+            raise ValueError(f"unknown part {part!r}; a case makes {', '.join(PARTS)}")
+        return getattr(self, part)
+
+    def _part(self, part: str, make):
+        """A part, made once: handed over by a plugin where one does, else made by `make` (missing weights or data
+        go to on_missing)."""
+        if part not in self._parts:
+            reused = self._hooks.pytest_segcheck_reuse(case=self, part=part) if self._hooks else None
+            if reused is not None:
+                self._parts[part] = reused
+            else:
+                try:
+                    self._parts[part] = make()
+                except MissingResource as err:
+                    self._on_missing(err)
+                    raise
+        return self._parts[part]
+
+    def _stepped_in(self, precision: str, model):
+        """The model a plugin puts in place of the one just built (a fault, say), or that one."""
+        replaced = self._hooks.pytest_segcheck_model(case=self, precision=precision, model=model) if self._hooks else None
+        return model if replaced is None else replaced
+
+    def _isolated(self, what: str, work):
+        """`work` in a forked child (guard.isolated); a crash is raised again for every later call of the same work."""
+        if what in self._crashes:
+            raise self._crashes[what]
         try:
-            return build()
-        except MissingResource as err:
-            self._on_missing(err)
+            return guard.isolated(f"{self.name} {what}", work)
+        except guard.BackendCrash as crash:
+            self._crashes[what] = crash
             raise
 
-    @cached_property
+    @property
     def fp32(self):
-        return self._guard(lambda: pipeline.fp32_net(self.config))
+        """The fused FP32 model."""
+        return self._part("fp32", lambda: self._stepped_in("fp32", pipeline.fp32_net(self.config)))
 
-    @cached_property
+    @property
+    def recipe(self):
+        """The calibration recipe (None for a shipped INT8 export), as a plugin may have changed it."""
+        recipe = self.config.calib
+        changed = self._hooks.pytest_segcheck_calibration_recipe(case=self, recipe=recipe) if self._hooks and recipe else None
+        return recipe if changed is None else changed
+
+    @property
     def int8(self) -> pipeline.Int8Model:
-        return self._guard(lambda: pipeline.int8_model(self.config))
+        """The INT8 model: calibrated (into the cache) and run once in a forked child first, so that a backend crash
+        stays there, then loaded here from the cache."""
+        def build():
+            recipe = self.recipe if self.config.calib is not None else None
 
-    def preset(self, precision: str, model, evaluation: Evaluation | None = None) -> None:
-        """Take a model (fp32: the block; int8: the Int8Model), and its evaluation if given, made elsewhere in
-        this process: the self-checks reuse what their own session built."""
-        self.__dict__[precision] = model
-        if evaluation is not None:
-            self._evaluations[precision] = evaluation
+            def calibrate_and_run() -> None:  # in the child: what it makes reaches this process through the cache
+                pipeline.int8_model(self.config, recipe)
 
-    _SHARED = ("fp32", "int8", "val", "fp32_symbol", "localisation")
+            self._isolated("INT8 model (calibration and first run)", calibrate_and_run)
+            return self._stepped_in("int8", pipeline.int8_model(self.config, recipe))
 
-    def adopt(self, other: ModelCase) -> None:
-        """Take what a case of the same configuration made earlier in this process: its models, evaluations,
-        FP32 graph and layer comparison (in-process reruns of the gate then redo only latency and the export round trip)."""
-        if other.config != self.config:
-            raise ValueError(f"{self.name}: a case of another configuration cannot be adopted")
-        self.__dict__.update({key: other.__dict__[key] for key in self._SHARED if key in other.__dict__})
-        self._evaluations.update(other._evaluations)
+        return self._part("int8", build)
 
     def model(self, precision: str):
         return self.fp32 if precision == "fp32" else self.int8.block
 
-    @cached_property
+    @property
     def val(self) -> loaders.Split:
-        return self._guard(lambda: pipeline.open_split(self.config, self.config.split))
+        return self._part("val", lambda: pipeline.open_split(self.config, self.config.split))
 
-    @cached_property
+    @property
     def fp32_symbol(self) -> str:
         """The graph the fused FP32 model runs, as JSON (its fusion is checked)."""
-        return export.graph_json(self.fp32)
+        return self._part("fp32_symbol", lambda: export.graph_json(self.fp32))
 
-    @cached_property
+    @property
     def localisation(self) -> layers.Localisation:
         """Per-layer SQNR and cosine of INT8 against the fused FP32, and the low-margin flip rate, on fixed images."""
-        images = [x for x, _, _ in loaders.batches(self.val, loaders.first(self.val, min(LAYER_IMAGES, len(self.val))), 1)]
-        return layers.localise(self.fp32, self.int8.block, images)
+        def compare():
+            images = [x for x, _, _ in loaders.batches(self.val, loaders.first(self.val, min(LAYER_IMAGES, len(self.val))), 1)]
+            fp32, int8 = self.fp32, self.int8.block
+            return self._isolated("per-layer comparison", lambda: layers.localise(fp32, int8, images))
+
+        return self._part("localisation", compare)
 
     @cached_property
     def whole(self) -> loaders.Subset:
@@ -85,11 +137,11 @@ class ModelCase:
         return loaders.Subset(self.config.split, tuple(self.val.ids[i] for i in loaders.first(self.val, self.config.num_images)))
 
     def evaluation(self, precision: str) -> Evaluation:
-        if precision not in self._evaluations:
+        def run():
             model = self.model(precision)
             indices = loaders.shard(loaders.first(self.val, self.config.num_images), self.config.run.shard)
-            self._evaluations[precision] = evaluate(
+            return self._isolated(f"{precision} evaluation", lambda: evaluate(
                 model, self.val, indices, self.config.run.batch_size, self.config.run.skip_bad,
-                desc=f"evaluating {self.name} {precision}",
-            )
-        return self._evaluations[precision]
+                desc=f"evaluating {self.name} {precision}"))
+
+        return self._part(f"{precision}-evaluation", run)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ..config import options
+from ..config import isa, options
 from ..config.project import find
 from ..errors import SegcheckError
 
@@ -23,12 +23,46 @@ MARKERS = {
 }
 
 
+def pytest_addhooks(pluginmanager):
+    from . import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
+
+
 def pytest_addoption(parser):
     options.add_to_pytest(parser)
 
 
 def _session(config):
     return config.stash.get(SESSION, None)
+
+
+def _select_isa(level: str | None, project) -> None:
+    """Cap oneDNN as --isa (`level`), else the configuration's `isa`, says (amx: with the tile permission); --isa all
+    is for `segcheck --benchmark`, which runs one process per ISA."""
+    if level == isa.ALL:
+        raise SegcheckError("--isa all runs one process per ISA: it is an option of `segcheck --benchmark`; "
+                            "under pytest give one level (tox -e isa-avx2, isa-avx512, isa-vnni, isa-amx)")
+    if level is not None:
+        isa.select(level, "--isa")
+    elif project is not None and project.isa:
+        isa.select(project.isa, f"{project.path}: key 'isa'")
+    else:
+        isa.select(None, "this run")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config, parser, args):
+    """The ISA cap is set here, before any conftest or test module can make MXNet run: oneDNN reads it once."""
+    known = early_config.known_args_namespace
+    try:
+        project = find(early_config.rootpath, getattr(known, "segcheck_config", None), early_config.invocation_params.dir)
+    except SegcheckError:
+        project = None  # pytest_configure reports a broken configuration
+    try:
+        _select_isa(getattr(known, "isa", None), project)
+    except SegcheckError as err:
+        raise pytest.UsageError(str(err)) from None
 
 
 @pytest.hookimpl(trylast=True)
@@ -42,6 +76,7 @@ def pytest_configure(config):
                 raise SegcheckError(f"{', '.join(given)}: no segcheck configuration (segcheck.toml, or [tool.segcheck] in "
                                     f"pyproject.toml) in {config.invocation_params.dir} or above, so these options have no effect")
             return
+        _select_isa(given_options.isa, project)
         from .session import SegcheckSession
 
         session = SegcheckSession.start(config, project, given_options)
@@ -98,7 +133,7 @@ def pytest_benchmark_update_machine_info(config, machine_info):
     if session is not None:
         from ..measure.environment import threads
 
-        machine_info["segcheck"] = {**session.environment, "threads": threads()}
+        machine_info["segcheck"] = {**session.environment.to_dict(), "threads": threads()}
 
 
 @pytest.fixture(scope="session")

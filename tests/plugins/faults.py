@@ -1,9 +1,12 @@
-"""Injects one realistic quantization regression into a pytest run of the gate, and takes it out after.
+"""Injects one realistic regression into a pytest run of the gate.
 
-Used by the self-tests (tests/test_selfcheck.py) as a plugin object of an in-process run, or by hand:
-    SEGCHECK_FAULT=ranges-shrunk PYTHONPATH=tests python -m pytest -p faults ...
+Faults at segcheck's seams step in through its hooks (plugin.hookspecs): a built model replaced, a calibration recipe
+changed. Two faults live below: a bug in segcheck's own metric code and a oneDNN abort, patched in for the run and
+taken out after. Used by the self-tests (tests/test_selfcheck.py) as a plugin object of an in-process run, or by hand:
+    SEGCHECK_FAULT=ranges-shrunk PYTHONPATH=tests/plugins python -m pytest -p faults ...
 """
 
+import ctypes
 import json
 import os
 import tempfile
@@ -28,49 +31,46 @@ def scale_ranges(symbol_json: str, factor: float) -> str:
     return json.dumps(doc)
 
 
-def _rescaled_ranges(factor):
-    """Calibration thresholds multiplied by `factor` (1/8: saturation; 50: resolution lost)."""
-    original = pipeline.int8_model
+class RangesRescaled:
+    """Calibration thresholds multiplied by `factor` (1/8: saturation; 50: resolution lost), in the INT8 model gated."""
 
-    def int8_model(mc, recipe=None):
-        model = original(mc, recipe)
+    def __init__(self, factor: float):
+        self.factor = factor
+
+    def pytest_segcheck_model(self, case, precision, model):
+        if precision != "int8":
+            return None
         folder = Path(tempfile.mkdtemp(prefix="segcheck-fault-"))
-        (folder / "model-symbol.json").write_text(scale_ranges((model.entry.path / "model-symbol.json").read_text(), factor))
-        (folder / "model-0000.params").symlink_to(model.entry.path / "model-0000.params")  # the weights, unchanged
+        (folder / "model-symbol.json").write_text(scale_ranges(export.files(model.prefix)[0].read_text(), self.factor))
+        (folder / "model-0000.params").symlink_to(export.files(model.prefix)[1])  # the weights, unchanged
         block = export.load(folder / "model")
-        block(mx.nd.zeros((1, 3, mc.crop_size, mc.crop_size)))
+        block(mx.nd.zeros((1, 3, case.config.crop_size, case.config.crop_size)))
         return replace(model, block=block, prefix=folder / "model")
 
-    pipeline.int8_model = int8_model
-    return [(pipeline, "int8_model", original)]
 
-
-def _every_conv_excluded():
+class EveryConvExcluded:
     """Every convolution kept in FP32, as a broken exclude list would do."""
-    original = pipeline.int8_model
 
-    def int8_model(mc, recipe=None):
-        recipe = recipe or mc.calib
-        convs = tuple(quantize.conv_paths(build.build(mc.network, mc.crop_size)))
-        return original(mc, replace(recipe, exclude=convs))
-
-    pipeline.int8_model = int8_model
-    return [(pipeline, "int8_model", original)]
+    def pytest_segcheck_calibration_recipe(self, case, recipe):
+        mc = case.config
+        return replace(recipe, exclude=tuple(quantize.conv_paths(build.build(mc.network, mc.crop_size))))
 
 
-def _fp32_weights_perturbed():
-    """One layer's FP32 weights disturbed after loading (the head's 3x3 convolution, noise of its own scale)."""
-    original = build.load_params
+class Fp32WeightsPerturbed:
+    """One layer's FP32 weights disturbed after loading (the head's 3x3 convolution, noise of its own scale): the FP32
+    model gated is built again, as pipeline.fp32_net builds it, with that layer changed before fusion."""
 
-    def load_params(net, path, *args, **kwargs):
-        original(net, path, *args, **kwargs)
+    def pytest_segcheck_model(self, case, precision, model):
+        if precision != "fp32":
+            return None
+        mc = case.config
+        net = build.build(mc.network, mc.crop_size, mc.base_size)
+        build.load_params(net, pipeline.fp32_params(mc), ignore_prefixes=("auxlayer.",))
         weight = net.head.block[0].weight
         values = weight.data().asnumpy()
         noise = np.random.default_rng(0).normal(0.0, values.std(), size=values.shape).astype(values.dtype)
         weight.set_data(mx.nd.array(values + noise))
-
-    build.load_params = load_params
-    return [(build, "load_params", original)]
+        return build.fuse(net, mc.crop_size)
 
 
 class _Slowed:
@@ -91,19 +91,28 @@ class _Slowed:
         return self.block(x)
 
 
-def _int8_slowed():
-    original = pipeline.int8_model
+class Int8Slowed:
+    def pytest_segcheck_model(self, case, precision, model):
+        return replace(model, block=_Slowed(model.block)) if precision == "int8" else None
 
-    def int8_model(mc, recipe=None):
-        model = original(mc, recipe)
-        return replace(model, block=_Slowed(model.block))
 
-    pipeline.int8_model = int8_model
-    return [(pipeline, "int8_model", original)]
+class Patched:
+    """A fault patched in from configure to unconfigure: `patch()` returns [(owner, attribute, original)]."""
+
+    def __init__(self, patch):
+        self.patch, self.undo = patch, []
+
+    def pytest_configure(self, config):
+        self.undo = self.patch()
+
+    def pytest_unconfigure(self, config):
+        for owner, attr, original in reversed(self.undo):
+            setattr(owner, attr, original)
+        self.undo = []
 
 
 def _ignore_label_counted():
-    """The metric counts VOC's ignore label as background instead of leaving it out."""
+    """The metric counts VOC's ignore label as background instead of leaving it out (a bug in segcheck's own code)."""
     original = metrics.ConfusionMatrix.update
 
     def update(self, pred, label):
@@ -116,32 +125,40 @@ def _ignore_label_counted():
     return [(metrics.ConfusionMatrix, "update", original)]
 
 
+def _backend_abort():
+    """oneDNN aborting in the per-layer comparison of the FCN models only (a native abort(), as a failed primitive
+    does): MXNet's Group, which builds the graph with every layer's output, aborts when the graph is an FCN's."""
+    original = mx.sym.Group
+
+    def group(symbols, *args, **kwargs):
+        if symbols and any(name.startswith("fcn") for name in symbols[0].list_arguments()):  # fcn0_..._weight
+            ctypes.CDLL(None).abort()
+        return original(symbols, *args, **kwargs)
+
+    mx.sym.Group = group
+    return [(mx.sym, "Group", original)]
+
+
 FAULTS = {
-    "ranges-shrunk": lambda: _rescaled_ranges(1 / 8),
-    "ranges-blown-up": lambda: _rescaled_ranges(50.0),
-    "every-conv-excluded": _every_conv_excluded,
-    "fp32-weights-perturbed": _fp32_weights_perturbed,
-    "int8-slowed": _int8_slowed,
-    "ignore-label-counted": _ignore_label_counted,
+    "ranges-shrunk": lambda: RangesRescaled(1 / 8),
+    "ranges-blown-up": lambda: RangesRescaled(50.0),
+    "every-conv-excluded": EveryConvExcluded,
+    "fp32-weights-perturbed": Fp32WeightsPerturbed,
+    "int8-slowed": Int8Slowed,
+    "ignore-label-counted": lambda: Patched(_ignore_label_counted),
+    "backend-abort": lambda: Patched(_backend_abort),
 }
 
 
-class Fault:
-    """A pytest plugin object: the fault is in place from configure to unconfigure."""
-
-    def __init__(self, name: str):
-        self.name, self.undo = name, []
-
-    def pytest_configure(self, config):
-        self.undo = FAULTS[self.name]()
-
-    def pytest_unconfigure(self, config):
-        for owner, attr, original in reversed(self.undo):
-            setattr(owner, attr, original)
-        self.undo = []
+def Fault(name: str):
+    """The plugin object of fault `name`."""
+    return FAULTS[name]()
 
 
 def pytest_configure(config):
     name = os.environ.get("SEGCHECK_FAULT")
     if name:
-        config.pluginmanager.register(Fault(name), "segcheck-fault")
+        plugin = Fault(name)
+        config.pluginmanager.register(plugin, "segcheck-fault")
+        if isinstance(plugin, Patched):
+            plugin.pytest_configure(config)  # registered during configure: its own configure hook is past

@@ -1,0 +1,22 @@
+"""segcheck's own hooks, where a plugin steps into a gate run instead of patching it (as pytest-benchmark declares its
+hookspecs): it may hand over a part of a model case made elsewhere, or replace a built model or a calibration recipe.
+Each is called with keyword arguments; the first non-None answer wins."""
+
+import pytest
+
+
+@pytest.hookspec(firstresult=True)
+def pytest_segcheck_reuse(case, part):
+    """A part of `case` (measure.cases.PARTS: 'fp32', 'int8', 'fp32-evaluation', 'localisation', ...) made already in
+    this process for a case of the same configuration: return it, and the case does not make it again; or None."""
+
+
+@pytest.hookspec(firstresult=True)
+def pytest_segcheck_model(case, precision, model):
+    """The model `case` just built for `precision` (fp32: the fused block; int8: a models.pipeline.Int8Model): return
+    a model to gate instead (an injected fault, say), or None to keep it."""
+
+
+@pytest.hookspec(firstresult=True)
+def pytest_segcheck_calibration_recipe(case, recipe):
+    """The calibration recipe (config.recipes.CalibRecipe) `case` is about to calibrate with: return another, or None."""

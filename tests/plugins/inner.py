@@ -1,0 +1,81 @@
+"""Inner gate runs of segcheck's own tests, started one way and handed what this process already made.
+
+`run` starts pytest in this process (pytester) with the flags every inner run needs, outside CI (an inner run that
+expects a missing row to skip must not fail because the outer run is in CI), and reads the outcomes from its JUnit XML.
+`Reuse` is a plugin of segcheck's pytest_segcheck_reuse hook: it hands an inner run's case the parts that a case of the
+same configuration made before, in this session or an earlier inner run, so only what a test is about is made again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from segcheck.measure.cases import PARTS
+
+from junit import details as junit_details
+
+ROOT = Path(__file__).resolve().parents[2]  # the repository: its segcheck.toml configures the tutorial's six models
+
+
+class Reuse:
+    """Hands over `parts` of `cases` (made now if they were not yet) to inner cases of the same configuration; with
+    `keep`, also what each inner run's cases make, for the inner runs after it."""
+
+    def __init__(self, *cases, parts=PARTS, keep: bool = False):
+        self.made, self.keep = [], keep  # (configuration, part, value): configurations hold dicts, so no mapping
+        for case in cases:
+            self.made += [(case.config, part, case.make(part)) for part in parts]
+
+    def pytest_segcheck_reuse(self, case, part):
+        return next((value for config, made, value in self.made if made == part and config == case.config), None)
+
+    def pytest_sessionfinish(self, session):
+        if self.keep:
+            from segcheck.plugin.hooks import SESSION
+
+            for case in session.config.stash[SESSION].cases.values():
+                self.made += [(case.config, part, value) for part, value in case.parts().items()]
+
+
+def fresh_int8_cache(cache: Path, folder: Path) -> Path:
+    """`folder` made a segcheck cache holding `cache`'s FP32 models, data and environment probes (linked) but no INT8
+    model: a run there calibrates anew."""
+    (folder / "models").mkdir(parents=True)
+    for entry in (Path(cache) / "models").glob("fp32-*"):
+        (folder / "models" / entry.name).symlink_to(entry)
+    for name in ("datasets",) + tuple(p.name for p in Path(cache).glob("environment-*.json")):
+        (folder / name).symlink_to(Path(cache) / name)
+    return folder
+
+
+@dataclass
+class Inner:
+    """An inner run: {test name: (passed | failed | skipped, message)}, pytester's result, its results JSON."""
+
+    outcomes: dict
+    result: object
+    results: Path | None
+    details: dict  # {test name: junit.Outcome}
+
+
+def run(pytester, *args, cache=None, results: Path | None = None, rootdir: Path | None = ROOT, plugins=(),
+        environ: dict | None = None) -> Inner:
+    """pytest `args` in this process: no cache provider, quiet, JUnit XML read back; the repository as rootdir (None:
+    the pytester folder), `cache` as segcheck's cache, `results` for the results JSON, `environ` set for the run."""
+    junit = pytester.path / "inner-junit.xml"
+    junit.unlink(missing_ok=True)
+    flags = ["-p", "no:cacheprovider", "-q", f"--junitxml={junit}"]
+    flags += [f"--rootdir={rootdir}"] if rootdir else []
+    flags += [f"--segcheck-cache={cache}"] if cache else []
+    flags += [f"--results-json={results}"] if results else []
+    paths = [str(ROOT / a) if rootdir and a.startswith(("tests/", "segcheck/")) else a for a in args]
+    with pytest.MonkeyPatch.context() as env:
+        env.delenv("CI", raising=False)
+        for name, value in (environ or {}).items():
+            env.setenv(name, value)
+        result = pytester.runpytest_inprocess(*flags, *paths, plugins=list(plugins))
+    found = junit_details(junit) if junit.is_file() else {}
+    return Inner({name: (o.outcome, o.message) for name, o in found.items()}, result, results, found)

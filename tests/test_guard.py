@@ -1,0 +1,63 @@
+"""Backend work in a forked child (measure.guard): results and exceptions come back, a crash is one error naming what
+crashed and how, and the process that asked goes on."""
+
+import ctypes
+import os
+import signal
+import time
+import warnings
+
+import pytest
+
+from segcheck.errors import SegcheckError
+from segcheck.measure import guard
+
+
+def test_a_result_an_exception_and_the_warnings_come_back():
+    assert guard.isolated("sum", lambda: sum(range(10))) == 45
+    with pytest.raises(SegcheckError, match="^named in the child$"):
+        guard.isolated("raise", lambda: (_ for _ in ()).throw(SegcheckError("named in the child")))
+
+    def warn():
+        warnings.warn("left out: one sample", UserWarning)
+        return os.getpid()
+
+    with pytest.warns(UserWarning, match="left out: one sample"):
+        child = guard.isolated("warn", warn)
+    assert child != os.getpid()  # it ran in another process
+
+
+@pytest.mark.parametrize("death, named", [
+    (lambda: ctypes.CDLL(None).abort(), "SIGABRT"),
+    (lambda: os.kill(os.getpid(), signal.SIGILL), "SIGILL"),  # AMX without Linux's tile permission
+    (lambda: os.kill(os.getpid(), signal.SIGKILL), "SIGKILL"),
+], ids=["abort", "illegal-instruction", "killed"])
+def test_a_child_that_dies_by_a_signal_is_a_crash_naming_the_work_and_the_signal(death, named):
+    with pytest.raises(guard.BackendCrash, match=rf"^fcn int8 evaluation: the backend died with {named} "):
+        guard.isolated("fcn int8 evaluation", death)
+    assert guard.isolated("after", lambda: "still here") == "still here"
+
+
+def test_a_segmentation_fault_under_mxnet_is_a_crash_saying_so():
+    import mxnet  # noqa: F401 - MXNet's segfault handler prints its stack and exits with status 255
+
+    with pytest.raises(guard.BackendCrash, match="exited with status 255 without an answer .MXNet's own handler"):
+        guard.isolated("segfault", lambda: os.kill(os.getpid(), signal.SIGSEGV))
+
+
+def test_a_child_that_leaves_without_an_answer_or_hangs_is_a_crash(monkeypatch):
+    with pytest.raises(guard.BackendCrash, match="exited with status 3 without an answer"):
+        guard.isolated("exit", lambda: os._exit(3))
+    monkeypatch.setattr(guard, "TIMEOUT_S", 0.5)
+    with pytest.raises(guard.BackendCrash, match=r"did not answer within 0.5 s \(SEGCHECK_BACKEND_TIMEOUT\)"):
+        guard.isolated("hang", lambda: time.sleep(60))
+
+
+def test_an_answer_that_cannot_travel_is_an_error_of_its_own():
+    with pytest.raises(SegcheckError, match="lambda: its result cannot be sent back"):
+        guard.isolated("lambda", lambda: (lambda: None))
+
+
+def test_in_process_when_asked(monkeypatch):
+    monkeypatch.setenv("SEGCHECK_IN_PROCESS", "1")
+    assert guard.isolated("here", os.getpid) == os.getpid()
