@@ -17,11 +17,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import options
+from ..config import isa, options
 from ..config.networks import BACKBONES, SEGMENTATION_MODELS, Network
 from ..data.kinds import ALIASES, dataset
 from ..errors import SegcheckError
-
 
 # segcheck SUBCOMMAND ...: what each does (segcheck --help lists them) and the function that runs it, imported on
 # use (each loads what it needs); without a subcommand, the seed's test.py workflow.
@@ -30,6 +29,8 @@ SUBCOMMANDS = {
                "segcheck.cli.commands:report"),
     "merge": ("add up the results of a run's shards and gate them (exit 1 when a merged check fails)",
               "segcheck.results.merge:main"),
+    "compare": ("two runs' results side by side (an MXNet upgrade, an ISA cap): deltas, moved classes, layers, ranges",
+                "segcheck.results.compare:main"),
     "plan": ("what a run evaluates, what is missing and how to fetch it, its cost here, shards for a time budget",
              "segcheck.cli.plan:main"),
     "fetch": ("download weights and datasets: the only command that touches the network", "segcheck.cli.fetch:main"),
@@ -155,6 +156,8 @@ def _refuse_what_has_no_effect(args, fail) -> None:
         fail("--model and --backbone have no effect with --model-zoo, which names the network")
     if args.resume and args.pretrained:
         fail("--resume and --pretrained both name the weights; pick one")
+    if args.isa == isa.ALL:
+        fail("--isa all: give one ISA level (one process runs under one oneDNN cap)")
 
 
 def plan(argv) -> Plan:
@@ -286,7 +289,9 @@ def main(argv=None) -> int:
     try:
         if argv[:1] and argv[0] in SUBCOMMANDS:
             return _subcommand(argv[0])(argv[1:])
-        return run(plan(argv))
+        p = plan(argv)
+        isa.select(p.args.isa, "--isa")
+        return run(p)
     except SegcheckError as err:
         print(f"segcheck: error: {err}", file=sys.stderr)
         return 2
