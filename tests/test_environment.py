@@ -79,3 +79,22 @@ def test_the_environment_key_follows_the_isa_cap_through_the_cache(tmp_path):
     assert len(list(tmp_path.glob("environment-*.json"))) == 2
     if "avx512f" in isa.cpu_flags():
         assert host["isa"] != "avx2"
+
+
+def test_on_a_cpu_with_amx_a_run_of_another_isa_says_what_amx_gives(tmp_path):
+    from segcheck.results import report
+    from segcheck.results.records import Figures, RunResults
+
+    def run(isa_key, fp32_ms, int8_ms):
+        results = RunResults(tier="synthetic", environment={"mxnet": "1.9.1", "onednn": "2.4.4", "isa": isa_key})
+        m = results.model("fcn_resnet101_voc")
+        m.setting, m.fp32, m.int8 = {"crop_size": 64}, Figures(latency_ms=fp32_ms), Figures(latency_ms=int8_ms)
+        return results
+
+    vnni = run("avx512_vnni", 60.0, 18.0)
+    assert report.amx_note(vnni, tmp_path, cpu_has_amx=False) is None
+    assert "`pytest --isa amx` (tox -e isa-amx) measures what it gives" in report.amx_note(vnni, tmp_path, cpu_has_amx=True)
+    assert report.store_amx(vnni, tmp_path) is None  # only an AMX run stores its speed-ups
+    assert report.store_amx(run("amx", 60.0, 13.4), tmp_path) == report.amx_path(tmp_path, vnni.environment)
+    note = report.amx_note(vnni, tmp_path, cpu_has_amx=True)
+    assert "under --isa amx the INT8 speed-ups were fcn_resnet101_voc 4.48x" in note and '"crop_size": 64' in note

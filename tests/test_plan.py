@@ -59,6 +59,9 @@ def test_plan_needs_a_configuration(tmp_path, monkeypatch, capsys):
 
 def test_a_target_below_the_calibration_time_says_to_share_the_calibration():
     e = Estimate("m", 1000, 160, Cost(fp32_s=0.5, int8_s=0.25, calib_s=0.6))  # 96 s of calibration
-    lines = plan.summary([e], Environment("1.9.1", "2.4.4", "avx2"), target_s=90)
+    lines = plan.summary([e], Environment("1.9.1", "2.4.4", "avx2"), target_s=90, cached={e.name})
     assert "each shard calibrating: not reachable: calibration alone takes 1.6 min per job" in "\n".join(lines)
     assert any(line.startswith("for 1.5 min per job, with the calibration shared: --shard K/") for line in lines)
+    assert "up to 8.3 min of a run; cached here now for 1 of 1 models, saving 8.3 min" in "\n".join(lines)  # 1000 x 0.5 s
+    cold = "\n".join(plan.summary([e], Environment("1.9.1", "2.4.4", "avx2")))
+    assert "cached here now for 0 of 1 models, saving 0.0 min" in cold

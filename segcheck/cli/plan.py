@@ -151,6 +151,10 @@ class Estimate:
     def calibration(self) -> float:
         return self.calib_images * self.cost.calib_s
 
+    @property
+    def fp32_evaluation(self) -> float:
+        return (self.images or 0) * self.cost.fp32_s
+
     def wall(self, shards: int = 1, calibrated: bool = False) -> float:
         """Wall time of the largest of `shards` shards: each calibrates (unless `calibrated`: a shared cache),
         then evaluates its block of images."""
@@ -203,7 +207,18 @@ def plan(models: dict, environment, run: RunConfig, do_probe: bool = True) -> tu
     return lines, estimates
 
 
-def summary(estimates: list, environment, target_s: float | None = None) -> list:
+def fp32_cached(run: RunConfig) -> set:
+    """Models with an FP32 evaluation in the cache (its key also holds graph, weights, files and environment)."""
+    found = set()
+    for manifest in (Path(run.cache_dir) / "models").glob("fp32-eval-*/manifest.json"):
+        try:
+            found.add(json.loads(manifest.read_text())["fields"]["model"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return found
+
+
+def summary(estimates: list, environment, target_s: float | None = None, cached: frozenset = frozenset()) -> list:
     lines = [f"per image on this machine ({environment.isa}, oneDNN {environment.onednn}):"]
     for e in estimates:
         lines.append(f"- {e.name}: FP32 {e.cost.fp32_s:.3f} s, INT8 {e.cost.int8_s:.3f} s, calibration {e.cost.calib_s:.3f} s "
@@ -215,6 +230,10 @@ def summary(estimates: list, environment, target_s: float | None = None) -> list
         lines.append(f"estimated wall time of the whole run, {how}: {walls}")
     lines.append(f"(sharing: one job calibrates every model first, {_span(sum(e.calibration for e in estimates))} here, and "
                  "the shards start from a copy of its --segcheck-cache)")
+    saved = sum(e.fp32_evaluation for e in estimates if e.name in cached)
+    lines.append(f"FP32 evaluations are reused from the cache when only the INT8 side changes (a calibration recipe, a "
+                 f"shipped INT8 file): up to {_span(sum(e.fp32_evaluation for e in estimates))} of a run; cached here now for "
+                 f"{len([e for e in estimates if e.name in cached])} of {len(estimates)} models, saving {_span(saved)}")
     if target_s is not None:
         calibration = sum(e.calibration for e in estimates)
         for calibrated, how in ((False, "each shard calibrating"), (True, "with the calibration shared")):
@@ -247,7 +266,8 @@ def main(argv, out=sys.stdout) -> int:
     environment = fingerprint(run.cache_dir)
     lines, estimates = plan(models, environment, run, do_probe=not args.no_probe)
     print(f"segcheck plan: {run.tier} tier, {len(models)} models from {project.path}", file=out)
-    for line in lines + (summary(estimates, environment, args.target) if estimates else ["no probed costs yet: run without --no-probe"]):
+    for line in lines + (summary(estimates, environment, args.target, fp32_cached(run)) if estimates
+                         else ["no probed costs yet: run without --no-probe"]):
         print(line, file=out)
     return 0
 

@@ -114,6 +114,8 @@ GATE = (
     Option(("--report-png",), "also draw the results as a PNG chart"),
     Option(("--strict-digest",), "fail, instead of reporting CHANGED, where predictions differ from the golden run", flag=True),
     Option(("--gate-drop-interval",), "gate the INT8 drop on the upper bound of its bootstrap interval over images", flag=True),
+    Option(("--no-fp32-cache",), "evaluate FP32 again even where an FP32 evaluation of the same graph, weights, images, "
+           "setting and environment is cached", flag=True),
 )
 
 

@@ -64,6 +64,7 @@ class RunConfig:
     cache_dir: Path = field(default_factory=default_dir)
     mxnet_home: Path = field(default_factory=mxnet_home)
     skip_bad: bool = False
+    fp32_cache: bool = True  # FP32 evaluations read from the cache where the key matches (measure.fp32_cache)
     fit: FitRecipe = field(default_factory=FitRecipe)
     synthetic: SyntheticSpec = field(default_factory=SyntheticSpec)
 
@@ -86,6 +87,7 @@ class RunConfig:
             calib={f: getattr(options, o) for f, o in CALIB_OPTIONS.items() if getattr(options, o) is not None},
             roots={key: Path(getattr(options, dest)).expanduser() for dest, key in ROOTS.items() if getattr(options, dest)},
             cache_dir=Path(cache).expanduser() if cache else default_dir(), skip_bad=bool(options.skip_bad),
+            fp32_cache=not options.no_fp32_cache,
         )
 
     def with_(self, **changes) -> "RunConfig":

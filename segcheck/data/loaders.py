@@ -126,6 +126,14 @@ class Split:
             raise BadSample(f"{self.describe(index)}: labels {bad[:10]} lie outside the {self.num_classes} classes of {self.kind.key}")
         return image, label
 
+    def files(self, indices) -> list:
+        """The files the samples at `indices` are read from: image and mask of each (COCO: each image, and the
+        annotation file, which holds every mask)."""
+        if self.kind.key == "coco":
+            metas = self.loader.coco.loadImgs([self.loader.ids[i] for i in indices])
+            return [Path(self.loader.root) / meta["file_name"] for meta in metas] + [self.source]
+        return [path for i in indices for path in self._pair(i)]
+
     def describe(self, index: int) -> str:
         if self.kind.key == "coco":
             return f"{self.source} image id {self.ids[index]}"

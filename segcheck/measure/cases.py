@@ -13,7 +13,7 @@ from ..config.run import ModelConfig
 from ..data import loaders
 from ..errors import MissingResource
 from ..models import export, pipeline
-from . import guard, layers
+from . import fp32_cache, guard, layers
 from .evaluate import Evaluation, evaluate
 
 LAYER_IMAGES = 2  # the fixed images (the split's first) per-layer error is measured on
@@ -31,6 +31,7 @@ class ModelCase:
         self.config, self._on_missing, self._hooks = config, on_missing, hooks
         self._parts = {}
         self._crashes = {}
+        self._replaced = set()  # precisions whose model a plugin replaced
 
     @property
     def name(self) -> str:
@@ -70,7 +71,10 @@ class ModelCase:
     def _stepped_in(self, precision: str, model):
         """The model a plugin puts in place of the one just built (a fault, say), or that one."""
         replaced = self._hooks.pytest_segcheck_model(case=self, precision=precision, model=model) if self._hooks else None
-        return model if replaced is None else replaced
+        if replaced is None:
+            return model
+        self._replaced.add(precision)
+        return replaced
 
     def _isolated(self, what: str, work):
         """`work` in a forked child (guard.isolated); a crash is raised again for every later call of the same work."""
@@ -140,8 +144,15 @@ class ModelCase:
         def run():
             model = self.model(precision)
             indices = loaders.shard(loaders.first(self.val, self.config.num_images), self.config.run.shard)
-            return self._isolated(f"{precision} evaluation", lambda: evaluate(
-                model, self.val, indices, self.config.run.batch_size, self.config.run.skip_bad,
-                desc=f"evaluating {self.name} {precision}"))
+
+            def evaluated():
+                return self._isolated(f"{precision} evaluation", lambda: evaluate(
+                    model, self.val, indices, self.config.run.batch_size, self.config.run.skip_bad,
+                    desc=f"evaluating {self.name} {precision}"))
+
+            if precision != "fp32":
+                return evaluated()
+            weights = None if "fp32" in self._replaced else pipeline.fp32_weights(self.config)[1]
+            return fp32_cache.evaluation(self.config, model, self.val, indices, evaluated, weights)
 
         return self._part(f"{precision}-evaluation", run)

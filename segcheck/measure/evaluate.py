@@ -29,6 +29,18 @@ class Evaluation:
     digest: str = ""  # sha256 of the argmax predictions, image after image
     image_digests: list = field(default_factory=list)  # a short digest of each image's predictions
     predicted: list = field(default_factory=list)  # predicted pixels per class, over whole images
+    cached: bool = False  # read from the FP32 evaluation cache (fp32_cache), not evaluated in this run
+
+    def to_dict(self) -> dict:
+        return {"matrix": self.matrix.matrix.tolist(), "split": self.subset.split, "ids": list(self.subset.ids),
+                "skipped": self.skipped, "per_image": self.per_image, "digest": self.digest,
+                "image_digests": self.image_digests, "predicted": self.predicted}
+
+    @classmethod
+    def from_dict(cls, doc: dict, cached: bool = False) -> "Evaluation":
+        matrix = np.asarray(doc["matrix"], dtype=np.int64)
+        return cls(ConfusionMatrix(len(matrix), matrix), loaders.Subset(doc["split"], tuple(doc["ids"])), doc["skipped"],
+                   doc["per_image"], doc["digest"], doc["image_digests"], doc["predicted"], cached)
 
 
 def evaluate(model, split: loaders.Split, indices, batch_size: int = 1, skip_bad: bool = False,

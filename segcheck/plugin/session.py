@@ -12,6 +12,7 @@ from functools import cached_property
 
 import pytest
 
+from ..config import isa
 from ..config.options import CALIBRATION, ROOTS, GateOptions, flag_of
 from ..config.project import Project
 from ..config.run import ModelConfig, RunConfig, resolve_all
@@ -246,6 +247,10 @@ class SegcheckSession:
         target = self.options.results_json or report.last_run_path(self.run.cache_dir)
         try:
             self.lines.append(f"results: {report.save(self.results, target)} (segcheck report prints them again)")
+            report.store_amx(self.results, self.run.cache_dir)
+            amx = report.amx_note(self.results, self.run.cache_dir, "amx" in isa.supported())
+            if amx:
+                self.lines.append(amx)
             if self.options.report_png:
                 self.lines.append(f"chart: {chart.chart(self.results, self.options.report_png)}")
             if self.options.update_baselines:

@@ -25,6 +25,7 @@ class Figures:
     digest: str | None = None  # sha256 of the argmax predictions, image after image
     image_digests: list | None = None
     predicted: list | None = None  # predicted pixels per class
+    cached: bool | None = None  # the figures come from an FP32 evaluation of an earlier run (measure.fp32_cache)
 
 
 @dataclass

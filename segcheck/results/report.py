@@ -6,6 +6,7 @@ speed-up, the deltas against the baseline row and each model's status (PASS, or 
 
 from __future__ import annotations
 
+import datetime
 import json
 from collections import Counter
 from dataclasses import dataclass
@@ -50,6 +51,7 @@ def _cell(value, baseline=None, pct=False) -> str:
     return text
 
 
+CACHED_MARK = " (c)"  # figures of an FP32 evaluation read from the cache, not made in this run
 HEADER = ("model", "fp32 latency(ms)", "s8 latency(ms)", "speed-up", "fp32 pixAcc", "fp32 mIoU", "s8 pixAcc", "s8 mIoU", "status")
 
 
@@ -64,8 +66,9 @@ def rows(results: RunResults) -> list:
         accuracy = []
         for precision in ("fp32", "int8"):
             figures, prefix = m.figures(precision), SEED_PREFIX[precision]
-            accuracy += [_cell(figures.pixacc, base and getattr(base, f"{prefix}_pixacc"), pct=True),
-                         _cell(figures.miou, base and getattr(base, f"{prefix}_miou"))]
+            mark = CACHED_MARK if figures.cached else ""
+            accuracy += [_cell(figures.pixacc, base and getattr(base, f"{prefix}_pixacc"), pct=True) + mark,
+                         _cell(figures.miou, base and getattr(base, f"{prefix}_miou")) + mark]
         table.append((name, *latency, f"{f_ms / q_ms:.2f}x" if f_ms and q_ms else "-", *accuracy, m.status()))
     return table
 
@@ -94,8 +97,11 @@ def markdown(results: RunResults) -> str:
         setting_notes = [f"setting: {_fmt(next(iter(settings.values())))}"]
     else:
         setting_notes = [f"setting of {n}: {_fmt(m.setting)}" for n, m in sorted(results.models.items())]
+    cached = sorted(n for n, m in results.models.items() if m.fp32.cached)
     notes = [
         f"tier: {results.tier}; mIoU convention: {results.convention}",
+        *([f"{CACHED_MARK.strip()}: FP32 evaluated in an earlier run and read from the cache (same graph, weights, images, "
+           f"setting and environment): {', '.join(cached)}; --no-fp32-cache evaluates again"] if cached else []),
         *setting_notes,
         f"environment: {', '.join(f'{k} {v}' for k, v in results.environment.items() if v != '')}",
         comparisons(results),
@@ -109,6 +115,42 @@ def markdown(results: RunResults) -> str:
         if c.status in FAILING + (CHANGED,)
     ]
     return "\n".join(lines + [""] + notes + ([""] + failing if failing else [])) + "\n"
+
+
+def amx_path(cache_dir, environment: dict) -> Path:
+    """Where an AMX run leaves its speed-ups for the runs of other ISAs on this machine and MXNet."""
+    return Path(cache_dir) / f"amx-speedups-{environment.get('mxnet')}-{environment.get('onednn')}.json".replace(" ", "_")
+
+
+def speedups(results: RunResults) -> dict:
+    """model -> INT8 / FP32 speed-up measured in this run (where both latencies were)."""
+    return {name: round(m.fp32.latency_ms / m.int8.latency_ms, 2) for name, m in sorted(results.models.items())
+            if m.fp32.latency_ms and m.int8.latency_ms}
+
+
+def amx_note(results: RunResults, cache_dir, cpu_has_amx: bool) -> str | None:
+    """On a CPU that has AMX while this run used another ISA: what AMX gives, as an AMX run on this machine measured it,
+    or how to measure it. An AMX run stores its speed-ups for that (store_amx)."""
+    if not cpu_has_amx or results.environment.get("isa") == "amx":
+        return None
+    try:
+        doc = json.loads(amx_path(cache_dir, results.environment).read_text())
+    except (OSError, ValueError):
+        return "this CPU has AMX, which INT8 does not use in this run: `pytest --isa amx` (tox -e isa-amx) measures what it gives"
+    shown = ", ".join(f"{name} {value:.2f}x" for name, value in doc["speedups"].items() if name in results.models)
+    return (f"this CPU has AMX, which INT8 does not use in this run: under --isa amx the INT8 speed-ups were {shown} "
+            f"(measured {doc['date']} at {doc['setting']})")
+
+
+def store_amx(results: RunResults, cache_dir) -> Path | None:
+    """An AMX run's speed-ups, for amx_note in the other runs on this machine."""
+    found = speedups(results)
+    if results.environment.get("isa") != "amx" or not found:
+        return None
+    settings = {json.dumps(m.setting, sort_keys=True) for m in results.models.values()}
+    return atomic.write_json(amx_path(cache_dir, results.environment),
+                             {"date": datetime.date.today().isoformat(), "speedups": found,
+                              "setting": ", ".join(sorted(settings))})
 
 
 def per_class(results: RunResults) -> str:

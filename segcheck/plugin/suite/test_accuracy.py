@@ -16,7 +16,7 @@ def _scores(case, precision, segcheck, request):
     ev = case.evaluation(precision)
     assert not ev.skipped or case.config.run.skip_bad, f"samples left out: {ev.skipped}"
     scores = ev.matrix.compute(segcheck.convention)
-    figures = {**scores.figures(), "matrix": ev.matrix.matrix.tolist(), "per_image": ev.per_image}
+    figures = {**scores.figures(), "matrix": ev.matrix.matrix.tolist(), "per_image": ev.per_image, "cached": ev.cached}
     segcheck.record(request, case, subset=ev.subset.describe(), setting=case.config.setting(), classes=list(case.classes),
                     tolerances=vars(segcheck.tolerances(case)), shard=segcheck.shard_of(case, ev), **{precision: figures})
     return scores, ev

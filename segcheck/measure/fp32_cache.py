@@ -1,0 +1,62 @@
+"""FP32 evaluations reused across runs: an FP32 evaluation depends only on the FP32 graph and weights, the images,
+the setting and the environment, so a run that changes only the INT8 side (the calibration recipe, a shipped INT8
+file) reads it from the cache instead of evaluating again.
+
+The key digests the fused graph the model runs (Gluon's per-process counters cut) and its weights file, the image and
+mask files themselves, the images' ids, the setting and the environment; an entry is written atomically and a damaged
+one is evaluated again, never trusted (models.cache). A model a plugin put in place of the built one (a fault) is
+never read from the cache: its weights are not the file's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from .. import atomic
+from ..config import isa
+from ..models import cache
+from ..models.export import graph_json
+from .calibration import stable
+from .evaluate import Evaluation
+
+
+def graph_digest(block) -> str:
+    """The fused graph: its nodes' ops, inputs, attributes and names without per-process counters."""
+    digest = hashlib.sha256()
+    for node in json.loads(graph_json(block))["nodes"]:
+        digest.update(json.dumps([node["op"], stable(node["name"]), node.get("attrs", {}), node.get("inputs", [])],
+                                 sort_keys=True).encode())
+    return digest.hexdigest()[:20]
+
+
+def files_digest(paths) -> str:
+    """The contents of the files an evaluation reads, in order."""
+    return hashlib.sha256("\n".join(atomic.digest(p) for p in paths).encode()).hexdigest()[:20]
+
+
+def evaluation(mc, block, split, indices, evaluate, weights: str) -> Evaluation:
+    """The FP32 evaluation of `block` (the FP32 model of `mc`, whose weights file has digest `weights`; None: a model a
+    plugin replaced) on `split`'s samples at `indices`: from the cache where an entry of the same key holds it, else
+    `evaluate()`, written to the cache for the next run. Off with --no-fp32-cache."""
+    if not mc.run.fp32_cache or weights is None:
+        return evaluate()
+    fields = {"model": mc.name, "graph": graph_digest(block), "weights": weights, "files": files_digest(split.files(indices)),
+              "images": _ids_digest(split, indices), "setting": {"crop_size": mc.crop_size, "base_size": mc.base_size,
+                                                                  "batch_size": mc.run.batch_size, "skip_bad": mc.run.skip_bad},
+              "versions": cache.versions(), "isa": isa.effective_level()}
+    made = {}
+
+    def build(folder):
+        made["evaluation"] = evaluate()
+        atomic.write_json(folder / "evaluation.json", made["evaluation"].to_dict())
+        return {"evaluated_images": len(indices)}
+
+    entry = cache.get_or_build(mc.run.cache_dir, "fp32-eval", fields, build)
+    if entry.built:
+        return made["evaluation"]
+    return Evaluation.from_dict(json.loads(entry.file("evaluation.json").read_text()), cached=True)
+
+
+def _ids_digest(split, indices) -> str:
+    return hashlib.sha256("\n".join(split.ids[i] for i in indices).encode()).hexdigest()[:20]
