@@ -204,7 +204,7 @@ def test_console_script_is_installed_and_its_help_lists_every_subcommand():
     done = subprocess.run([str(script), "--help"], check=False, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "--num-calib-batches" in done.stdout and "--model-prefix" in done.stdout
     assert "--resume" in done.stdout and "--model-zoo" in done.stdout and "--ade20k-root" in done.stdout
-    listed = re.findall(r"^  (\w+) ", done.stdout.partition("subcommands")[2], re.M)
+    listed = re.findall(r"^  ([\w-]+) ", done.stdout.partition("subcommands")[2], re.M)
     assert listed == list(commands.SUBCOMMANDS) and {"report", "merge", "plan", "fetch"} <= set(listed)
     for name in listed:
         out = io.StringIO()

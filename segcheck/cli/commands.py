@@ -33,6 +33,8 @@ SUBCOMMANDS = {
                 "segcheck.results.compare:main"),
     "plan": ("what a run evaluates, what is missing and how to fetch it, its cost here, shards for a time budget",
              "segcheck.cli.plan:main"),
+    "isa-bench": ("the latency benchmarks under every ISA level this CPU can dispatch, one process each, one table",
+                  "segcheck.cli.isa_bench:main"),
     "fetch": ("download weights and datasets: the only command that touches the network", "segcheck.cli.fetch:main"),
 }
 
@@ -157,7 +159,8 @@ def _refuse_what_has_no_effect(args, fail) -> None:
     if args.resume and args.pretrained:
         fail("--resume and --pretrained both name the weights; pick one")
     if args.isa == isa.ALL:
-        fail("--isa all: give one ISA level (one process runs under one oneDNN cap)")
+        fail("--isa all: give one ISA level (one process runs under one oneDNN cap); `segcheck isa-bench` measures "
+             "every level, one process each")
 
 
 def plan(argv) -> Plan:
