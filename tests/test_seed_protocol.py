@@ -1,20 +1,25 @@
-"""The seed's evaluation path, built here from GluonCV and MXNet alone, gives segcheck's figures exactly.
+"""The seed's evaluation path, built here from GluonCV and MXNet alone and from the seed's own text, gives segcheck's
+figures exactly, image for image.
 
-GluonCV's get_segmentation_dataset in mode=val at batch 1, gluoncv.utils.metrics.SegmentationMetric, and
-MXNet's quantize_net calibrated naively on the same 32 training images (GluonCV's DataLoader, batches
-of 16), on the same weights and files. FP32 runs fused onto oneDNN in both paths (hybridize(backend=
-'MKLDNN'), as segcheck gates it). This is what makes real-tier figures comparable with the seed's table.
+The seed (../shared/reference/seed-semantic-segmentation-int8.md): GluonCV's get_segmentation_dataset in mode=val at
+batch 1, gluoncv.utils.metrics.SegmentationMetric, and quantize_net calibrated naively on the val images in order
+(its test.py builds the calibration loader from the evaluation set). The seed says 480x480 and 5 x 32 images; the
+synthetic tier's setting (64 px, 2 x 16, 48 val images) stands in for it. Nothing below reads segcheck's
+configuration: segcheck's side is configured to the same literal protocol (calibration split val), and must agree.
 """
 
 import mxnet as mx
 import numpy as np
 
-from segcheck.data import loaders
+from segcheck.config.recipes import CalibRecipe
+from segcheck.data import loaders, synthetic
+from segcheck.data.kinds import DATASETS
 from segcheck.measure.evaluate import evaluate
 from segcheck.models import pipeline
 
 MODEL = "fcn_resnet101_voc"
-IMAGES = 8
+# The seed's protocol at the synthetic tier's size: mode=val, crop, batch 1, naive on the first batches x size val images.
+CROP, BATCH, CALIB_BATCHES, CALIB_BATCH_SIZE = 64, 1, 2, 16
 
 
 def _seed_metric(model, dataset, count, nclass):
@@ -28,44 +33,81 @@ def _seed_metric(model, dataset, count, nclass):
     return metric
 
 
-def test_the_seeds_evaluation_path_gives_segchecks_figures_exactly(segcheck):
+def _seed_val(root):
     from gluoncv.data import get_segmentation_dataset
-    from gluoncv.model_zoo import get_model
-    from mxnet.contrib.quantization import quantize_net
     from mxnet.gluon.data.vision import transforms
 
-    mc = segcheck.model_config(MODEL)
-    root, _ = pipeline.dataset_root(mc)
-    crop = mc.crop_size
     transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize([.485, .456, .406], [.229, .224, .225])])
-    val = get_segmentation_dataset("pascal_voc", root=str(root), split="val", mode="val", transform=transform,
-                                   base_size=crop, crop_size=crop)
-    # GluonCV's VOC split 'train' reads trainval.txt, whose first 32 images are train.txt's first 32
-    train = get_segmentation_dataset("pascal_voc", root=str(root), split="train", mode="val", transform=transform,
-                                     base_size=crop, crop_size=crop)
+    return get_segmentation_dataset("pascal_voc", root=str(root), split="val", mode="val", transform=transform,
+                                    base_size=CROP, crop_size=CROP)
+
+
+def test_the_seeds_evaluation_path_gives_segchecks_figures_exactly(segcheck):
+    from gluoncv.model_zoo import get_model
+    from mxnet.contrib.quantization import quantize_net
+
+    seeded = segcheck.model_config(MODEL)
+    mc = seeded.with_(crop_size=CROP, base_size=CROP, num_images=loaders.ALL, run=seeded.run.with_(batch_size=BATCH),
+                      calib=CalibRecipe("naive", "auto", CALIB_BATCHES, CALIB_BATCH_SIZE, split="val"))
+    root, _ = pipeline.dataset_root(mc)
+    val = _seed_val(root)
 
     def network():
-        net = get_model(MODEL, pretrained=False, pretrained_base=False, crop_size=crop, base_size=crop, aux=False)
+        net = get_model(MODEL, pretrained=False, pretrained_base=False, crop_size=CROP, base_size=CROP, aux=False)
         net.load_parameters(str(pipeline.fp32_params(mc)), ctx=mx.cpu())
         return net
 
     fp32 = network()
     fp32.hybridize(backend="MKLDNN", static_alloc=True, static_shape=True)
-    calib = mx.gluon.data.DataLoader(train, batch_size=mc.calib.batch_size, shuffle=False, last_batch="keep")
-    int8 = quantize_net(network(), quantized_dtype=mc.calib.dtype, calib_mode=mc.calib.mode, calib_data=calib,
-                        num_calib_examples=mc.calib.num_examples, ctx=mx.cpu())
+    calib = mx.gluon.data.DataLoader(val, batch_size=CALIB_BATCH_SIZE, shuffle=False, last_batch="keep")
+    int8 = quantize_net(network(), quantized_dtype="auto", calib_mode="naive", calib_data=calib,
+                        num_calib_examples=CALIB_BATCHES * CALIB_BATCH_SIZE, ctx=mx.cpu())
     int8.hybridize(static_alloc=True, static_shape=True)
 
-    case = segcheck.case(MODEL)
-    assert case.val.ids[:IMAGES] == tuple(n.strip() for n in (root / "VOC2012/ImageSets/Segmentation/val.txt").read_text().split()[:IMAGES])
+    split = pipeline.open_split(mc, "val")
+    assert len(split) == len(val) >= 48 and split.ids == tuple((root / "VOC2012/ImageSets/Segmentation/val.txt").read_text().split())
+    ours = {"fp32": pipeline.fp32_net(mc), "int8": pipeline.int8_model(mc).block}
     for precision, seed_model in (("fp32", fp32), ("int8", int8)):
-        seed = _seed_metric(seed_model, val, IMAGES, case.val.num_classes)
-        matrix = evaluate(case.model(precision), case.val, loaders.first(case.val, IMAGES)).matrix
-        ours = matrix.matrix
-        tp, labelled, predicted = np.diag(ours), ours.sum(axis=1), ours.sum(axis=0)
-        assert int(seed.total_correct) == int(tp.sum()) and int(seed.total_label) == int(ours.sum()), precision
+        seed = _seed_metric(seed_model, val, len(val), split.num_classes)
+        matrix = evaluate(ours[precision], split, loaders.first(split, loaders.ALL), BATCH).matrix.matrix
+        tp, labelled, predicted = np.diag(matrix), matrix.sum(axis=1), matrix.sum(axis=0)
+        assert int(seed.total_correct) == int(tp.sum()) and int(seed.total_label) == int(matrix.sum()), precision
         np.testing.assert_array_equal(seed.total_inter, tp)
         np.testing.assert_array_equal(seed.total_union, labelled + predicted - tp)
-        pix_acc, miou = seed.get()
-        scores = matrix.compute("gluoncv")
-        assert (round(100 * scores.pix_acc, 4), round(100 * scores.miou, 4)) == (round(100 * pix_acc, 4), round(100 * miou, 4))
+
+
+def test_on_the_real_voc2012_layout_calibration_and_evaluation_read_the_seeds_images(tmp_path):
+    """VOC2012's trainval.txt is train + val sorted together, so val images sit among train ones (2007_000033, a val
+    image, is second). GluonCV reads split 'train' from trainval.txt: the seed's val calibration and segcheck's
+    calib-split val must still pick the same images, and segcheck's train split must hold no val image."""
+    root = synthetic.write_voc(tmp_path / "voc", synthetic.SyntheticSpec(seed=5, num_train=12, num_val=8))
+    lists = root / "VOC2012/ImageSets/Segmentation"
+    train, val = lists.joinpath("train.txt").read_text().split(), lists.joinpath("val.txt").read_text().split()
+    mixed = [n for pair in zip(train, val) for n in pair] + train[len(val):]  # train, val, train, val, ...
+    names = {old: f"2007_{i:06d}" for i, old in enumerate(mixed)}
+    interleaved = sorted(names[n] for n in train + val)  # as VOC2012: sorted, the second image a val one
+    for kind in ("JPEGImages", "SegmentationClass"):
+        for old, new in names.items():
+            for path in (root / "VOC2012" / kind).glob(f"{old}.*"):
+                path.rename(path.with_name(new + path.suffix))
+    lists.joinpath("train.txt").write_text("\n".join(sorted(names[n] for n in train)) + "\n")
+    lists.joinpath("val.txt").write_text("\n".join(sorted(names[n] for n in val)) + "\n")
+    lists.joinpath("trainval.txt").write_text("\n".join(interleaved) + "\n")
+    renamed_val = sorted(names[n] for n in val)
+    assert interleaved[1] == renamed_val[0] and interleaved != sorted(names[n] for n in train) + renamed_val
+
+    voc = DATASETS["pascal_voc"]
+    seed = _seed_val(root)
+    seed_ids = [mask.rpartition("/")[2].rpartition(".")[0] for mask in seed.masks]
+    ours = loaders.open_split(voc, root, "val", CROP, tmp_path / "cache")
+    assert list(ours.ids) == seed_ids == renamed_val
+    recipe = CalibRecipe("naive", "auto", 1, 4, split="val")
+    calibration = loaders.open_split(voc, root, recipe.split, CROP, tmp_path / "cache").ids[:recipe.num_examples]
+    assert list(calibration) == seed_ids[:4]
+    segcheck_train = loaders.open_split(voc, root, "train", CROP, tmp_path / "cache")
+    assert not set(segcheck_train.ids) & set(renamed_val)
+    from gluoncv.data import get_segmentation_dataset
+
+    gluoncv_train = get_segmentation_dataset("pascal_voc", root=str(root), split="train", mode="val")
+    assert {m.rpartition("/")[2].rpartition(".")[0] for m in gluoncv_train.masks} & set(renamed_val), \
+        "GluonCV's train split is trainval.txt: it holds val images, which is why segcheck reads train.txt itself"

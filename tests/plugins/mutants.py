@@ -1,14 +1,17 @@
 """A catalogue of quantization mutants injected below segcheck, in MXNet's own quantization module.
 
-Each mutant patches mxnet.contrib.quantization (the calibration table it writes into the graph, the graph
-it quantizes, the data it calibrates on, or the arguments of quantize_net_v2) while an inner gate run
-calibrates afresh. tests/test_mutants.py runs them (`pytest -m mutants`) and tabulates which check kills
-each one. A single-layer mutant records the stable name of its layer, for "is the right layer named first".
+Each mutant patches mxnet.contrib.quantization (the calibration table it writes into the graph, the graph it
+quantizes, its layer-output collector, the data it calibrates on, or the arguments of quantize_net_v2) while an
+inner gate run calibrates afresh; the speed mutant slows the INT8 forward instead. tests/test_mutants.py runs them
+(`pytest -m mutants`) and tabulates which check kills each one. A single-layer mutant records the layer it hit, named
+here from MXNet's graph (the fused node's first inner convolution, its per-process prefix cut off), independently of
+the names segcheck gives layers.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from functools import partial
 
@@ -16,10 +19,11 @@ import mxnet as mx
 import numpy as np
 from mxnet.contrib import quantization as q
 
-from segcheck.measure.calibration import node_name
+from faults import Int8Slowed
 
 POSITIONS = ("first", "middle", "last")
-SCALES = {"1/20": 1 / 20, "1/4": 1 / 4, "1/2": 1 / 2, "2": 2.0, "4": 4.0, "20": 20.0}
+SCALES = {"1/20": 1 / 20, "1/8": 1 / 8, "1/4": 1 / 4, "1/2": 1 / 2, "2": 2.0, "4": 4.0, "8": 8.0, "20": 20.0}
+SPEED = "speed"  # the class judged by the latency checks alone
 
 
 @dataclass(frozen=True)
@@ -27,16 +31,27 @@ class Mutant:
     name: str
     kind: str  # its class in the kill table
     patch: object  # state -> list of (owner, attribute, original) to restore
+    single_layer: bool = False  # it changes one layer, whose name it puts in state["layer"]
+    replace_model: object = None  # a pytest_segcheck_model hook of its own (the speed mutant's slowed INT8 forward)
 
 
 def _pick(items: list, position: str):
+    if not items:
+        raise LookupError("the mutant found no layer to change")
     return items[{"first": 0, "middle": len(items) // 2, "last": len(items) - 1}[position]]
 
 
+def layer_of(node: dict) -> str:
+    """A fused node's layer as MXNet names it: its first inner Convolution (else the node), without the leading
+    '<network><counter>_' prefix that Gluon adds per process (fcn3_resnetv1s_conv0_fwd -> resnetv1s_conv0_fwd)."""
+    inner = [m["name"] for g in node.get("subgraphs", []) for m in g["nodes"] if m["op"] == "Convolution"]
+    return re.sub(r"^[a-z]+[0-9]+_", "", inner[0] if inner else node["name"])
+
+
 def _conv_outputs(qsym) -> list:
-    """The calibration-table keys of the quantized convolutions, in graph order, with the stable name of each."""
+    """(calibration-table key, layer) of the quantized convolutions, in graph order."""
     nodes = json.loads(qsym.tojson())["nodes"]
-    return [(n["name"][len("quantized_"):] + "_output", node_name(n)) for n in nodes
+    return [(n["name"][len("quantized_"):] + "_output", layer_of(n)) for n in nodes
             if n["op"] == "_sg_mkldnn_conv" and n["name"].startswith("quantized_")]
 
 
@@ -45,9 +60,7 @@ def _edit_table(edit, position, state):
     original = q._calibrate_quantized_sym
 
     def calibrate(qsym, th_dict):
-        keys = [k for k in _conv_outputs(qsym) if k[0] in th_dict]
-        key, stable = _pick(keys, position)
-        state["layer"] = stable
+        key, state["layer"] = _pick([k for k in _conv_outputs(qsym) if k[0] in th_dict], position)
         table = dict(th_dict)
         table[key] = edit(*table[key])
         return original(qsym, table)
@@ -72,10 +85,9 @@ def _exclude_one(position, state):
     original = q.quantize_graph
 
     def quantize_graph(sym, **kwargs):
-        nodes = json.loads(sym.tojson())["nodes"]
-        convs = [n for n in nodes if n["op"] == "_sg_mkldnn_conv"]
+        convs = [n for n in json.loads(sym.tojson())["nodes"] if n["op"] == "_sg_mkldnn_conv"]
         node = _pick(convs, position)
-        state["layer"] = node_name(node)
+        state["layer"] = layer_of(node)
         kwargs["excluded_sym_names"] = list(kwargs.get("excluded_sym_names") or []) + [node["name"]]
         return original(sym=sym, **kwargs)
 
@@ -110,6 +122,10 @@ def _calibration_images(change, limit, examples, network, kwargs, state):
     return kwargs
 
 
+def _noise(d):
+    return mx.nd.array(np.random.default_rng(0).uniform(-2, 2, size=d.shape).astype(np.float32))
+
+
 def _set(key, value, network, kwargs, state):
     kwargs[key] = value
     if key == "calib_mode" and value == "none":
@@ -118,49 +134,131 @@ def _set(key, value, network, kwargs, state):
     return kwargs
 
 
-def _saturate(position, network, kwargs, state):
-    """The largest 5 % of one convolution's weights clipped: a saturated subset, before quantization."""
-    convs = [(path, layer) for path, layer in _layers(network)]
-    path, layer = _pick(convs, position)
-    w = layer.weight.data().asnumpy()
-    bound = np.quantile(np.abs(w), 0.95)
-    layer.weight.set_data(mx.nd.array(np.clip(w, -bound, bound)))
-    state["layer_path"] = path
-    return kwargs
-
-
-def _layers(network):
+def _convolutions(network) -> list:
     from segcheck.models.build import layers
 
     return list(layers(network, mx.gluon.nn.Conv2D))
 
 
+def _batchnorms(network) -> list:
+    from segcheck.models.build import layers
+
+    return list(layers(network, mx.gluon.nn.BatchNorm))
+
+
+def _saturate(position, network, kwargs, state):
+    """The largest 5 % of one convolution's weights clipped: a saturated subset, before quantization."""
+    path, layer = _pick(_convolutions(network), position)
+    w = layer.weight.data().asnumpy()
+    bound = np.quantile(np.abs(w), 0.95)
+    layer.weight.set_data(mx.nd.array(np.clip(w, -bound, bound)))
+    state["layer"] = re.sub(r"^[a-z]+[0-9]+_", "", layer.name) + "_fwd"
+    return kwargs
+
+
+def _bn_variance(position, network, kwargs, state):
+    """One BatchNorm's running variance scaled by 4 in the network given to quantization (its folded scale halved)."""
+    path, bn = _pick(_batchnorms(network), position)
+    bn.running_var.set_data(bn.running_var.data() * 4.0)
+    state["path"] = path
+    return kwargs
+
+
+class _Collector:
+    """MXNet's naive layer-output collector (_LayerOutputMinMaxCollector.collect) changed: `change(collector, name, arr)`
+    returns the array to collect for layer output `name`, or None to leave it out."""
+
+    def __init__(self, change):
+        self.change = change
+
+    def patch(self, state):
+        original = q._LayerOutputMinMaxCollector.collect
+        change = self.change
+
+        def collect(collector, name, arr):
+            name = q.py_str(name)
+            if name not in collector.include_layer:
+                return None
+            handle = mx.ndarray.NDArray(q.ctypes.cast(arr, q.NDArrayHandle), writable=False)
+            changed = change(collector, name, handle, state)
+            if changed is None:
+                return None
+            lo, hi = changed
+            old = collector.min_max_dict.get(name)
+            collector.min_max_dict[name] = (lo, hi) if old is None else (min(old[0], lo), max(old[1], hi))
+            return None
+
+        q._LayerOutputMinMaxCollector.collect = collect
+        return [(q._LayerOutputMinMaxCollector, "collect", original)]
+
+
+def _min_max(arr) -> tuple:
+    return arr.min().asscalar(), arr.max().asscalar()
+
+
+def _first_batch_dropped(collector, name, arr, state):
+    """Every layer's statistics of the first calibration batch thrown away (the second one alone is kept)."""
+    seen = state.setdefault("calls", {})
+    seen[name] = seen.get(name, 0) + 1
+    return None if seen[name] == 1 else _min_max(arr)
+
+
+def _abs_max(collector, name, arr, state):
+    """(-max|x|, max|x|) collected in place of (min, max): a symmetric range where the data is one-sided."""
+    top = mx.nd.abs(arr).max().asscalar()
+    return -top, top
+
+
+def _from_another_layer(collector, name, arr, state):
+    """The middle quantized convolution's statistics taken from the layer output collected just before it."""
+    convs = sorted(n for n in collector.include_layer if n.startswith("sg_mkldnn_conv"))
+    target = _pick(sorted(convs, key=lambda n: int(re.findall(r"(\d+)_output$", n)[0]) if re.findall(r"(\d+)_output$", n) else 0),
+                   "middle")
+    here = _min_max(arr)
+    if name == target:
+        state["target"] = target
+        return state.get("previous", here)
+    state["previous"] = here
+    return here
+
+
 def _catalogue() -> dict:
     found = {}
+
+    def add(name, kind, patch, single_layer=False, replace_model=None):
+        found[name] = Mutant(name, kind, patch, single_layer, replace_model)
+
     for label, k in SCALES.items():
         for pos in POSITIONS:
-            found[f"scale-{label}-{pos}"] = Mutant(f"scale-{label}-{pos}", "range scaled",
-                                                   partial(_edit_table, lambda lo, hi, k=k: (lo * k, hi * k), pos))
+            add(f"scale-{label}-{pos}", "range scaled", partial(_edit_table, lambda lo, hi, k=k: (lo * k, hi * k), pos), True)
     for label, edit in (("swapped", lambda lo, hi: (hi, lo)), ("max-is-min", lambda lo, hi: (lo, lo)),
                         ("min-is-max", lambda lo, hi: (hi, hi))):
         for pos in POSITIONS:
-            found[f"{label}-{pos}"] = Mutant(f"{label}-{pos}", "min/max mixed up", partial(_edit_table, edit, pos))
+            add(f"{label}-{pos}", "min/max mixed up", partial(_edit_table, edit, pos), True)
     for pos in POSITIONS:
-        found[f"fp32-layer-{pos}"] = Mutant(f"fp32-layer-{pos}", "layer left in FP32", partial(_exclude_one, pos))
-    flip = partial(_calibration_images, lambda d: mx.nd.flip(d, axis=3), None, None)
-    first_batch = partial(_calibration_images, lambda d: d, 1, 16)
-    one_image = partial(_calibration_images, lambda d: mx.nd.repeat(d[:1], repeats=d.shape[0], axis=0), None, None)
-    for name, change in (("calib-other-images", flip), ("calib-first-batch-only", first_batch), ("calib-one-image", one_image)):
-        found[name] = Mutant(name, "calibration images", partial(_wrap_quantize_net, change))
+        add(f"fp32-layer-{pos}", "layer left in FP32", partial(_exclude_one, pos), True)
+    for name, change, limit, examples in (
+            ("calib-other-images", lambda d: mx.nd.flip(d, axis=3), None, None),
+            ("calib-upside-down", lambda d: mx.nd.flip(d, axis=2), None, None),
+            ("calib-first-batch-only", lambda d: d, 1, 16),
+            ("calib-one-image", lambda d: mx.nd.repeat(d[:1], repeats=d.shape[0], axis=0), None, None),
+            ("calib-darkened", lambda d: d * 0.5, None, None),
+            ("calib-noise", _noise, None, None)):
+        add(name, "calibration images", partial(_wrap_quantize_net, partial(_calibration_images, change, limit, examples)))
     for name, key, value, kind in (("mode-entropy", "calib_mode", "entropy", "calibration mode"),
                                    ("mode-none", "calib_mode", "none", "calibration mode"),
                                    ("dtype-int8", "quantized_dtype", "int8", "quantized dtype"),
                                    ("dtype-uint8", "quantized_dtype", "uint8", "quantized dtype"),
-                                   ("channel-wise", "quantize_granularity", "channel-wise", "weight granularity")):
-        found[name] = Mutant(name, kind, partial(_wrap_quantize_net, partial(_set, key, value)))
+                                   ("quantize-mode-smart", "quantize_mode", "smart", "quantize mode")):
+        add(name, kind, partial(_wrap_quantize_net, partial(_set, key, value)))
     for pos in POSITIONS:
-        found[f"saturated-weights-{pos}"] = Mutant(f"saturated-weights-{pos}", "saturated weights",
-                                                   partial(_wrap_quantize_net, partial(_saturate, pos)))
+        add(f"saturated-weights-{pos}", "saturated weights", partial(_wrap_quantize_net, partial(_saturate, pos)), True)
+    for pos in POSITIONS:
+        add(f"bn-variance-{pos}", "BN statistics", partial(_wrap_quantize_net, partial(_bn_variance, pos)))
+    for name, change in (("collector-first-batch-dropped", _first_batch_dropped), ("collector-abs-max", _abs_max),
+                         ("collector-other-layer", _from_another_layer)):
+        add(name, "calibration collector", _Collector(change).patch)
+    add("int8-slowed", SPEED, lambda state: [], replace_model=Int8Slowed().pytest_segcheck_model)
     return found
 
 
@@ -180,3 +278,6 @@ class Mutation:
         for owner, attr, original in reversed(self.undo):
             setattr(owner, attr, original)
         self.undo = []
+
+    def pytest_segcheck_model(self, case, precision, model):
+        return self.mutant.replace_model(case=case, precision=precision, model=model) if self.mutant.replace_model else None
