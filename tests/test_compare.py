@@ -20,42 +20,42 @@ def _layers(**sqnr):
     return [{"name": name, "sqnr_db": value, "cosine": 0.99} for name, value in sqnr.items()]
 
 
-def _before():
-    results = RunResults(tier="synthetic", convention="present", environment={
-        "mxnet": "1.9.1", "onednn": "2.6.0", "isa": "avx512_vnni", "onednn_isa": "avx512_core_vnni", "cap": "", "cpu": "Xeon 8375C"})
+def _run(environment: dict, fcn: tuple, layers: dict, ranges: dict, status, psp: tuple, psp_subset: str, other: str):
+    """A run's results: fcn_resnet101_voc with per-class IoU, layers and ranges, psp_resnet101_voc with figures only,
+    and one model of its own (`other`)."""
+    results = RunResults(tier="synthetic", convention="present", environment=environment)
     m = results.model("fcn_resnet101_voc")
     m.classes, m.setting = CLASSES, {"crop_size": 64}
-    m.fp32 = Figures(pixacc=92.5, miou=66.1, latency_ms=100.0, iou=[95.0, 60.0, 40.0, None, 70.0])
-    m.int8 = Figures(pixacc=92.4, miou=65.9, latency_ms=40.0, iou=[94.5, 58.0, 41.0, None, 70.0])
-    m.layers = _layers(conv0=40.0, conv1=30.0, conv2=25.0, old_fc=20.0)
-    m.ranges = {"conv0": {"range": [0.0, 4.0]}, "conv1": {"range": [-2.0, 2.0]}, "conv2": {"range": [0.0, 8.0]},
-                "gone": {"range": [0.0, 1.0]}}
-    results.check("fcn_resnet101_voc", "int8-accuracy", Check(PASS, "within tolerance"))
-    psp = results.model("psp_resnet101_voc")
-    psp.fp32 = Figures(pixacc=94.0, miou=70.0, latency_ms=120.0)
-    psp.int8 = Figures(pixacc=93.9, miou=69.8, latency_ms=50.0)
-    psp.subset = "first 100 of 1449"
-    results.model("fcn_resnet50_ade").fp32 = Figures(pixacc=80.0, miou=40.0)
+    m.fp32, m.int8 = fcn
+    m.layers, m.ranges = _layers(**layers), ranges
+    results.check("fcn_resnet101_voc", "int8-accuracy", status)
+    p = results.model("psp_resnet101_voc")
+    (p.fp32, p.int8), p.subset = psp, psp_subset
+    results.model(other).fp32 = Figures(pixacc=80.0, miou=40.0)
     return results
+
+
+def _before():
+    return _run({"mxnet": "1.9.1", "onednn": "2.6.0", "isa": "avx512_vnni", "onednn_isa": "avx512_core_vnni", "cap": "", "cpu": "Xeon 8375C"},
+                (Figures(pixacc=92.5, miou=66.1, latency_ms=100.0, iou=[95.0, 60.0, 40.0, None, 70.0]),
+                 Figures(pixacc=92.4, miou=65.9, latency_ms=40.0, iou=[94.5, 58.0, 41.0, None, 70.0])),
+                dict(conv0=40.0, conv1=30.0, conv2=25.0, old_fc=20.0),
+                {"conv0": {"range": [0.0, 4.0]}, "conv1": {"range": [-2.0, 2.0]}, "conv2": {"range": [0.0, 8.0]},
+                 "gone": {"range": [0.0, 1.0]}}, Check(PASS, "within tolerance"),
+                (Figures(pixacc=94.0, miou=70.0, latency_ms=120.0), Figures(pixacc=93.9, miou=69.8, latency_ms=50.0)),
+                "first 100 of 1449", "fcn_resnet50_ade")
 
 
 def _after():
-    results = RunResults(tier="synthetic", convention="present", environment={
-        "mxnet": "2.0.0", "onednn": "2.6.0", "isa": "avx2", "onednn_isa": "avx2", "cap": "avx2", "cpu": "Xeon 8375C"})
-    m = results.model("fcn_resnet101_voc")
-    m.classes, m.setting = CLASSES, {"crop_size": 64}
-    m.fp32 = Figures(pixacc=92.5, miou=66.1, latency_ms=110.0, iou=[95.0, 60.0, 40.0, None, 70.0])
-    m.int8 = Figures(pixacc=91.9, miou=64.0, latency_ms=55.0, iou=[94.0, 50.0, 43.0, 12.0, 70.0])
-    m.layers = _layers(conv0=39.5, conv1=18.0, conv2=27.0, new_head=22.0)
-    m.ranges = {"conv0": {"range": [0.0, 6.0]}, "conv1": {"range": [-2.2, 2.0]}, "conv2": {"range": [0.0, 8.0]},
-                "new": {"range": [0.0, 3.0]}}
-    results.check("fcn_resnet101_voc", "int8-accuracy", Check(FAIL, "mIoU fell"))
-    psp = results.model("psp_resnet101_voc")
-    psp.fp32 = Figures(pixacc=94.0, miou=70.5, latency_ms=118.0)
-    psp.int8 = Figures(pixacc=93.8, miou=69.0)  # the latency benchmark did not run
-    psp.subset = "first 50 of 1449"
-    results.model("deeplab_resnet101_voc").fp32 = Figures(pixacc=93.0, miou=68.0)
-    return results
+    return _run({"mxnet": "2.0.0", "onednn": "2.6.0", "isa": "avx2", "onednn_isa": "avx2", "cap": "avx2", "cpu": "Xeon 8375C"},
+                (Figures(pixacc=92.5, miou=66.1, latency_ms=110.0, iou=[95.0, 60.0, 40.0, None, 70.0]),
+                 Figures(pixacc=91.9, miou=64.0, latency_ms=55.0, iou=[94.0, 50.0, 43.0, 12.0, 70.0])),
+                dict(conv0=39.5, conv1=18.0, conv2=27.0, new_head=22.0),
+                {"conv0": {"range": [0.0, 6.0]}, "conv1": {"range": [-2.2, 2.0]}, "conv2": {"range": [0.0, 8.0]},
+                 "new": {"range": [0.0, 3.0]}}, Check(FAIL, "mIoU fell"),
+                # psp's INT8 latency benchmark did not run
+                (Figures(pixacc=94.0, miou=70.5, latency_ms=118.0), Figures(pixacc=93.8, miou=69.0)),
+                "first 50 of 1449", "deeplab_resnet101_voc")
 
 
 @pytest.fixture

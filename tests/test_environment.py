@@ -53,8 +53,9 @@ def test_amx_without_the_cpu_or_the_kernel_is_one_line_saying_why(monkeypatch):
         isa.request_amx()
 
 
-def test_a_process_keeps_the_cap_it_was_first_given():
-    """This session selected its cap at start (the plugin does, before MXNet runs): asking for another now is refused."""
+def test_a_process_keeps_the_cap_it_was_first_given(monkeypatch):
+    """A process that selected its cap (the plugin does, before MXNet runs) refuses another later."""
+    monkeypatch.setattr(isa, "_PROCESS", {"cap": isa.current_cap()})
     other = next(level for level in ("avx2", "avx512") if isa.CAPS[level] != isa.current_cap())
     with pytest.raises(SegcheckError, match=f"--isa: this process already runs oneDNN capped at .*; run {isa.CAPS[other]} in a new process"):
         isa.select(other, "--isa")

@@ -81,7 +81,6 @@ def test_a_damaged_entry_is_evaluated_again_never_trusted(fresh):
     assert evaluated == 1 and not again.cached and again.digest == first.digest
 
 
-@pytest.mark.bench
 @pytest.mark.parametrize("read", ["evaluated", "cached"])
 def test_fp32_evaluation_time(read, fresh, benchmark):
     mc = fresh[0]
@@ -95,7 +94,6 @@ def test_fp32_evaluation_time(read, fresh, benchmark):
         TIMES[read] = benchmark.stats.stats.min
 
 
-@pytest.mark.bench
 def test_a_cached_fp32_evaluation_takes_at_most_a_tenth_of_an_evaluation():
     """Both measured above in this process: the ratio of their minimum rounds."""
     if set(TIMES) != {"evaluated", "cached"}:

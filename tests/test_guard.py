@@ -48,7 +48,7 @@ def test_a_segmentation_fault_under_mxnet_is_a_crash_saying_so():
 def test_a_child_that_leaves_without_an_answer_or_hangs_is_a_crash(monkeypatch):
     with pytest.raises(guard.BackendCrash, match="exited with status 3 without an answer"):
         guard.isolated("exit", lambda: os._exit(3))
-    monkeypatch.setattr(guard, "TIMEOUT_S", 0.5)
+    monkeypatch.setenv("SEGCHECK_BACKEND_TIMEOUT", "0.5")
     with pytest.raises(guard.BackendCrash, match=r"did not answer within 0.5 s \(SEGCHECK_BACKEND_TIMEOUT\)"):
         guard.isolated("hang", lambda: time.sleep(60))
 

@@ -1,6 +1,7 @@
 """`segcheck isa-bench`: the latency benchmarks under each ISA level in a process of its own, one table, one
 pytest-benchmark file, one chart."""
 
+import contextlib
 import io
 import json
 from pathlib import Path
@@ -41,8 +42,10 @@ def test_levels_table_merged_json_and_chart(tmp_path):
 def test_the_cap_is_the_commands_own_and_all_is_its_job():
     with pytest.raises(SegcheckError, match="isa-bench sets --isa for each level itself"):
         isa_bench.main(["--", "--isa", "avx2"])
-    with pytest.raises(SystemExit):
+    err = io.StringIO()
+    with pytest.raises(SystemExit), contextlib.redirect_stderr(err):
         commands.main(["--benchmark", "--isa", "all"])
+    assert "unknown ISA 'all'" in err.getvalue() and "`segcheck isa-bench` measures every level" in err.getvalue()
 
 
 def test_one_level_end_to_end(segcheck, tmp_path, monkeypatch):

@@ -21,8 +21,9 @@ from pathlib import Path
 from .. import atomic
 from ..config import isa
 from ..errors import SegcheckError
+from ..results.records import speedup
 
-LEVELS = ("avx2", "avx512", "avx512_vnni", "amx")  # INT8's dispatch classes (avx512_bf16 runs INT8 on VNNI's kernels)
+LEVELS = isa.INT8_LEVELS
 
 
 @dataclass(frozen=True)
@@ -34,15 +35,15 @@ class Measured:
 
     @property
     def speedup(self) -> float | None:
-        return self.fp32_ms / self.int8_ms if self.fp32_ms and self.int8_ms else None
+        return speedup(self.fp32_ms, self.int8_ms)
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="segcheck isa-bench", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="segcheck isa-bench", description=__doc__.splitlines()[0],
+                                epilog="Other arguments go to each pytest run (e.g. -k voc --crop-size 480).")
     p.add_argument("--levels", help=f"comma-separated ISA levels (default: those of {', '.join(LEVELS)} this CPU has)")
     p.add_argument("--json", dest="json_out", help="write every level's benchmarks as one pytest-benchmark JSON file here")
     p.add_argument("--png", help="draw the speed-ups per model and level as a PNG here")
-    p.add_argument("pytest_args", nargs=argparse.REMAINDER, help="passed to each pytest run (e.g. -k voc --crop-size 480)")
     return p
 
 
@@ -56,11 +57,21 @@ def levels_of(text: str | None, available: list) -> list:
     return chosen
 
 
+def _calibrating() -> bool:
+    """Whether this folder's project calibrates any model (else the calibration options would have no effect)."""
+    from ..config.project import find
+
+    project = find(Path.cwd(), None, Path.cwd())
+    return project is not None and any(m.int8_export is None and m.recipe.get("mode") != "none" for m in project.models)
+
+
 def run_level(level: str, pytest_args: list, folder: Path) -> tuple[dict | None, int, str]:
-    """(pytest-benchmark JSON, exit status, last lines) of the benchmarks under `level` in a process of its own."""
+    """(pytest-benchmark JSON, exit status, last lines) of the gate's latency benchmarks under `level` in a process
+    of its own."""
     out = folder / f"{level}.json"
-    args = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-m", "bench", "--isa", level,
-            "--calib-batches", "1", "--calib-batch-size", "1", f"--benchmark-json={out}", *pytest_args]
+    calibration = ["--calib-batches", "1", "--calib-batch-size", "1"] if _calibrating() else []
+    args = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-m", "bench", "--isa", level, *calibration,
+            f"--benchmark-json={out}", *pytest_args]
     done = subprocess.run(args, capture_output=True, text=True)
     tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-3:])
     return (json.loads(out.read_text()) if out.is_file() else None), done.returncode, tail
@@ -130,8 +141,8 @@ def chart(rows: list, path) -> Path:
 
 
 def main(argv, out=sys.stdout) -> int:
-    args = parser().parse_args(argv)
-    extra = [a for a in args.pytest_args if a != "--"]
+    args, extra = parser().parse_known_args(argv)
+    extra = [a for a in extra if a != "--"]
     if any(a == "--isa" or a.startswith("--isa=") for a in extra):
         raise SegcheckError("isa-bench sets --isa for each level itself; choose the levels with --levels")
     levels = levels_of(args.levels, isa.supported())
@@ -149,4 +160,4 @@ def main(argv, out=sys.stdout) -> int:
         print(f"json: {atomic.write_text(args.json_out, json.dumps(merged(docs), indent=2) + chr(10))}", file=out)
     if args.png:
         print(f"chart: {chart(rows, args.png)}", file=out)
-    return 0 if rows and len(docs) == len(levels) else 1
+    return 0 if rows and all(code == 0 for code, _ in statuses.values()) else 1

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .. import atomic
-from ..config import options
+from ..config import isa, options
 from ..config.project import find
 from ..config.run import ModelConfig, RunConfig, resolve_all
 from ..data.kinds import ALL
@@ -212,7 +212,7 @@ def fp32_cached(run: RunConfig) -> set:
     found = set()
     for manifest in (Path(run.cache_dir) / "models").glob("fp32-eval-*/manifest.json"):
         try:
-            found.add(json.loads(manifest.read_text())["fields"]["model"])
+            found.add(json.loads(manifest.read_text())["model"])
         except (OSError, ValueError, KeyError, TypeError):
             continue
     return found
@@ -261,6 +261,7 @@ def main(argv, out=sys.stdout) -> int:
     project = find(Path.cwd(), args.segcheck_config, Path.cwd())
     if project is None:
         raise SegcheckError(f"no segcheck configuration in {Path.cwd()} or above; add segcheck.toml or pass --segcheck-config")
+    isa.select(args.isa or project.isa, "--isa" if args.isa else f"{project.path}: key 'isa'")
     run = RunConfig.from_options(options.GateOptions.read(vars(args).get), args.tier or project.tier)
     models = resolve_all(project.models, run, project.path.name)
     environment = fingerprint(run.cache_dir)

@@ -18,7 +18,12 @@ CAPS = {"sse41": "SSE41", "avx": "AVX", "avx2": "AVX2", "avx512": "AVX512_CORE",
 # oneDNN's own spellings are accepted too.
 ALIASES = {"avx512_core": "avx512", "avx512_core_vnni": "avx512_vnni", "vnni": "avx512_vnni",
            "avx512_core_bf16": "avx512_bf16", "avx512_core_amx": "amx", **{k: k for k in CAPS}}
-ALL = "all"  # every ISA this CPU can dispatch, each in its own process (segcheck --benchmark --isa all)
+# The ISA keys baseline rows and minimums are filed under, lowest first: the level INT8 dispatches to (avx_vnni: a VNNI
+# CPU without AVX-512, which this oneDNN has no cap for). A level's key is its name, but where INT8 runs as a lower one.
+KEYS = ("sse4", "avx", "avx2", "avx_vnni", "avx512", "avx512_vnni", "amx")
+LEVEL_KEYS = {"sse41": "sse4", "avx512_bf16": "avx512_vnni"}
+# The levels of distinct INT8 kernels this oneDNN can be capped at, for measuring every one (segcheck isa-bench).
+INT8_LEVELS = ("avx2", "avx512", "avx512_vnni", "amx")
 # The variables oneDNN reads, by generation: DNNL (1.x-2.x), ONEDNN (2.x and later), MKLDNN (MKL-DNN 0.x/1.0).
 VARIABLES = ("DNNL_MAX_CPU_ISA", "ONEDNN_MAX_CPU_ISA", "MKLDNN_MAX_CPU_ISA")
 # What each level needs from the CPU (flags of /proc/cpuinfo).
@@ -49,9 +54,15 @@ def name(text: str) -> str:
     """The short name of an ISA level given by the user (avx2, avx512_core_vnni, amx, ...)."""
     key = str(text).strip().lower()
     if key not in ALIASES:
+        every = "; one process runs under one cap: `segcheck isa-bench` measures every level" if key == "all" else ""
         raise SegcheckError(f"unknown ISA {text!r}; choose one of {', '.join(CAPS)} (or oneDNN's names: "
-                            f"{', '.join(k for k in ALIASES if k not in CAPS)})")
+                            f"{', '.join(k for k in ALIASES if k not in CAPS)}){every}")
     return ALIASES[key]
+
+
+def key_of(level: str) -> str:
+    """The ISA key of a level (avx512_bf16 -> avx512_vnni: its INT8 runs on the VNNI kernels)."""
+    return LEVEL_KEYS.get(level, level)
 
 
 def supported(flags: set | None = None) -> list:

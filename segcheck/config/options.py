@@ -31,9 +31,7 @@ def count_or_all(text) -> int | str:
 
 
 def isa_level(text) -> str:
-    """An ISA level for oneDNN's cap (avx2, avx512_core_vnni, amx, ...), or 'all'."""
-    if str(text).strip().lower() == isa.ALL:
-        return isa.ALL
+    """An ISA level for oneDNN's cap (avx2, avx512_core_vnni, amx, ...)."""
     try:
         return isa.name(text)
     except SegcheckError as err:

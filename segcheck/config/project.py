@@ -18,7 +18,7 @@ from ..errors import SegcheckError
 from ..strict import Reader
 from . import isa
 from .networks import Network, check_name
-from .recipes import CONVENTIONS, DEFAULT_TIER, TIERS
+from .recipes import CALIB_MODES, CONVENTIONS, DEFAULT_TIER, QUANTIZED_DTYPES, TIERS
 
 CONFIG_FILE = "segcheck.toml"
 TOP_KEYS = ("baselines", "tier", "metric_convention", "isa", "models")
@@ -185,7 +185,7 @@ class _Loader:
         tol = self.read.obj(doc.get("tolerances", {}), f"{key}.tolerances", (), TOLERANCE_KEYS)
         tolerances = {k: self.read.number(v, f"{key}.tolerances.{k}", 0.0, 1e9 if k == "class_min_pixels" else 100.0)
                       for k, v in tol.items()}
-        speed = self.read.obj(doc.get("min_speedup", {}), f"{key}.min_speedup", free=True)
+        speed = self.read.obj(doc.get("min_speedup", {}), f"{key}.min_speedup", (), isa.KEYS)
         min_speedup = {isa: self.read.number(v, f"{key}.min_speedup.{isa}", 0.0, 1000.0) for isa, v in speed.items()}
         return ModelEntry(name, network, weights, data, int8_export, recipe, tolerances, min_speedup)
 
@@ -235,8 +235,6 @@ class _Loader:
         return DataEntry(kind.key, root, split, sizes.get("crop_size"), sizes.get("base_size"), num_images)
 
     def int8(self, doc, key: str, network: Network) -> tuple:
-        from .recipes import CALIB_MODES, QUANTIZED_DTYPES
-
         self.read.obj(doc, key, (), INT8_KEYS)
         if "export" in doc:
             extra = sorted(set(doc) - {"export"})

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .. import atomic
+from ..config import isa
 from ..config.networks import check_name
 from ..config.recipes import CONVENTIONS, TIERS
 from ..errors import SegcheckError
@@ -38,7 +39,6 @@ CROSS_TOLERANCES = {
     "isa": {"pixacc_points": 0.5, "miou_points": 1.0, "range_rtol": 1e-3, "sqnr_drop_db": 3.0},
     "version": {"pixacc_points": 1.0, "miou_points": 2.0, "range_rtol": 0.1, "sqnr_drop_db": 6.0},
 }
-ISA_ORDER = ("sse4", "avx", "avx2", "avx_vnni", "avx512", "avx512_vnni", "amx")  # lowest first, for "nearest"
 
 
 class BaselineError(SegcheckError):
@@ -110,8 +110,8 @@ def _version(text) -> tuple:
     return tuple(numbers + [0] * (3 - len(numbers)))
 
 
-def _rank(isa: str) -> int:
-    return ISA_ORDER.index(isa) if isa in ISA_ORDER else -1
+def _rank(key: str) -> int:
+    return isa.KEYS.index(key) if key in isa.KEYS else -1
 
 
 def nearness(recorded: dict, now: dict) -> tuple:
@@ -251,11 +251,11 @@ class _Reader(Reader):
         tolerances = Tolerances(**{k: self.number(v, f"{key}.tolerances.{k}", 0.0, 1e9 if k == "class_min_pixels" else 100.0)
                                    for k, v in tol.items()})
         speed = value["min_speedup"]
-        self.obj(speed, f"{key}.min_speedup", (), tuple(speed) if isinstance(speed, dict) else ())
+        self.obj(speed, f"{key}.min_speedup", (), isa.KEYS)
         min_speedup = {}
-        for isa, per_arch in speed.items():
-            self.obj(per_arch, f"{key}.min_speedup.{isa}", free=True)
-            min_speedup[isa] = {a: self.number(v, f"{key}.min_speedup.{isa}.{a}", 0.0, 1000.0) for a, v in per_arch.items()}
+        for level, per_arch in speed.items():
+            self.obj(per_arch, f"{key}.min_speedup.{level}", free=True)
+            min_speedup[level] = {a: self.number(v, f"{key}.min_speedup.{level}.{a}", 0.0, 1000.0) for a, v in per_arch.items()}
         self.boolean(value["match_environment"], f"{key}.match_environment")
         if not isinstance(value["entries"], list):
             self.fail(f"{key}.entries", "expected a list")
@@ -338,6 +338,18 @@ def new_tier(convention: str, description: str) -> dict:
             "min_speedup": {}, "match_environment": True, "entries": []}
 
 
+def entry_for(entries: list, environment: dict, setting: dict, provenance: dict | None, holds: str) -> dict:
+    """The entry of `environment` and `setting` in a parsed file's `entries` (added where absent, holding an empty
+    `holds`: rows or models), with `provenance` set where given."""
+    target = next((e for e in entries if e["setting"] == setting and e["environment"] == environment), None)
+    if target is None:
+        target = {"environment": environment, "setting": setting, holds: {}}
+        entries.append(target)
+    if provenance:
+        target["provenance"] = provenance
+    return target
+
+
 def record(path, tier: str, environment: dict, groups, template: dict | None = None, provenance: dict | None = None) -> str:
     """Store rows for this environment (its key), one (setting, {name: Row}) group at a time; return the unified diff
     written. `provenance` (oneDNN's ISA level, the cap, the CPU) is kept beside the entry; a row's xfail_reason,
@@ -363,12 +375,7 @@ def record(path, tier: str, environment: dict, groups, template: dict | None = N
                             "--update-baselines never overwrites; record on another tier")
     entries = doc["tiers"][tier]["entries"]
     for setting, rows in groups:
-        target = next((e for e in entries if e["setting"] == setting and e["environment"] == environment), None)
-        if target is None:
-            target = {"environment": environment, "setting": setting, "rows": {}}
-            entries.append(target)
-        if provenance:
-            target["provenance"] = provenance
+        target = entry_for(entries, environment, setting, provenance, "rows")
         for name, row in sorted(rows.items()):
             reason = target["rows"].get(name, {}).get("xfail_reason")
             target["rows"][name] = {k: round(getattr(row, k), 4) for k in ROW_KEYS} | ({"xfail_reason": reason} if reason else {})

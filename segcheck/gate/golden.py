@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .. import atomic
 from ..strict import Reader
-from .baselines import BaselineError, Reference, difference, nearness
+from .baselines import BaselineError, Reference, difference, entry_for, nearness
 
 SCHEMA = 1
 KINDS = ("ranges", "sqnr_db", "digest", "class_iou")
@@ -83,12 +83,7 @@ def record(baselines_path, tier: str, environment: dict, groups, provenance: dic
     doc = _read(path)
     entries = doc["tiers"].setdefault(tier, [])
     for setting, models in groups:
-        target = next((e for e in entries if e["environment"] == environment and e["setting"] == setting), None)
-        if target is None:
-            target = {"environment": environment, "setting": setting, "models": {}}
-            entries.append(target)
-        if provenance:
-            target["provenance"] = provenance
+        target = entry_for(entries, environment, setting, provenance, "models")
         for name, golden in sorted(models.items()):
             target["models"][name] = golden.as_dict()
     if not any(e["models"] for entries in doc["tiers"].values() for e in entries):

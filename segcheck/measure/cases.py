@@ -32,6 +32,7 @@ class ModelCase:
         self._parts = {}
         self._crashes = {}
         self._replaced = set()  # precisions whose model a plugin replaced
+        self._reused = set()  # parts a plugin handed over
 
     @property
     def name(self) -> str:
@@ -47,10 +48,10 @@ class ModelCase:
 
     def make(self, part: str):
         """Part `part` (PARTS), made now if it was not yet."""
-        if part.endswith("-evaluation"):
-            return self.evaluation(part.partition("-")[0])
         if part not in PARTS:
             raise ValueError(f"unknown part {part!r}; a case makes {', '.join(PARTS)}")
+        if part.endswith("-evaluation"):
+            return self.evaluation(part.partition("-")[0])
         return getattr(self, part)
 
     def _part(self, part: str, make):
@@ -60,6 +61,7 @@ class ModelCase:
             reused = self._hooks.pytest_segcheck_reuse(case=self, part=part) if self._hooks else None
             if reused is not None:
                 self._parts[part] = reused
+                self._reused.add(part)
             else:
                 try:
                     self._parts[part] = make()
@@ -152,7 +154,8 @@ class ModelCase:
 
             if precision != "fp32":
                 return evaluated()
-            weights = None if "fp32" in self._replaced else pipeline.fp32_weights(self.config)[1]
+            own = "fp32" in self._parts and "fp32" not in self._replaced and "fp32" not in self._reused
+            weights = pipeline.fp32_weights(self.config)[1] if own else None
             return fp32_cache.evaluation(self.config, model, self.val, indices, evaluated, weights)
 
         return self._part(f"{precision}-evaluation", run)

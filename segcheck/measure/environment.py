@@ -32,8 +32,8 @@ _PROBE = (
 )
 
 
-# The ISA keys oneDNN's levels report as, from oneDNN's own description of what it dispatches. AVX512_CORE_BF16 runs
-# INT8 on the VNNI kernels: its key is avx512_vnni and its own name is kept beside the key (onednn_isa).
+# A run is filed under the ISA key oneDNN's own description of what it dispatches reduces to (config.isa.KEYS); the
+# level's own name is kept beside the key (onednn_isa: avx512_bf16 runs INT8 on the VNNI kernels, key avx512_vnni).
 KEY_FIELDS = ("mxnet", "onednn", "isa")  # what baseline rows and golden records are keyed by; the rest is provenance
 
 
@@ -58,19 +58,8 @@ def level_from_text(text: str) -> str:
     lowered = text.lower()
     if "amx" not in lowered and "bfloat16" in lowered:
         return "avx512_bf16"
-    return {"sse4": "sse41"}.get(isa_from_text(text), isa_from_text(text))
-
-
-def isa_from_flags(flags: set) -> str:
-    if "amx_int8" in flags:
-        return "amx"
-    if "avx512_vnni" in flags:
-        return "avx512_vnni"
-    if "avx512f" in flags:
-        return "avx512"
-    if "avx_vnni" in flags:
-        return "avx_vnni"
-    return "avx2" if "avx2" in flags else ("avx" if "avx" in flags else "sse4")
+    key = isa_from_text(text)
+    return next((level for level, k in isa.LEVEL_KEYS.items() if k == key and level != "avx512_bf16"), key)
 
 
 def mxnet_distribution() -> tuple[str, str]:
@@ -94,10 +83,12 @@ def probe_onednn() -> dict:
     version = re.search(r"(?:oneDNN|MKL-DNN|DNNL)\s+v?(\d+\.\d+(?:\.\d+)?)", log)
     found = re.search(r"isa:([^\n]*)|Detected ISA is ([^\n]*)", log)
     text = next(g for g in found.groups() if g).strip() if found else ""
+    level = level_from_text(text) if text else isa.effective_level()  # no log: what the cap and the CPU allow
     return {
         "onednn": version.group(1) if version else "unknown",
-        "isa": isa_from_text(text) if text else isa_from_flags(isa.cpu_flags()),
-        "onednn_isa": level_from_text(text) if text else "unknown",
+        "isa": isa_from_text(text) if text else isa.key_of(level),
+        "onednn_isa": level,
+        "probed": bool(version and text),
     }
 
 
@@ -145,10 +136,11 @@ def fingerprint(cache_dir) -> Environment:
         onednn["onednn_isa"]  # a probe written before the ISA level was kept is probed again
     except (OSError, ValueError, KeyError, TypeError):
         onednn = _PROBED.get(key) or probe_onednn()
-        try:
-            atomic.write_json(path, onednn)
-        except (OSError, SegcheckError):  # an unwritable cache only costs the probe next time
-            pass
+        if onednn.get("probed"):  # a probe that read no log is not kept: the next run probes again
+            try:
+                atomic.write_json(path, onednn)
+            except (OSError, SegcheckError):  # an unwritable cache only costs the probe next time
+                pass
     _PROBED[key] = onednn
     return Environment(version if dist == "mxnet" else f"{dist} {version}", onednn["onednn"], onednn["isa"],
                        onednn["onednn_isa"], isa.current_cap(), isa.cpu_model())

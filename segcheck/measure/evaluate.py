@@ -43,23 +43,36 @@ class Evaluation:
                    doc["per_image"], doc["digest"], doc["image_digests"], doc["predicted"], cached)
 
 
+class Accumulator:
+    """An evaluation built image by image from predicted and true label maps, whatever made the predictions."""
+
+    def __init__(self, num_classes: int, split: str):
+        self.num_classes, self.split = num_classes, split
+        self.matrix, self.per_image, self.ids, self.digests = ConfusionMatrix(num_classes), [], [], []
+        self.whole, self.predicted = hashlib.sha256(), np.zeros(num_classes, dtype=np.int64)
+
+    def add(self, pred: np.ndarray, label: np.ndarray, image_id: str) -> None:
+        image = ConfusionMatrix(self.num_classes).update(pred, label)
+        self.matrix = self.matrix + image
+        self.per_image.append(image.sparse())
+        raw = pred.astype(np.uint8).tobytes()
+        self.whole.update(raw)
+        self.digests.append(hashlib.sha1(raw).hexdigest()[:12])
+        self.predicted += np.bincount(pred.ravel(), minlength=self.num_classes)[:self.num_classes]
+        self.ids.append(image_id)
+
+    def evaluation(self, skipped: list) -> Evaluation:
+        return Evaluation(self.matrix, loaders.Subset(self.split, tuple(self.ids)), skipped, self.per_image,
+                          self.whole.hexdigest(), self.digests, self.predicted.tolist())
+
+
 def evaluate(model, split: loaders.Split, indices, batch_size: int = 1, skip_bad: bool = False,
              desc: str | None = None) -> Evaluation:
     """pixAcc/mIoU state of `model` on the samples at `indices`, in order, kept per image too."""
-    n = split.num_classes
-    matrix, per_image, ids, skipped, digests = ConfusionMatrix(n), [], [], [], []
-    whole, predicted = hashlib.sha256(), np.zeros(n, dtype=np.int64)
+    acc, skipped = Accumulator(split.num_classes, split.split), []
     with tqdm(total=len(indices), desc=desc, unit="img", leave=False, disable=desc is None) as bar:
         for x, y, batch_ids in loaders.batches(split, indices, batch_size, skip_bad, skipped):
-            for pred, label in zip(predict(model, x), y):
-                image = ConfusionMatrix(n).update(pred, label)
-                matrix = matrix + image
-                per_image.append(image.sparse())
-                raw = pred.astype(np.uint8).tobytes()
-                whole.update(raw)
-                digests.append(hashlib.sha1(raw).hexdigest()[:12])
-                predicted += np.bincount(pred.ravel(), minlength=n)[:n]
-            ids.extend(batch_ids)
+            for pred, label, image_id in zip(predict(model, x), y, batch_ids):
+                acc.add(pred, label, image_id)
             bar.update(len(batch_ids))
-    return Evaluation(matrix, loaders.Subset(split.split, tuple(ids)), skipped, per_image, whole.hexdigest(), digests,
-                      predicted.tolist())
+    return acc.evaluation(skipped)

@@ -12,13 +12,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+from pathlib import Path
 
 from .. import atomic
 from ..config import isa
 from ..models import cache
 from ..models.export import graph_json
 from .calibration import stable
+from .environment import threads
 from .evaluate import Evaluation
+
+log = logging.getLogger("segcheck.fp32_cache")
 
 
 def graph_digest(block) -> str:
@@ -30,32 +35,47 @@ def graph_digest(block) -> str:
     return digest.hexdigest()[:20]
 
 
+FORMAT = 1  # of an entry, and of how segcheck reads images into an evaluation: a change here evaluates again
+_FILES: dict = {}  # path -> (stat, digest): a file this process hashed and that did not change is not read again
+
+
 def files_digest(paths) -> str:
     """The contents of the files an evaluation reads, in order."""
-    return hashlib.sha256("\n".join(atomic.digest(p) for p in paths).encode()).hexdigest()[:20]
+    digests = []
+    for path in map(Path, paths):
+        stat = path.stat()
+        stamp = (stat.st_size, stat.st_mtime_ns, stat.st_ino)
+        if _FILES.get(path, (None,))[0] != stamp:
+            _FILES[path] = (stamp, atomic.digest(path))
+        digests.append(_FILES[path][1])
+    return hashlib.sha256("\n".join(digests).encode()).hexdigest()[:20]
 
 
-def evaluation(mc, block, split, indices, evaluate, weights: str) -> Evaluation:
-    """The FP32 evaluation of `block` (the FP32 model of `mc`, whose weights file has digest `weights`; None: a model a
-    plugin replaced) on `split`'s samples at `indices`: from the cache where an entry of the same key holds it, else
-    `evaluate()`, written to the cache for the next run. Off with --no-fp32-cache."""
+def evaluation(mc, block, split, indices, evaluate, weights: str | None) -> Evaluation:
+    """The FP32 evaluation of `block` (the FP32 model of `mc`, whose weights file has digest `weights`; None: a model
+    not built from that file here, which is never cached) on `split`'s samples at `indices`: from the cache where an
+    entry of the same key holds it, else `evaluate()`, written to the cache for the next run. Off with --no-fp32-cache."""
     if not mc.run.fp32_cache or weights is None:
         return evaluate()
-    fields = {"model": mc.name, "graph": graph_digest(block), "weights": weights, "files": files_digest(split.files(indices)),
+    fields = {"format": FORMAT, "graph": graph_digest(block), "weights": weights, "files": files_digest(split.files(indices)),
               "images": _ids_digest(split, indices), "setting": {"crop_size": mc.crop_size, "base_size": mc.base_size,
                                                                   "batch_size": mc.run.batch_size, "skip_bad": mc.run.skip_bad},
-              "versions": cache.versions(), "isa": isa.effective_level()}
+              "versions": cache.versions(), "isa": isa.effective_level(), "threads": threads()}
     made = {}
 
     def build(folder):
         made["evaluation"] = evaluate()
         atomic.write_json(folder / "evaluation.json", made["evaluation"].to_dict())
-        return {"evaluated_images": len(indices)}
+        return {"model": mc.name, "evaluated_images": len(indices)}
 
     entry = cache.get_or_build(mc.run.cache_dir, "fp32-eval", fields, build)
     if entry.built:
         return made["evaluation"]
-    return Evaluation.from_dict(json.loads(entry.file("evaluation.json").read_text()), cached=True)
+    try:
+        return Evaluation.from_dict(json.loads(entry.file("evaluation.json").read_text()), cached=True)
+    except (OSError, ValueError, KeyError, TypeError) as err:  # intact on disk, but not an evaluation this code reads
+        log.warning("cached FP32 evaluation %s is unreadable (%s); evaluating again", entry.path, err)
+        return evaluate()
 
 
 def _ids_digest(split, indices) -> str:

@@ -24,7 +24,6 @@ from ..errors import SegcheckError
 
 # tqdm's monitor thread could hold tqdm's lock at the moment of a fork, and a child's progress bar would then wait for it
 tqdm.monitor_interval = 0
-TIMEOUT_S = float(os.environ.get("SEGCHECK_BACKEND_TIMEOUT", "3600"))
 
 
 class BackendCrash(SegcheckError):
@@ -33,6 +32,11 @@ class BackendCrash(SegcheckError):
 
 def in_process() -> bool:
     return not hasattr(os, "fork") or os.environ.get("SEGCHECK_IN_PROCESS", "") == "1"
+
+
+def timeout_s() -> float:
+    """How long a child may take: $SEGCHECK_BACKEND_TIMEOUT seconds (default an hour), read at each call."""
+    return float(os.environ.get("SEGCHECK_BACKEND_TIMEOUT", "3600"))
 
 
 def isolated(what: str, work):
@@ -44,40 +48,21 @@ def isolated(what: str, work):
     sys.stderr.flush()
     read_end, write_end = os.pipe()
     pid = os.fork()
-    if pid == 0:  # the child: answer, then leave at once (no atexit, no pytest teardown)
+    if pid == 0:
         os.close(read_end)
-        faulthandler.disable()  # a crash is reported by the parent; SEGCHECK_IN_PROCESS=1 shows its native traceback
-        status = 0
-        try:
-            with warnings.catch_warnings(record=True) as caught:  # under this process's filters, as in process
-                answer = ("result", work())
-            raised = [(str(w.message), w.category, w.filename, w.lineno) for w in caught]
-        except BaseException as err:  # noqa: BLE001 - every exception goes back to the parent
-            answer, raised = ("error", err), []
-        try:
-            payload = pickle.dumps((answer, raised))
-        except Exception as err:  # noqa: BLE001 - an answer that cannot travel is an error of its own
-            payload = pickle.dumps((("error", SegcheckError(f"{what}: its result cannot be sent back ({err})")), []))
-        try:
-            with os.fdopen(write_end, "wb") as out:
-                out.write(payload)
-        except OSError:
-            status = 1
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(status)
+        _answer(what, work, write_end)
     os.close(write_end)
-    data = _read_all(read_end, pid, what)
+    try:
+        data = _read_all(read_end, pid, what)
+    except BaseException:
+        os.kill(pid, signal.SIGKILL)  # an interrupt or a timeout here leaves no child behind
+        os.waitpid(pid, 0)
+        raise
     _, status = os.waitpid(pid, 0)
-    if os.WIFSIGNALED(status):
-        number = os.WTERMSIG(status)
-        name = signal.Signals(number).name if number in signal.Signals._value2member_map_ else f"signal {number}"
-        raise BackendCrash(f"{what}: the backend died with {name} (a crash in MXNet or oneDNN); the rest of the run goes on")
-    if not data:
-        code = os.WEXITSTATUS(status)
-        note = " (MXNet's own handler exits so after a segmentation fault, printing its stack)" if code == 255 else ""
-        raise BackendCrash(f"{what}: the backend process exited with status {code} without an answer{note}")
-    (kind, value), raised = pickle.loads(data)
+    try:
+        (kind, value), raised = pickle.loads(data)
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError):
+        raise BackendCrash(_death(what, status)) from None
     for message, category, filename, lineno in raised:  # the child's filters passed them: shown, not filtered again
         warnings.showwarning(category(message), category, filename, lineno)
     if kind == "error":
@@ -85,16 +70,50 @@ def isolated(what: str, work):
     return value
 
 
+def _answer(what: str, work, write_end: int) -> None:
+    """The child: run `work`, send back (result or exception, warnings), and leave at once (no atexit, no teardown)."""
+    faulthandler.disable()  # a crash is reported by the parent; SEGCHECK_IN_PROCESS=1 shows its native traceback
+    status = 0
+    with warnings.catch_warnings(record=True) as caught:  # under this process's filters, as in process
+        try:
+            answer = ("result", work())
+        except BaseException as err:  # noqa: BLE001 - every exception goes back to the parent
+            answer = ("error", err)
+    raised = [(str(w.message), w.category, w.filename, w.lineno) for w in caught]
+    try:
+        payload = pickle.dumps((answer, raised))
+    except Exception as err:  # noqa: BLE001 - an answer that cannot travel is an error of its own
+        payload = pickle.dumps((("error", SegcheckError(f"{what}: its result cannot be sent back ({err})")), raised))
+    try:
+        with os.fdopen(write_end, "wb") as out:
+            out.write(payload)
+    except OSError:
+        status = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+
+
+def _death(what: str, status: int) -> str:
+    """How a child that sent no whole answer ended."""
+    if os.WIFSIGNALED(status):
+        number = os.WTERMSIG(status)
+        name = signal.Signals(number).name if number in signal.Signals._value2member_map_ else f"signal {number}"
+        return f"{what}: the backend died with {name} (a crash in MXNet or oneDNN); the rest of the run goes on"
+    code = os.WEXITSTATUS(status)
+    note = " (MXNet's own handler exits so after a segmentation fault, printing its stack)" if code == 255 else ""
+    return f"{what}: the backend process exited with status {code} without an answer{note}"
+
+
 def _read_all(fd: int, pid: int, what: str) -> bytes:
-    """Everything the child writes, until it closes the pipe; a child that takes longer than TIMEOUT_S is killed."""
-    chunks, deadline = [], time.monotonic() + TIMEOUT_S
+    """Everything the child writes, until it closes the pipe; a child that takes longer than timeout_s() is stopped."""
+    chunks, limit = [], timeout_s()
+    deadline = time.monotonic() + limit
     with os.fdopen(fd, "rb") as pipe:
         while True:
             ready, _, _ = select.select([pipe], [], [], max(0.0, deadline - time.monotonic()))
             if not ready:
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-                raise BackendCrash(f"{what}: the backend did not answer within {TIMEOUT_S:g} s "
+                raise BackendCrash(f"{what}: the backend did not answer within {limit:g} s "
                                    "(SEGCHECK_BACKEND_TIMEOUT); it was stopped")
             chunk = pipe.read1(1 << 20)
             if not chunk:

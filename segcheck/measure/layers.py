@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import mxnet as mx
 import numpy as np
 
+from ..models.build import logits
 from ..models.export import graph, graph_json
 from .calibration import node_name
 
@@ -74,8 +75,6 @@ def localise(fp32_model, int8_model, images) -> Localisation:
 
     `fp32_model` is the fused FP32 model the gate runs and `int8_model` the INT8 one, both run at least once.
     """
-    from ..models.build import logits
-
     fp32_symbol_json, int8_symbol_json = graph_json(fp32_model), graph_json(int8_model)
     fp32_nodes = _fused_nodes(fp32_symbol_json, quantized=False)
     int8_nodes = _fused_nodes(int8_symbol_json, quantized=True)

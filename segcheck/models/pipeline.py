@@ -78,6 +78,7 @@ def seeded_fit(mc: ModelConfig, folder: Path) -> dict:
     return {"fit_seconds": round(time.perf_counter() - started, 1), "fit_subset": loaders.Subset("train", ids).describe()}
 
 
+FIT_TIMEOUT_S = 1800  # a seeded fit takes about 10 s here
 _FIT_CHILD = (
     "import json, pickle, sys\n"
     "from pathlib import Path\n"
@@ -93,8 +94,12 @@ def _fit_in_its_own_process(mc: ModelConfig, folder: Path) -> dict:
     with tempfile.TemporaryDirectory(prefix="segcheck-fit-") as tmp:
         config, out = Path(tmp) / "config.pickle", Path(tmp) / "out.json"
         config.write_bytes(pickle.dumps(mc))
-        done = subprocess.run([sys.executable, "-c", _FIT_CHILD, str(config), str(folder), str(out)],
-                              env=fit.numerics(mc.run.fit), capture_output=True, text=True)
+        try:
+            done = subprocess.run([sys.executable, "-c", _FIT_CHILD, str(config), str(folder), str(out)],
+                                  env=fit.numerics(mc.run.fit), capture_output=True, text=True, timeout=FIT_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            raise SegcheckError(f"fitting the seeded weights of {mc.name} took more than {FIT_TIMEOUT_S} s in its own "
+                                "process; it was stopped") from None
         if done.returncode != 0 or not out.is_file():
             last = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
             raise SegcheckError(f"fitting the seeded weights of {mc.name} failed in its own process ({last})")

@@ -38,11 +38,7 @@ def _session(config):
 
 
 def _select_isa(level: str | None, project) -> None:
-    """Cap oneDNN as --isa (`level`), else the configuration's `isa`, says (amx: with the tile permission); --isa all
-    is for `segcheck --benchmark`, which runs one process per ISA."""
-    if level == isa.ALL:
-        raise SegcheckError("--isa all runs one process per ISA: it is an option of `segcheck --benchmark`; "
-                            "under pytest give one level (tox -e isa-avx2, isa-avx512, isa-vnni, isa-amx)")
+    """Cap oneDNN as --isa (`level`), else the configuration's `isa`, says (amx: with the tile permission)."""
     if level is not None:
         isa.select(level, "--isa")
     elif project is not None and project.isa:

@@ -109,7 +109,7 @@ def chart(results: RunResults, path) -> Path:
     speed_names = [n for n in names if results.models[n].fp32.latency_ms and results.models[n].int8.latency_ms]
     for i, name in enumerate(speed_names):
         m = results.models[name]
-        ratio = m.fp32.latency_ms / m.int8.latency_ms
+        ratio = m.speedup()
         fine = m.min_speedup is None or ratio >= m.min_speedup
         ax_speed.barh(i, ratio, color=(OK if fine else BAD) if m.min_speedup is not None else NEUTRAL, height=0.6)
         if m.min_speedup is not None:
@@ -118,7 +118,7 @@ def chart(results: RunResults, path) -> Path:
                   if m.int8.latency_iqr_pct is not None and m.fp32.latency_iqr_pct is not None else "")
         note = f"{ratio:.2f}x" + (f" (min {m.min_speedup:.1f}x)" if m.min_speedup is not None else " (no minimum)") + spread
         ax_speed.annotate(note, (ratio, i), xytext=(4, 0), textcoords="offset points", va="center", fontsize=8)
-    top = max([results.models[n].fp32.latency_ms / results.models[n].int8.latency_ms for n in speed_names] + [1.0])
+    top = max([results.models[n].speedup() for n in speed_names] + [1.0])
     ax_speed.set_xlim(0, top * 2.3)
     ax_speed.axvline(1, color=NEUTRAL, linewidth=0.8, linestyle=":")
     ax_speed.set_yticks(range(len(speed_names)), speed_names, fontsize=8)

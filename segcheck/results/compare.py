@@ -106,11 +106,6 @@ def _same(a: float, b: float) -> bool:
     return a == b or (math.isnan(a) and math.isnan(b))
 
 
-def _speedup(m: ModelResult) -> float | None:
-    f, q = m.fp32.latency_ms, m.int8.latency_ms
-    return f / q if f and q else None
-
-
 def _classes(before: ModelResult, after: ModelResult) -> tuple[list, list]:
     moved, undefined = [], []
     for precision in ("fp32", "int8"):
@@ -173,7 +168,7 @@ def _model(before: ModelResult, after: ModelResult) -> ModelComparison:
     layers, layers_changed = _layers(before, after)
     ranges, ranges_changed = _ranges(before, after)
     return ModelComparison(
-        name=before.name, figures=figures, speedup=Change.of(_speedup(before), _speedup(after)),
+        name=before.name, figures=figures, speedup=Change.of(before.speedup(), after.speedup()),
         status=(before.status(), after.status()), differs=differs,
         classes=tuple(classes), classes_undefined=tuple(undefined),
         layers=tuple(layers), layers_changed=tuple(layers_changed),
@@ -248,42 +243,31 @@ def _section(m: ModelComparison) -> list:
     lines = ["", f"## {m.name}"]
     for key, (x, y) in m.differs.items():
         lines.append(f"{key} differs: {json.dumps(x, sort_keys=True)} -> {json.dumps(y, sort_keys=True)}")
-    lines.append("")
-    if not m.has_iou:
-        lines.append("classes: per-class IoU is not in both runs")
-    elif not m.classes and not m.classes_undefined:
-        lines.append("classes: no class IoU moved")
-    else:
-        if m.classes:
-            lines += [f"classes whose IoU moved most (points, top {TOP} per precision):", "precision | class | IoU (before -> after)",
-                      "-- | -- | --"]
-            lines += [f"{SEED_PREFIX[k.precision]} | {k.name} | {cell(k.change)}" for k in m.classes]
-        if m.classes_undefined:
-            lines.append("IoU in one run only (the class absent from label and prediction in the other): " + ", ".join(
-                f"{SEED_PREFIX[k.precision]} {k.name} ({_one_side(k.change)})" for k in m.classes_undefined))
-    lines.append("")
-    if not m.has_layers:
-        lines.append("layers: per-layer SQNR is not in both runs")
-    elif not m.layers and not m.layers_changed:
-        lines.append("layers: no layer's SQNR moved")
-    else:
-        if m.layers:
-            lines += [f"layers whose SQNR moved most (dB, top {TOP}):", "layer | SQNR (before -> after)", "-- | --"]
-            lines += [f"{layer.name} | {cell(layer.change, ' dB', 1)}" for layer in m.layers]
-        lines += _appeared([(layer.name, layer.change.before is None) for layer in m.layers_changed], "layers")
-    lines.append("")
-    if not m.has_ranges:
-        lines.append("ranges: a calibration table is not in both runs")
-    elif not m.ranges and not m.ranges_changed:
-        lines.append("ranges: no calibrated range moved")
-    else:
-        if m.ranges:
-            lines += [f"calibrated ranges that moved most (relative to the before range, top {TOP}):",
-                      "layer | before | after | change", "-- | -- | -- | --"]
-            lines += [f"{r.name} | {calibration.describe(r.before)} | {calibration.describe(r.after)} | {100 * r.relative:.1f}%"
-                      + (f" ({', '.join(r.settings)} changed)" if r.settings else "") for r in m.ranges]
-        lines += _appeared([(r.name, r.before is None) for r in m.ranges_changed], "calibrated ranges")
+    classes = _titled(f"classes whose IoU moved most (points, top {TOP} per precision):", ["precision", "class", "IoU (before -> after)"],
+                     [[SEED_PREFIX[k.precision], k.name, cell(k.change)] for k in m.classes])
+    if m.classes_undefined:
+        classes.append("IoU in one run only (the class absent from label and prediction in the other): " + ", ".join(
+            f"{SEED_PREFIX[k.precision]} {k.name} ({_one_side(k.change)})" for k in m.classes_undefined))
+    layers = _titled(f"layers whose SQNR moved most (dB, top {TOP}):", ["layer", "SQNR (before -> after)"],
+                    [[layer.name, cell(layer.change, " dB", 1)] for layer in m.layers])
+    layers += _appeared([(layer.name, layer.change.before is None) for layer in m.layers_changed], "layers")
+    ranges = _titled(f"calibrated ranges that moved most (relative to the before range, top {TOP}):",
+                    ["layer", "before", "after", "change"],
+                    [[r.name, calibration.describe(r.before), calibration.describe(r.after),
+                      f"{100 * r.relative:.1f}%" + (f" ({', '.join(r.settings)} changed)" if r.settings else "")] for r in m.ranges])
+    ranges += _appeared([(r.name, r.before is None) for r in m.ranges_changed], "calibrated ranges")
+    for has, missing, unmoved, shown in ((m.has_iou, "classes: per-class IoU is not in both runs", "classes: no class IoU moved", classes),
+                                         (m.has_layers, "layers: per-layer SQNR is not in both runs", "layers: no layer's SQNR moved", layers),
+                                         (m.has_ranges, "ranges: a calibration table is not in both runs", "ranges: no calibrated range moved", ranges)):
+        lines += [""] + ([missing] if not has else shown or [unmoved])
     return lines
+
+
+def _titled(title: str, header: list, rows: list) -> list:
+    """A titled table of `rows`, or nothing when there are none."""
+    if not rows:
+        return []
+    return [title, " | ".join(header), " | ".join("--" for _ in header)] + [" | ".join(r) for r in rows]
 
 
 def _one_side(change: Change) -> str:

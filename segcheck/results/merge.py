@@ -17,14 +17,14 @@ from ..data.loaders import Subset
 from ..errors import SegcheckError
 from ..gate import verdicts
 from ..gate.baselines import Reference, Row, Tolerances
-from ..gate.checks import ACCURACY, DROP, ERROR, FAIL, FAILING, IMPROVED, PASS, SKIP, SPEEDUP, Check
+from ..gate.checks import ACCURACY, CHANGED, DROP, ERROR, FAIL, FAILING, IMPROVED, PASS, SKIP, SPEEDUP, XFAIL, Check
 from ..measure.environment import KEY_FIELDS
 from ..measure.metrics import ConfusionMatrix
 from . import report
 from .records import Figures, ModelResult, RunResults
 
 SAME = ("setting", "int8_source", "classes", "tolerances", "baseline", "reference", "accuracy_tolerances", "min_speedup")
-RANK = {SKIP: 0, PASS: 1, IMPROVED: 2, ERROR: 3, FAIL: 4}  # a merged check keeps its worst shard's outcome
+RANK = {SKIP: 0, PASS: 1, XFAIL: 2, CHANGED: 3, IMPROVED: 4, ERROR: 5, FAIL: 6}  # a merged check keeps its worst shard's
 
 
 def _load(paths) -> list:

@@ -9,6 +9,11 @@ from ..gate.checks import CHECK_ORDER, PASS, SKIP, Check
 FORMAT = 2
 
 
+def speedup(fp32_ms: float | None, int8_ms: float | None) -> float | None:
+    """The INT8 speed-up over FP32, None where a latency is missing."""
+    return fp32_ms / int8_ms if fp32_ms and int8_ms else None
+
+
 @dataclass
 class Figures:
     """One precision of one model: accuracy in percent, latency in milliseconds (minimum of the rounds)."""
@@ -55,6 +60,10 @@ class ModelResult:
 
     def figures(self, precision: str) -> Figures:
         return self.int8 if precision == "int8" else self.fp32
+
+    def speedup(self) -> float | None:
+        """FP32 over INT8 latency (minimum of the rounds), where both were measured."""
+        return speedup(self.fp32.latency_ms, self.int8.latency_ms)
 
     def status(self) -> str:
         """PASS, or the first failing check in CHECK_ORDER (e.g. 'FAIL int8-graph'); SKIP when nothing ran."""

@@ -60,7 +60,6 @@ def rows(results: RunResults) -> list:
     for name in sorted(results.models):
         m = results.models[name]
         base = Row(**m.baseline) if m.baseline else None
-        f_ms, q_ms = m.fp32.latency_ms, m.int8.latency_ms
         latency = [_cell(f.latency_ms) + (f" ±{f.latency_iqr_pct / 2:.1f}%" if f.latency_iqr_pct is not None else "")
                    for f in (m.fp32, m.int8)]
         accuracy = []
@@ -69,7 +68,7 @@ def rows(results: RunResults) -> list:
             mark = CACHED_MARK if figures.cached else ""
             accuracy += [_cell(figures.pixacc, base and getattr(base, f"{prefix}_pixacc"), pct=True) + mark,
                          _cell(figures.miou, base and getattr(base, f"{prefix}_miou")) + mark]
-        table.append((name, *latency, f"{f_ms / q_ms:.2f}x" if f_ms and q_ms else "-", *accuracy, m.status()))
+        table.append((name, *latency, f"{m.speedup():.2f}x" if m.speedup() else "-", *accuracy, m.status()))
     return table
 
 
@@ -86,7 +85,8 @@ def comparisons(results: RunResults) -> str:
     parts = [f"{counts['exact']} against this environment's records", f"{across} across environments" + (f" ({tiers})" if tiers else "")]
     if counts["published"]:
         parts.append(f"{counts['published']} against the published table")
-    return f"compared: {', '.join(parts)}; not compared: {counts['none']}" + (" (SKIP, saying why)" if counts["none"] else "")
+    return (f"compared: {', '.join(parts)}; with no record to compare: {counts['none']}"
+            + (" (a SKIP saying so, or a layer check against its floor only)" if counts["none"] else ""))
 
 
 def markdown(results: RunResults) -> str:
@@ -124,8 +124,7 @@ def amx_path(cache_dir, environment: dict) -> Path:
 
 def speedups(results: RunResults) -> dict:
     """model -> INT8 / FP32 speed-up measured in this run (where both latencies were)."""
-    return {name: round(m.fp32.latency_ms / m.int8.latency_ms, 2) for name, m in sorted(results.models.items())
-            if m.fp32.latency_ms and m.int8.latency_ms}
+    return {name: round(m.speedup(), 2) for name, m in sorted(results.models.items()) if m.speedup()}
 
 
 def amx_note(results: RunResults, cache_dir, cpu_has_amx: bool) -> str | None:
@@ -135,11 +134,11 @@ def amx_note(results: RunResults, cache_dir, cpu_has_amx: bool) -> str | None:
         return None
     try:
         doc = json.loads(amx_path(cache_dir, results.environment).read_text())
-    except (OSError, ValueError):
+        shown = ", ".join(f"{name} {value:.2f}x" for name, value in doc["speedups"].items() if name in results.models)
+        when = f"measured {doc['date']} at {doc['setting']}"
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return "this CPU has AMX, which INT8 does not use in this run: `pytest --isa amx` (tox -e isa-amx) measures what it gives"
-    shown = ", ".join(f"{name} {value:.2f}x" for name, value in doc["speedups"].items() if name in results.models)
-    return (f"this CPU has AMX, which INT8 does not use in this run: under --isa amx the INT8 speed-ups were {shown} "
-            f"(measured {doc['date']} at {doc['setting']})")
+    return f"this CPU has AMX, which INT8 does not use in this run: under --isa amx the INT8 speed-ups were {shown} ({when})"
 
 
 def store_amx(results: RunResults, cache_dir) -> Path | None:

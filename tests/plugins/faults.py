@@ -9,6 +9,7 @@ taken out after. Used by the self-tests (tests/test_selfcheck.py) as a plugin ob
 import ctypes
 import json
 import os
+import shutil
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -35,12 +36,17 @@ class RangesRescaled:
     """Calibration thresholds multiplied by `factor` (1/8: saturation; 50: resolution lost), in the INT8 model gated."""
 
     def __init__(self, factor: float):
-        self.factor = factor
+        self.factor, self.folders = factor, []
+
+    def pytest_unconfigure(self, config):
+        for folder in self.folders:
+            shutil.rmtree(folder, ignore_errors=True)
 
     def pytest_segcheck_model(self, case, precision, model):
         if precision != "int8":
             return None
         folder = Path(tempfile.mkdtemp(prefix="segcheck-fault-"))
+        self.folders.append(folder)
         (folder / "model-symbol.json").write_text(scale_ranges(export.files(model.prefix)[0].read_text(), self.factor))
         (folder / "model-0000.params").symlink_to(export.files(model.prefix)[1])  # the weights, unchanged
         block = export.load(folder / "model")
@@ -158,7 +164,4 @@ def Fault(name: str):
 def pytest_configure(config):
     name = os.environ.get("SEGCHECK_FAULT")
     if name:
-        plugin = Fault(name)
-        config.pluginmanager.register(plugin, "segcheck-fault")
-        if isinstance(plugin, Patched):
-            plugin.pytest_configure(config)  # registered during configure: its own configure hook is past
+        config.pluginmanager.register(Fault(name), "segcheck-fault")  # pytest_configure is historic: it runs at once

@@ -41,8 +41,8 @@ class Reuse:
 
 
 def fresh_int8_cache(cache: Path, folder: Path) -> Path:
-    """`folder` made a segcheck cache holding `cache`'s FP32 models, data and environment probes (linked) but no INT8
-    model: a run there calibrates anew."""
+    """`folder` made a segcheck cache holding `cache`'s FP32 models and FP32 evaluations, data and environment probes
+    (linked) but no INT8 model: a run there calibrates anew."""
     (folder / "models").mkdir(parents=True)
     for entry in (Path(cache) / "models").glob("fp32-*"):
         (folder / "models" / entry.name).symlink_to(entry)

@@ -11,15 +11,18 @@ the names segcheck gives layers.
 from __future__ import annotations
 
 import json
+import os
 import re
+import tempfile
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 
 import mxnet as mx
 import numpy as np
 from mxnet.contrib import quantization as q
 
-from faults import Int8Slowed
+from faults import Int8Slowed, Patched
 
 POSITIONS = ("first", "middle", "last")
 SCALES = {"1/20": 1 / 20, "1/8": 1 / 8, "1/4": 1 / 4, "1/2": 1 / 2, "2": 2.0, "4": 4.0, "8": 8.0, "20": 20.0}
@@ -265,19 +268,33 @@ def _catalogue() -> dict:
 MUTANTS = _catalogue()
 
 
-class Mutation:
+class State(dict):
+    """What a mutant hit. MXNet calibrates in a forked child of the gate's process (segcheck.measure.guard), so each key
+    set is also written to a file, which the process that asked reads back (`recorded`)."""
+
+    def __init__(self):
+        super().__init__()
+        handle, name = tempfile.mkstemp(prefix="segcheck-mutant-", suffix=".json")
+        os.close(handle)
+        self.path = Path(name)
+
+    def __setitem__(self, key, value):
+        super().__setitem__(key, value)
+        self.path.write_text(json.dumps({k: v for k, v in self.items() if isinstance(v, (str, int, float))}))
+
+    def recorded(self) -> dict:
+        try:
+            return json.loads(self.path.read_text() or "{}")
+        finally:
+            self.path.unlink(missing_ok=True)
+
+
+class Mutation(Patched):
     """A pytest plugin object: the mutant is in place from configure to unconfigure; `state` says what it hit."""
 
     def __init__(self, name: str):
-        self.mutant, self.state, self.undo = MUTANTS[name], {}, []
-
-    def pytest_configure(self, config):
-        self.undo = self.mutant.patch(self.state)
-
-    def pytest_unconfigure(self, config):
-        for owner, attr, original in reversed(self.undo):
-            setattr(owner, attr, original)
-        self.undo = []
+        self.mutant, self.state = MUTANTS[name], State()
+        super().__init__(lambda: self.mutant.patch(self.state))
 
     def pytest_segcheck_model(self, case, precision, model):
         return self.mutant.replace_model(case=case, precision=precision, model=model) if self.mutant.replace_model else None

@@ -49,6 +49,9 @@ def test_outputs_digest(case, precision, segcheck, request):
     ev = case.evaluation(precision)
     now = {"sha256": ev.digest, "images": ev.image_digests, "pixels": ev.predicted}
     segcheck.record(request, case, **{precision: {"digest": ev.digest, "image_digests": ev.image_digests, "predicted": ev.predicted}})
+    if case.config.run.shard is not None:
+        pytest.skip(f"{case.name}: shard {case.config.run.shard[0]}/{case.config.run.shard[1]}'s digest covers its block of "
+                    "images only; the digest check runs on unsharded runs")
     golden = segcheck.golden(case)
     recorded = golden.digest.get(precision) if golden else None
     what = f"{case.name} {precision} on {ev.subset.describe()}"
