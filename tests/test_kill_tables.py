@@ -29,3 +29,11 @@ def test_a_committed_table_matches_the_catalogue_and_its_claims(path):
     assert {"mxnet", "onednn", "isa", "cpu"} <= set(table.environment) and table.date[:4].isdigit()
     single = [r for r in table.rows if MUTANTS[r.name].single_layer]
     assert single and all(r.layer for r in single) and all(r.kills for r in single), "a single-layer mutant survived"
+
+
+def test_tables_are_saved_under_the_whole_environment_key(tmp_path):
+    table = kills.load(TABLES[0])
+    md, js = kills.save(table, tmp_path)
+    stem = kills.file_stem(table.environment)
+    assert (md.name, js.name) == (f"{stem}.md", f"{stem}.json") and stem.count("-") == 2, stem
+    assert kills.load(js) == table and md.read_text() == kills.markdown(table)

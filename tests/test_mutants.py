@@ -29,7 +29,7 @@ TIMED = [str(SUITE / "test_latency.py"), "-k", MODEL]
 LATENCY_CHECKS = set(LATENCY.names()) | {SPEEDUP.name()}
 NAMING = ("int8-ranges", "int8-layers")
 # The share of single-layer mutants whose layer each naming check names first, at least (measured: docs/kill-tables/).
-NAMED_FIRST = {"int8-ranges": 1.0, "int8-layers": 0.5}
+NAMED_FIRST = {"int8-ranges": 0.94, "int8-layers": 0.58}  # 37 and 23 of 39 on VNNI
 RESULTS = {}  # mutant -> kills.MutantRow
 CONTROL = {}  # the clean controls by selection: (outcomes, the model's results)
 

@@ -120,9 +120,9 @@ def file_stem(environment: dict) -> str:
 
 def save(table: KillTable, folder) -> tuple[Path, Path]:
     """<folder>/<environment>.md and .json, each written atomically."""
-    stem = Path(folder) / file_stem(table.environment)
-    md = atomic.write_text(stem.with_suffix(".md"), markdown(table))
-    js = atomic.write_text(stem.with_suffix(".json"), json.dumps(to_dict(table), indent=1) + "\n")
+    stem = file_stem(table.environment)  # 1.9.1-2.4.4-avx512_vnni: its dots are no suffix
+    md = atomic.write_text(Path(folder) / f"{stem}.md", markdown(table))
+    js = atomic.write_text(Path(folder) / f"{stem}.json", json.dumps(to_dict(table), indent=1) + "\n")
     return md, js
 
 
