@@ -7,9 +7,10 @@ runs of the suite, whose folder lies below it, so it holds nothing but settings.
 
 from hypothesis import Phase, settings
 
-# Hypothesis: "segcheck" is the suite's default; "segcheck-selfcheck" only needs a failure found, not
-# shrunk (shrinking from an empty example database costs 6-20 s per inner run of the self-checks).
-settings.register_profile("segcheck", deadline=None, max_examples=60)
+# Hypothesis: "segcheck" is the suite's default, derandomized (each test's examples follow from its own name, the same
+# every run) and without an example database (no run replays another's); "segcheck-selfcheck" only needs a failure
+# found, not shrunk (shrinking costs 6-20 s per inner run of the self-checks).
+settings.register_profile("segcheck", deadline=None, max_examples=60, derandomize=True, database=None)
 settings.register_profile("segcheck-selfcheck", settings.get_profile("segcheck"), database=None,
                           phases=(Phase.explicit, Phase.reuse, Phase.generate))
 

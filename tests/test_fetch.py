@@ -66,9 +66,10 @@ class Server(ThreadingHTTPServer):
 
 @contextmanager
 def serving(site: Site | None = None):
-    """A server on 127.0.0.1 in a thread (on `site`'s port when given), stopped and closed on exit."""
-    server = Server(("127.0.0.1", site.port if site else 0), Handler)
-    server.site = site or Site(server.server_address[1])
+    """A server on 127.0.0.1 in a thread, on a port of its own (serving `site`'s files where given), stopped and
+    closed on exit. A port is never bound twice: another process may have taken it in between."""
+    server = Server(("127.0.0.1", 0), Handler)
+    server.site = replace(site, port=server.server_address[1]) if site else Site(server.server_address[1])
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01})
     thread.start()
     try:
@@ -87,9 +88,10 @@ def site():
 
 @pytest.fixture
 def closed_port():
+    """A port of 127.0.0.1 that refuses connections: bound by this test (so no one else takes it) and never listening."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        yield s.getsockname()[1]
 
 
 @pytest.fixture(autouse=True)
@@ -302,7 +304,9 @@ def test_refused_connection_is_one_clear_error(monkeypatch, tmp_path, closed_por
     assert list(tmp_path.iterdir()) == []
 
 
-def test_server_gone_mid_download_then_back(monkeypatch, tmp_path):
+def test_server_gone_mid_download_then_back(monkeypatch, tmp_path, closed_port):
+    """Cut off mid-download, then refused (the server gone), then served again (from a new port: ports are never
+    reused here): the rerun resumes where the part file ends."""
     data = tar_of(VOC_FILES)
     part = tmp_path / "VOCtrainval_11-May-2012.tar.part"
     with serving() as site:
@@ -310,13 +314,14 @@ def test_server_gone_mid_download_then_back(monkeypatch, tmp_path):
         site.cut = 1000
         with pytest.raises(SegcheckError, match="stopped after 1 kB of"):
             fetch.fetch_dataset("voc", tmp_path, out=io.StringIO())
-    with pytest.raises(SegcheckError, match=rf"127.0.0.1:{site.port} refused the connection .*; check the network connection"):
+    serve_voc(replace(site, port=closed_port), monkeypatch, data)
+    with pytest.raises(SegcheckError, match=rf"127.0.0.1:{closed_port} refused the connection .*; check the network connection"):
         fetch.fetch_dataset("voc", tmp_path, out=io.StringIO())
     assert part.stat().st_size == 1000
-    site.cut = None
-    with serving(site):
+    with serving(replace(site, cut=None, seen=[])) as back:
+        serve_voc(back, monkeypatch, data)
         fetch.fetch_dataset("voc", tmp_path, out=io.StringIO())
-    assert site.seen[-1][1:] == ("bytes=1000-", 206)
+    assert back.seen == [("/voc/VOCtrainval_11-May-2012.tar", "bytes=1000-", 206)]
     assert (tmp_path / "VOC2012" / "ImageSets" / "Segmentation" / "val.txt").is_file()
 
 

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from segcheck.gate import golden, verdicts
-from segcheck.gate.baselines import Reference, Tolerances
+from segcheck.gate.baselines import BaselineError, Reference, Tolerances
 from segcheck.measure import calibration, layers, stats
 from segcheck.measure.metrics import ConfusionMatrix
 
@@ -130,7 +130,7 @@ def test_golden_records_are_kept_per_environment_and_setting(tmp_path):
     assert across == record and across.reference == Reference("golden records", env, "isa")
     assert golden.lookup(table, "synthetic", "m", env, {"crop_size": 480}) is None
     (tmp_path / "baselines.golden.json").write_text('{"schema": 1, "tiers": {"synthetic": [{"environment": {}}]}}')
-    with pytest.raises(Exception, match=r"baselines.golden.json: key 'tiers.synthetic\[0\].setting': missing"):
+    with pytest.raises(BaselineError, match=r"baselines.golden.json: key 'tiers.synthetic\[0\].setting': missing"):
         golden.lookup(table, "synthetic", "m", env, setting)
 
 
