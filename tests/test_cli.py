@@ -261,19 +261,34 @@ VALUES = ["fcn", "psp", "deeplab", "resnet101", "voc", "coco", "ade20k", "pascal
           "all", "naive", "entropy", "kl", "uint8", "./model/psp_resnet101_coco-quantized-naive", "fcn_resnet50_ade", "", "x=y"]
 
 
-@settings(max_examples=300, deadline=None)
-@given(argv=st.lists(st.sampled_from(FLAGS + VALUES), max_size=8))
-def test_fuzzed_command_lines_plan_or_fail_with_one_line(argv):
-    """Any argument list yields a plan, argparse's usage error (exit 2) or one SegcheckError line, never a traceback."""
-    try:
-        p = commands.plan(argv)
-    except SystemExit as exit_:
-        assert exit_.code == 2
-        return
-    except SegcheckError as err:
-        assert "\n" not in str(err)
-        return
-    assert p.action in ("benchmark", "calibrate", "evaluate") and p.precision in ("fp32", "int8")
-    assert p.args.mode == "val" and (p.args.model_prefix or not p.args.deploy)
-    if p.args.calibration or p.args.quantized:
-        assert p.precision == "int8"
+def test_fuzzed_command_lines_plan_or_fail_with_one_line():
+    """Any argument list yields a plan, argparse's usage error (exit 2, its one error line) or one SegcheckError line
+    naming a flag given, never a traceback; all three happen (a planner that accepted or refused everything fails)."""
+    seen = {"planned": 0, "usage": 0, "refused": 0}
+
+    @settings(max_examples=300)
+    @given(pairs=st.lists(st.tuples(st.sampled_from(FLAGS), st.one_of(st.none(), st.sampled_from(VALUES))), max_size=5),
+           stray=st.lists(st.sampled_from(VALUES), max_size=1))
+    def one(pairs, stray):
+        argv = [a for flag, value in pairs for a in (flag, value) if a is not None] + stray
+        err = io.StringIO()
+        try:
+            with contextlib.redirect_stderr(err):
+                p = commands.plan(argv)
+        except SystemExit as exit_:
+            seen["usage"] += 1
+            assert exit_.code == 2 and "segcheck: error: " in err.getvalue(), err.getvalue()
+            return
+        except SegcheckError as refused:
+            seen["refused"] += 1
+            message = str(refused)
+            assert "\n" not in message and any(a in message for a in argv if a.startswith("--")), (argv, message)
+            return
+        seen["planned"] += 1
+        assert p.action in ("benchmark", "calibrate", "evaluate") and p.precision in ("fp32", "int8")
+        assert p.args.mode == "val" and (p.args.model_prefix or not p.args.deploy)
+        if p.args.calibration or p.args.quantized:
+            assert p.precision == "int8"
+
+    one()
+    assert all(seen.values()), seen

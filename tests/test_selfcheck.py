@@ -16,7 +16,9 @@ from hypothesis import settings
 from inner import Reuse
 
 from segcheck.cli import commands
+from segcheck.config.recipes import PEERS
 from segcheck.gate.checks import CHECK_ORDER, FAILING, PASS, SKIP, of_test_id
+from segcheck.measure import peers
 from segcheck.results import report
 
 from faults import Fault
@@ -125,3 +127,33 @@ def test_metric_bug_fails_the_property_tests(segcheck, pytester, hypothesis_prof
     got = failed(outcomes)
     assert "test_ignored_pixels_never_change_any_number" in got and "test_equals_gluoncv_segmentation_metric" in got
     assert sum(outcome == "passed" for outcome, _ in outcomes.values()) > 0
+
+
+PEER_SELECTION = ["segcheck/plugin/suite/test_peers.py", "--peer", ",".join(PEERS), "-k", f"{MODEL} and (agrees or int8_drop)"]
+PEER_CASES = {
+    "peer-export-weight-changed": ("fp32", "onnx", {
+        f"test_peer_fp32_agrees_with_mxnet[{MODEL}-{runtime}]": f"{MODEL}+{runtime} on 48 images: the exported network "
+                                                                 "does not compute what MXNet's does" for runtime in PEERS}),
+    "peer-calibrated-on-constant-images": ("fp32", "onnx", {
+        f"test_peer_int8_drop[{MODEL}-{runtime}]": "INT8 fell below FP32 by more than the tolerance" for runtime in PEERS}),
+}
+
+
+@pytest.mark.peer
+@pytest.mark.parametrize("fault", PEER_CASES)
+def test_a_broken_peer_export_or_quantization_fails_the_peer_check(fault, segcheck, pytester):
+    """The peers' gates, each with a fault of its own: a weight changed in the export fails FP32 agreement with MXNet;
+    calibration on constant images fails the peer's INT8 drop. The other peer check in the selection still passes."""
+    folder = peers.environment_folder(segcheck.run.cache_dir)
+    if peers.python_of(folder) is None:
+        pytest.skip(peers.missing_message(folder))
+    *untouched, expected = PEER_CASES[fault]
+    case = segcheck.case(MODEL)
+    parts = [p for p in untouched if fault != "peer-export-weight-changed" or p != "onnx"]
+    done = inner.run(pytester, *PEER_SELECTION, cache=segcheck.run.cache_dir, results=pytester.path / f"{fault}.json",
+                     plugins=[Fault(fault), Reuse(case, parts=parts)])
+    got = failed(done.outcomes)
+    assert set(got) == set(expected), f"{fault}: failed {sorted(got)}, expected {sorted(expected)}:\n{done.result.stdout.str()[-3000:]}"
+    assert sum(outcome == "passed" for outcome, _ in done.outcomes.values()) == len(PEERS), done.outcomes
+    for name, cause in expected.items():
+        assert cause in got[name], f"{fault}: {name} failed with {got[name]!r}, expected it to say {cause!r}"

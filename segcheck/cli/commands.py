@@ -35,6 +35,8 @@ SUBCOMMANDS = {
              "segcheck.cli.plan:main"),
     "isa-bench": ("the latency benchmarks under every ISA level this CPU can dispatch, one process each, one table",
                   "segcheck.cli.isa_bench:main"),
+    "peer": ("the peer runtimes' own environment: `segcheck peer install` creates it (ONNX Runtime, OpenVINO; pinned)",
+             "segcheck.cli.peer:main"),
     "fetch": ("download weights and datasets: the only command that touches the network", "segcheck.cli.fetch:main"),
 }
 
@@ -111,11 +113,16 @@ def _deployed_crop(prefix) -> int | None:
 
 
 def _network(args) -> Network:
-    if args.deploy:
-        return Network.from_export(Path(args.model_prefix))
-    if args.model_zoo:
-        return Network.from_zoo(args.model_zoo)
-    return Network.from_parts(args.model or "fcn", args.backbone or "resnet101", args.dataset or "pascal_voc")
+    """The network the flags name; a bad name is one error naming the flags it came from."""
+    flags = "--model-prefix" if args.deploy else "--model-zoo" if args.model_zoo else "--model, --backbone, --dataset"
+    try:
+        if args.deploy:
+            return Network.from_export(Path(args.model_prefix))
+        if args.model_zoo:
+            return Network.from_zoo(args.model_zoo)
+        return Network.from_parts(args.model or "fcn", args.backbone or "resnet101", args.dataset or "pascal_voc")
+    except SegcheckError as err:
+        raise SegcheckError(f"{flags}: {err}") from None
 
 
 def _dataset_of(args, network: Network) -> str:

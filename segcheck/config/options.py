@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from ..data.kinds import ALL, DATASETS
 from ..errors import SegcheckError
 from . import isa
-from .recipes import CALIB_MODES, QUANTIZED_DTYPES, TIERS
+from .recipes import CALIB_MODES, PEERS, QUANTIZED_DTYPES, TIERS
 
 
 def positive(text) -> int:
@@ -36,6 +36,15 @@ def isa_level(text) -> str:
         return isa.name(text)
     except SegcheckError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def peer_names(text) -> tuple:
+    """A comma-separated list of peer runtimes (onnxruntime, openvino)."""
+    names = tuple(n.strip() for n in str(text).split(",") if n.strip())
+    unknown = [n for n in names if n not in PEERS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"expected peer runtimes among {', '.join(PEERS)}, got {text!r}")
+    return names
 
 
 def shard_spec(text) -> tuple:
@@ -114,6 +123,8 @@ GATE = (
     Option(("--gate-drop-interval",), "gate the INT8 drop on the upper bound of its bootstrap interval over images", flag=True),
     Option(("--no-fp32-cache",), "evaluate FP32 again even where an FP32 evaluation of the same graph, weights, images, "
            "setting and environment is cached", flag=True),
+    Option(("--peer",), "also gate every model exported to ONNX on these runtimes (onnxruntime,openvino), in the peer "
+           "environment `segcheck peer install` makes (default: each model's configured peer)", peer_names, metavar="NAMES"),
 )
 
 

@@ -18,15 +18,16 @@ from ..errors import SegcheckError
 from ..strict import Reader
 from . import isa
 from .networks import Network, check_name
-from .recipes import CALIB_MODES, CONVENTIONS, DEFAULT_TIER, QUANTIZED_DTYPES, TIERS
+from .recipes import CALIB_MODES, CONVENTIONS, DEFAULT_TIER, PEERS, QUANTIZED_DTYPES, TIERS
 
 CONFIG_FILE = "segcheck.toml"
 TOP_KEYS = ("baselines", "tier", "metric_convention", "isa", "models")
-MODEL_KEYS = ("name", "network", "model", "backbone", "export", "weights", "dataset", "int8", "tolerances", "min_speedup")
+MODEL_KEYS = ("name", "network", "model", "backbone", "export", "weights", "dataset", "int8", "tolerances", "min_speedup", "peer")
 DATASET_KEYS = ("name", "root", "split", "crop_size", "base_size", "num_images")
 INT8_KEYS = ("export", "mode", "dtype", "batches", "batch_size", "split", "exclude")
 TOLERANCE_KEYS = ("pixacc_points", "miou_points", "int8_drop_pixacc_points", "int8_drop_miou_points",
-                  "int8_drop_class_iou_points", "class_min_pixels", "range_rtol", "sqnr_drop_db", "sqnr_floor_db")
+                  "int8_drop_class_iou_points", "class_min_pixels", "range_rtol", "sqnr_drop_db", "sqnr_floor_db",
+                  "peer_agreement_pct")
 # [int8] keys -> CalibRecipe fields
 RECIPE_FIELDS = {"mode": "mode", "dtype": "dtype", "batches": "num_batches", "batch_size": "batch_size", "split": "split", "exclude": "exclude"}
 STORE = "store"
@@ -58,6 +59,7 @@ class ModelEntry:
     recipe: dict = field(default_factory=dict)  # CalibRecipe fields given
     tolerances: dict = field(default_factory=dict)
     min_speedup: dict = field(default_factory=dict)  # ISA -> minimum INT8 / FP32 speed-up
+    peers: tuple = ()  # runtimes (PEERS) it is also gated on
 
 
 @dataclass(frozen=True)
@@ -181,13 +183,18 @@ class _Loader:
             check_name(self.read.string(name, f"{key}.name"))
         except SegcheckError as err:
             self.read.fail(f"{key}.name", str(err))
+        if name.rpartition("+")[2] in PEERS and "+" in name:
+            self.read.fail(f"{key}.name", f"{name!r} ends like a peer runtime's row (<model>+<runtime>); rename the model")
         int8_export, recipe = self.int8(doc.get("int8", {}), f"{key}.int8", network)
         tol = self.read.obj(doc.get("tolerances", {}), f"{key}.tolerances", (), TOLERANCE_KEYS)
         tolerances = {k: self.read.number(v, f"{key}.tolerances.{k}", 0.0, 1e9 if k == "class_min_pixels" else 100.0)
                       for k, v in tol.items()}
         speed = self.read.obj(doc.get("min_speedup", {}), f"{key}.min_speedup", (), isa.KEYS)
-        min_speedup = {isa: self.read.number(v, f"{key}.min_speedup.{isa}", 0.0, 1000.0) for isa, v in speed.items()}
-        return ModelEntry(name, network, weights, data, int8_export, recipe, tolerances, min_speedup)
+        min_speedup = {level: self.read.number(v, f"{key}.min_speedup.{level}", 0.0, 1000.0) for level, v in speed.items()}
+        peers = self.read.strings(doc.get("peer", []), f"{key}.peer")
+        for i, peer in enumerate(peers):
+            self.read.string(peer, f"{key}.peer[{i}]", PEERS)
+        return ModelEntry(name, network, weights, data, int8_export, recipe, tolerances, min_speedup, peers)
 
     def network(self, doc, key: str) -> Network:
         given = [k for k in ("network", "model", "export") if k in doc]

@@ -65,6 +65,7 @@ class RunConfig:
     mxnet_home: Path = field(default_factory=mxnet_home)
     skip_bad: bool = False
     fp32_cache: bool = True  # FP32 evaluations read from the cache where the key matches (measure.fp32_cache)
+    peers: tuple | None = None  # --peer: the peer runtimes of every model (None: each model's configured ones)
     fit: FitRecipe = field(default_factory=FitRecipe)
     synthetic: SyntheticSpec = field(default_factory=SyntheticSpec)
 
@@ -87,7 +88,7 @@ class RunConfig:
             calib={f: getattr(options, o) for f, o in CALIB_OPTIONS.items() if getattr(options, o) is not None},
             roots={key: Path(getattr(options, dest)).expanduser() for dest, key in ROOTS.items() if getattr(options, dest)},
             cache_dir=Path(cache).expanduser() if cache else default_dir(), skip_bad=bool(options.skip_bad),
-            fp32_cache=not options.no_fp32_cache,
+            fp32_cache=not options.no_fp32_cache, peers=options.peer,
         )
 
     def with_(self, **changes) -> "RunConfig":
@@ -124,6 +125,7 @@ class ModelConfig:
     run: RunConfig
     tolerances: dict = field(default_factory=dict)
     min_speedup: dict = field(default_factory=dict)
+    peers: tuple = ()  # the peer runtimes it is also gated on (--peer, else its configuration's peer)
 
     @property
     def tier(self) -> str:
@@ -187,6 +189,7 @@ def configure(entry: ModelEntry, run: RunConfig, weights: Weights, root: Path | 
         num_images=run.num_images or entry.data.num_images or defaults["num_images"],
         calib=_recipe(entry, run), int8_export=entry.int8_export, run=run,
         tolerances=entry.tolerances, min_speedup=entry.min_speedup,
+        peers=run.peers if run.peers is not None else entry.peers,
     )
 
 

@@ -28,7 +28,7 @@ ROW_KEYS = ("fp32_latency_ms", "s8_latency_ms", "fp32_pixacc", "fp32_miou", "s8_
 TOLERANCE_KEYS = ("pixacc_points", "miou_points", "int8_drop_pixacc_points", "int8_drop_miou_points")
 # Tolerances of the finer checks, optional in the file (these defaults apply where absent).
 FINE_TOLERANCES = {"int8_drop_class_iou_points": 5.0, "class_min_pixels": 1000.0, "range_rtol": 1e-4,
-                   "sqnr_drop_db": 3.0, "sqnr_floor_db": 8.0}
+                   "sqnr_drop_db": 3.0, "sqnr_floor_db": 8.0, "peer_agreement_pct": 99.5}
 # How a recorded environment differs from this run's, nearest first: the same, another ISA key, another MXNet or
 # oneDNN (whatever the ISA). A comparison across environments uses that tier's tolerances for what moves with the
 # environment: the accuracy against the row, calibrated ranges and per-layer SQNR against the golden records.
@@ -74,6 +74,7 @@ class Tolerances:
     range_rtol: float = FINE_TOLERANCES["range_rtol"]  # calibrated ranges, relative to the golden table
     sqnr_drop_db: float = FINE_TOLERANCES["sqnr_drop_db"]  # a layer's SQNR below its golden value
     sqnr_floor_db: float = FINE_TOLERANCES["sqnr_floor_db"]  # any layer's SQNR, golden or not
+    peer_agreement_pct: float = FINE_TOLERANCES["peer_agreement_pct"]  # a peer's FP32 argmax equal to MXNet's, % of pixels
 
     def with_(self, overrides: dict) -> "Tolerances":
         """These tolerances with a model's own (from its configuration) in place."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..config.recipes import PEERS
+
 PASS, FAIL, IMPROVED, SKIP, ERROR, CHANGED, XFAIL = "PASS", "FAIL", "IMPROVED", "SKIP", "ERROR", "CHANGED", "XFAIL"
 FAILING = (FAIL, IMPROVED, ERROR)
 PRECISIONS = ("fp32", "int8")
@@ -45,9 +47,14 @@ SEGMENTS = GateCheck("segments", "test_seeded_fp32_model_really_segments", ("fp3
 DEPLOY = GateCheck("deploy", "test_deploy_round_trip")
 LATENCY = GateCheck("latency", "test_latency", PRECISIONS)
 SPEEDUP = GateCheck("speedup", "test_int8_speedup")
+# A peer runtime's checks, judged on its own row of results ("<model>+<runtime>")
+PEER_AGREEMENT = GateCheck("agreement", "test_peer_fp32_agrees_with_mxnet", ("fp32",))
+PEER_ACCURACY = GateCheck("peer-accuracy", "test_peer_accuracy", PRECISIONS)
+PEER_DROP = GateCheck("peer-drop", "test_peer_int8_drop", ("int8",))
 
 # In this order a model's status names its first failing check.
-CHECKS = (ACCURACY, DROP, CLASS_DROP, INT8_GRAPH, RANGES, LAYERS, DIGEST, FP32_GRAPH, SEGMENTS, DEPLOY, LATENCY, SPEEDUP)
+CHECKS = (ACCURACY, DROP, CLASS_DROP, INT8_GRAPH, RANGES, LAYERS, DIGEST, FP32_GRAPH, SEGMENTS, DEPLOY, LATENCY, SPEEDUP,
+          PEER_AGREEMENT, PEER_ACCURACY, PEER_DROP)
 CHECK_ORDER = tuple(name for check in CHECKS for name in check.names())
 BY_TEST = {check.test: check for check in CHECKS}
 
@@ -56,6 +63,17 @@ def of_test(function: str, precision: str | None = None) -> str | None:
     """The check a shipped test stands for (test_accuracy, 'int8' -> int8-accuracy); None for any other test."""
     check = BY_TEST.get(function)
     return check.name(precision) if check else None
+
+
+def peer_row(model: str, runtime: str) -> str:
+    """The name a model gated on a peer runtime goes by in results and baseline rows."""
+    return f"{model}+{runtime}"
+
+
+def of_peer_row(name: str) -> tuple:
+    """(model, runtime) of a peer's row name, (name, None) for a model's own."""
+    model, plus, runtime = name.rpartition("+")
+    return (model, runtime) if plus and runtime in PEERS else (name, None)
 
 
 def of_test_id(test_id: str) -> str | None:

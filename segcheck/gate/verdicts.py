@@ -192,3 +192,17 @@ def class_drop(what: str, fp32: Scores, int8: Scores, labelled, classes: tuple, 
                              f"{shown}{note}")
     worst = f"largest drop {classes[drops[0][1]]} {drops[0][0]:+.2f}" if drops else "no class judged"
     return Verdict(PASS, f"{what}: no class fell more than {tol.int8_drop_class_iou_points:g} points ({worst}){note}")
+
+
+def agreement(what: str, equal: np.ndarray, minimum_pct: float, ids: tuple) -> Verdict:
+    """A peer runtime's FP32 argmax against MXNet's on the same images (`equal`: images x pixels, True where they
+    agree): at least `minimum_pct` percent of the pixels, or the export changed the network; the images that
+    disagree most are named."""
+    share = 100.0 * float(equal.mean())
+    per_image = 100.0 * equal.reshape(len(equal), -1).mean(axis=1)
+    worst = ", ".join(f"{ids[i]} {per_image[i]:.1f}%" for i in np.argsort(per_image)[:3] if per_image[i] < 100.0)
+    figures = f"FP32 predictions equal to MXNet's on {share:.3f}% of the pixels of {len(equal)} images"
+    if share < minimum_pct:
+        return Verdict(FAIL, f"{what}: the exported network does not compute what MXNet's does: {figures}, below "
+                             f"{minimum_pct:g}%; least alike: {worst}")
+    return Verdict(PASS, f"{what}: {figures} (at least {minimum_pct:g}%)" + (f"; least alike: {worst}" if worst else ""))

@@ -7,18 +7,22 @@ run goes on. A crash is remembered, so the case's other checks fail with it at o
 
 from __future__ import annotations
 
+import tempfile
 from functools import cached_property
+from pathlib import Path
 
-from ..config.run import ModelConfig
+from ..config.recipes import PEERS
+from ..config.run import ModelConfig, tier_defaults
 from ..data import loaders
-from ..errors import MissingResource
+from ..errors import MissingResource, SegcheckError
 from ..models import export, pipeline
-from . import fp32_cache, guard, layers
+from . import fp32_cache, guard, layers, peers
 from .evaluate import Evaluation, evaluate
 
 LAYER_IMAGES = 2  # the fixed images (the split's first) per-layer error is measured on
 # What a case makes, each once, by name: a plugin may hand any of them over (pytest_segcheck_reuse).
-PARTS = ("fp32", "int8", "val", "fp32_symbol", "localisation", "fp32-evaluation", "int8-evaluation")
+PARTS = ("fp32", "int8", "val", "fp32_symbol", "localisation", "fp32-evaluation", "int8-evaluation", "onnx",
+         *(f"peer-{runtime}" for runtime in PEERS))
 
 
 class ModelCase:
@@ -52,6 +56,8 @@ class ModelCase:
             raise ValueError(f"unknown part {part!r}; a case makes {', '.join(PARTS)}")
         if part.endswith("-evaluation"):
             return self.evaluation(part.partition("-")[0])
+        if part.startswith("peer-"):
+            return self.peer(part.partition("-")[2])
         return getattr(self, part)
 
     def _part(self, part: str, make):
@@ -136,6 +142,52 @@ class ModelCase:
             return self._isolated("per-layer comparison", lambda: layers.localise(fp32, int8, images))
 
         return self._part("localisation", compare)
+
+    def _asked(self, hook: str, **arguments):
+        """A plugin's answer to segcheck's hook `hook` about this case, or None."""
+        return getattr(self._hooks, hook)(case=self, **arguments) if self._hooks else None
+
+    @property
+    def onnx(self) -> Path:
+        """The FP32 network exported to ONNX for the peer runtimes (from the cache; a network a plugin replaced is
+        exported afresh into a folder of its own)."""
+        def export():
+            from ..models import onnx_export  # mx2onnx loads only where a peer is gated
+
+            net = pipeline.fp32_net(self.config, fused=False)
+            replaced = self._asked("pytest_segcheck_peer_network", net=net)
+            if replaced is None:
+                return pipeline.onnx_model(self.config, net)
+            return onnx_export.export(replaced, self.config.crop_size, Path(tempfile.mkdtemp(prefix="segcheck-onnx-")) / "model.onnx")
+
+        return self._remembered("onnx", export)
+
+    def peer(self, runtime: str) -> peers.PeerRun:
+        """This case's network exported to ONNX and gated on `runtime`: FP32, and INT8 from the runtime's own quantizer
+        calibrated on the images MXNet calibrates on (the tier's recipe where this model calibrates none), over the
+        images this case evaluates. A failed export or peer run is remembered: the peer's other checks fail with it."""
+        def gate():
+            recipe = self.config.calib
+            if recipe is None or recipe.mode == "none":
+                recipe = tier_defaults(self.config.tier)["calib"]
+            source, images = pipeline.calibration_images(self.config, recipe)
+            batches = [x for x, _, _ in loaders.batches(source, range(len(images.ids)), recipe.batch_size)]
+            batches = self._asked("pytest_segcheck_peer_calibration", batches=batches) or batches
+            indices = loaders.shard(loaders.first(self.val, self.config.num_images), self.config.run.shard)
+            return peers.gate_run(runtime, self.onnx, self.val, indices, batches, self.config.run.cache_dir)
+
+        return self._remembered(f"peer-{runtime}", gate)
+
+    def _remembered(self, part: str, make):
+        """A part whose failure (an export, a peer run) is raised again for every later call instead of made again."""
+        if part in self._crashes:
+            raise self._crashes[part]
+        try:
+            return self._part(part, make)
+        except SegcheckError as err:
+            if not isinstance(err, MissingResource):
+                self._crashes[part] = err
+            raise
 
     @cached_property
     def whole(self) -> loaders.Subset:

@@ -146,6 +146,21 @@ def fp32_graph(mc: ModelConfig, folder: Path) -> Path:
     return export.export(net, Path(folder) / "fp32")[0].parent / "fp32"
 
 
+def onnx_model(mc: ModelConfig, net) -> Path:
+    """The FP32 network `net` (unfused, as built for `mc`) exported to ONNX for the peer runtimes, once per weights,
+    crop and versions (the cache)."""
+    from . import onnx_export
+
+    _, fp32_digest = fp32_weights(mc)
+    fields = {"model": mc.network.name, "fp32": fp32_digest, "crop": mc.crop_size, "base": mc.base_size,
+              "versions": cache.versions(), "exporter": onnx_export.FORMAT, "onnx": onnx_export.onnx_version()}
+
+    def make(folder: Path) -> None:
+        onnx_export.export(net, mc.crop_size, folder / "model.onnx")
+
+    return cache.get_or_build(mc.run.cache_dir, "onnx", fields, make).file("model.onnx")
+
+
 def conv_count(mc: ModelConfig) -> int:
     """Convolutions of the FP32 network as built or exported, before any fusion."""
     if mc.network.export is not None:

@@ -19,6 +19,7 @@ SESSION = pytest.StashKey["SegcheckSession"]()
 SUITE = Path(__file__).resolve().parent / "suite"
 MARKERS = {
     "fp32": "FP32 (fused oneDNN) model cases", "int8": "INT8 model cases", "bench": "latency benchmarks (pytest-benchmark)",
+    "peer": "the models exported to ONNX and gated on a peer runtime (--peer; segcheck peer install)",
     "real": "configured weights and data (the real tier)", "synthetic": "seeded models on generated data (the synthetic tier)",
 }
 
@@ -106,7 +107,9 @@ def pytest_generate_tests(metafunc):
     session = _session(metafunc.config)
     if session is None or Path(metafunc.module.__file__).resolve().parent != SUITE:
         return
-    if "case" in metafunc.fixturenames:
+    if "peer" in metafunc.fixturenames:
+        metafunc.parametrize(("case", "peer"), session.peer_pairs(), indirect=["case"], scope="session")
+    elif "case" in metafunc.fixturenames:
         metafunc.parametrize("case", session.params(), indirect=True, scope="session")
     if "precision" in metafunc.fixturenames:
         metafunc.parametrize("precision", [pytest.param(p, id=p, marks=getattr(pytest.mark, p)) for p in ("fp32", "int8")])

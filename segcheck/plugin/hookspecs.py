@@ -20,3 +20,14 @@ def pytest_segcheck_model(case, precision, model):
 @pytest.hookspec(firstresult=True)
 def pytest_segcheck_calibration_recipe(case, recipe):
     """The calibration recipe (config.recipes.CalibRecipe) `case` is about to calibrate with: return another, or None."""
+
+
+@pytest.hookspec(firstresult=True)
+def pytest_segcheck_peer_network(case, net):
+    """The FP32 network (unfused, with its weights) `case` is about to export to ONNX for the peer runtimes: return a
+    network to export instead (exported afresh, never cached), or None."""
+
+
+@pytest.hookspec(firstresult=True)
+def pytest_segcheck_peer_calibration(case, batches):
+    """The calibration image batches (B x 3 x H x W) about to go to a peer's own quantizer: return others, or None."""

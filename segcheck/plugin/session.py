@@ -19,8 +19,8 @@ from ..config.run import ModelConfig, RunConfig, resolve_all
 from ..data.kinds import DATASETS
 from ..errors import MissingResource, SegcheckError
 from ..gate import baselines, golden
-from ..gate.checks import ERROR, FAIL, FAILING, PASS, SKIP, XFAIL, Check, of_test
-from ..measure import environment, latency
+from ..gate.checks import ERROR, FAIL, FAILING, PASS, SKIP, XFAIL, Check, of_peer_row, of_test, peer_row
+from ..measure import environment, latency, peers
 from ..measure.cases import ModelCase
 from ..results import chart, report
 from ..results.records import RunResults
@@ -108,6 +108,8 @@ class SegcheckSession:
         return [pytest.param(name, id=name, marks=[getattr(pytest.mark, m) for m in self._marks(name)]) for name in self.models]
 
     def unavailable(self, err: MissingResource):
+        if isinstance(err, peers.PeerMissing) and self.run.peers is not None:
+            pytest.fail(f"--peer: {err}", pytrace=False)
         if self.options.require_real:
             pytest.fail(f"--require-real: {err}", pytrace=False)
         pytest.skip(str(err))
@@ -144,8 +146,25 @@ class SegcheckSession:
         per_isa = self.tier.min_speedup.get(isa, {})
         return per_isa.get(mc.name, per_isa.get(mc.arch))
 
-    def baseline(self, case: ModelCase) -> baselines.Lookup:
-        return self.table.lookup(self.run.tier, case.name, self.environment.key(), case.config.setting())
+    def baseline(self, case: ModelCase, row: str | None = None) -> baselines.Lookup:
+        """The baseline row of `case` (or of its row `row`, a peer's) for this tier, setting and environment."""
+        setting = case.config.setting() if row is None else self.peer_setting(case)
+        return self.table.lookup(self.run.tier, row or case.name, self.environment.key(), setting)
+
+    @staticmethod
+    def peer_setting(case: ModelCase) -> dict:
+        """The setting of a peer's row: the case's, and the pins of the peer environment (other pins, other rows)."""
+        return {**case.config.setting(), "peer_pins": peers.requirements_digest()[:16]}
+
+    def peer_pairs(self) -> list:
+        """(model, runtime) params of the peer tests: each model with the runtimes --peer or its configuration names."""
+        pairs = [pytest.param(name, runtime, id=f"{name}-{runtime}",
+                              marks=[getattr(pytest.mark, m) for m in self._marks(name)])
+                 for name, mc in self.models.items() if not isinstance(mc, MissingResource) for runtime in mc.peers]
+        if pairs:
+            return pairs
+        reason = "no model is gated on a peer runtime: give --peer onnxruntime,openvino or a model's peer key"
+        return [pytest.param(None, None, id="no-peer", marks=pytest.mark.skip(reason=reason))]
 
     def shard_of(self, case: ModelCase, evaluation) -> dict | None:
         """What a shard evaluated, and of what whole, for `segcheck merge` to check the shards fit together."""
@@ -181,9 +200,11 @@ class SegcheckSession:
     # ---- what tests report
 
     @staticmethod
-    def record(request, case: ModelCase, **payload) -> None:
-        """Attach figures of `case` to this test's report: the results are built from reports only."""
-        request.node.user_properties.append((RECORD, {"model": case.name, **payload}))
+    def record(request, case: ModelCase | str, **payload) -> None:
+        """Attach figures of `case` (or of the results row named so, a peer's) to this test's report: the results are
+        built from reports only."""
+        name = case if isinstance(case, str) else case.name
+        request.node.user_properties.append((RECORD, {"model": name, **payload}))
 
     @staticmethod
     def judge(request, verdict: Check) -> None:
@@ -206,8 +227,9 @@ class SegcheckSession:
         for item in items:
             params = getattr(getattr(item, "callspec", None), "params", {})
             check = of_test(getattr(item, "originalname", ""), params.get("precision"))
-            if check and "case" in params:
-                item.user_properties.append((IDENTITY, {"model": params["case"], "check": check}))
+            if check and params.get("case") is not None:
+                model = peer_row(params["case"], params["peer"]) if "peer" in params else params["case"]
+                item.user_properties.append((IDENTITY, {"model": model, "check": check}))
                 if "benchmark" in item.fixturenames:
                     item.add_marker(timing)
 
@@ -267,7 +289,9 @@ class SegcheckSession:
         key, provenance = self.environment.key(), self.environment.provenance()
         diff = baselines.record(self.table.path, self.run.tier, key, rows.groups, template, provenance) if rows.groups else ""
         self.lines += (diff or f"{self.table.path} already holds these rows\n").splitlines()
-        records = [(setting, {name: report.golden_of(self.results.models[name]) for name in named}) for setting, named in rows.groups]
+        records = [(setting, {name: report.golden_of(self.results.models[name]) for name in named
+                              if of_peer_row(name)[1] is None}) for setting, named in rows.groups]  # a peer has none
+        records = [(setting, named) for setting, named in records if named]
         written = golden.record(self.table.path, self.run.tier, key, records, provenance) if records else None
         if written:
             self.lines.append(f"golden records (calibration table, per-layer SQNR, digests, per-class IoU): {written}")

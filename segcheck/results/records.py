@@ -56,6 +56,7 @@ class ModelResult:
     ranges_moved: list = field(default_factory=list)  # layers whose calibrated range moved, in graph order
     layers_ranked: list = field(default_factory=list)  # layers the per-layer check names, worst own fall first
     min_speedup: float | None = None  # the speed-up gate's minimum for this ISA, where one is recorded
+    agreement_pct: float | None = None  # a peer's row: its FP32 argmax equal to MXNet's, percent of the pixels compared
     checks: dict = field(default_factory=dict)  # check name -> Check
 
     def figures(self, precision: str) -> Figures:
@@ -104,7 +105,7 @@ class RunResults:
                 setattr(result.figures(precision), key, value)
         for key in ("subset", "setting", "int8_share", "int8_source", "baseline", "reference", "accuracy_tolerances", "classes",
                     "tolerances", "min_speedup", "shard",
-                    "ranges", "layers", "flip", "drop_interval", "baseline_class_iou", "ranges_moved", "layers_ranked"):
+                    "ranges", "layers", "flip", "drop_interval", "baseline_class_iou", "ranges_moved", "layers_ranked", "agreement_pct"):
             if key in payload:
                 setattr(result, key, payload[key])
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from .. import atomic
 from ..errors import SegcheckError
 from ..gate.baselines import ROW_KEYS, Row
-from ..gate.checks import CHANGED, FAILING, SEED_PREFIX
+from ..gate.checks import CHANGED, FAILING, SEED_PREFIX, of_peer_row
 from ..gate.golden import Golden
 from .records import FORMAT, RunResults
 
@@ -72,6 +72,33 @@ def rows(results: RunResults) -> list:
     return table
 
 
+PEER_HEADER = ("model", "runtime", "fp32 latency(ms)", "s8 latency(ms)", "s8 vs MXNet s8", "fp32 mIoU", "s8 mIoU",
+               "s8 drop (mIoU)", "fp32 agreement", "status")
+
+
+def peer_rows(results: RunResults) -> list:
+    """Each model beside its peer runtimes (rows named "<model>+<runtime>"): latency, accuracy, the INT8 drop, and
+    how much of MXNet's FP32 prediction the peer's FP32 reproduces."""
+    runtimes = {}
+    for name in results.models:
+        model, runtime = of_peer_row(name)
+        if runtime:
+            runtimes.setdefault(model, []).append(name)
+    table = []
+    for model, names in sorted(runtimes.items()):
+        mxnet = results.models.get(model)
+        for name in ([model] if mxnet else []) + sorted(names):
+            m = results.models[name]
+            drop = m.int8.miou - m.fp32.miou if m.int8.miou is not None and m.fp32.miou is not None else None
+            versus = f"{m.int8.latency_ms / mxnet.int8.latency_ms:.2f}x" if (
+                mxnet and m.int8.latency_ms and mxnet.int8.latency_ms) else "-"
+            agreement = "-" if m.agreement_pct is None else f"{m.agreement_pct:.2f}%"
+            table.append((model, of_peer_row(name)[1] or "mxnet", _cell(m.fp32.latency_ms), _cell(m.int8.latency_ms),
+                          versus, _cell(m.fp32.miou), _cell(m.int8.miou), "-" if drop is None else f"{drop:+.2f}", agreement,
+                          m.status()))
+    return table
+
+
 def _fmt(d: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in d.items())
 
@@ -114,6 +141,11 @@ def markdown(results: RunResults) -> str:
         for check, c in sorted(m.checks.items())
         if c.status in FAILING + (CHANGED,)
     ]
+    peers = peer_rows(results)
+    if peers:
+        lines += ["", "peer runtimes beside MXNet (s8 vs MXNet s8: the INT8 latency over MXNet's; fp32 agreement: "
+                      "pixels whose FP32 prediction equals MXNet's)",
+                  " | ".join(PEER_HEADER), " | ".join("--" for _ in PEER_HEADER), *(" | ".join(r) for r in peers)]
     return "\n".join(lines + [""] + notes + ([""] + failing if failing else [])) + "\n"
 
 

@@ -1,7 +1,7 @@
 """Injects one realistic regression into a pytest run of the gate.
 
 Faults at segcheck's seams step in through its hooks (plugin.hookspecs): a built model replaced, a calibration recipe
-changed. Two faults live below: a bug in segcheck's own metric code and a oneDNN abort, patched in for the run and
+changed, the network exported to the peers or their calibration images replaced. Two faults live below: a bug in segcheck's own metric code and a oneDNN abort, patched in for the run and
 taken out after. Used by the self-tests (tests/test_selfcheck.py) as a plugin object of an in-process run, or by hand:
     SEGCHECK_FAULT=ranges-shrunk PYTHONPATH=tests/plugins python -m pytest -p faults ...
 """
@@ -79,6 +79,26 @@ class Fp32WeightsPerturbed:
         return build.fuse(net, mc.crop_size)
 
 
+class PeerExportWeightChanged:
+    """One weight of the network exported to ONNX changed (the head's 3x3 convolution, noise of its own scale), as an
+    export that mangles a tensor would: the peers run another network than MXNet's."""
+
+    def pytest_segcheck_peer_network(self, case, net):
+        weight = net.head.block[0].weight
+        values = weight.data().asnumpy()
+        noise = np.random.default_rng(0).normal(0.0, values.std(), size=values.shape).astype(values.dtype)
+        weight.set_data(mx.nd.array(values + noise))
+        return net
+
+
+class PeerCalibratedOnConstantImages:
+    """The peers' own quantizers calibrated on constant (all-zero, the normalised mean) images instead of real ones:
+    every activation range is the biases' alone."""
+
+    def pytest_segcheck_peer_calibration(self, case, batches):
+        return [np.zeros(b.shape, dtype=np.float32) for b in batches]
+
+
 class _Slowed:
     """An INT8 forward that does its work four times over, as when INT8 kernels fall back to a slow path.
 
@@ -153,6 +173,8 @@ FAULTS = {
     "int8-slowed": Int8Slowed,
     "ignore-label-counted": lambda: Patched(_ignore_label_counted),
     "backend-abort": lambda: Patched(_backend_abort),
+    "peer-export-weight-changed": PeerExportWeightChanged,
+    "peer-calibrated-on-constant-images": PeerCalibratedOnConstantImages,
 }
 
 

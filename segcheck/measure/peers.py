@@ -1,0 +1,284 @@
+"""The peer runtimes (ONNX Runtime, OpenVINO) from segcheck's side: their virtualenv, and runs of peer_runner.py in it.
+
+The peers need numpy >= 1.24, which mxnet 1.9.1 cannot import, so they never load into this process: segcheck
+writes images and a request to files, runs peer_runner.py with the peer interpreter, and reads its answer file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .. import atomic
+from ..data import loaders
+from ..errors import MissingResource, SegcheckError
+from .environment import threads
+from .latency import PRECISION
+
+ENV_VARIABLE = "SEGCHECK_PEER_ENV"
+INSTALL_COMMAND = "segcheck peer install"
+RUNNER = Path(__file__).with_name("peer_runner.py")
+REQUIREMENTS = Path(__file__).with_name("peer-requirements.txt")  # the peer environment's pins, shipped in the package
+MARKER = "segcheck-peer.json"  # written last by install(): a folder without it is no peer environment
+BUILDING = "segcheck-peer.building"  # written first by install(): a folder with it is segcheck's to replace
+LATENCY = {"min_rounds": 5, "max_time_s": 1.0, "precision": PRECISION, "warmup": 1}
+CHECK = "import numpy, onnxruntime, onnxruntime.quantization, openvino; print(numpy.__version__)"
+CHECK_TIMEOUT_S = 120
+
+# what python_of found, by folder, for this process: importing the runtimes takes a second or two
+_FOUND: dict = {}
+
+
+class PeerCrash(SegcheckError):
+    """The peer runner died (a signal, a time-out) or exited without writing its answer."""
+
+
+def environment_folder(cache_dir) -> Path:
+    """Where the peer virtualenv lives: $SEGCHECK_PEER_ENV, else <cache_dir>/peer-env."""
+    chosen = os.environ.get(ENV_VARIABLE)
+    return Path(chosen).expanduser() if chosen else Path(cache_dir) / "peer-env"
+
+
+def interpreter(folder: Path) -> Path:
+    """The virtualenv's own python."""
+    return Path(folder) / "bin" / "python"
+
+
+def requirements_file() -> Path:
+    """The pinned requirements of the peer environment."""
+    if not REQUIREMENTS.is_file():
+        raise SegcheckError(f"{REQUIREMENTS}: the peer requirements are missing from this segcheck installation; "
+                            "reinstall segcheck (pip install -e . from its repository)")
+    return REQUIREMENTS
+
+
+def requirements_digest() -> str:
+    """sha256 of the pinned requirements' package lines, so that an environment built from other pins is stale."""
+    lines = [line.strip() for line in requirements_file().read_text().splitlines()]
+    return hashlib.sha256("\n".join(line for line in lines if line and not line.startswith("#")).encode()).hexdigest()
+
+
+def python_of(folder) -> Path | None:
+    """The peer interpreter in `folder` when install() finished it for the current pins and it imports the
+    runtimes (checked once per process, in a subprocess), else None."""
+    folder = Path(folder).expanduser().resolve()
+    if folder not in _FOUND:
+        _FOUND[folder] = _check(folder)
+    return _FOUND[folder]
+
+
+def _check(folder: Path) -> Path | None:
+    python = interpreter(folder)
+    try:
+        marker = json.loads((folder / MARKER).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(marker, dict) or marker.get("requirements") != requirements_digest() or not python.exists():
+        return None
+    try:
+        done = subprocess.run([str(python), "-I", "-c", CHECK], capture_output=True, text=True, timeout=CHECK_TIMEOUT_S,
+                              env=_peer_env())
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return python if done.returncode == 0 else None
+
+
+def missing_message(folder) -> str:
+    """Why a test or command cannot run the peers, and the command that fixes it."""
+    return (f"no peer environment (ONNX Runtime, OpenVINO) at {folder}; create it with `{INSTALL_COMMAND}` "
+            f"(or point ${ENV_VARIABLE} at one)")
+
+
+def base_python() -> str:
+    """The interpreter to build the virtualenv with: this one's base interpreter (segcheck needs Python 3.11)."""
+    for candidate in (getattr(sys, "_base_executable", ""), shutil.which("python3.11"), sys.executable):
+        if candidate and Path(candidate).exists():
+            return str(candidate)
+    raise SegcheckError("no python3.11 to build the peer environment with; install Python 3.11")
+
+
+def _peer_env() -> dict:
+    """This process's environment without what would make the peer interpreter import this one's packages."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONSTARTUP")}
+    env["PYTHONNOUSERSITE"] = "1"
+    return env
+
+
+def install(folder, out=sys.stdout) -> Path:
+    """Create the peer virtualenv in `folder` from the pinned requirements and return its interpreter.
+
+    A half-made environment is never taken for a made one: the marker file that python_of looks for is written
+    last. Only a folder that is empty or that install() made is replaced; any other is left alone.
+    """
+    folder = Path(folder).expanduser().resolve()
+    requirements = requirements_file()
+    atomic.ensure_writable(folder.parent, f"choose another folder with ${ENV_VARIABLE}")
+    _FOUND.pop(folder, None)
+    if python_of(folder) is not None:
+        print(f"{folder}: the peer environment is already there (remove the folder to build it again)", file=out)
+        return interpreter(folder)
+    _FOUND.pop(folder, None)
+    if folder.exists():
+        ours = (folder / MARKER).is_file() or (folder / BUILDING).is_file()
+        if any(folder.iterdir()) and not ours:
+            raise SegcheckError(f"{folder}: exists and is not a peer environment that segcheck made, so it is not replaced; "
+                                f"choose another folder with ${ENV_VARIABLE} or empty it")
+        print(f"{folder}: removing the unfinished or outdated peer environment", file=out)
+        shutil.rmtree(folder)
+    folder.mkdir()
+    (folder / BUILDING).write_text(f"segcheck is building this peer environment: unfinished until {MARKER} exists\n")
+    steps = ([base_python(), "-m", "venv", str(folder)],
+             [str(interpreter(folder)), "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
+              "-r", str(requirements)])
+    for step in steps:
+        print(f"$ {' '.join(step)}", file=out)
+        done = subprocess.run(step, capture_output=True, text=True, env=_peer_env())
+        if done.returncode != 0:
+            lines = [line.strip() for line in (done.stderr + done.stdout).splitlines() if line.strip()]
+            errors = [line for line in lines if line.startswith("ERROR")] or lines or [f"exit status {done.returncode}"]
+            raise SegcheckError(f"{folder}: creating the peer environment failed at `{' '.join(step[:4])} ...` "
+                                f"({errors[-1]}); fix that and run `{INSTALL_COMMAND}` again")
+    atomic.write_json(folder / MARKER, {"requirements": requirements_digest(), "from": str(requirements)})
+    (folder / BUILDING).unlink()
+    python = python_of(folder)
+    if python is None:
+        raise SegcheckError(f"{folder}: the peer environment was installed but does not import its runtimes; "
+                            f"run `{interpreter(folder)} -c \"{CHECK}\"` to see why")
+    print(f"peer environment ready: {python}", file=out)
+    return python
+
+
+def write_images(path, batches) -> Path:
+    """Stack image batches (NDArrays or arrays, N x 3 x H x W, or single 3 x H x W images) into one float32 .npy, atomically."""
+    arrays = []
+    for batch in batches:
+        array = np.asarray(batch.asnumpy() if hasattr(batch, "asnumpy") else batch, dtype=np.float32)
+        arrays.append(array[None] if array.ndim == 3 else array)
+    if not arrays:
+        raise SegcheckError(f"{path}: no images to write")
+    shapes = {a.shape[1:] for a in arrays}
+    if any(a.ndim != 4 or a.shape[1] != 3 for a in arrays) or len(shapes) != 1:
+        raise SegcheckError(f"{path}: image batches must all be N x 3 x H x W of one size, got {sorted(shapes)}")
+    buffer = io.BytesIO()
+    np.save(buffer, np.concatenate(arrays), allow_pickle=False)
+    return atomic.write_bytes(path, buffer.getvalue())
+
+
+def _exit_status(code: int) -> str:
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit status {code}"
+
+
+def _last_line(log: Path) -> str:
+    try:
+        lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return ""
+    return lines[-1] if lines else ""
+
+
+def run(python, request: dict, timeout_s: float, runner=RUNNER) -> dict:
+    """Run the peer runner on `request` (written to <out>/request.json) with interpreter `python` and return its answer.
+
+    PeerCrash when the runner dies by a signal, outlives `timeout_s` or exits without an answer;
+    SegcheckError with the runner's own error line when it answers that it failed.
+    """
+    out = Path(request["out"])
+    what = f"{request.get('runtime', '?')} {request.get('precision', '?')}"
+    atomic.ensure_writable(out, "choose a writable folder for the peer's answer")
+    answer_file, log = out / "answer.json", out / "runner.log"
+    answer_file.unlink(missing_ok=True)
+    request_file = atomic.write_json(out / "request.json", {k: str(v) if isinstance(v, Path) else v for k, v in request.items()})
+    with open(log, "wb") as handle:
+        try:
+            done = subprocess.run([str(python), "-I", str(runner), str(request_file)], stdout=handle, stderr=subprocess.STDOUT,
+                                  stdin=subprocess.DEVNULL, env=_peer_env(), timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            raise PeerCrash(f"peer runner for {what} did not answer within {timeout_s:g} s and was killed; "
+                            f"its log is {log}") from None
+        except OSError as err:
+            raise PeerCrash(f"peer runner for {what} could not start with {python} ({err.strerror}); "
+                            f"recreate the peer environment with `{INSTALL_COMMAND}`") from None
+    try:
+        answer = json.loads(answer_file.read_text())
+    except (OSError, ValueError):
+        answer = None
+    if isinstance(answer, dict) and not answer.get("ok") and done.returncode >= 0:
+        raise SegcheckError(f"peer runner for {what} failed: {answer.get('error', 'no error given')}; its log is {log}")
+    if done.returncode != 0 or not isinstance(answer, dict):
+        last = _last_line(log)
+        when = "after answering" if isinstance(answer, dict) else "without an answer"
+        raise PeerCrash(f"peer runner for {what} {_exit_status(done.returncode)} {when}"
+                        f"{f' ({last})' if last else ''}; its log is {log}")
+    return answer
+
+
+AGREEMENT_IMAGES = 48  # the images whose FP32 predictions are compared with MXNet's, pixel by pixel
+
+
+class PeerMissing(MissingResource):
+    """No peer environment: the peer cases skip, naming the command that makes one."""
+
+
+@dataclass(frozen=True)
+class PeerRun:
+    """A model gated on a peer runtime: its FP32 and INT8 evaluations (by segcheck's own metrics, from the peer's
+    predictions), its latency answers, and what quantized it."""
+
+    runtime: str
+    evaluations: dict  # precision -> measure.evaluate.Evaluation
+    latency: dict  # precision -> {"rounds", "min_ms", "median_ms", "iqr_pct"}
+    quantizer: str
+    versions: dict
+    logits0: dict  # precision -> the first image's logits (C x H x W)
+    fp32_predictions: np.ndarray  # the FP32 argmax of the first AGREEMENT_IMAGES images, to compare with MXNet's
+
+
+def gate_run(runtime: str, onnx: Path, split, indices, calibration, cache_dir, timeout_s: float = 3600.0) -> PeerRun:
+    """The peer `runtime` on the exported model `onnx`: FP32 and INT8 (quantized by the peer's own tool on the
+    `calibration` image batches) over `split`'s samples at `indices`, their predictions judged here."""
+    from .evaluate import Accumulator
+
+    folder = environment_folder(cache_dir)
+    python = python_of(folder)
+    if python is None:
+        raise PeerMissing(missing_message(folder))
+    with tempfile.TemporaryDirectory(prefix=f"segcheck-peer-{runtime}-") as tmp:
+        images = Path(tmp) / "eval.npy"  # written image by image: the real tier's val split does not fit in memory twice
+        array = np.lib.format.open_memmap(images, mode="w+", dtype=np.float32,
+                                          shape=(len(indices), 3, split.crop_size, split.crop_size))
+        labels, ids = [], []
+        for i, (x, y, batch_ids) in enumerate(loaders.batches(split, indices, 1)):
+            array[i] = x.asnumpy()[0]
+            labels.append(y[0].astype(np.int16))  # labels are -1, 0..254, 255: int16 holds them in a quarter of int64
+            ids.extend(batch_ids)
+        array.flush()
+        del array
+        calib = write_images(Path(tmp) / "calib.npy", calibration)
+        evaluations, latency, logits, answers, first = {}, {}, {}, {}, None
+        for precision in ("fp32", "int8"):
+            answer = run(python, {"onnx": onnx, "runtime": runtime, "precision": precision, "eval": images, "calib": calib,
+                                  "latency": LATENCY, "threads": threads(), "out": Path(tmp) / precision}, timeout_s)
+            acc, predictions = Accumulator(split.num_classes, split.split), np.load(answer["predictions"])
+            first = predictions[:AGREEMENT_IMAGES].copy() if precision == "fp32" else first
+            for pred, label, image_id in zip(predictions, labels, ids):
+                acc.add(pred.astype(np.int64), label.astype(np.int64), image_id)
+            evaluations[precision], latency[precision] = acc.evaluation([]), answer["latency"]
+            logits[precision], answers[precision] = np.load(answer["logits0"]), answer
+    return PeerRun(runtime, evaluations, latency, answers["int8"].get("quantizer", "?"), answers["int8"].get("versions", {}),
+                   logits, first)

@@ -1,0 +1,245 @@
+"""The peer runtimes: the FP32 network exported to ONNX (models.onnx_export) and run by ONNX Runtime and OpenVINO in
+their own virtualenv (measure.peers, measure.peer_runner), in FP32 against MXNet's output and in INT8, and every way
+a peer run can fail, each one clear error. Tests that run the peers skip without the peer environment."""
+
+import io
+import json
+import sys
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+from segcheck.cli import commands
+from segcheck.config.networks import Network
+from segcheck.config.recipes import PEERS
+from segcheck.config.run import default_dir
+from segcheck.errors import SegcheckError
+from segcheck.measure import peer_runner, peers
+from segcheck.models import build
+
+onnx_export = pytest.importorskip("segcheck.models.onnx_export", reason="this MXNet has no mx2onnx (mxnet.onnx); 1.9 has")
+
+FCN = Network.from_zoo("fcn_resnet50_voc")
+PSP = Network.from_parts("psp", "resnet50", "pascal_voc")
+CROP = 64
+PSP_CROP = 48  # 6x6 features: PSPNet's bins 1, 2, 3 and 6 all divide them (at 64 px the 8x8 features do not)
+EVAL_IMAGES = 3
+CALIB_IMAGES = 4
+QUICK = {"min_rounds": 3, "max_time_s": 0.3, "precision": 0.02, "warmup": 1}
+TIMEOUT_S = 300
+
+pytestmark = pytest.mark.peer
+
+
+def seeded_images(count: int, crop: int, seed: int) -> np.ndarray:
+    """Normalised-looking images from their own seeded generator: the same on every run, whatever ran before."""
+    return np.random.default_rng(seed).normal(0.0, 1.0, size=(count, 3, crop, crop)).astype(np.float32)
+
+
+def assert_close_to_scale(actual: np.ndarray, expected: np.ndarray, rel: float = 1e-4) -> None:
+    """Equal to within `rel` of the logits' magnitude: the runtimes sum in another order than oneDNN."""
+    scale = float(np.abs(expected).max())
+    worst = float(np.abs(actual - expected).max())
+    assert worst <= rel * scale, f"largest difference {worst:.3g} exceeds {rel:g} of the logits' magnitude {scale:.3g}"
+
+
+def agreement(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a == b).mean())
+
+
+def exported(network: Network, crop: int, folder, seed: int = 0):
+    """(ONNX path, MXNet FP32 logits of the eval images, eval images file) for `network` with random weights."""
+    net = build.build(network, crop)
+    build.random_weights(net, crop, seed=seed)
+    net.hybridize(static_alloc=True, static_shape=True)
+    images = seeded_images(EVAL_IMAGES, crop, seed=1)
+    logits = np.stack([build.logits(net, mx.nd.array(images[i:i + 1])).asnumpy()[0] for i in range(len(images))])
+    path = onnx_export.export(net, crop, folder / f"{network.name}-{crop}.onnx")
+    return path, logits, peers.write_images(folder / "eval.npy", [images])
+
+
+@pytest.fixture(scope="module")
+def peer_python():
+    folder = peers.environment_folder(default_dir())
+    python = peers.python_of(folder)
+    if python is None:
+        pytest.skip(peers.missing_message(folder))
+    return python
+
+
+@pytest.fixture(scope="module")
+def fcn(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("fcn")
+    path, logits, images = exported(FCN, CROP, folder)
+    calib = peers.write_images(folder / "calib.npy", [mx.nd.array(seeded_images(CALIB_IMAGES, CROP, seed=2))])
+    return {"onnx": path, "logits": logits, "eval": images, "calib": calib, "folder": folder}
+
+
+def request(model: dict, runtime: str, precision: str, **extra) -> dict:
+    out = model["folder"] / f"{runtime}-{precision}"
+    return dict({"onnx": str(model["onnx"]), "runtime": runtime, "precision": precision, "eval": str(model["eval"]),
+                 "calib": str(model.get("calib", "")), "latency": QUICK, "threads": 2, "out": str(out)}, **extra)
+
+
+def assert_latency(answer: dict) -> None:
+    timing = answer["latency"]
+    assert set(timing) == {"rounds", "min_ms", "median_ms", "iqr_pct"}
+    assert timing["rounds"] >= QUICK["min_rounds"] and 0 < timing["min_ms"] <= timing["median_ms"] and timing["iqr_pct"] >= 0
+
+
+@pytest.mark.parametrize("runtime", PEERS)
+def test_fp32_peer_matches_mxnet(peer_python, fcn, runtime):
+    answer = peers.run(peer_python, request(fcn, runtime, "fp32"), TIMEOUT_S)
+    assert answer["ok"] and answer["runtime"] == runtime and answer["quantizer"] == "none" and runtime in answer["versions"]
+    if runtime == "openvino":
+        assert answer["settings"]["INFERENCE_PRECISION_HINT"] == "f32"
+    predictions = np.load(answer["predictions"])
+    assert predictions.shape == (EVAL_IMAGES, CROP, CROP) and predictions.dtype == np.uint8
+    assert agreement(predictions, fcn["logits"].argmax(axis=1)) >= 0.99
+    assert_close_to_scale(np.load(answer["logits0"]), fcn["logits"][0])
+    assert_latency(answer)
+
+
+@pytest.mark.parametrize("runtime", PEERS)
+def test_int8_peer_gives_predictions_and_a_latency(peer_python, fcn, runtime):
+    answer = peers.run(peer_python, request(fcn, runtime, "int8"), TIMEOUT_S)
+    assert answer["ok"] and answer["precision"] == "int8" and answer["quantizer"] != "none"
+    predictions = np.load(answer["predictions"])
+    assert predictions.shape == (EVAL_IMAGES, CROP, CROP) and predictions.dtype == np.uint8 and predictions.max() < 21
+    assert np.load(answer["logits0"]).shape == (21, CROP, CROP)
+    if runtime == "onnxruntime":
+        assert (fcn["folder"] / "onnxruntime-int8" / "int8.onnx").is_file() and "QDQ" in answer["quantizer"]
+    assert_latency(answer)
+
+
+def test_pspnet_exports_at_a_crop_its_bins_divide(peer_python, tmp_path):
+    import onnx
+
+    path, logits, images = exported(PSP, PSP_CROP, tmp_path)
+    nodes = onnx.load(str(path)).graph.node
+    pools = [n for n in nodes if n.op_type in ("AveragePool", "GlobalAveragePool")]
+    kernels = sorted(tuple(a.ints) for n in pools for a in n.attribute if a.name == "kernel_shape")
+    assert len(pools) == 4 and kernels == [(1, 1), (2, 2), (3, 3)]
+    model = {"onnx": path, "eval": images, "folder": tmp_path}
+    answer = peers.run(peer_python, request(model, "onnxruntime", "fp32"), TIMEOUT_S)
+    assert agreement(np.load(answer["predictions"]), logits.argmax(axis=1)) >= 0.99
+    assert_close_to_scale(np.load(answer["logits0"]), logits[0])
+
+
+def test_pspnet_exports_exactly_where_its_bins_do_not_divide_the_feature_map(peer_python, tmp_path):
+    """At 64 px the feature map is 8x8: bins 3 and 6 become MXNet's overlapping windows, one AveragePool each."""
+    import onnx
+
+    path, logits, images = exported(PSP, CROP, tmp_path)
+    nodes = onnx.load(str(path)).graph.node
+    assert sum(n.op_type == "Slice" for n in nodes) >= 3 * 3 + 6 * 6
+    model = {"onnx": path, "eval": images, "folder": tmp_path}
+    answer = peers.run(peer_python, request(model, "onnxruntime", "fp32"), TIMEOUT_S)
+    assert agreement(np.load(answer["predictions"]), logits.argmax(axis=1)) >= 0.99
+    assert_close_to_scale(np.load(answer["logits0"]), logits[0])
+
+
+class _Erfinv(mx.gluon.HybridBlock):
+    """A block whose only operator mx2onnx 1.9.1 has no converter for."""
+
+    def hybrid_forward(self, F, x):
+        return F.erfinv(F.tanh(x))
+
+
+def test_an_operator_mx2onnx_cannot_convert_is_named(tmp_path):
+    block = _Erfinv()
+    block.hybridize()
+    block(mx.nd.zeros((1, 3, CROP, CROP)))
+    with pytest.raises(SegcheckError, match=r"^mx2onnx cannot convert erfinv: mxnet 1\.9\.1's ONNX exporter has no converter"):
+        onnx_export.export(block, CROP, tmp_path / "odd.onnx")
+
+
+def test_the_converter_refuses_without_the_shapes_it_needs(tmp_path):
+    """mx2onnx called directly passes no shapes: the converter says so rather than guess a kernel."""
+    data = mx.sym.var("data")
+    symbol = mx.sym.contrib.BilinearResize2D(mx.sym.contrib.AdaptiveAvgPooling2D(data, output_size=2), height=CROP, width=CROP)
+    with pytest.raises(SegcheckError, match=r"input shape is unknown to the converter"):
+        mx.onnx.export_model(symbol, {}, [(1, 3, CROP, CROP)], np.float32, str(tmp_path / "direct.onnx"))
+
+
+def test_an_unknown_runtime_is_the_runners_own_error_line(tmp_path):
+    """The runner reads the request before it imports a runtime, so any Python 3.11 serves for this."""
+    asked = {"onnx": "m.onnx", "runtime": "tensorrt", "precision": "fp32", "eval": "e.npy", "out": str(tmp_path / "out")}
+    with pytest.raises(SegcheckError, match=r"^peer runner for tensorrt fp32 failed: RequestError: unknown runtime 'tensorrt'; "
+                                            r"choose one of onnxruntime, openvino") as caught:
+        peers.run(sys.executable, asked, TIMEOUT_S)
+    assert not isinstance(caught.value, peers.PeerCrash)
+    assert json.loads((tmp_path / "out" / "answer.json").read_text())["ok"] is False
+
+
+@pytest.mark.parametrize("script, expected", [
+    ("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n", r"killed by SIGKILL without an answer"),
+    ("import sys\nprint('out of memory, say')\nsys.exit(3)\n", r"exit status 3 without an answer \(out of memory, say\)"),
+    ("import time\ntime.sleep(60)\n", r"did not answer within 1 s and was killed"),
+], ids=["signal", "exit", "timeout"])
+def test_a_runner_that_dies_is_a_peer_crash(tmp_path, script, expected):
+    runner = tmp_path / "runner.py"
+    runner.write_text(script)
+    asked = {"runtime": "onnxruntime", "precision": "int8", "out": str(tmp_path / "out")}
+    with pytest.raises(peers.PeerCrash, match=rf"^peer runner for onnxruntime int8 {expected}"):
+        peers.run(sys.executable, asked, 1 if "sleep" in script else TIMEOUT_S, runner=runner)
+
+
+def test_a_stale_answer_is_not_taken_for_a_new_one(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "answer.json").write_text(json.dumps({"ok": True}))
+    runner = tmp_path / "runner.py"
+    runner.write_text("import sys\nsys.exit(0)\n")
+    with pytest.raises(peers.PeerCrash, match="exit status 0 without an answer"):
+        peers.run(sys.executable, {"runtime": "openvino", "precision": "fp32", "out": str(out)}, TIMEOUT_S, runner=runner)
+
+
+def test_write_images_stacks_batches_as_float32(tmp_path):
+    first = mx.nd.ones((2, 3, 8, 8))
+    path = peers.write_images(tmp_path / "images.npy", [first, np.zeros((3, 8, 8), dtype=np.float64)])
+    images = np.load(path)
+    assert images.shape == (3, 3, 8, 8) and images.dtype == np.float32 and images[:2].min() == 1 and images[2].max() == 0
+    with pytest.raises(SegcheckError, match=r"images\.npy: image batches must all be N x 3 x H x W of one size"):
+        peers.write_images(tmp_path / "images.npy", [np.zeros((1, 3, 8, 8)), np.zeros((1, 3, 4, 4))])
+
+
+def test_a_folder_without_a_finished_environment_has_no_peer_python(tmp_path, monkeypatch):
+    assert peers.python_of(tmp_path / "absent") is None
+    (tmp_path / "half" / "bin").mkdir(parents=True)
+    (tmp_path / "half" / "bin" / "python").symlink_to(sys.executable)
+    assert peers.python_of(tmp_path / "half") is None  # no marker: install() did not finish
+    monkeypatch.setenv(peers.ENV_VARIABLE, str(tmp_path / "chosen"))
+    assert peers.environment_folder(tmp_path) == tmp_path / "chosen"
+    monkeypatch.delenv(peers.ENV_VARIABLE)
+    assert peers.environment_folder(tmp_path) == tmp_path / "peer-env"
+    assert "segcheck peer install" in peers.missing_message(tmp_path / "peer-env")
+
+
+def test_install_never_replaces_a_folder_that_is_not_a_virtualenv(tmp_path):
+    (tmp_path / "mine.txt").write_text("keep me")
+    with pytest.raises(SegcheckError, match="exists and is not a peer environment that segcheck made, so it is not replaced"):
+        peers.install(tmp_path, out=io.StringIO())
+    assert (tmp_path / "mine.txt").read_text() == "keep me"
+
+
+def test_the_peer_requirements_pin_the_runtimes():
+    pins = {line.split("==")[0] for line in peers.requirements_file().read_text().splitlines()
+            if "==" in line and not line.startswith("#")}
+    assert {"onnxruntime", "openvino", "numpy", "onnx"} <= pins
+
+
+def test_the_latency_rule_stops_on_precision_or_time():
+    assert peer_runner.t_quantile(2) == 63.657 and peer_runner.t_quantile(29) == 2.763 and peer_runner.t_quantile(30) == 2.576
+    timing = peer_runner.latency(lambda x: x, None, {"min_rounds": 4, "max_time_s": 0.05, "precision": 0.02, "warmup": 1})
+    assert timing["rounds"] >= 4 and timing["min_ms"] <= timing["median_ms"]
+
+
+def test_segcheck_peer_where_names_the_command_that_makes_the_environment(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv(peers.ENV_VARIABLE, str(tmp_path / "none"))
+    assert commands.main(["peer", "where"]) == 2
+    assert capsys.readouterr().err.strip() == (f"segcheck: error: {peers.missing_message(tmp_path / 'none')}")
+    with pytest.raises(SystemExit):
+        commands.main(["peer", "remove"])
+    assert "invalid choice: 'remove'" in capsys.readouterr().err
