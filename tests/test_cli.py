@@ -17,10 +17,10 @@ from hypothesis import strategies as st
 from segcheck.cli import commands
 from segcheck.data import loaders, synthetic
 from segcheck.errors import SegcheckError
-from segcheck.gate.checks import IMPROVED, Check
+from segcheck.gate.checks import IMPROVED, PASS, Check
 from segcheck.measure.evaluate import evaluate
 from segcheck.models import pipeline
-from segcheck.results import report
+from segcheck.results import chart, report
 from segcheck.results.records import Figures, RunResults
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -237,6 +237,22 @@ def test_report_prints_the_performance_table_and_writes_json_and_png(tmp_path):
     assert "mIoU convention: present" in text and "- fcn_resnet101_voc int8-accuracy: mIoU rose" in text
     assert json.loads((tmp_path / "copy.json").read_text()) == json.loads(saved.read_text())
     assert (tmp_path / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_peer_rows_have_a_table_of_their_own_beside_their_model(tmp_path):
+    results = _results()
+    peer = results.model("fcn_resnet101_voc+openvino")
+    peer.fp32 = Figures(pixacc=92.5, miou=66.1, latency_ms=50.0)
+    peer.int8 = Figures(pixacc=92.0, miou=65.6, latency_ms=10.0)
+    peer.agreement_pct = 99.87
+    results.check("fcn_resnet101_voc+openvino", "fp32-agreement", Check(PASS, "agrees"))
+    text = report.markdown(results)
+    main, _, peers = text.partition("peer runtimes beside MXNet")
+    assert "fcn_resnet101_voc | 100.00" in main and "+openvino" not in main
+    assert "fcn_resnet101_voc | mxnet | 100.00 | 40.00 | 1.00x | 66.10 | 65.90 | -0.20 | - | IMPROVED int8-accuracy" in peers
+    assert "fcn_resnet101_voc | openvino | 50.00 | 10.00 | 0.25x | 66.10 | 65.60 | -0.50 | 99.87% | PASS" in peers
+    chart.chart(results, tmp_path / "chart.png")  # the peers' rows are drawn too
+    assert (tmp_path / "chart.png").stat().st_size > 0
 
 
 def test_report_of_the_seed_baseline_table(monkeypatch):

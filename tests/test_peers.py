@@ -107,7 +107,7 @@ def test_int8_peer_gives_predictions_and_a_latency(peer_python, fcn, runtime):
     assert answer["ok"] and answer["precision"] == "int8" and answer["quantizer"] != "none"
     predictions = np.load(answer["predictions"])
     assert predictions.shape == (EVAL_IMAGES, CROP, CROP) and predictions.dtype == np.uint8 and predictions.max() < 21
-    assert np.load(answer["logits0"]).shape == (21, CROP, CROP)
+    assert np.load(answer["logits0"]).shape == (21, CROP, CROP) and answer["quantized_ops"] > 50  # FCN-R50: 50+ convolutions
     if runtime == "onnxruntime":
         assert (fcn["folder"] / "onnxruntime-int8" / "int8.onnx").is_file() and "QDQ" in answer["quantizer"]
     assert_latency(answer)
@@ -215,6 +215,23 @@ def test_a_folder_without_a_finished_environment_has_no_peer_python(tmp_path, mo
     monkeypatch.delenv(peers.ENV_VARIABLE)
     assert peers.environment_folder(tmp_path) == tmp_path / "peer-env"
     assert "segcheck peer install" in peers.missing_message(tmp_path / "peer-env")
+
+
+def test_why_a_folder_is_no_peer_environment_is_said(tmp_path, monkeypatch):
+    monkeypatch.setattr(peers, "_FOUND", {})
+    assert peers.missing_message(tmp_path / "none").startswith(f"no peer environment (ONNX Runtime, OpenVINO) at {tmp_path / 'none'}")
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / peers.BUILDING).write_text("")
+    assert peers.missing_message(tmp_path / "half").startswith("an unfinished peer environment")
+    (tmp_path / "old" / "bin").mkdir(parents=True)
+    (tmp_path / "old" / "bin" / "python").symlink_to(sys.executable)
+    (tmp_path / "old" / peers.MARKER).write_text(json.dumps({"requirements": "0" * 64}))
+    message = peers.missing_message(tmp_path / "old")
+    assert "was built from other pins than peer-requirements.txt" in message and message.endswith(
+        f"create it with `segcheck peer install` (or point ${peers.ENV_VARIABLE} at one)")
+    (tmp_path / "old" / peers.MARKER).write_text(json.dumps({"requirements": peers.requirements_digest()}))
+    peers._FOUND.clear()
+    assert "does not import its runtimes (ModuleNotFoundError: No module named '" in peers.missing_message(tmp_path / "old")
 
 
 def test_install_never_replaces_a_folder_that_is_not_a_virtualenv(tmp_path):

@@ -5,6 +5,7 @@ installed entry point, the gate's tests from the package, nothing from this repo
 """
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -22,7 +23,8 @@ from segcheck.plugin.hooks import SUITE
 
 def test_a_reuse_hands_over_only_to_a_case_of_the_same_configuration(segcheck):
     """segcheck's pytest_segcheck_reuse hook, as the inner runs' helper answers it: parts of a case of the same
-    configuration are handed over and not made again; a case of another configuration makes its own."""
+    configuration are handed over and not made again; a case of another configuration makes its own. The peers a run
+    adds (--peer) change none of a model's parts: an inner run without them still takes the outer run's models."""
     made = segcheck.case("fcn_resnet101_voc")
     reuse = Reuse(made, parts=("fp32", "fp32-evaluation"))
     hooks = SimpleNamespace(pytest_segcheck_reuse=reuse.pytest_segcheck_reuse, pytest_segcheck_model=lambda **_: None,
@@ -30,6 +32,8 @@ def test_a_reuse_hands_over_only_to_a_case_of_the_same_configuration(segcheck):
     same = ModelCase(made.config, segcheck.unavailable, hooks)
     assert same.fp32 is made.fp32 and same.evaluation("fp32") is made.evaluation("fp32")
     assert set(same.parts()) == {"fp32", "fp32-evaluation"}
+    peered = made.config.with_(peers=("openvino",), run=replace(made.config.run, peers=("openvino",)))
+    assert reuse.pytest_segcheck_reuse(case=ModelCase(peered, segcheck.unavailable, hooks), part="fp32") is made.fp32
     other = ModelCase(made.config.with_(num_images=6), segcheck.unavailable, hooks)
     assert reuse.pytest_segcheck_reuse(case=other, part="fp32") is None and other.parts() == {}
 
@@ -73,8 +77,10 @@ def test_a_bad_configuration_stops_the_run_naming_file_and_key(pytester):
     ('int8 = {mode = "none"}\n', ["--num-calib-batches", "3"], "--calib-batches has no effect with calibration mode none"),
     ('tier = "synthetic"\n', ["--require-real"], "--require-real has no effect on the synthetic tier"),
     ('tier = "synthetic"\n', ["--update-baselines", "--shard=1/2"], "--update-baselines with --shard: a shard's figures are not a row"),
+    ('tier = "synthetic"\n', ["--peer", "openvino", "--shard=1/2"], "--peer with --shard: the peer cases run on all the images"),
+    ('tier = "synthetic"\n', ["--peer", "openvino,openvino"], "expected distinct peer runtimes among onnxruntime, openvino"),
 ], ids=["root-on-synthetic", "root-of-unused-dataset", "calib-with-exports-only", "batches-with-mode-none", "require-real-on-synthetic",
-                                  "record-from-a-shard"])
+        "record-from-a-shard", "peers-in-a-shard", "a-peer-twice"])
 def test_an_option_without_effect_is_a_usage_error(pytester, config, args, message):
     head, _, tail = config.partition("int8")
     model = '[[models]]\nnetwork = "fcn_resnet101_voc"\n' + (("int8" + tail) if tail else "")
@@ -134,7 +140,7 @@ backbone = "resnet101"
 weights = "weights/my_fcn.params"
 dataset = { name = "pascal_voc", root = "data/VOCdevkit", crop_size = 64 }
 int8 = { batches = 1, batch_size = 8 }
-min_speedup = { avx2 = 1.3, avx512_vnni = 1.5 }
+min_speedup = { avx2 = 1.3, avx512 = 1.3, avx512_vnni = 1.5, amx = 2.0 }
 """
 
 
@@ -164,7 +170,10 @@ def test_a_folder_segcheck_never_generated_is_gated(pytester, segcheck):
               "test_int8_speedup[my_fcn]", "test_seeded_fp32_model_really_segments[my_fcn]", "test_int8_class_drop[my_fcn]",
               "test_int8_calibration_table[my_fcn]", "test_int8_layer_error[my_fcn]", "test_outputs_digest[my_fcn-fp32]",
               "test_outputs_digest[my_fcn-int8]"}
-    assert set(first) == checks
+    no_peer = {"test_peer_fp32_agrees_with_mxnet[no-peer]", "test_peer_accuracy[no-peer-fp32]",
+               "test_peer_accuracy[no-peer-int8]", "test_peer_int8_drop[no-peer]"}  # this model names no peer runtime
+    assert set(first) == checks | no_peer
+    assert all(first[name][0] == "skipped" and "no model is gated on a peer runtime" in first[name][1] for name in no_peer)
     for name in ("test_accuracy[my_fcn-fp32]", "test_accuracy[my_fcn-int8]"):
         assert first[name][0] == "skipped" and "no real-tier baseline rows" in first[name][1] and "--update-baselines" in first[name][1]
     for name in ("test_outputs_digest[my_fcn-fp32]", "test_outputs_digest[my_fcn-int8]"):
@@ -173,7 +182,8 @@ def test_a_folder_segcheck_never_generated_is_gated(pytester, segcheck):
     assert ranges[0] == "skipped" and "all present, concat inputs aligned, but no golden table" in ranges[1]  # nothing compared
     assert first["test_seeded_fp32_model_really_segments[my_fcn]"][0] == "skipped"
     assert all(outcome == "passed" for name, (outcome, _) in first.items()
-               if "accuracy[" not in name and "seeded" not in name and "digest" not in name and "calibration_table" not in name), first
+               if name not in no_peer and "accuracy[" not in name and "seeded" not in name and "digest" not in name
+               and "calibration_table" not in name), first
 
     accuracy = str(SUITE / "test_accuracy.py") + "::test_accuracy"
     required, _ = outcomes(pytester, *cache, "--require-baseline", accuracy, plugins=[keep])
@@ -192,6 +202,6 @@ def test_a_folder_segcheck_never_generated_is_gated(pytester, segcheck):
     assert set(recorded_golden) == {"ranges", "sqnr_db", "digest", "class_iou"}
 
     again, result = outcomes(pytester, *cache, plugins=[keep])
-    assert all(outcome == "passed" for name, (outcome, _) in again.items() if "seeded" not in name), again
+    assert all(outcome == "passed" for name, (outcome, _) in again.items() if "seeded" not in name and name not in no_peer), again
     assert "my_fcn | " in result.stdout.str() and "| PASS" in result.stdout.str()
     assert json.loads((folder / "results.json").read_text())["models"]["my_fcn"]["checks"]["speedup"]["status"] == "PASS"

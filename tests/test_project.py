@@ -105,6 +105,9 @@ MODEL = '[[models]]\nnetwork = "fcn_resnet101_voc"\n'
     (MODEL + 'name = "my model"\n', "models[0].name", "must start with a letter or digit"),
     (MODEL + MODEL, "models[1].name", "'fcn_resnet101_voc' names two models"),
     (MODEL + 'weights = ""\n', "models[0].weights", "empty path"),
+    (MODEL + 'peer = ["tensorrt"]\n', "models[0].peer[0]", "'tensorrt' is not one of onnxruntime, openvino"),
+    (MODEL + 'peer = ["openvino", "openvino"]\n', "models[0].peer[1]", "'openvino' is named twice"),
+    (MODEL + 'name = "fcn+openvino"\n', "models[0].name", "ends like a peer runtime's row"),
 ])
 def test_malformed_configuration_is_one_error_naming_file_and_key(tmp_path, text, key, problem):
     path = tmp_path / "segcheck.toml"

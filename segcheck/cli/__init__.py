@@ -1,1 +1,1 @@
-"""The segcheck command: the seed's test.py workflow, report, merge, plan and fetch (the only network code)."""
+"""The segcheck command: the seed's workflow, report, merge, compare, plan, isa-bench, peer and fetch (the network code)."""

@@ -37,7 +37,7 @@ SUBCOMMANDS = {
                   "segcheck.cli.isa_bench:main"),
     "peer": ("the peer runtimes' own environment: `segcheck peer install` creates it (ONNX Runtime, OpenVINO; pinned)",
              "segcheck.cli.peer:main"),
-    "fetch": ("download weights and datasets: the only command that touches the network", "segcheck.cli.fetch:main"),
+    "fetch": ("download weights and datasets: with `peer install` (pip), the only commands that touch the network", "segcheck.cli.fetch:main"),
 }
 
 

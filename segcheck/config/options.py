@@ -42,8 +42,8 @@ def peer_names(text) -> tuple:
     """A comma-separated list of peer runtimes (onnxruntime, openvino)."""
     names = tuple(n.strip() for n in str(text).split(",") if n.strip())
     unknown = [n for n in names if n not in PEERS]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(f"expected peer runtimes among {', '.join(PEERS)}, got {text!r}")
+    if unknown or not names or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"expected distinct peer runtimes among {', '.join(PEERS)}, got {text!r}")
     return names
 
 

@@ -194,6 +194,8 @@ class _Loader:
         peers = self.read.strings(doc.get("peer", []), f"{key}.peer")
         for i, peer in enumerate(peers):
             self.read.string(peer, f"{key}.peer[{i}]", PEERS)
+            if peer in peers[:i]:
+                self.read.fail(f"{key}.peer[{i}]", f"{peer!r} is named twice; name each runtime once")
         return ModelEntry(name, network, weights, data, int8_export, recipe, tolerances, min_speedup, peers)
 
     def network(self, doc, key: str) -> Network:

@@ -65,7 +65,9 @@ class RunConfig:
     mxnet_home: Path = field(default_factory=mxnet_home)
     skip_bad: bool = False
     fp32_cache: bool = True  # FP32 evaluations read from the cache where the key matches (measure.fp32_cache)
-    peers: tuple | None = None  # --peer: the peer runtimes of every model (None: each model's configured ones)
+    # --peer: the peer runtimes of every model (None: each model's configured ones); which peers a run adds changes none
+    # of a model's parts, so two runs that differ only there hand their models over to each other (compare=False)
+    peers: tuple | None = field(default=None, compare=False)
     fit: FitRecipe = field(default_factory=FitRecipe)
     synthetic: SyntheticSpec = field(default_factory=SyntheticSpec)
 
@@ -125,7 +127,7 @@ class ModelConfig:
     run: RunConfig
     tolerances: dict = field(default_factory=dict)
     min_speedup: dict = field(default_factory=dict)
-    peers: tuple = ()  # the peer runtimes it is also gated on (--peer, else its configuration's peer)
+    peers: tuple = field(default=(), compare=False)  # the peer runtimes it is also gated on (--peer, else its configuration's)
 
     @property
     def tier(self) -> str:

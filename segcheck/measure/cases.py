@@ -1,15 +1,19 @@
 """One model of a run (NNCF-style case): FP32 and INT8 built lazily, each evaluated at most once.
 
 The backend work that can crash (calibrating and first running the INT8 model, evaluating, the per-layer
-comparison) runs in a forked child (guard.isolated): a crash fails this case's checks, naming the signal, and the
+comparison, the ONNX export for the peers) runs in a forked child (guard.isolated): a crash fails this case's checks, naming the signal, and the
 run goes on. A crash is remembered, so the case's other checks fail with it at once.
 """
 
 from __future__ import annotations
 
+import shutil
 import tempfile
+import weakref
 from functools import cached_property
 from pathlib import Path
+
+import numpy as np
 
 from ..config.recipes import PEERS
 from ..config.run import ModelConfig, tier_defaults
@@ -17,7 +21,7 @@ from ..data import loaders
 from ..errors import MissingResource, SegcheckError
 from ..models import export, pipeline
 from . import fp32_cache, guard, layers, peers
-from .evaluate import Evaluation, evaluate
+from .evaluate import Evaluation, evaluate, predict
 
 LAYER_IMAGES = 2  # the fixed images (the split's first) per-layer error is measured on
 # What a case makes, each once, by name: a plugin may hand any of them over (pytest_segcheck_reuse).
@@ -28,11 +32,12 @@ PARTS = ("fp32", "int8", "val", "fp32_symbol", "localisation", "fp32-evaluation"
 class ModelCase:
     """`on_missing(err)` decides what absent weights or data mean (the pytest plugin skips or fails). `hooks`, where
     given, is pytest's hook relay of segcheck's hookspecs (plugin.hookspecs): a plugin may hand over a part made
-    elsewhere in this process (pytest_segcheck_reuse), replace a built model (pytest_segcheck_model) or the calibration
-    recipe (pytest_segcheck_calibration_recipe)."""
+    elsewhere in this process (pytest_segcheck_reuse), replace a built model (pytest_segcheck_model), the calibration
+    recipe (pytest_segcheck_calibration_recipe), the network exported to the peers (pytest_segcheck_peer_network) or
+    their calibration images (pytest_segcheck_peer_calibration). `peer_latency` is the rule the peers time with."""
 
-    def __init__(self, config: ModelConfig, on_missing, hooks=None):
-        self.config, self._on_missing, self._hooks = config, on_missing, hooks
+    def __init__(self, config: ModelConfig, on_missing, hooks=None, peer_latency: dict = peers.LATENCY):
+        self.config, self._on_missing, self._hooks, self._peer_latency = config, on_missing, hooks, peer_latency
         self._parts = {}
         self._crashes = {}
         self._replaced = set()  # precisions whose model a plugin replaced
@@ -149,34 +154,51 @@ class ModelCase:
 
     @property
     def onnx(self) -> Path:
-        """The FP32 network exported to ONNX for the peer runtimes (from the cache; a network a plugin replaced is
-        exported afresh into a folder of its own)."""
+        """The FP32 network exported to ONNX for the peer runtimes, in a forked child (mx2onnx runs MXNet's shape
+        inference): from the cache, or, for a network a plugin replaced, afresh into a folder removed with the case."""
         def export():
             from ..models import onnx_export  # mx2onnx loads only where a peer is gated
 
             net = pipeline.fp32_net(self.config, fused=False)
             replaced = self._asked("pytest_segcheck_peer_network", net=net)
             if replaced is None:
-                return pipeline.onnx_model(self.config, net)
-            return onnx_export.export(replaced, self.config.crop_size, Path(tempfile.mkdtemp(prefix="segcheck-onnx-")) / "model.onnx")
+                return self._isolated("ONNX export", lambda: pipeline.onnx_model(self.config, net))
+            folder = Path(tempfile.mkdtemp(prefix="segcheck-onnx-"))
+            weakref.finalize(self, shutil.rmtree, folder, True)
+            return self._isolated("ONNX export", lambda: onnx_export.export(replaced, self.config.crop_size, folder / "model.onnx"))
 
         return self._remembered("onnx", export)
 
     def peer(self, runtime: str) -> peers.PeerRun:
         """This case's network exported to ONNX and gated on `runtime`: FP32, and INT8 from the runtime's own quantizer
-        calibrated on the images MXNet calibrates on (the tier's recipe where this model calibrates none), over the
-        images this case evaluates. A failed export or peer run is remembered: the peer's other checks fail with it."""
+        calibrated on the images this case's INT8 calibrates on (the tier's recipe where it calibrates none: a shipped
+        INT8 file, mode none), over the images this case evaluates. A failed export or peer run is remembered: the
+        peer's other checks fail with it."""
         def gate():
-            recipe = self.config.calib
+            recipe = self.recipe
             if recipe is None or recipe.mode == "none":
                 recipe = tier_defaults(self.config.tier)["calib"]
             source, images = pipeline.calibration_images(self.config, recipe)
-            batches = [x for x, _, _ in loaders.batches(source, range(len(images.ids)), recipe.batch_size)]
-            batches = self._asked("pytest_segcheck_peer_calibration", batches=batches) or batches
+            skip_bad = self.config.run.skip_bad
+            batches = [x for x, _, _ in loaders.batches(source, range(len(images.ids)), recipe.batch_size, skip_bad)]
+            replaced = self._asked("pytest_segcheck_peer_calibration", batches=batches)
+            if replaced is not None and not len(replaced):
+                raise SegcheckError(f"{self.name}: a plugin's pytest_segcheck_peer_calibration returned no batches")
             indices = loaders.shard(loaders.first(self.val, self.config.num_images), self.config.run.shard)
-            return peers.gate_run(runtime, self.onnx, self.val, indices, batches, self.config.run.cache_dir)
+            return peers.gate_run(runtime, self.onnx, self.val, indices, batches if replaced is None else replaced,
+                                  self.config.run.cache_dir, self._peer_latency, skip_bad)
 
         return self._remembered(f"peer-{runtime}", gate)
+
+    def fp32_predictions(self, ids) -> np.ndarray:
+        """MXNet's fused FP32 argmax on the val images `ids`, in that order (in a forked child, as evaluating is)."""
+        where = {image_id: i for i, image_id in enumerate(self.val.ids)}
+        model = self.fp32
+
+        def predict_all():
+            return np.concatenate([predict(model, x) for x, _, _ in loaders.batches(self.val, [where[i] for i in ids], 1)])
+
+        return self._isolated(f"FP32 predictions of {len(ids)} images", predict_all)
 
     def _remembered(self, part: str, make):
         """A part whose failure (an export, a peer run) is raised again for every later call instead of made again."""
@@ -184,7 +206,7 @@ class ModelCase:
             raise self._crashes[part]
         try:
             return self._part(part, make)
-        except SegcheckError as err:
+        except Exception as err:  # pytest's skip and fail are BaseExceptions, never remembered
             if not isinstance(err, MissingResource):
                 self._crashes[part] = err
             raise

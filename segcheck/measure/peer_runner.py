@@ -62,11 +62,14 @@ def refuse_network() -> None:
 def write_atomic(path: Path, data: bytes) -> Path:
     """Write `data` to `path` through a temporary file in the same folder and a rename."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -110,10 +113,10 @@ def check_request(request: dict) -> dict:
 
 
 def load_images(path, what: str):
-    """An N x 3 x H x W float32 array from an .npy file."""
+    """An N x 3 x H x W float32 array from an .npy file, mapped rather than read (a real tier's split is large)."""
     import numpy as np
 
-    images = np.load(path, allow_pickle=False)
+    images = np.load(path, allow_pickle=False, mmap_mode="r")
     if images.ndim != 4 or images.shape[1] != 3 or images.shape[0] < 1 or images.dtype != np.float32:
         raise RequestError(f"{what} file {path} holds a {images.dtype} array of shape {images.shape}, "
                            "not N x 3 x H x W float32 images")
@@ -135,6 +138,7 @@ def input_name(onnx_path) -> str:
 def quantize_with_onnxruntime(onnx_path, calib, out: Path) -> Path:
     """ONNX Runtime's static INT8 quantization in QDQ format (QUInt8 activations, per-channel QInt8 weights),
     calibrated one image at a time, after its pre-processing (BatchNorm folded into the convolutions)."""
+    import numpy as np
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -148,7 +152,7 @@ def quantize_with_onnxruntime(onnx_path, calib, out: Path) -> Path:
 
         def get_next(self):
             i = next(self.left, None)
-            return None if i is None else {name: calib[i:i + 1]}
+            return None if i is None else {name: np.ascontiguousarray(calib[i:i + 1])}
 
     prepared = out / "fp32-prepared.onnx"
     quant_pre_process(str(onnx_path), str(prepared), skip_symbolic_shape=True)
@@ -241,15 +245,28 @@ def prepare(request: dict, out: Path):
 
 def quantize_with_nncf(request: dict, out: Path):
     """NNCF's post-training INT8 quantization of the OpenVINO model over all calibration images, saved as out/int8.xml."""
+    import numpy as np
     import openvino as ov
 
     nncf = nncf_module()
     calib = load_images(request["calib"], "calib")
     model = ov.Core().read_model(str(request["onnx"]))
-    dataset = nncf.Dataset([calib[i:i + 1] for i in range(len(calib))])
+    dataset = nncf.Dataset([np.ascontiguousarray(calib[i:i + 1]) for i in range(len(calib))])
     quantized = nncf.quantize(model, dataset, subset_size=len(calib))
     ov.save_model(quantized, str(out / "int8.xml"))
     return out / "int8.xml"
+
+
+def quantized_ops(model) -> int:
+    """How many quantizing operations the INT8 model holds: QuantizeLinear nodes of an ONNX (QDQ) file, FakeQuantize
+    operations of an OpenVINO model; none means nothing was quantized."""
+    if str(model).endswith(".xml"):
+        import openvino as ov
+
+        return sum(op.get_type_name() == "FakeQuantize" for op in ov.Core().read_model(str(model)).get_ops())
+    import onnx
+
+    return sum(node.op_type == "QuantizeLinear" for node in onnx.load(str(model), load_external_data=False).graph.node)
 
 
 def t_quantile(rounds: int) -> float:
@@ -314,7 +331,7 @@ def serve(request: dict) -> dict:
     infer, quantizer, settings, model = prepare(request, out)
     predictions = None
     for i in range(len(images)):
-        logits = np.asarray(infer(images[i:i + 1]))
+        logits = np.asarray(infer(np.ascontiguousarray(images[i:i + 1])))
         if logits.ndim != 4 or logits.shape[0] != 1 or logits.shape[2:] != images.shape[2:]:
             raise RequestError(f"the model gives {logits.shape} logits for a {images[i:i + 1].shape} batch, "
                                "not 1 x classes x H x W")
@@ -327,7 +344,8 @@ def serve(request: dict) -> dict:
     save_array(out / "predictions.npy", predictions)
     return {"ok": True, "runtime": request["runtime"], "precision": request["precision"], "quantizer": quantizer,
             "versions": versions(request["runtime"], quantizer), "settings": settings, "model": str(model),
-            "latency": latency(infer, images[:1], request["latency"]),
+            "latency": latency(infer, np.ascontiguousarray(images[:1]), request["latency"]),
+            "quantized_ops": quantized_ops(model) if request["precision"] == "int8" else 0,
             "predictions": str(out / "predictions.npy"), "logits0": str(out / "logits0.npy")}
 
 

@@ -71,33 +71,42 @@ def requirements_digest() -> str:
 
 def python_of(folder) -> Path | None:
     """The peer interpreter in `folder` when install() finished it for the current pins and it imports the
-    runtimes (checked once per process, in a subprocess), else None."""
+    runtimes (checked once per process, in a subprocess), else None (missing_message says why)."""
+    return _found(folder)[0]
+
+
+def _found(folder) -> tuple:
     folder = Path(folder).expanduser().resolve()
     if folder not in _FOUND:
         _FOUND[folder] = _check(folder)
     return _FOUND[folder]
 
 
-def _check(folder: Path) -> Path | None:
+def _check(folder: Path) -> tuple:
+    """(interpreter, "") for a usable environment, else (None, why not)."""
     python = interpreter(folder)
     try:
         marker = json.loads((folder / MARKER).read_text())
     except (OSError, ValueError):
-        return None
+        unfinished = (folder / BUILDING).is_file()
+        return None, f"{'an unfinished' if unfinished else 'no'} peer environment (ONNX Runtime, OpenVINO) at {folder}"
     if not isinstance(marker, dict) or marker.get("requirements") != requirements_digest() or not python.exists():
-        return None
+        return None, f"the peer environment at {folder} was built from other pins than {REQUIREMENTS.name}"
     try:
         done = subprocess.run([str(python), "-I", "-c", CHECK], capture_output=True, text=True, timeout=CHECK_TIMEOUT_S,
                               env=_peer_env())
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return python if done.returncode == 0 else None
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return None, f"the peer environment at {folder} does not start ({type(err).__name__})"
+    if done.returncode != 0:
+        last = _last_text(done.stderr + done.stdout)
+        return None, f"the peer environment at {folder} does not import its runtimes ({last or f'exit status {done.returncode}'})"
+    return python, ""
 
 
 def missing_message(folder) -> str:
     """Why a test or command cannot run the peers, and the command that fixes it."""
-    return (f"no peer environment (ONNX Runtime, OpenVINO) at {folder}; create it with `{INSTALL_COMMAND}` "
-            f"(or point ${ENV_VARIABLE} at one)")
+    why = _found(folder)[1] or f"no peer environment (ONNX Runtime, OpenVINO) at {folder}"
+    return f"{why}; create it with `{INSTALL_COMMAND}` (or point ${ENV_VARIABLE} at one)"
 
 
 def base_python() -> str:
@@ -184,12 +193,16 @@ def _exit_status(code: int) -> str:
     return f"exit status {code}"
 
 
+def _last_text(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
 def _last_line(log: Path) -> str:
     try:
-        lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
+        return _last_text(log.read_text(errors="replace"))
     except OSError:
         return ""
-    return lines[-1] if lines else ""
 
 
 def run(python, request: dict, timeout_s: float, runner=RUNNER) -> dict:
@@ -229,29 +242,71 @@ def run(python, request: dict, timeout_s: float, runner=RUNNER) -> dict:
 
 
 AGREEMENT_IMAGES = 48  # the images whose FP32 predictions are compared with MXNet's, pixel by pixel
+QUANTIZER = {"onnxruntime": "onnxruntime", "openvino": "nncf"}  # each runtime's own quantizer, asked for by name
+ANSWER_KEYS = ("predictions", "latency", "quantizer", "versions", "quantized_ops")
 
 
 class PeerMissing(MissingResource):
-    """No peer environment: the peer cases skip, naming the command that makes one."""
+    """No usable peer environment: the peer cases skip, naming the command that makes one."""
 
 
 @dataclass(frozen=True)
 class PeerRun:
     """A model gated on a peer runtime: its FP32 and INT8 evaluations (by segcheck's own metrics, from the peer's
-    predictions), its latency answers, and what quantized it."""
+    predictions), its latency answers, what quantized it and how many quantizing operations that left."""
 
     runtime: str
     evaluations: dict  # precision -> measure.evaluate.Evaluation
     latency: dict  # precision -> {"rounds", "min_ms", "median_ms", "iqr_pct"}
-    quantizer: str
-    versions: dict
-    logits0: dict  # precision -> the first image's logits (C x H x W)
-    fp32_predictions: np.ndarray  # the FP32 argmax of the first AGREEMENT_IMAGES images, to compare with MXNet's
+    quantizer: str  # the quantizer and the versions that ran, e.g. "nncf 3.4.0 (openvino 2026.4.1, nncf 3.4.0)"
+    quantized_ops: int  # QuantizeLinear / FakeQuantize operations of the INT8 model: 0 means nothing was quantized
+    fp32_predictions: np.ndarray  # the FP32 argmax of the first AGREEMENT_IMAGES images evaluated, to compare with MXNet's
 
 
-def gate_run(runtime: str, onnx: Path, split, indices, calibration, cache_dir, timeout_s: float = 3600.0) -> PeerRun:
-    """The peer `runtime` on the exported model `onnx`: FP32 and INT8 (quantized by the peer's own tool on the
-    `calibration` image batches) over `split`'s samples at `indices`, their predictions judged here."""
+def _eval_images(split, indices, folder: Path, skip_bad: bool) -> tuple:
+    """The images at `indices` as one float32 .npy written image by image (a real tier's val split does not fit in
+    memory twice), their labels as int16 (-1, 0..254, 255), their ids and the ids left out (skip_bad)."""
+    images, skipped = folder / "eval.npy", []
+    array = np.lib.format.open_memmap(images, mode="w+", dtype=np.float32,
+                                      shape=(len(indices), 3, split.crop_size, split.crop_size))
+    labels, ids = [], []
+    for x, y, batch_ids in loaders.batches(split, indices, 1, skip_bad, skipped):
+        array[len(ids)] = x.asnumpy()[0]
+        labels.append(y[0].astype(np.int16))
+        ids.extend(batch_ids)
+    array.flush()
+    if skipped:
+        kept = np.lib.format.open_memmap(folder / "kept.npy", mode="w+", dtype=np.float32, shape=(len(ids),) + array.shape[1:])
+        kept[:] = array[:len(ids)]
+        kept.flush()
+        del kept
+        os.replace(folder / "kept.npy", images)
+    del array
+    if not ids:
+        raise SegcheckError(f"{split.source}: every image of the {split.split} split was left out; nothing to run the peer on")
+    return images, labels, tuple(ids), skipped
+
+
+def _checked(answer: dict, what: str, count: int) -> np.ndarray:
+    """The predictions of a runner's answer, which must hold every key and one prediction per image sent."""
+    missing = [k for k in ANSWER_KEYS if k not in answer]
+    if missing:
+        raise PeerCrash(f"peer runner for {what} answered without {', '.join(missing)}; recreate the peer environment "
+                        f"with `{INSTALL_COMMAND}`")
+    try:
+        predictions = np.load(answer["predictions"], allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise PeerCrash(f"peer runner for {what}: its predictions {answer['predictions']} cannot be read ({err})") from None
+    if predictions.shape[0] != count:
+        raise PeerCrash(f"peer runner for {what} predicted {predictions.shape[0]} images of the {count} it was sent")
+    return predictions
+
+
+def gate_run(runtime: str, onnx: Path, split, indices, calibration, cache_dir, latency: dict = LATENCY,
+             skip_bad: bool = False, timeout_s: float = 3600.0) -> PeerRun:
+    """The peer `runtime` on the exported model `onnx`: FP32 and INT8 (quantized by the runtime's own quantizer on the
+    `calibration` image batches) over `split`'s samples at `indices`, their predictions judged here by segcheck's
+    metrics; `latency` is the adaptive-rounds rule the runner times with."""
     from .evaluate import Accumulator
 
     folder = environment_folder(cache_dir)
@@ -259,26 +314,21 @@ def gate_run(runtime: str, onnx: Path, split, indices, calibration, cache_dir, t
     if python is None:
         raise PeerMissing(missing_message(folder))
     with tempfile.TemporaryDirectory(prefix=f"segcheck-peer-{runtime}-") as tmp:
-        images = Path(tmp) / "eval.npy"  # written image by image: the real tier's val split does not fit in memory twice
-        array = np.lib.format.open_memmap(images, mode="w+", dtype=np.float32,
-                                          shape=(len(indices), 3, split.crop_size, split.crop_size))
-        labels, ids = [], []
-        for i, (x, y, batch_ids) in enumerate(loaders.batches(split, indices, 1)):
-            array[i] = x.asnumpy()[0]
-            labels.append(y[0].astype(np.int16))  # labels are -1, 0..254, 255: int16 holds them in a quarter of int64
-            ids.extend(batch_ids)
-        array.flush()
-        del array
+        images, labels, ids, skipped = _eval_images(split, indices, Path(tmp), skip_bad)
         calib = write_images(Path(tmp) / "calib.npy", calibration)
-        evaluations, latency, logits, answers, first = {}, {}, {}, {}, None
+        evaluations, timing, answers = {}, {}, {}
         for precision in ("fp32", "int8"):
+            what = f"{runtime} {precision}"
             answer = run(python, {"onnx": onnx, "runtime": runtime, "precision": precision, "eval": images, "calib": calib,
-                                  "latency": LATENCY, "threads": threads(), "out": Path(tmp) / precision}, timeout_s)
-            acc, predictions = Accumulator(split.num_classes, split.split), np.load(answer["predictions"])
-            first = predictions[:AGREEMENT_IMAGES].copy() if precision == "fp32" else first
+                                  "quantizer": QUANTIZER[runtime], "latency": latency, "threads": threads(),
+                                  "out": Path(tmp) / precision}, timeout_s)
+            predictions = _checked(answer, what, len(ids))
+            acc = Accumulator(split.num_classes, split.split)
             for pred, label, image_id in zip(predictions, labels, ids):
                 acc.add(pred.astype(np.int64), label.astype(np.int64), image_id)
-            evaluations[precision], latency[precision] = acc.evaluation([]), answer["latency"]
-            logits[precision], answers[precision] = np.load(answer["logits0"]), answer
-    return PeerRun(runtime, evaluations, latency, answers["int8"].get("quantizer", "?"), answers["int8"].get("versions", {}),
-                   logits, first)
+            evaluations[precision], timing[precision], answers[precision] = acc.evaluation(skipped), answer["latency"], answer
+            if precision == "fp32":
+                first = predictions[:AGREEMENT_IMAGES].copy()
+    int8 = answers["int8"]
+    versions = ", ".join(f"{k} {v}" for k, v in int8["versions"].items())
+    return PeerRun(runtime, evaluations, timing, f"{int8['quantizer']} ({versions})", int(int8["quantized_ops"]), first)

@@ -62,3 +62,8 @@ def paired_drop(fp32: np.ndarray, int8: np.ndarray, convention: str, resamples: 
 
     return Interval(interval(f_pix - q_pix, whole_f[0][0] - whole_q[0][0]), interval(f_miou - q_miou, whole_f[1][0] - whole_q[1][0]),
                     confidence, resamples, n)
+
+
+def evaluation_drop(fp32, int8, num_classes: int, convention: str) -> Interval:
+    """The paired FP32 - INT8 drop interval of two evaluations (measure.evaluate.Evaluation) of the same images."""
+    return paired_drop(per_image_stats(fp32.per_image, num_classes), per_image_stats(int8.per_image, num_classes), convention)

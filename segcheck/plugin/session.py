@@ -48,6 +48,8 @@ def _no_effect(options: GateOptions, run: RunConfig, project: Project, table: ba
         raise SegcheckError(f"{flag_of(sized[0])} has no effect with calibration mode none")
     if options.require_real and run.tier == "synthetic":
         raise SegcheckError("--require-real has no effect on the synthetic tier (nothing is missing there); add --tier real")
+    if options.peer is not None and run.shard is not None:
+        raise SegcheckError("--peer with --shard: the peer cases run on all the images, unsharded; run them apart")
     if options.update_baselines and run.shard is not None:
         raise SegcheckError("--update-baselines with --shard: a shard's figures are not a row; record from an unsharded run")
     tier = table.tiers.get(run.tier)
@@ -123,8 +125,16 @@ class SegcheckSession:
     def case(self, name: str) -> ModelCase:
         """The case of model `name` (made once per run; plugins step in through segcheck's hooks)."""
         if name not in self._cases:
-            self._cases[name] = ModelCase(self.model_config(name), self.unavailable, self.config.hook)
+            self._cases[name] = ModelCase(self.model_config(name), self.unavailable, self.config.hook, self.peer_latency())
         return self._cases[name]
+
+    def peer_latency(self) -> dict:
+        """The peers' adaptive-rounds rule, from pytest-benchmark's options as MXNet's benchmarks take them."""
+        get = self.config.getoption
+        if get("benchmark_disable", False):
+            return {**peers.LATENCY, "min_rounds": 2, "max_time_s": 1e-6}  # as pytest-benchmark's: a run, not a timing
+        return {**peers.LATENCY, "min_rounds": max(2, int(get("benchmark_min_rounds", peers.LATENCY["min_rounds"]))),
+                "max_time_s": float(get("benchmark_max_time", peers.LATENCY["max_time_s"]))}
 
     @property
     def cases(self) -> dict:
@@ -157,10 +167,13 @@ class SegcheckSession:
         return {**case.config.setting(), "peer_pins": peers.requirements_digest()[:16]}
 
     def peer_pairs(self) -> list:
-        """(model, runtime) params of the peer tests: each model with the runtimes --peer or its configuration names."""
-        pairs = [pytest.param(name, runtime, id=f"{name}-{runtime}",
-                              marks=[getattr(pytest.mark, m) for m in self._marks(name)])
-                 for name, mc in self.models.items() if not isinstance(mc, MissingResource) for runtime in mc.peers]
+        """(model, runtime) params of the peer tests: each configured model with the runtimes --peer or its own
+        configuration names (a model whose weights or data are missing skips or fails there, as its other cases do)."""
+        skip = []
+        if self.run.shard is not None:
+            skip = [pytest.mark.skip(reason="the peer cases run unsharded: a shard's peer figures are not merged")]
+        pairs = [pytest.param(e.name, runtime, id=f"{e.name}-{runtime}", marks=[getattr(pytest.mark, m) for m in self._marks(e.name)] + skip)
+                 for e in self.project.models for runtime in (self.run.peers if self.run.peers is not None else e.peers)]
         if pairs:
             return pairs
         reason = "no model is gated on a peer runtime: give --peer onnxruntime,openvino or a model's peer key"

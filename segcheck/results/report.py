@@ -56,8 +56,9 @@ HEADER = ("model", "fp32 latency(ms)", "s8 latency(ms)", "speed-up", "fp32 pixAc
 
 
 def rows(results: RunResults) -> list:
+    """The Performance table's rows: MXNet's models (their peers have a table of their own, peer_rows)."""
     table = []
-    for name in sorted(results.models):
+    for name in sorted(n for n in results.models if of_peer_row(n)[1] is None):
         m = results.models[name]
         base = Row(**m.baseline) if m.baseline else None
         latency = [_cell(f.latency_ms) + (f" ±{f.latency_iqr_pct / 2:.1f}%" if f.latency_iqr_pct is not None else "")
@@ -117,8 +118,8 @@ def comparisons(results: RunResults) -> str:
 
 
 def markdown(results: RunResults) -> str:
-    lines = [" | ".join(HEADER), " | ".join("--" for _ in HEADER)]
-    lines += [" | ".join(r) for r in rows(results)]
+    main = rows(results)
+    lines = [" | ".join(HEADER), " | ".join("--" for _ in HEADER), *(" | ".join(r) for r in main)] if main else []
     settings = {json.dumps(m.setting, sort_keys=True): m.setting for m in results.models.values()}
     if len(settings) == 1:
         setting_notes = [f"setting: {_fmt(next(iter(settings.values())))}"]
@@ -143,9 +144,9 @@ def markdown(results: RunResults) -> str:
     ]
     peers = peer_rows(results)
     if peers:
-        lines += ["", "peer runtimes beside MXNet (s8 vs MXNet s8: the INT8 latency over MXNet's; fp32 agreement: "
-                      "pixels whose FP32 prediction equals MXNet's)",
-                  " | ".join(PEER_HEADER), " | ".join("--" for _ in PEER_HEADER), *(" | ".join(r) for r in peers)]
+        lines += [""] * bool(lines) + [
+            "peer runtimes beside MXNet (s8 vs MXNet s8: the INT8 latency over MXNet's; fp32 agreement: pixels whose FP32 "
+            "prediction equals MXNet's)", " | ".join(PEER_HEADER), " | ".join("--" for _ in PEER_HEADER), *(" | ".join(r) for r in peers)]
     return "\n".join(lines + [""] + notes + ([""] + failing if failing else [])) + "\n"
 
 

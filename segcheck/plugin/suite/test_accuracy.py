@@ -50,9 +50,7 @@ def test_int8_drop(case, segcheck, request):
     (with --gate-drop-interval: the upper bound of its paired bootstrap interval over images)."""
     fp32, ev = _scores(case, "fp32", segcheck, request)
     int8, ev8 = _scores(case, "int8", segcheck, request)
-    n = len(case.classes)
-    interval = stats.paired_drop(stats.per_image_stats(ev.per_image, n), stats.per_image_stats(ev8.per_image, n),
-                                 segcheck.convention)
+    interval = stats.evaluation_drop(ev, ev8, len(case.classes), segcheck.convention)
     segcheck.record(request, case, drop_interval=vars(interval))
     _gated_after_merging(case, ev, segcheck)
     verdict = verdicts.int8_drop(f"{case.name} on {ev.subset.describe()}", fp32, int8, segcheck.tolerances(case), case.classes,

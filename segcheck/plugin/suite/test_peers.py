@@ -2,14 +2,11 @@
 (`segcheck peer install`), judged with segcheck's own metrics: its FP32 against MXNet's, its INT8 drop against its own
 FP32 (the peer's own quantizer), and both precisions against the peer's baseline row ("<model>+<runtime>")."""
 
-import numpy as np
 import pytest
 
-from segcheck.data import loaders
 from segcheck.gate import verdicts
 from segcheck.gate.checks import peer_row
-from segcheck.measure.evaluate import predict
-from segcheck.measure.peers import AGREEMENT_IMAGES
+from segcheck.measure import stats
 
 pytestmark = pytest.mark.peer
 
@@ -27,7 +24,7 @@ def _run(case, peer, segcheck, request):
                               "latency_iqr_pct": latency["iqr_pct"], "latency_rounds": latency["rounds"]}
     segcheck.record(request, row, subset=run.evaluations["fp32"].subset.describe(), setting=segcheck.peer_setting(case),
                     classes=list(case.classes), tolerances=vars(segcheck.tolerances(case)),
-                    int8_source=f"{peer}: {run.quantizer}", **figures)
+                    int8_source=f"{peer}: {run.quantizer}, {run.quantized_ops} quantizing operations", **figures)
     return run, row
 
 
@@ -35,12 +32,11 @@ def test_peer_fp32_agrees_with_mxnet(case, peer, segcheck, request):
     """The exported FP32 network, run by the peer, predicts what MXNet's fused FP32 predicts, pixel for pixel (an
     export regression fails here, naming the case and the images least alike)."""
     run, row = _run(case, peer, segcheck, request)
-    count = min(AGREEMENT_IMAGES, len(run.fp32_predictions))
-    ours = np.concatenate([predict(case.fp32, x) for x, _, _ in loaders.batches(case.val, loaders.first(case.val, count), 1)])
-    equal = ours == run.fp32_predictions[:count]
+    ids = run.evaluations["fp32"].subset.ids[:len(run.fp32_predictions)]
+    equal = case.fp32_predictions(ids) == run.fp32_predictions
     segcheck.record(request, row, agreement_pct=round(100.0 * float(equal.mean()), 4))
-    segcheck.judge(request, verdicts.agreement(f"{row} on {count} images", equal, segcheck.tolerances(case).peer_agreement_pct,
-                                               run.evaluations["fp32"].subset.ids[:count]))
+    segcheck.judge(request, verdicts.agreement(f"{row} on {len(ids)} images", equal, segcheck.tolerances(case).peer_agreement_pct,
+                                               ids))
 
 
 def test_peer_accuracy(case, peer, precision, segcheck, request):
@@ -57,9 +53,13 @@ def test_peer_accuracy(case, peer, precision, segcheck, request):
 
 
 def test_peer_int8_drop(case, peer, segcheck, request):
-    """The peer's INT8 (its own quantizer, calibrated on MXNet's calibration images) may fall at most the model's
-    tolerance below the peer's FP32 on the same images."""
+    """The peer's INT8 (its own quantizer, calibrated on the images this case's INT8 calibrates on) may fall at most
+    the model's tolerance below the peer's FP32 on the same images; an INT8 model with nothing quantized fails."""
     run, row = _run(case, peer, segcheck, request)
-    fp32, int8 = (run.evaluations[p].matrix.compute(segcheck.convention) for p in ("fp32", "int8"))
-    segcheck.judge(request, verdicts.int8_drop(f"{row} on {run.evaluations['fp32'].subset.describe()}", fp32, int8,
-                                               segcheck.tolerances(case), case.classes))
+    assert run.quantized_ops > 0, f"{row}: the peer's INT8 model ({run.quantizer}) holds no quantizing operation"
+    fp32, int8 = (run.evaluations[p] for p in ("fp32", "int8"))
+    interval = stats.evaluation_drop(fp32, int8, len(case.classes), segcheck.convention)
+    segcheck.record(request, row, drop_interval=vars(interval))
+    segcheck.judge(request, verdicts.int8_drop(f"{row} on {fp32.subset.describe()}", fp32.matrix.compute(segcheck.convention),
+                                               int8.matrix.compute(segcheck.convention), segcheck.tolerances(case), case.classes,
+                                               interval, bool(segcheck.options.gate_drop_interval)))
