@@ -1,9 +1,11 @@
 """Datasets: the synthetic generator, GluonCV's loaders on its output, roots, subsets and bad data."""
 
 import json
+import re
 import shutil
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 import mxnet as mx
 import numpy as np
@@ -338,6 +340,38 @@ def test_other_layouts_load_through_gluoncvs_loaders_with_their_class_counts_and
 
     scores = ev.matrix.compute("present")
     assert kind.classes[0] in moved_classes(scores, scores, kind.classes)
+
+
+WRITERS = {"pascal_voc": synthetic.write_voc, "coco": synthetic.write_coco, "pascal_aug": synthetic.write_pascal_aug,
+           "ade20k": synthetic.write_ade20k, "citys": synthetic.write_citys}
+
+
+def test_each_layout_is_described_once_and_the_writer_the_loader_and_plan_agree(tmp_path):
+    """DatasetKind.layout is what the synthetic writer lays out and what the loader reads each split from; with any
+    one of its paths gone, the loader and `segcheck plan` name that same path (Cityscapes trainval needs train and val)."""
+    from segcheck.cli import plan
+    from segcheck.config.run import Weights
+
+    assert set(WRITERS) == set(DATASETS)
+    for key, writer in WRITERS.items():
+        kind = DATASETS[key]
+        root = writer(tmp_path / key, SPEC)
+        for split in kind.splits:
+            layout = kind.layout(root, split)
+            assert kind.absent(root, split) is None, (key, split, layout)
+            assert loaders.open_split(kind, root, split, CROP, tmp_path / "cache").source in layout
+            model = SimpleNamespace(weights=Weights("seeded"), int8_export=None, root=root, split=split, calib=None,
+                                    kind=kind, dataset=key)
+            assert plan._missing(model) == []
+            for path in layout:
+                path.rename(path.with_name(path.name + ".away"))
+                try:
+                    with pytest.raises(MissingResource, match=f"looked for {re.escape(str(path))} "):
+                        loaders.open_split(kind, root, split, CROP, tmp_path / "cache")
+                    assert [where for _, where, _ in plan._missing(model)] == [path], (key, split)
+                finally:
+                    path.with_name(path.name + ".away").rename(path)
+    assert DATASETS["citys"].layout(tmp_path, "trainval") == (tmp_path / "leftImg8bit/train", tmp_path / "leftImg8bit/val")
 
 
 def test_bad_labels_of_another_layout_name_the_mask_and_the_allowed_values(tmp_path):

@@ -59,23 +59,12 @@ def _missing(mc: ModelConfig) -> list:
     if mc.root is not None:
         splits = {mc.split} | ({mc.calib.split} if mc.calib and mc.calib.mode != "none" else set())
         for split in sorted(splits):
-            marker = _marker(mc, split)
-            if not marker.exists():
+            marker = mc.kind.absent(mc.root, split)
+            if marker is not None:
                 fetch = {"pascal_voc": f"segcheck fetch voc --root {mc.root}",
                          "coco": f"segcheck fetch coco --root {mc.root} --parts annotations,{split}"}.get(mc.dataset, mc.kind.prepare)
                 found.append((f"{mc.dataset} {split}", marker, fetch))
     return found
-
-
-def _marker(mc: ModelConfig, split: str) -> Path:
-    root = Path(mc.root)
-    return {
-        "pascal_voc": root / "VOC2012" / "ImageSets" / "Segmentation" / f"{split}.txt",
-        "pascal_aug": root / "VOCaug" / "dataset" / f"{split}.txt",
-        "coco": root / f"{split}2017",
-        "ade20k": root / "ADEChallengeData2016" / "images" / ("training" if split == "train" else "validation"),
-        "citys": root / "leftImg8bit" / split,
-    }[mc.dataset]
 
 
 def images(mc: ModelConfig) -> tuple[int | None, str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 
 from ..errors import SegcheckError
 
@@ -40,6 +41,24 @@ class DatasetKind:
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    def layout(self, root, split: str) -> tuple:
+        """The files and folders split `split` needs under `root`, in the order they are looked for: the one
+        description of each layout, which the loaders read, `plan` checks and the synthetic writer lays out."""
+        root = Path(root)
+        if self.key == "pascal_voc":
+            return (root / "VOC2012" / "ImageSets" / "Segmentation" / f"{split}.txt",)
+        if self.key == "pascal_aug":
+            return (root / "VOCaug" / "dataset" / f"{split}.txt",)
+        if self.key == "coco":
+            return (root / "annotations" / f"instances_{split}2017.json", root / f"{split}2017")
+        if self.key == "ade20k":
+            return (root / "ADEChallengeData2016" / "images" / ("training" if split == "train" else "validation"),)
+        return tuple(root / "leftImg8bit" / part for part in (("train", "val") if split == "trainval" else (split,)))
+
+    def absent(self, root, split: str) -> Path | None:
+        """The first file or folder of split `split`'s layout missing under `root`, or None."""
+        return next((path for path in self.layout(root, split) if not path.exists()), None)
 
 
 DATASETS = {d.key: d for d in (

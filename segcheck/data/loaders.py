@@ -182,10 +182,10 @@ def _open_listed(kind, root: Path, split, crop_size, base_size, source) -> Split
     from gluoncv.data import VOCAugSegmentation, VOCSegmentation
 
     if kind.key == "pascal_voc":
-        base, lists, images, masks, ext, cls = root / "VOC2012", "ImageSets/Segmentation", "JPEGImages", "SegmentationClass", ".png", VOCSegmentation
+        base, images, masks, ext, cls = root / "VOC2012", "JPEGImages", "SegmentationClass", ".png", VOCSegmentation
     else:
-        base, lists, images, masks, ext, cls = root / "VOCaug" / "dataset", "", "img", "cls", ".mat", VOCAugSegmentation
-    list_file = base / lists / f"{split}.txt"
+        base, images, masks, ext, cls = root / "VOCaug" / "dataset", "img", "cls", ".mat", VOCAugSegmentation
+    (list_file,) = kind.layout(root, split)
     names = _read_list(list_file, kind, source)
     loader = _listed(cls, str(root), [str(base / images / f"{n}.jpg") for n in names],
                      [str(base / masks / f"{n}{ext}") for n in names], crop_size, base_size)
@@ -196,12 +196,11 @@ def _open_folder(kind, root: Path, split, crop_size, base_size, source) -> Split
     """ADE20K and Cityscapes: GluonCV lists their folders; segcheck sorts the pairs by image path."""
     from gluoncv.data import ADE20KSegmentation, CitySegmentation
 
-    if kind.key == "ade20k":
-        folder, cls = root / "ADEChallengeData2016" / "images" / ("training" if split == "train" else "validation"), ADE20KSegmentation
-    else:
-        folder, cls = root / "leftImg8bit" / ("train" if split == "trainval" else split), CitySegmentation
-    if not folder.is_dir():
-        raise missing(kind, folder, source)
+    cls = ADE20KSegmentation if kind.key == "ade20k" else CitySegmentation
+    folder = kind.layout(root, split)[0]
+    absent = kind.absent(root, split)
+    if absent is not None:
+        raise missing(kind, absent, source)
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             loader = cls(str(root), split=split, mode="val", transform=_image_transform(), base_size=base_size, crop_size=crop_size)
@@ -237,11 +236,10 @@ def _open_coco(kind, root: Path, split, crop_size, base_size, source, cache_dir)
         raise SegcheckError("pycocotools is not installed; install the pinned requirements (pip install -r requirements.txt)")
     from gluoncv.data import COCOSegmentation
 
-    ann = root / "annotations" / f"instances_{split}2017.json"
-    if not ann.is_file():
-        raise missing(kind, ann, source)
-    if not (root / f"{split}2017").is_dir():
-        raise missing(kind, root / f"{split}2017", source)
+    absent = kind.absent(root, split)
+    if absent is not None:
+        raise missing(kind, absent, source)
+    ann = kind.layout(root, split)[0]
     readable_root = _coco_root_with_writable_ids(root, split, cache_dir)
     try:
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
