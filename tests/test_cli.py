@@ -251,6 +251,8 @@ def test_peer_rows_have_a_table_of_their_own_beside_their_model(tmp_path):
     assert "fcn_resnet101_voc | 100.00" in main and "+openvino" not in main
     assert "fcn_resnet101_voc | mxnet | 100.00 | 40.00 | 1.00x | 66.10 | 65.90 | -0.20 | - | IMPROVED int8-accuracy" in peers
     assert "fcn_resnet101_voc | openvino | 50.00 | 10.00 | 0.25x | 66.10 | 65.60 | -0.50 | 99.87% | PASS" in peers
+    # a row that recorded no setting (here the peer's) adds no empty "setting of" line
+    assert [line for line in text.splitlines() if line.startswith("setting")] == [f"setting: {report._fmt(results.models['fcn_resnet101_voc'].setting)}"]
     chart.chart(results, tmp_path / "chart.png")  # the peers' rows are drawn too
     assert (tmp_path / "chart.png").stat().st_size > 0
 

@@ -120,11 +120,12 @@ def comparisons(results: RunResults) -> str:
 def markdown(results: RunResults) -> str:
     main = rows(results)
     lines = [" | ".join(HEADER), " | ".join("--" for _ in HEADER), *(" | ".join(r) for r in main)] if main else []
-    settings = {json.dumps(m.setting, sort_keys=True): m.setting for m in results.models.values()}
+    known = {n: m.setting for n, m in results.models.items() if m.setting}  # a latency-only model records none
+    settings = {json.dumps(setting, sort_keys=True): setting for setting in known.values()}
     if len(settings) == 1:
         setting_notes = [f"setting: {_fmt(next(iter(settings.values())))}"]
     else:
-        setting_notes = [f"setting of {n}: {_fmt(m.setting)}" for n, m in sorted(results.models.items())]
+        setting_notes = [f"setting of {n}: {_fmt(setting)}" for n, setting in sorted(known.items())]
     cached = sorted(n for n, m in results.models.items() if m.fp32.cached)
     notes = [
         f"tier: {results.tier}; mIoU convention: {results.convention}",
