@@ -141,6 +141,9 @@ weights = "weights/my_fcn.params"
 dataset = { name = "pascal_voc", root = "data/VOCdevkit", crop_size = 64 }
 int8 = { batches = 1, batch_size = 8 }
 min_speedup = { avx2 = 1.3, avx512 = 1.3, avx512_vnni = 1.5, amx = 2.0 }
+# INT8 drop on these 6 hand-drawn images, which the model never saw: mIoU +1.89 (VNNI), +2.84 (AVX2 cap), +2.88
+# (AVX512_CORE cap), bootstrap intervals up to [-0.5, +6.1]; pixAcc -0.34 to -0.41. 4 points fits every ISA.
+tolerances = { int8_drop_miou_points = 4.0 }
 """
 
 
