@@ -211,6 +211,8 @@ def test_console_script_is_installed_and_its_help_lists_every_subcommand():
         with pytest.raises(SystemExit) as exited, contextlib.redirect_stdout(out):
             commands.main([name, "--help"])
         assert exited.value.code == 0 and f"segcheck {name}" in out.getvalue(), (name, out.getvalue()[:200])
+        description = out.getvalue().split("\n\n")[1]  # after the usage: the whole first paragraph, never cut short
+        assert description.rstrip().endswith("."), (name, description)
 
 
 def _results():

@@ -39,7 +39,7 @@ class Measured:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="segcheck isa-bench", description=__doc__.splitlines()[0],
+    p = argparse.ArgumentParser(prog="segcheck isa-bench", description=" ".join(__doc__.split("\n\n")[0].split()),
                                 epilog="Other arguments go to each pytest run (e.g. -k voc --crop-size 480).")
     p.add_argument("--levels", help=f"comma-separated ISA levels (default: those of {', '.join(LEVELS)} this CPU has)")
     p.add_argument("--json", dest="json_out", help="write every level's benchmarks as one pytest-benchmark JSON file here")

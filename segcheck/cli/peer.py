@@ -14,7 +14,7 @@ from ..measure import peers
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="segcheck peer", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="segcheck peer", description=" ".join(__doc__.split("\n\n")[0].split()))
     p.add_argument("action", choices=("install", "where"),
                    help="install: create the peer environment (from the package registry); where: print it and whether it is ready")
     options.add_to_argparse(p, [o for o in options.RUN if o.dest == "segcheck_cache"])
