@@ -7,12 +7,14 @@ run goes on. A crash is remembered, so the case's other checks fail with it at o
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import tempfile
 import weakref
 from functools import cached_property
 from pathlib import Path
 
+import mxnet as mx
 import numpy as np
 
 from ..config.recipes import PEERS
@@ -157,6 +159,9 @@ class ModelCase:
         """The FP32 network exported to ONNX for the peer runtimes, in a forked child (mx2onnx runs MXNet's shape
         inference): from the cache, or, for a network a plugin replaced, afresh into a folder removed with the case."""
         def export():
+            if importlib.util.find_spec("mxnet.onnx") is None:
+                raise peers.PeerMissing(f"mxnet {mx.__version__} has no ONNX exporter (mxnet.onnx, mx2onnx, came with "
+                                        "1.9.0): the peer cases need mxnet >= 1.9")
             from ..models import onnx_export  # mx2onnx loads only where a peer is gated
 
             net = pipeline.fp32_net(self.config, fused=False)
@@ -175,6 +180,7 @@ class ModelCase:
         INT8 file, mode none), over the images this case evaluates. A failed export or peer run is remembered: the
         peer's other checks fail with it."""
         def gate():
+            peers.usable_python(self.config.run.cache_dir)  # a missing peer environment skips before any export
             recipe = self.recipe
             if recipe is None or recipe.mode == "none":
                 recipe = tier_defaults(self.config.tier)["calib"]

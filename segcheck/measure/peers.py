@@ -302,6 +302,15 @@ def _checked(answer: dict, what: str, count: int) -> np.ndarray:
     return predictions
 
 
+def usable_python(cache_dir) -> Path:
+    """The peer environment's python; PeerMissing, saying why and how to make one, where it is not usable."""
+    folder = environment_folder(cache_dir)
+    python = python_of(folder)
+    if python is None:
+        raise PeerMissing(missing_message(folder))
+    return python
+
+
 def gate_run(runtime: str, onnx: Path, split, indices, calibration, cache_dir, latency: dict = LATENCY,
              skip_bad: bool = False, timeout_s: float = 3600.0) -> PeerRun:
     """The peer `runtime` on the exported model `onnx`: FP32 and INT8 (quantized by the runtime's own quantizer on the
@@ -309,10 +318,7 @@ def gate_run(runtime: str, onnx: Path, split, indices, calibration, cache_dir, l
     metrics; `latency` is the adaptive-rounds rule the runner times with."""
     from .evaluate import Accumulator
 
-    folder = environment_folder(cache_dir)
-    python = python_of(folder)
-    if python is None:
-        raise PeerMissing(missing_message(folder))
+    python = usable_python(cache_dir)
     with tempfile.TemporaryDirectory(prefix=f"segcheck-peer-{runtime}-") as tmp:
         images, labels, ids, skipped = _eval_images(split, indices, Path(tmp), skip_bad)
         calib = write_images(Path(tmp) / "calib.npy", calibration)
