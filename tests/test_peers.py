@@ -261,20 +261,3 @@ def test_segcheck_peer_where_names_the_command_that_makes_the_environment(tmp_pa
         commands.main(["peer", "remove"])
     assert "invalid choice: 'remove'" in capsys.readouterr().err
 
-
-def test_an_mxnet_without_an_onnx_exporter_skips_the_peer_cases_saying_so(segcheck, monkeypatch, tmp_path):
-    """mxnet 1.8 has no mxnet.onnx: the peer cases skip (fail under --peer) naming that, before any export, and a
-    missing peer environment is said before the export is even tried."""
-    import importlib.util
-
-    from segcheck.measure import cases
-
-    found = importlib.util.find_spec
-    monkeypatch.setattr(cases.importlib.util, "find_spec", lambda name, *a: None if name == "mxnet.onnx" else found(name, *a))
-    fresh = cases.ModelCase(segcheck.model_config("fcn_resnet101_voc"), segcheck.unavailable)
-    unavailable = (pytest.skip.Exception, pytest.fail.Exception)  # a skip, or a failure where --peer was given
-    with pytest.raises(unavailable, match=r"mxnet \S+ has no ONNX exporter \(mxnet.onnx"):
-        fresh.onnx
-    monkeypatch.setenv("SEGCHECK_PEER_ENV", str(tmp_path / "none"))
-    with pytest.raises(unavailable, match="no peer environment"):
-        cases.ModelCase(segcheck.model_config("fcn_resnet101_voc"), segcheck.unavailable).peer("openvino")

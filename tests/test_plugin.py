@@ -208,3 +208,23 @@ def test_a_folder_segcheck_never_generated_is_gated(pytester, segcheck):
     assert all(outcome == "passed" for name, (outcome, _) in again.items() if "seeded" not in name and name not in no_peer), again
     assert "my_fcn | " in result.stdout.str() and "| PASS" in result.stdout.str()
     assert json.loads((folder / "results.json").read_text())["models"]["my_fcn"]["checks"]["speedup"]["status"] == "PASS"
+
+
+def test_an_mxnet_without_an_onnx_exporter_skips_the_peer_cases_saying_so(segcheck, monkeypatch, tmp_path):
+    """mxnet 1.8 has no mxnet.onnx: a model's peer cases skip (fail under --peer) naming that before anything else,
+    since a peer environment could not help; with an exporter, a missing peer environment is said before any export."""
+    import importlib.util
+
+    from segcheck.measure import cases
+
+    unavailable = (pytest.skip.Exception, pytest.fail.Exception)  # a skip, or a failure where --peer was given
+    config = segcheck.model_config("fcn_resnet101_voc")
+    monkeypatch.setenv("SEGCHECK_PEER_ENV", str(tmp_path / "none"))
+    found = importlib.util.find_spec
+    with monkeypatch.context() as patched:
+        patched.setattr(cases.importlib.util, "find_spec", lambda name, *a: None if name == "mxnet.onnx" else found(name, *a))
+        for part in (lambda case: case.onnx, lambda case: case.peer("openvino")):
+            with pytest.raises(unavailable, match=r"mxnet \S+ has no ONNX exporter \(mxnet.onnx"):
+                part(ModelCase(config, segcheck.unavailable))
+    with pytest.raises(unavailable, match="no peer environment"):
+        ModelCase(config, segcheck.unavailable).peer("openvino")

@@ -50,3 +50,16 @@ def test_bench_marker_selects_only_latency(pytester):
     ids = collected(pytester, "-m", "bench")
     assert ids and all("suite/test_latency.py::" in i for i in ids), ids
     assert len(ids) == 3 * len(NAMES)  # fp32 and int8 benchmarks and the speed-up gate per model
+
+
+def test_the_configured_peer_cases_are_one_skipped_placeholder_in_a_shard(pytester):
+    """This repository gates the VOC three on both peers; in a shard they are a single `[sharded]` case naming no
+    model, so a shard's results hold no peer row for `segcheck merge` to refuse."""
+    peers = ["segcheck/plugin/suite/test_peers.py"]
+    whole = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--collect-only", "-q", "--rootdir", str(ROOT),
+                                         *(str(ROOT / p) for p in peers)).stdout.lines
+    assert sum("[fcn_resnet101_voc-onnxruntime" in line for line in whole) == 4  # agreement, int8 drop, fp32/int8 accuracy
+    sharded = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--collect-only", "-q", "--rootdir", str(ROOT),
+                                           "--shard=1/2", *(str(ROOT / p) for p in peers)).stdout.lines
+    ids = [line for line in sharded if "::" in line]
+    assert ids and all(line.endswith("[sharded]") or "[sharded-" in line for line in ids), ids

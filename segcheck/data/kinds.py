@@ -57,8 +57,8 @@ class DatasetKind:
         return tuple(root / "leftImg8bit" / part for part in (("train", "val") if split == "trainval" else (split,)))
 
     def absent(self, root, split: str) -> Path | None:
-        """The first file or folder of split `split`'s layout missing under `root`, or None."""
-        return next((path for path in self.layout(root, split) if not path.exists()), None)
+        """The first file (a name with a suffix) or folder of split `split`'s layout missing under `root`, or None."""
+        return next((path for path in self.layout(root, split) if not (path.is_file() if path.suffix else path.is_dir())), None)
 
 
 DATASETS = {d.key: d for d in (

@@ -31,6 +31,13 @@ PARTS = ("fp32", "int8", "val", "fp32_symbol", "localisation", "fp32-evaluation"
          *(f"peer-{runtime}" for runtime in PEERS))
 
 
+def exporter_present() -> None:
+    """PeerMissing where this MXNet has no ONNX exporter (mx2onnx, mxnet.onnx, came with 1.9.0)."""
+    if importlib.util.find_spec("mxnet.onnx") is None:
+        raise peers.PeerMissing(f"mxnet {mx.__version__} has no ONNX exporter (mxnet.onnx, mx2onnx, came with 1.9.0): "
+                                "the peer cases need mxnet >= 1.9")
+
+
 class ModelCase:
     """`on_missing(err)` decides what absent weights or data mean (the pytest plugin skips or fails). `hooks`, where
     given, is pytest's hook relay of segcheck's hookspecs (plugin.hookspecs): a plugin may hand over a part made
@@ -159,9 +166,7 @@ class ModelCase:
         """The FP32 network exported to ONNX for the peer runtimes, in a forked child (mx2onnx runs MXNet's shape
         inference): from the cache, or, for a network a plugin replaced, afresh into a folder removed with the case."""
         def export():
-            if importlib.util.find_spec("mxnet.onnx") is None:
-                raise peers.PeerMissing(f"mxnet {mx.__version__} has no ONNX exporter (mxnet.onnx, mx2onnx, came with "
-                                        "1.9.0): the peer cases need mxnet >= 1.9")
+            exporter_present()
             from ..models import onnx_export  # mx2onnx loads only where a peer is gated
 
             net = pipeline.fp32_net(self.config, fused=False)
@@ -180,7 +185,8 @@ class ModelCase:
         INT8 file, mode none), over the images this case evaluates. A failed export or peer run is remembered: the
         peer's other checks fail with it."""
         def gate():
-            peers.usable_python(self.config.run.cache_dir)  # a missing peer environment skips before any export
+            exporter_present()  # what cannot be fixed here is said first, then a missing peer environment, before any export
+            peers.usable_python(self.config.run.cache_dir)
             recipe = self.recipe
             if recipe is None or recipe.mode == "none":
                 recipe = tier_defaults(self.config.tier)["calib"]

@@ -90,8 +90,10 @@ def _check(folder: Path) -> tuple:
     except (OSError, ValueError):
         unfinished = (folder / BUILDING).is_file()
         return None, f"{'an unfinished' if unfinished else 'no'} peer environment (ONNX Runtime, OpenVINO) at {folder}"
-    if not isinstance(marker, dict) or marker.get("requirements") != requirements_digest() or not python.exists():
+    if not isinstance(marker, dict) or marker.get("requirements") != requirements_digest():
         return None, f"the peer environment at {folder} was built from other pins than {REQUIREMENTS.name}"
+    if not python.exists():
+        return None, f"the peer environment at {folder} has no {python.relative_to(folder)}"
     try:
         done = subprocess.run([str(python), "-I", "-c", CHECK], capture_output=True, text=True, timeout=CHECK_TIMEOUT_S,
                               env=_peer_env())
