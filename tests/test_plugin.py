@@ -226,5 +226,6 @@ def test_an_mxnet_without_an_onnx_exporter_skips_the_peer_cases_saying_so(segche
         for part in (lambda case: case.onnx, lambda case: case.peer("openvino")):
             with pytest.raises(unavailable, match=r"mxnet \S+ has no ONNX exporter \(mxnet.onnx"):
                 part(ModelCase(config, segcheck.unavailable))
-    with pytest.raises(unavailable, match="no peer environment"):
+    said = "no peer environment" if found("mxnet.onnx") is not None else "has no ONNX exporter"  # mxnet 1.8 has none
+    with pytest.raises(unavailable, match=said):
         ModelCase(config, segcheck.unavailable).peer("openvino")
