@@ -49,6 +49,7 @@ class ModelCase:
         self.config, self._on_missing, self._hooks, self._peer_latency = config, on_missing, hooks, peer_latency
         self._parts = {}
         self._crashes = {}
+        self._predictions = {}  # tuple of val ids -> MXNet's FP32 argmax on them (fp32_predictions)
         self._replaced = set()  # precisions whose model a plugin replaced
         self._reused = set()  # parts a plugin handed over
 
@@ -203,14 +204,18 @@ class ModelCase:
         return self._remembered(f"peer-{runtime}", gate)
 
     def fp32_predictions(self, ids) -> np.ndarray:
-        """MXNet's fused FP32 argmax on the val images `ids`, in that order (in a forked child, as evaluating is)."""
-        where = {image_id: i for i, image_id in enumerate(self.val.ids)}
-        model = self.fp32
+        """MXNet's fused FP32 argmax on the val images `ids`, in that order (in a forked child, as evaluating is), made
+        once per set of ids: every peer runtime of the case compares with the same images."""
+        key = tuple(ids)
+        if key not in self._predictions:
+            where = {image_id: i for i, image_id in enumerate(self.val.ids)}
+            model = self.fp32
 
-        def predict_all():
-            return np.concatenate([predict(model, x) for x, _, _ in loaders.batches(self.val, [where[i] for i in ids], 1)])
+            def predict_all():
+                return np.concatenate([predict(model, x) for x, _, _ in loaders.batches(self.val, [where[i] for i in ids], 1)])
 
-        return self._isolated(f"FP32 predictions of {len(ids)} images", predict_all)
+            self._predictions[key] = self._isolated(f"FP32 predictions of {len(ids)} images", predict_all)
+        return self._predictions[key]
 
     def _remembered(self, part: str, make):
         """A part whose failure (an export, a peer run) is raised again for every later call instead of made again."""
