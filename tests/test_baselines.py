@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from segcheck.gate import baselines
+from segcheck.config import tolerances
+from segcheck.gate import baselines, golden
 from segcheck.gate.baselines import BaselineError, Row
 
 REPO_BASELINES = Path(__file__).resolve().parents[1] / "baselines.json"
@@ -52,8 +53,8 @@ def test_real_tier_holds_the_seed_table_exactly():
 def test_lookup_ignores_environment_on_the_real_tier():
     table = baselines.load(REPO_BASELINES)
     setting = {"mode": "val", "crop_size": 480, "batch_size": 1, "num_images": "all"}
-    found = table.lookup("real", "psp_resnet101_coco", {"isa": "avx2"}, setting)
-    assert found.row == Row(253.49, 94.32, 91.82, 69.48, 91.88, 69.92)
+    found = table.lookup("real", "psp_resnet101_coco", {"isa": "avx2"}, setting, baselines.SEED_RECIPE)
+    assert found.row == Row(253.49, 94.32, 91.82, 69.48, 91.88, 69.92) and found.reference.recipe is None
     assert found.row.accuracy("int8") == (91.88, 69.92)
     assert found.reference.difference == "published" and "against the published row" in found.reference.describe()
     other = table.lookup("real", "psp_resnet101_coco", {}, dict(setting, num_images=8))
@@ -64,12 +65,15 @@ def test_lookup_ignores_environment_on_the_real_tier():
     "mutate, key, problem",
     [
         (lambda d: d.pop("schema"), "schema", "missing"),
-        (lambda d: d.update(schema=2), "schema", "expected 1"),
+        (lambda d: d.update(schema=3), "schema", "expected 2"),
         (lambda d: d.update(extra=1), "extra", "unknown key"),
         (lambda d: d["tiers"].update(nightly={}), "tiers.nightly", "unknown key"),
-        (lambda d: d["tiers"]["real"]["tolerances"].pop("miou_points"), "tiers.real.tolerances.miou_points", "missing"),
-        (lambda d: d["tiers"]["real"]["tolerances"].update(pixacc_points="0.3"), "tiers.real.tolerances.pixacc_points", "expected a number, got '0.3'"),
-        (lambda d: d["tiers"]["real"]["tolerances"].update(pixacc_points=-1), "tiers.real.tolerances.pixacc_points", "outside"),
+        (lambda d: d["tiers"]["real"]["tolerances"].pop("recipe"), "tiers.real.tolerances.recipe", "missing"),
+        (lambda d: d["tiers"]["real"]["tolerances"]["exact"]["int8_miou_points"].update(value="0.3"), "tiers.real.tolerances.exact.int8_miou_points.value", "expected a number, got '0.3'"),
+        (lambda d: d["tiers"]["real"]["tolerances"]["exact"]["int8_miou_points"].update(value=-1), "tiers.real.tolerances.exact.int8_miou_points.value", "outside"),
+        (lambda d: d["tiers"]["real"]["tolerances"]["exact"]["int8_miou_points"].update(unmeasured=""), "tiers.real.tolerances.exact.int8_miou_points.unmeasured", "empty: say why"),
+        (lambda d: d["tiers"]["real"]["tolerances"]["exact"]["int8_miou_points"].update(spread=0.1), "tiers.real.tolerances.exact.int8_miou_points", "both unmeasured and spread"),
+        (lambda d: d["tiers"]["real"]["entries"][0].pop("int8"), "tiers.real.entries[0].int8", "missing"),
         (lambda d: d["tiers"]["real"].update(metric_convention="mean"), "tiers.real.metric_convention", "'mean' is not one of"),
         (lambda d: d["tiers"]["real"].update(match_environment="no"), "tiers.real.match_environment", "expected true or false"),
         (lambda d: d["tiers"]["real"]["min_speedup"]["avx512_vnni"].update(fcn="fast"), "tiers.real.min_speedup.avx512_vnni.fcn", "expected a number, got 'fast'"),
@@ -80,8 +84,8 @@ def test_lookup_ignores_environment_on_the_real_tier():
         (lambda d: d["tiers"]["real"]["entries"][0]["setting"].update(crop_size=[480]), "tiers.real.entries[0].setting.crop_size", "expected a string or number"),
         (lambda d: d["tiers"]["real"]["entries"].append(copy.deepcopy(d["tiers"]["real"]["entries"][0])), "tiers.real.entries", "the same model appears twice"),
     ],
-    ids=["no-schema", "wrong-schema", "unknown-top-key", "unknown-tier", "missing-tolerance", "string-tolerance",
-         "negative-tolerance", "unknown-convention", "non-bool", "speedup-not-a-number", "missing-row-key", "null-value",
+    ids=["no-schema", "wrong-schema", "unknown-top-key", "unknown-tier", "missing-tolerance-tier", "string-tolerance",
+         "negative-tolerance", "unexplained-unmeasured", "unmeasured-and-spread", "no-int8-key", "unknown-convention", "non-bool", "speedup-not-a-number", "missing-row-key", "null-value",
          "pixacc-over-100", "bad-model-name", "list-setting", "duplicate-row"],
 )
 def test_malformed_file_names_file_and_key(tmp_path, doc, mutate, key, problem):
@@ -115,37 +119,38 @@ def test_missing_file_says_what_to_do(tmp_path):
 
 
 ENV = {"mxnet": "1.9.1", "onednn": "2.4.4", "isa": "avx2"}
-SETTING = {"crop_size": 64, "num_images": 16, "calibration": "naive/2x16/train", "seed": 0}
+SETTING = {"crop_size": 64, "num_images": 16, "seed": 0}
+RECIPE = "naive/auto/2x16/train"
 
 
 def test_record_adds_rows_atomically_and_shows_the_diff(tmp_path, doc):
     path = write(tmp_path, doc)
     row = Row(10.0, 4.0, 90.0, 60.0, 89.5, 59.0)
-    diff = baselines.record(path, "synthetic", ENV, [(SETTING, {"fcn_resnet101_voc": row})])
+    diff = baselines.record(path, "synthetic", ENV, [(SETTING, RECIPE, {"fcn_resnet101_voc": row})])
     assert '+        "rows": {"fcn_resnet101_voc": {"fp32_latency_ms": 10.0' not in diff
     assert '"fcn_resnet101_voc": {"fp32_latency_ms": 10.0, "s8_latency_ms": 4.0, "fp32_pixacc": 90.0' in diff
     removed = [line for line in diff.splitlines() if line.startswith("-") and not line.startswith("---")]
     assert removed == ['-      "entries": []']
     table = baselines.load(path)
-    assert table.lookup("synthetic", "fcn_resnet101_voc", ENV, SETTING).row == row
+    assert table.lookup("synthetic", "fcn_resnet101_voc", ENV, SETTING, RECIPE).row == row
     assert [p.name for p in tmp_path.iterdir()] == ["baselines.json"]
-    assert baselines.record(path, "synthetic", ENV, [(SETTING, {"fcn_resnet101_voc": row})]) == ""
+    assert baselines.record(path, "synthetic", ENV, [(SETTING, RECIPE, {"fcn_resnet101_voc": row})]) == ""
 
 
 def test_a_row_of_another_environment_is_compared_at_the_tier_for_what_differs(tmp_path, doc):
     """The exact environment's row wins; else the nearest: another ISA before another version, the closest release,
-    the closest ISA (the higher of two equally close); the tier widens the tolerances that move with the environment."""
+    the closest ISA (the higher of two equally close); the tier's tolerances are those of what differs."""
     path = write(tmp_path, doc)
     vnni, avx2 = dict(ENV, isa="avx512_vnni"), ENV
     rows = {"avx2": Row(10.0, 4.0, 90.0, 60.0, 89.5, 59.0), "vnni": Row(10.0, 2.0, 90.0, 60.0, 89.9, 59.9),
             "old": Row(10.0, 3.0, 91.0, 61.0, 90.0, 60.0)}
-    baselines.record(path, "synthetic", avx2, [(SETTING, {"fcn_resnet101_voc": rows["avx2"]})])
-    baselines.record(path, "synthetic", vnni, [(SETTING, {"fcn_resnet101_voc": rows["vnni"]})])
-    baselines.record(path, "synthetic", dict(vnni, mxnet="1.8.0.post0", onednn="1.7.0"), [(SETTING, {"fcn_resnet101_voc": rows["old"]})])
+    baselines.record(path, "synthetic", avx2, [(SETTING, RECIPE, {"fcn_resnet101_voc": rows["avx2"]})])
+    baselines.record(path, "synthetic", vnni, [(SETTING, RECIPE, {"fcn_resnet101_voc": rows["vnni"]})])
+    baselines.record(path, "synthetic", dict(vnni, mxnet="1.8.0.post0", onednn="1.7.0"), [(SETTING, RECIPE, {"fcn_resnet101_voc": rows["old"]})])
     table = baselines.load(path)
 
     def nearest(env):
-        found = table.lookup("synthetic", "fcn_resnet101_voc", env, SETTING)
+        found = table.lookup("synthetic", "fcn_resnet101_voc", env, SETTING, RECIPE)
         return found.row, found.reference.difference, found.reference.environment
 
     assert nearest(vnni) == (rows["vnni"], "exact", vnni)
@@ -154,31 +159,94 @@ def test_a_row_of_another_environment_is_compared_at_the_tier_for_what_differs(t
     assert nearest(dict(vnni, mxnet="1.9.0")) == (rows["vnni"], "version", vnni)  # 1.9.0 is nearer 1.9.1 than 1.8.0
     assert nearest(dict(vnni, mxnet="1.7.0.post2", onednn="1.6.4")) == (rows["old"], "version", dict(vnni, mxnet="1.8.0.post0", onednn="1.7.0"))
     assert nearest(dict(avx2, mxnet="1.8.0.post0", onednn="1.7.0")) == (rows["old"], "isa", dict(vnni, mxnet="1.8.0.post0", onednn="1.7.0"))
-    found = table.lookup("synthetic", "fcn_resnet101_voc", dict(vnni, isa="amx"), SETTING)
+    found = table.lookup("synthetic", "fcn_resnet101_voc", dict(vnni, isa="amx"), SETTING, RECIPE)
     assert "row recorded in mxnet 1.9.1, onednn 2.4.4, isa avx512_vnni (tolerance tier: isa)" in found.reference.describe()
     tier = table.tier("synthetic")
     exact, across = tier.tolerances_for(None, {}), tier.tolerances_for(found.reference, {})
-    assert across.miou_points == max(exact.miou_points, baselines.CROSS_TOLERANCES["isa"]["miou_points"])
-    assert across.range_rtol == baselines.CROSS_TOLERANCES["isa"]["range_rtol"] > exact.range_rtol
+    assert (exact.tier, across.tier) == ("exact", "isa")
+    assert across.miou_points == tier.tolerances.tiers["isa"]["int8_miou_points"].value
     assert across.int8_drop_miou_points == exact.int8_drop_miou_points  # measured within the run: never widened
     own = tier.tolerances_for(found.reference, {"miou_points": 9.0})
     assert own.miou_points == 9.0 and own.range_rtol == across.range_rtol
-    missing = table.lookup("synthetic", "psp_resnet101_voc", ENV, SETTING)
+    missing = table.lookup("synthetic", "psp_resnet101_voc", ENV, SETTING, RECIPE)
     assert missing.row is None and missing.reference is None
     assert "no synthetic-tier baseline row for psp_resnet101_voc" in missing.reason and "--update-baselines" in missing.reason
+
+
+def test_fp32_is_compared_whatever_the_recipe_and_int8_with_the_recipe_it_replaces(tmp_path, doc):
+    """FP32 figures do not depend on the INT8 recipe: a new recipe compares FP32 exactly. INT8 under a recipe with no row
+    compares with the nearest recorded one (same environment first, then the recipe nearest in its parts), at the
+    recipe tier, combined with the environment's where that differs too."""
+    path = write(tmp_path, doc)
+    vnni = dict(ENV, isa="avx512_vnni")
+    recorded = Row(10.0, 2.0, 90.0, 60.0, 89.9, 59.9)
+    baselines.record(path, "synthetic", vnni, [(SETTING, RECIPE, {"fcn_resnet101_voc": recorded}),
+                                               (SETTING, "entropy/int8/5x32/val", {"fcn_resnet101_voc": Row(10.0, 2.0, 90.0, 60.0, 80.0, 50.0)})])
+    table = baselines.load(path)
+    fp32 = table.lookup("synthetic", "fcn_resnet101_voc", vnni, SETTING)
+    assert fp32.reference.compared == "exact"
+    new = table.lookup("synthetic", "fcn_resnet101_voc", vnni, SETTING, "naive/auto/1x16/train")
+    assert new.row == recorded and new.reference.recipe == RECIPE and new.reference.compared == "recipe"
+    assert f"INT8 under this run's new recipe against the recorded one, {RECIPE}" in new.reference.describe()
+    both = table.lookup("synthetic", "fcn_resnet101_voc", avx2 := dict(vnni, isa="avx2"), SETTING, "naive/auto/1x16/train")
+    assert both.reference.compared == "isa+recipe" and both.reference.differs == ("isa", "recipe")
+    tier = table.tier("synthetic")
+    combined = tier.tolerances_for(both.reference, {})
+    assert combined.tier == "isa+recipe"
+    assert baselines.recipe_distance(RECIPE, "naive/auto/1x16/train") == 1
+    assert table.lookup("synthetic", "fcn_resnet101_voc", avx2, SETTING, RECIPE).reference.compared == "isa"
+
+
+def test_tiers_combine_their_spreads_in_quadrature_and_a_measured_value_must_be_factor_times_spread(tmp_path, doc):
+    """Where two things differ, the spreads of their tiers add in quadrature (they are independent), times the factor;
+    a measured tolerance whose value is not factor x spread is one error naming the key."""
+    measured = {t: {k: tolerances.derived(k, spread, 2.0).to_dict() for k in tolerances.COMPARED}
+                for t, spread in (("exact", 0.0), ("isa", 0.3), ("version", 0.4), ("recipe", 0.4))}
+    doc["tiers"]["synthetic"]["tolerances"].update(measured)
+    table = baselines.parse(baselines.dumps(doc), tmp_path / "b.json").tier("synthetic").tolerances
+    assert table.resolve(("isa",)).miou_points == pytest.approx(0.6)
+    assert table.resolve(("isa", "recipe")).miou_points == pytest.approx(2.0 * 0.5)
+    assert table.resolve(()).miou_points == tolerances.COMPARED["int8_miou_points"]  # spread 0: the resolution
+    assert table.resolve(("recipe",), "fp32", {"harm_miou_points": 0.25}).harm_miou_points == 0.25
+    doc["tiers"]["synthetic"]["tolerances"]["isa"]["agreement_points"]["value"] = 0.9
+    with pytest.raises(BaselineError, match=r"key 'tiers.synthetic.tolerances.isa.agreement_points.value': 0.9 is not what its "
+                                            r"spread and factor give \(0.6 \(2 x spread 0.3\)\)"):
+        baselines.parse(baselines.dumps(doc), tmp_path / "b.json")
+
+
+def test_a_schema_1_file_says_how_to_migrate_and_migrate_keys_int8_apart(tmp_path):
+    """Schema 1 kept the calibration label in the setting: reading it names the command; `migrate` moves the label to
+    the entry's INT8 key (the seed's recipe for the published rows), keeps the hand-set tolerances as unmeasured, and
+    rewrites the golden records beside it, atomically."""
+    old = json.loads((Path(__file__).parent / "data" / "baselines-schema1.json").read_text())
+    path = write(tmp_path, json.dumps(old))
+    golden_path = tmp_path / "baselines.golden.json"
+    golden_path.write_text(json.dumps({"schema": 1, "tiers": {"synthetic": [
+        {"environment": ENV, "setting": {**SETTING, "calibration": RECIPE}, "models": {"fcn_resnet101_voc": {"ranges": {}}}}]}}))
+    with pytest.raises(BaselineError, match=rf"{path}: key 'schema': 1 is an older schema .* `segcheck migrate {path}`"):
+        baselines.load(path)
+    diff = baselines.migrate(path)
+    assert '+  "schema": 2,' in diff and f'"int8": "{baselines.SEED_RECIPE}"' in diff
+    table = baselines.load(path)
+    entry = table.tier("synthetic").entries[0]
+    assert entry.int8 == "naive/auto/2x16/train" and "calibration" not in entry.setting
+    assert table.tier("synthetic").tolerances.tiers["version"]["int8_miou_points"].value == 2.0
+    assert "schema 1" in table.tier("real").tolerances.tiers["exact"]["int8_miou_points"].unmeasured
+    assert golden.migrate(path) == golden_path and json.loads(golden_path.read_text())["tiers"]["synthetic"][0]["int8"] == RECIPE
+    assert baselines.migrate(path) == "" and golden.migrate(path) is None
 
 
 def test_an_xfail_reason_and_the_recording_environment_are_kept_and_checked(tmp_path, doc):
     path = write(tmp_path, doc)
     row = Row(10.0, 4.0, 90.0, 60.0, 89.5, 59.0)
-    baselines.record(path, "synthetic", ENV, [(SETTING, {"fcn_resnet101_voc": row})], provenance={"cpu": "AMD EPYC", "cap": ""})
+    baselines.record(path, "synthetic", ENV, [(SETTING, RECIPE, {"fcn_resnet101_voc": row})], provenance={"cpu": "AMD EPYC", "cap": ""})
     text = json.loads(path.read_text())
     entry = text["tiers"]["synthetic"]["entries"][-1]
     assert entry["provenance"] == {"cpu": "AMD EPYC", "cap": ""}
     entry["rows"]["fcn_resnet101_voc"]["xfail_reason"] = "AVX2 saturates u8 x s8 sums in int16 (OpenVINO's note)"
     path.write_text(json.dumps(text))
-    baselines.record(path, "synthetic", ENV, [(SETTING, {"fcn_resnet101_voc": Row(11.0, 4.0, 90.1, 60.0, 89.5, 59.0)})])
-    kept = baselines.load(path).lookup("synthetic", "fcn_resnet101_voc", ENV, SETTING).row
+    baselines.record(path, "synthetic", ENV, [(SETTING, RECIPE, {"fcn_resnet101_voc": Row(11.0, 4.0, 90.1, 60.0, 89.5, 59.0)})])
+    kept = baselines.load(path).lookup("synthetic", "fcn_resnet101_voc", ENV, SETTING, RECIPE).row
     assert kept.fp32_latency_ms == 11.0 and kept.xfail_reason.startswith("AVX2 saturates")
     text = json.loads(path.read_text())
     text["tiers"]["synthetic"]["entries"][-1]["rows"]["fcn_resnet101_voc"]["xfail_reason"] = " "
@@ -188,10 +256,10 @@ def test_an_xfail_reason_and_the_recording_environment_are_kept_and_checked(tmp_
 
 
 def test_record_refuses_to_touch_a_malformed_file(tmp_path):
-    path = write(tmp_path, '{"schema": 1, "tiers": ')
+    path = write(tmp_path, '{"schema": 2, "tiers": ')
     with pytest.raises(BaselineError, match="invalid JSON"):
-        baselines.record(path, "synthetic", ENV, [(SETTING, {})])
-    assert path.read_text() == '{"schema": 1, "tiers": '
+        baselines.record(path, "synthetic", ENV, [(SETTING, RECIPE, {})])
+    assert path.read_text() == '{"schema": 2, "tiers": '
 
 
 def _paths(node, prefix=()):
@@ -281,7 +349,7 @@ def test_arbitrary_text_is_never_a_crash(tmp_path):
 def test_record_keeps_the_files_permissions(tmp_path, doc):
     path = write(tmp_path, doc)
     path.chmod(0o640)
-    baselines.record(path, "synthetic", ENV, [(SETTING, {"fcn_resnet101_voc": Row(10.0, 4.0, 90.0, 60.0, 89.5, 59.0)})])
+    baselines.record(path, "synthetic", ENV, [(SETTING, RECIPE, {"fcn_resnet101_voc": Row(10.0, 4.0, 90.0, 60.0, 89.5, 59.0)})])
     assert path.stat().st_mode & 0o777 == 0o640
 
 
@@ -290,12 +358,12 @@ def test_record_creates_a_missing_file_or_tier_from_the_template_and_never_write
     path = tmp_path / "new" / "baselines.json"
     assert baselines.load(path, missing_ok=True).tiers == {}
     with pytest.raises(BaselineError, match="key 'tiers.real' is missing"):
-        baselines.record(path, "real", ENV, [(SETTING, {"my_fcn": row})])
+        baselines.record(path, "real", ENV, [(SETTING, RECIPE, {"my_fcn": row})])
     assert not path.exists()
-    diff = baselines.record(path, "real", ENV, [(SETTING, {"my_fcn": row})], baselines.new_tier("gluoncv", "mine"))
+    diff = baselines.record(path, "real", ENV, [(SETTING, RECIPE, {"my_fcn": row})], baselines.new_tier("gluoncv", "mine"))
     assert diff.startswith(f"--- {path}\n") and '"my_fcn": {"fp32_latency_ms": 10.0' in diff
     table = baselines.load(path)
-    assert table.lookup("real", "my_fcn", ENV, SETTING).row == row and table.tier("real").metric_convention == "gluoncv"
+    assert table.lookup("real", "my_fcn", ENV, SETTING, RECIPE).row == row and table.tier("real").metric_convention == "gluoncv"
     published = write(tmp_path, doc)
     with pytest.raises(BaselineError, match="tier 'real' holds published rows .* never overwrites"):
-        baselines.record(published, "real", ENV, [(SETTING, {"fcn_resnet101_voc": row})])
+        baselines.record(published, "real", ENV, [(SETTING, RECIPE, {"fcn_resnet101_voc": row})])

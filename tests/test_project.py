@@ -145,7 +145,7 @@ def test_the_synthetic_tier_stands_in_only_for_seedable_models(tmp_path):
     run = RunConfig(tier="synthetic", cache_dir=tmp_path / "cache")
     seeded = resolve(_entry(tmp_path, MODEL), run)
     assert (seeded.weights.kind, seeded.root, seeded.crop_size, seeded.num_images) == ("seeded", None, 64, 48)
-    assert set(seeded.setting()) == {"mode", "crop_size", "batch_size", "num_images", "calibration", "seed", "fit", "data"}
+    assert set(seeded.setting()) == {"mode", "crop_size", "batch_size", "num_images", "seed", "fit", "data"}  # INT8 is keyed apart
     for text, why in ((MODEL + 'weights = "mine.params"\n', "its own weights file"),
                       ('[[models]]\nnetwork = "fcn_resnet50_ade"\n', "no seeded stand-in")):
         with pytest.raises(MissingResource, match=f"the synthetic tier has {why}.*run it with --tier real"):

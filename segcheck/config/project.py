@@ -19,17 +19,17 @@ from ..strict import Reader
 from . import isa
 from .networks import Network, check_name
 from .recipes import CALIB_MODES, CONVENTIONS, DEFAULT_TIER, PEERS, QUANTIZED_DTYPES, TIERS
+from .tolerances import OWN_KEYS
 
 CONFIG_FILE = "segcheck.toml"
-TOP_KEYS = ("baselines", "tier", "metric_convention", "isa", "models")
+TOP_KEYS = ("baselines", "tier", "metric_convention", "isa", "strict_changes", "models")
 MODEL_KEYS = ("name", "network", "model", "backbone", "export", "weights", "dataset", "int8", "tolerances", "min_speedup", "peer")
 DATASET_KEYS = ("name", "root", "split", "crop_size", "base_size", "num_images")
-INT8_KEYS = ("export", "mode", "dtype", "batches", "batch_size", "split", "exclude")
-TOLERANCE_KEYS = ("pixacc_points", "miou_points", "int8_drop_pixacc_points", "int8_drop_miou_points",
-                  "int8_drop_class_iou_points", "class_min_pixels", "range_rtol", "sqnr_drop_db", "sqnr_floor_db",
-                  "peer_agreement_pct")
+INT8_KEYS = ("export", "mode", "dtype", "batches", "batch_size", "split", "start", "exclude")
+TOLERANCE_KEYS = OWN_KEYS
 # [int8] keys -> CalibRecipe fields
-RECIPE_FIELDS = {"mode": "mode", "dtype": "dtype", "batches": "num_batches", "batch_size": "batch_size", "split": "split", "exclude": "exclude"}
+RECIPE_FIELDS = {"mode": "mode", "dtype": "dtype", "batches": "num_batches", "batch_size": "batch_size", "split": "split",
+                 "start": "start", "exclude": "exclude"}
 STORE = "store"
 
 
@@ -70,6 +70,7 @@ class Project:
     metric_convention: str | None
     models: tuple
     isa: str | None = None  # the ISA level oneDNN is capped at for this project's runs (config.isa); None: oneDNN's choice
+    strict_changes: bool = False  # a CHANGED verdict fails the run (snapshot semantics), as --strict-changes
 
     @property
     def folder(self) -> Path:
@@ -165,7 +166,8 @@ class _Loader:
                 if isinstance(err, ConfigError):
                     raise
                 self.read.fail(self.key("isa"), str(err))
-        return Project(self.path, baselines, tier, convention, entries, level)
+        strict = self.read.boolean(doc.get("strict_changes", False), self.key("strict_changes"))
+        return Project(self.path, baselines, tier, convention, entries, level, strict)
 
     def model(self, doc, key: str) -> ModelEntry:
         self.read.obj(doc, key, (), MODEL_KEYS)
@@ -187,7 +189,8 @@ class _Loader:
             self.read.fail(f"{key}.name", f"{name!r} ends like a peer runtime's row (<model>+<runtime>); rename the model")
         int8_export, recipe = self.int8(doc.get("int8", {}), f"{key}.int8", network)
         tol = self.read.obj(doc.get("tolerances", {}), f"{key}.tolerances", (), TOLERANCE_KEYS)
-        tolerances = {k: self.read.number(v, f"{key}.tolerances.{k}", 0.0, 1e9 if k == "class_min_pixels" else 100.0)
+        tolerances = {k: self.read.number(v, f"{key}.tolerances.{k}", -100.0 if k == "sqnr_floor_db" else 0.0,
+                                          1e9 if k == "class_min_pixels" else 100.0)
                       for k, v in tol.items()}
         speed = self.read.obj(doc.get("min_speedup", {}), f"{key}.min_speedup", (), isa.KEYS)
         min_speedup = {level: self.read.number(v, f"{key}.min_speedup.{level}", 0.0, 1000.0) for level, v in speed.items()}
@@ -253,7 +256,7 @@ class _Loader:
         checks = {"mode": lambda v, k: self.read.string(v, k, CALIB_MODES),
                   "dtype": lambda v, k: self.read.string(v, k, QUANTIZED_DTYPES),
                   "batches": self.read.integer, "batch_size": self.read.integer,
-                  "split": self.read.string, "exclude": self.read.strings}
+                  "split": self.read.string, "start": lambda v, k: self.read.integer(v, k, 0), "exclude": self.read.strings}
         recipe = {RECIPE_FIELDS[k]: checks[k](v, f"{key}.{k}") for k, v in doc.items()}
         if recipe.get("exclude") and network.export is not None:
             self.read.fail(f"{key}.exclude", "names Gluon layers, which an exported network does not have")

@@ -37,6 +37,7 @@ class CalibRecipe:
     batch_size: int = 32
     split: str = "train"  # disjoint from the evaluated val images; "val" reproduces the seed
     exclude: tuple = field(default=())  # extra dotted layer paths kept in FP32
+    start: int = 0  # the split's first image calibrated on: other images of the same distribution from another start
 
     def __post_init__(self):
         if self.mode not in CALIB_MODES:
@@ -47,15 +48,25 @@ class CalibRecipe:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise SegcheckError(f"calibration {name} must be a positive integer, got {value!r}")
+        if isinstance(self.start, bool) or not isinstance(self.start, int) or self.start < 0:
+            raise SegcheckError(f"calibration start must be a non-negative integer, got {self.start!r}")
 
     @property
     def num_examples(self) -> int:
         return 0 if self.mode == "none" else self.num_batches * self.batch_size
 
+    @property
+    def images(self) -> range:
+        """The indices, in the calibration split, of the images calibrated on."""
+        return range(self.start, self.start + self.num_examples)
+
     def label(self) -> str:
-        if self.mode == "none":
-            return f"none/{self.dtype}"
-        return f"{self.mode}/{self.dtype}/{self.num_batches}x{self.batch_size}/{self.split}"
+        """The whole recipe in one line, the key of its INT8 rows and golden records: mode/dtype/BxN/split, @start where
+        it does not start at the split's first image, and the layers kept in FP32 where there are any
+        (naive/auto/2x16/train@32/exclude=head.block.4)."""
+        head = f"none/{self.dtype}" if self.mode == "none" else (
+            f"{self.mode}/{self.dtype}/{self.num_batches}x{self.batch_size}/{self.split}" + (f"@{self.start}" if self.start else ""))
+        return head + (f"/exclude={'+'.join(sorted(self.exclude))}" if self.exclude else "")
 
     def as_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}

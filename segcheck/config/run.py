@@ -40,7 +40,7 @@ TIER_DEFAULTS = {
 }
 # CalibRecipe field <- option dest
 CALIB_OPTIONS = {"mode": "calib_mode", "dtype": "calib_dtype", "num_batches": "calib_batches",
-                 "batch_size": "calib_batch_size", "split": "calib_split"}
+                 "batch_size": "calib_batch_size", "split": "calib_split", "start": "calib_start"}
 
 
 def tier_defaults(tier: str) -> dict:
@@ -145,14 +145,15 @@ class ModelConfig:
         return replace(self, **changes)
 
     def setting(self) -> dict:
-        """What a baseline row depends on besides the environment (compared for equality)."""
+        """What a baseline row's FP32 figures depend on besides the environment (compared for equality). The INT8 figures
+        depend on the INT8 key too (the recipe, or the shipped file: cases.ModelCase.int8_key), which is kept apart, so
+        that a changed recipe compares FP32 exactly and INT8 with the recipe it replaces."""
         common = {"mode": "val", "crop_size": self.crop_size, "batch_size": self.run.batch_size, "num_images": self.num_images}
         if self.split != "val":
             common["split"] = self.split
         if self.tier == "real":
             return common
-        return {**common, "calibration": self.calib.label(), "seed": self.run.fit.seed,
-                "fit": self.run.fit.digest(), "data": self.run.synthetic.digest()}
+        return {**common, "seed": self.run.fit.seed, "fit": self.run.fit.digest(), "data": self.run.synthetic.digest()}
 
 
 def resolve_root(kind: DatasetKind, option: Path | None, configured: Path | None, config_file: str = "the configuration",

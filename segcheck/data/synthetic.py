@@ -44,7 +44,7 @@ class SyntheticSpec:
     """What a synthetic dataset holds; its digest names the folder it is written to."""
 
     seed: int = 0
-    num_train: int = 96
+    num_train: int = 224  # seven disjoint sets of 32: calibration on other images of the same distribution (--calib-start)
     num_val: int = 48
     min_side: int = 96
     max_side: int = 144

@@ -12,33 +12,24 @@ import difflib
 import json
 import math
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import atomic
-from ..config import isa
+from ..config import isa, tolerances
 from ..config.networks import check_name
 from ..config.recipes import CONVENTIONS, TIERS
+from ..config.tolerances import Tolerances, ToleranceTable
 from ..errors import SegcheckError
 from ..strict import Reader
 from .checks import SEED_PREFIX
 
-SCHEMA = 1
+SCHEMA = 2  # 2: INT8 keyed apart from FP32 (an entry's "int8"), tolerances with their provenance
 ROW_KEYS = ("fp32_latency_ms", "s8_latency_ms", "fp32_pixacc", "fp32_miou", "s8_pixacc", "s8_miou")
-TOLERANCE_KEYS = ("pixacc_points", "miou_points", "int8_drop_pixacc_points", "int8_drop_miou_points")
-# Tolerances of the finer checks, optional in the file (these defaults apply where absent).
-FINE_TOLERANCES = {"int8_drop_class_iou_points": 5.0, "class_min_pixels": 1000.0, "range_rtol": 1e-4,
-                   "sqnr_drop_db": 3.0, "sqnr_floor_db": 8.0, "peer_agreement_pct": 99.5}
 # How a recorded environment differs from this run's, nearest first: the same, another ISA key, another MXNet or
-# oneDNN (whatever the ISA). A comparison across environments uses that tier's tolerances for what moves with the
-# environment: the accuracy against the row, calibrated ranges and per-layer SQNR against the golden records.
-# (The INT8 drop, the class drop and the SQNR floor compare within one run and keep their tolerances.)
+# oneDNN (whatever the ISA). The INT8 recipe may differ besides (tier "recipe"); tolerances.ToleranceTable combines them.
 DIFFERENCES = ("exact", "isa", "version")
-CROSS_KEYS = ("pixacc_points", "miou_points", "range_rtol", "sqnr_drop_db")
-CROSS_TOLERANCES = {
-    "isa": {"pixacc_points": 0.5, "miou_points": 1.0, "range_rtol": 1e-3, "sqnr_drop_db": 3.0},
-    "version": {"pixacc_points": 1.0, "miou_points": 2.0, "range_rtol": 0.1, "sqnr_drop_db": 6.0},
-}
+UNRECORDED = "unrecorded"  # the INT8 key of rows migrated from schema 1, which did not record it on the real tier
 
 
 class BaselineError(SegcheckError):
@@ -62,42 +53,24 @@ class Row:
 
 
 @dataclass(frozen=True)
-class Tolerances:
-    """Absolute points: two-sided against the baseline row, one-sided for the INT8-vs-FP32 drop."""
-
-    pixacc_points: float
-    miou_points: float
-    int8_drop_pixacc_points: float
-    int8_drop_miou_points: float
-    int8_drop_class_iou_points: float = FINE_TOLERANCES["int8_drop_class_iou_points"]  # per class, below FP32
-    class_min_pixels: float = FINE_TOLERANCES["class_min_pixels"]  # classes labelled less are left out of it
-    range_rtol: float = FINE_TOLERANCES["range_rtol"]  # calibrated ranges, relative to the golden table
-    sqnr_drop_db: float = FINE_TOLERANCES["sqnr_drop_db"]  # a layer's SQNR below its golden value
-    sqnr_floor_db: float = FINE_TOLERANCES["sqnr_floor_db"]  # any layer's SQNR, golden or not
-    peer_agreement_pct: float = FINE_TOLERANCES["peer_agreement_pct"]  # a peer's FP32 argmax equal to MXNet's, % of pixels
-
-    def with_(self, overrides: dict) -> "Tolerances":
-        """These tolerances with a model's own (from its configuration) in place."""
-        return replace(self, **overrides)
-
-    def across(self, cross: dict) -> "Tolerances":
-        """These tolerances for a comparison with another environment: each key of its tier (`cross`) at least as
-        wide as the tier says."""
-        return replace(self, **{k: max(getattr(self, k), v) for k, v in cross.items()})
-
-
-@dataclass(frozen=True)
 class Entry:
-    """Rows recorded in one environment at one setting."""
+    """Rows recorded in one environment at one setting, their INT8 figures under one INT8 key (the recipe's label, or a
+    shipped file's digest)."""
 
     environment: dict
     setting: dict
+    int8: str
     rows: dict  # model name -> Row
     provenance: dict = field(default_factory=dict)  # where they were recorded: oneDNN's ISA level, the cap, the CPU
 
 
+UNKNOWN = "unknown"  # a part of this run's environment key its probe could not read (environment.probe_onednn)
+
+
 def difference(recorded: dict, now: dict) -> str:
-    """How a recorded environment key differs from this run's: exact, isa, or version (MXNet or oneDNN)."""
+    """How a recorded environment key differs from this run's: exact, isa, or version (MXNet or oneDNN). A part this
+    run could not read (UNKNOWN) is taken to be the recorded one's: an unknown never loosens a comparison."""
+    now = {k: recorded.get(k) if v == UNKNOWN else v for k, v in now.items()}
     if recorded == now:
         return "exact"
     if recorded.get("mxnet") != now.get("mxnet") or recorded.get("onednn") != now.get("onednn"):
@@ -124,21 +97,56 @@ def nearness(recorded: dict, now: dict) -> tuple:
     return DIFFERENCES.index(difference(recorded, now)), version, isa_gap, -_rank(recorded.get("isa", ""))
 
 
+def recipe_distance(recorded: str, now: str) -> int:
+    """How many parts of two INT8 keys differ (mode, dtype, batches, split, exclusions; a file digest is one part)."""
+    a, b = recorded.split("/"), now.split("/")
+    return sum(x != y for x, y in zip(a, b)) + abs(len(a) - len(b))
+
+
+def nearest(entries: list, environment: dict, int8: str | None, match_environment: bool = True):
+    """The entry to compare with, of `entries` (objects or parsed dicts holding environment and int8): for INT8 (`int8`
+    given) one of this INT8 key before any other; then the nearest environment (nearness); then the nearest INT8 key."""
+    def get(e, name):
+        return e[name] if isinstance(e, dict) else getattr(e, name)
+
+    def rank(e):
+        other = int8 is not None and get(e, "int8") != int8
+        env = nearness(get(e, "environment"), environment) if match_environment else ()
+        return other, env, recipe_distance(get(e, "int8"), int8) if other else 0
+
+    return min(entries, key=rank)
+
+
 @dataclass(frozen=True)
 class Reference:
-    """What a check compared against: a row or golden record, the environment it was recorded in, and how that
-    differs from this run's (the tolerance tier)."""
+    """What a check compared against: a row or golden record, the environment it was recorded in, how that differs
+    from this run's (exact, isa, version, published), and for INT8 the recorded INT8 key where it is not this run's."""
 
     what: str  # "row", "golden records"
     environment: dict
     difference: str  # exact | isa | version | published
+    recipe: str | None = None  # the recorded INT8 key, where this run's differs (a new recipe, another shipped file)
+
+    @property
+    def differs(self) -> tuple:
+        """The tiers of what differs (tolerances.TIERS without exact): ("isa",), ("recipe",), ("version", "recipe")..."""
+        env = (self.difference,) if self.difference in ("isa", "version") else ()
+        return env + (("recipe",) if self.recipe else ())
+
+    @property
+    def compared(self) -> str:
+        """How a check compared, as the results count it: exact, isa, version, recipe, isa+recipe, ..., published."""
+        if self.difference == "published":
+            return "published+recipe" if self.recipe else "published"
+        return "+".join(self.differs) or "exact"
 
     def describe(self) -> str:
         where = ", ".join(f"{k} {v}" for k, v in self.environment.items())
+        recipe = f"; INT8 under this run's new recipe against the recorded one, {self.recipe}" if self.recipe else ""
         if self.difference == "published":
-            return f"against the published {self.what} ({where})"
-        tier = "same environment" if self.difference == "exact" else f"tolerance tier: {self.difference}"
-        return f"against the {self.what} recorded in {where} ({tier})"
+            return f"against the published {self.what} ({where}{recipe})"
+        tier = "same environment" if not self.differs else f"tolerance tier: {self.compared}"
+        return f"against the {self.what} recorded in {where}{recipe} ({tier})"
 
 
 @dataclass(frozen=True)
@@ -146,24 +154,20 @@ class Tier:
     name: str
     description: str
     metric_convention: str
-    tolerances: Tolerances
+    tolerances: ToleranceTable
     min_speedup: dict  # ISA -> {architecture or model name: minimum INT8/FP32 speed-up}
     match_environment: bool
     entries: tuple
-    cross_environment: dict = field(default_factory=lambda: {k: dict(v) for k, v in CROSS_TOLERANCES.items()})
 
-    def tolerances_for(self, reference: "Reference | None", own: dict) -> Tolerances:
-        """The tolerances of a comparison: this tier's with a model's own in place, widened to the tier of the
-        reference's difference when it was recorded in another environment."""
-        base = self.tolerances.with_(own)
-        if reference is None or reference.difference in ("exact", "published"):
-            return base
-        return base.across(self.cross_environment[reference.difference])
+    def tolerances_for(self, reference: "Reference | None", own: dict, precision: str = "int8") -> Tolerances:
+        """The tolerances of a comparison of `precision` with `reference`: at the tier of what differs from it, with a
+        model's own values in place."""
+        return self.tolerances.resolve(reference.differs if reference else (), precision, own)
 
 
 @dataclass(frozen=True)
 class Lookup:
-    """A row found for this run (in the nearest recorded environment), or the reason there is none."""
+    """A row found for this run (in the nearest recorded environment and INT8 key), or the reason there is none."""
 
     row: Row | None
     reason: str = ""
@@ -182,15 +186,16 @@ class Baselines:
         return self.tiers[name]
 
     def tier_or_new(self, name: str, convention: str) -> Tier:
-        """The tier, or the one --update-baselines would create (no rows, default tolerances) where absent."""
+        """The tier, or the one --update-baselines would create (no rows, unmeasured tolerances) where absent."""
         if name in self.tiers:
             return self.tiers[name]
         return _Reader(self.path).tier(name, new_tier(convention, "not recorded yet"), f"tiers.{name}")
 
-    def lookup(self, tier: str, model: str, environment: dict, setting: dict) -> Lookup:
-        """The row for `model` recorded at `setting`: in this environment (key) where there is one, else in the nearest
-        recorded one (see nearness), to be compared at that difference's tolerance tier. A tier of published rows
-        (match_environment false) holds one row per setting, whatever the environment."""
+    def lookup(self, tier: str, model: str, environment: dict, setting: dict, int8: str | None = None) -> Lookup:
+        """The row for `model` recorded at `setting`: for FP32 (`int8` None) in the nearest recorded environment, whatever
+        its INT8 key; for INT8 under the INT8 key `int8` where one was recorded, else under the nearest other one
+        (compared at the recipe tier). A tier of published rows (match_environment false) holds one row per setting,
+        whatever the environment."""
         if tier not in self.tiers:
             return Lookup(None, f"no {tier}-tier baseline rows in {self.path}; record them from a trusted run "
                                 "with pytest --update-baselines")
@@ -204,12 +209,10 @@ class Baselines:
             other = with_model[0]
             return Lookup(None, f"the {tier}-tier row for {model} was recorded at setting {_fmt(other.setting)}; "
                                 f"this run uses {_fmt(setting)}: run at that setting or record one with --update-baselines")
-        if not t.match_environment:
-            entry = at_setting[0]
-            return Lookup(entry.rows[model], entry=entry, reference=Reference("row", entry.environment, "published"))
-        entry = min(at_setting, key=lambda e: nearness(e.environment, environment))
-        return Lookup(entry.rows[model], entry=entry,
-                      reference=Reference("row", entry.environment, difference(entry.environment, environment)))
+        entry = nearest(at_setting, environment, int8, t.match_environment)
+        recipe = entry.int8 if int8 is not None and entry.int8 != int8 else None
+        how = difference(entry.environment, environment) if t.match_environment else "published"
+        return Lookup(entry.rows[model], entry=entry, reference=Reference("row", entry.environment, how, recipe))
 
 
 def _fmt(d: dict) -> str:
@@ -233,7 +236,7 @@ class _Reader(Reader):
         return Row(**fields, xfail_reason=value.get("xfail_reason"))
 
     def entry(self, value, key: str) -> Entry:
-        self.obj(value, key, ("environment", "setting", "rows"), ("provenance",))
+        self.obj(value, key, ("environment", "setting", "int8", "rows"), ("provenance",))
         rows = self.obj(value["rows"], f"{key}.rows", (), tuple(value["rows"]) if isinstance(value["rows"], dict) else ())
         parsed = {}
         for name, row in rows.items():
@@ -242,15 +245,15 @@ class _Reader(Reader):
             except SegcheckError as err:
                 self.fail(f"{key}.rows.{name}", str(err))
             parsed[name] = self.row(row, f"{key}.rows.{name}")
-        return Entry(self.flat(value["environment"], f"{key}.environment"), self.flat(value["setting"], f"{key}.setting"), parsed,
-                     self.flat(value.get("provenance", {}), f"{key}.provenance"))
+        int8 = self.string(value["int8"], f"{key}.int8")
+        if not int8.strip():
+            self.fail(f"{key}.int8", "empty: the INT8 key is the recipe's label or a shipped file's digest")
+        return Entry(self.flat(value["environment"], f"{key}.environment"), self.flat(value["setting"], f"{key}.setting"),
+                     int8, parsed, self.flat(value.get("provenance", {}), f"{key}.provenance"))
 
     def tier(self, name: str, value, key: str) -> Tier:
-        self.obj(value, key, ("description", "metric_convention", "tolerances", "min_speedup", "match_environment", "entries"),
-                 ("cross_environment",))
-        tol = self.obj(value["tolerances"], f"{key}.tolerances", TOLERANCE_KEYS, tuple(FINE_TOLERANCES))
-        tolerances = Tolerances(**{k: self.number(v, f"{key}.tolerances.{k}", 0.0, 1e9 if k == "class_min_pixels" else 100.0)
-                                   for k, v in tol.items()})
+        self.obj(value, key, ("description", "metric_convention", "tolerances", "min_speedup", "match_environment", "entries"))
+        table = tolerances.read(self, value["tolerances"], f"{key}.tolerances")
         speed = value["min_speedup"]
         self.obj(speed, f"{key}.min_speedup", (), isa.KEYS)
         min_speedup = {}
@@ -261,26 +264,29 @@ class _Reader(Reader):
         if not isinstance(value["entries"], list):
             self.fail(f"{key}.entries", "expected a list")
         entries = tuple(self.entry(e, f"{key}.entries[{i}]") for i, e in enumerate(value["entries"]))
-        keys = [(frozenset(e.environment.items()) if value["match_environment"] else None, frozenset(e.setting.items()), m)
+        keys = [(frozenset(e.environment.items()) if value["match_environment"] else None, frozenset(e.setting.items()), e.int8, m)
                 for e in entries for m in e.rows]
         if len(keys) != len(set(keys)):
-            self.fail(f"{key}.entries", "the same model appears twice for one environment and setting")
-        cross = self.obj(value.get("cross_environment", {}), f"{key}.cross_environment", (), tuple(CROSS_TOLERANCES))
-        cross_environment = {difference: {**defaults, **{k: self.number(v, f"{key}.cross_environment.{difference}.{k}", 0.0, 100.0)
-                                                        for k, v in self.obj(cross.get(difference, {}),
-                                                                             f"{key}.cross_environment.{difference}", (),
-                                                                             CROSS_KEYS).items()}}
-                             for difference, defaults in CROSS_TOLERANCES.items()}
+            self.fail(f"{key}.entries", "the same model appears twice for one environment, setting and INT8 key")
         return Tier(
             name,
             self.string(value["description"], f"{key}.description"),
             self.string(value["metric_convention"], f"{key}.metric_convention", CONVENTIONS),
-            tolerances,
+            table,
             min_speedup,
             value["match_environment"],
             entries,
-            cross_environment,
         )
+
+
+def check_schema(reader: Reader, doc: dict, schema: int, migrate: str) -> None:
+    """The document's schema is `schema`; an older one says how to migrate it (`migrate`: the command)."""
+    found = doc["schema"]
+    if isinstance(found, bool) or not isinstance(found, int) or found > schema or found < 1:
+        reader.fail("schema", f"expected {schema}, got {found!r}")
+    if found < schema:
+        reader.fail("schema", f"{found} is an older schema than this segcheck reads ({schema}): migrate it with `{migrate}` "
+                              "(the diff is shown)")
 
 
 def parse(text: str, path: Path) -> Baselines:
@@ -292,8 +298,7 @@ def parse(text: str, path: Path) -> Baselines:
             f"{path}: invalid JSON at line {err.lineno} column {err.colno} ({err.msg}); fix it or restore the file from git"
         ) from None
     reader.obj(doc, "", ("schema", "tiers"))
-    if isinstance(doc["schema"], bool) or doc["schema"] != SCHEMA:
-        reader.fail("schema", f"expected {SCHEMA}, got {doc['schema']!r}")
+    check_schema(reader, doc, SCHEMA, f"segcheck migrate {path}")
     tiers = reader.obj(doc["tiers"], "tiers", (), TIERS)
     return Baselines(path, {name: reader.tier(name, value, f"tiers.{name}") for name, value in tiers.items()})
 
@@ -315,46 +320,59 @@ def load(path, missing_ok: bool = False) -> Baselines:
     return parse(text, path)
 
 
+def _plain(value) -> bool:
+    return not isinstance(value, (dict, list)) or (isinstance(value, list) and all(not isinstance(v, (dict, list)) for v in value))
+
+
 def dumps(doc, indent: int = 0) -> str:
-    """The canonical layout of baselines.json: objects of plain values on one line, so a diff shows rows."""
+    """The canonical layout of baselines.json and its golden records: objects and lists of plain values (or of plain
+    lists) on one line, so a diff shows rows."""
     pad, inner = "  " * indent, "  " * (indent + 1)
-    if isinstance(doc, dict) and any(isinstance(v, (dict, list)) for v in doc.values()):
+    if isinstance(doc, dict) and not all(_plain(v) and not isinstance(v, list) for v in doc.values()):
         body = ",\n".join(f"{inner}{json.dumps(k)}: {dumps(v, indent + 1).lstrip()}" for k, v in doc.items())
         text = f"{pad}{{\n{body}\n{pad}}}"
-    elif isinstance(doc, list) and doc:
+    elif isinstance(doc, list) and doc and not all(_plain(v) for v in doc):
         text = f"{pad}[\n" + ",\n".join(dumps(v, indent + 1) for v in doc) + f"\n{pad}]"
     else:
         text = pad + json.dumps(doc)
     return text + ("\n" if indent == 0 else "")
 
 
-DEFAULT_TOLERANCES = {"pixacc_points": 0.5, "miou_points": 1.0, "int8_drop_pixacc_points": 1.0, "int8_drop_miou_points": 2.0,
-                      **FINE_TOLERANCES}
-
-
 def new_tier(convention: str, description: str) -> dict:
-    """A tier for a file or tier that does not exist yet: recorded rows, keyed by environment and setting."""
-    return {"description": description, "metric_convention": convention, "tolerances": dict(DEFAULT_TOLERANCES),
-            "cross_environment": {k: dict(v) for k, v in CROSS_TOLERANCES.items()},
+    """A tier for a file or tier that does not exist yet: recorded rows, keyed by environment, setting and INT8 key, and
+    unmeasured tolerances (segcheck noise measures them)."""
+    return {"description": description, "metric_convention": convention, "tolerances": tolerances.unmeasured().to_dict(),
             "min_speedup": {}, "match_environment": True, "entries": []}
 
 
-def entry_for(entries: list, environment: dict, setting: dict, provenance: dict | None, holds: str) -> dict:
-    """The entry of `environment` and `setting` in a parsed file's `entries` (added where absent, holding an empty
-    `holds`: rows or models), with `provenance` set where given."""
-    target = next((e for e in entries if e["setting"] == setting and e["environment"] == environment), None)
+def entry_for(entries: list, environment: dict, setting: dict, int8: str, provenance: dict | None, holds: str) -> dict:
+    """The entry of `environment`, `setting` and INT8 key `int8` in a parsed file's `entries` (added where absent, holding
+    an empty `holds`: rows or models), with `provenance` set where given."""
+    target = next((e for e in entries if e["setting"] == setting and e["environment"] == environment and e["int8"] == int8), None)
     if target is None:
-        target = {"environment": environment, "setting": setting, holds: {}}
+        target = {"environment": environment, "setting": setting, "int8": int8, holds: {}}
         entries.append(target)
     if provenance:
         target["provenance"] = provenance
     return target
 
 
+def write(path, old_text: str, doc: dict) -> str:
+    """Write `doc` (validated first) over `path`, whose text was `old_text`, atomically; the unified diff ('' if none)."""
+    new_text = dumps(doc)
+    parse(new_text, path)
+    diff = "".join(
+        difflib.unified_diff(old_text.splitlines(True), new_text.splitlines(True), str(path), f"{path} (updated)")
+    )
+    if diff:
+        atomic.write_text(path, new_text)
+    return diff
+
+
 def record(path, tier: str, environment: dict, groups, template: dict | None = None, provenance: dict | None = None) -> str:
-    """Store rows for this environment (its key), one (setting, {name: Row}) group at a time; return the unified diff
-    written. `provenance` (oneDNN's ISA level, the cap, the CPU) is kept beside the entry; a row's xfail_reason,
-    written by a person, is kept when the row is recorded again.
+    """Store rows for this environment (its key), one (setting, INT8 key, {name: Row}) group at a time; return the
+    unified diff written. `provenance` (oneDNN's ISA level, the cap, the CPU) is kept beside the entry; a row's
+    xfail_reason, written by a person, is kept when the row is recorded again.
 
     The file is re-read and re-validated, changed in memory, validated again, then written atomically.
     A missing file or tier is created from `template` (see new_tier); a tier of published rows
@@ -375,17 +393,61 @@ def record(path, tier: str, environment: dict, groups, template: dict | None = N
         raise BaselineError(f"{path}: tier '{tier}' holds published rows (match_environment is false), which "
                             "--update-baselines never overwrites; record on another tier")
     entries = doc["tiers"][tier]["entries"]
-    for setting, rows in groups:
-        target = entry_for(entries, environment, setting, provenance, "rows")
+    for setting, int8, rows in groups:
+        target = entry_for(entries, environment, setting, int8, provenance, "rows")
         for name, row in sorted(rows.items()):
             reason = target["rows"].get(name, {}).get("xfail_reason")
             target["rows"][name] = {k: round(getattr(row, k), 4) for k in ROW_KEYS} | ({"xfail_reason": reason} if reason else {})
         target["rows"] = dict(sorted(target["rows"].items()))
-    new_text = dumps(doc)
-    parse(new_text, path)
-    diff = "".join(
-        difflib.unified_diff(old_text.splitlines(True), new_text.splitlines(True), str(path), f"{path} (updated)")
-    )
-    if diff:
-        atomic.write_text(path, new_text)
-    return diff
+    return write(path, old_text, doc)
+
+
+def migrated_entry(entry: dict) -> dict:
+    """A schema-1 entry (baselines or golden records) as schema 2: the calibration label its setting held becomes its
+    INT8 key; where it held none (the real tier), the key is UNRECORDED (compared at the recipe tier until re-recorded)."""
+    setting = dict(entry["setting"])
+    int8 = setting.pop("calibration", UNRECORDED)
+    return {"environment": entry["environment"], "setting": setting, "int8": int8,
+            **{k: v for k, v in entry.items() if k not in ("environment", "setting")}}
+
+
+def migrate(path) -> str:
+    """Rewrite a schema-1 baseline file as schema 2, atomically; the diff. Tolerances it held become unmeasured values
+    (they were set by hand); the seed's published rows get the seed's recipe as their INT8 key."""
+    path = Path(path)
+    try:
+        old_text = path.read_text(encoding="utf-8")
+        doc = json.loads(old_text)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise BaselineError(f"{path}: cannot read it to migrate ({err}); restore it from git") from None
+    if doc.get("schema") == SCHEMA:
+        return ""
+    if doc.get("schema") != 1:
+        raise BaselineError(f"{path}: key 'schema': {doc.get('schema')!r} is not a schema segcheck can migrate")
+    for name, tier in list(doc.get("tiers", {}).items()):
+        old = {**UNMEASURED_FLAT, **tier.pop("tolerances", {})}
+        cross = tier.pop("cross_environment", {})
+        values = {t: dict(UNMEASURED[t]) for t in UNMEASURED}
+        for t in ("exact", "isa", "version", "recipe"):
+            spread = cross.get(t, {}) if t in ("isa", "version") else {}
+            for precision in ("fp32", "int8"):
+                for figure in ("pixacc_points", "miou_points"):
+                    values[t][f"{precision}_{figure}"] = max(old[figure], spread.get(figure, 0.0))
+            for k in ("range_rtol", "sqnr_drop_db"):
+                values[t][k] = max(old[k], spread.get(k, 0.0))
+        values["within_run"] = {k: old[k] for k in UNMEASURED["within_run"]}
+        table = tolerances.unmeasured("set by hand before segcheck measured its tolerances (schema 1)", values)
+        published = not tier.get("match_environment", True)
+        migrated = {**tier, "tolerances": {**table.to_dict(), "definitions": {k: old.get(k, v) for k, v in tolerances.DEFINITIONS.items()}},
+                    "entries": [migrated_entry(e) | ({"int8": SEED_RECIPE} if published else {}) for e in tier.get("entries", [])]}
+        order = ["description", "metric_convention", "tolerances"]  # where schema 1 had its tolerances
+        doc["tiers"][name] = {k: migrated[k] for k in order + [k for k in migrated if k not in order]}
+    doc["schema"] = SCHEMA
+    return write(path, old_text, doc)
+
+
+# The recipe of the seed's published INT8 rows: naive calibration on 5 batches of 32 val images (its test.py).
+SEED_RECIPE = "naive/auto/5x32/val"
+UNMEASURED_FLAT = {**tolerances.UNMEASURED["within_run"], **tolerances.DEFINITIONS, "pixacc_points": 0.5, "miou_points": 1.0,
+                   "range_rtol": 1e-4, "sqnr_drop_db": 3.0}
+UNMEASURED = tolerances.UNMEASURED

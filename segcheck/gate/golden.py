@@ -14,10 +14,10 @@ from pathlib import Path
 
 from .. import atomic
 from ..strict import Reader
-from .baselines import BaselineError, Reference, difference, entry_for, nearness
+from .baselines import BaselineError, Reference, check_schema, difference, dumps, entry_for, migrated_entry, nearest
 
-SCHEMA = 1
-KINDS = ("ranges", "sqnr_db", "digest", "class_iou")
+SCHEMA = 2  # as baselines.SCHEMA: each entry keyed by its INT8 key too
+KINDS = ("ranges", "sqnr_db", "sqnr_per_image", "digest", "class_iou", "per_image", "agreement", "output_sqnr")
 
 
 def path_for(baselines_path) -> Path:
@@ -31,8 +31,12 @@ class Golden:
 
     ranges: dict = field(default_factory=dict)  # calibration.table()
     sqnr_db: dict = field(default_factory=dict)  # stable layer name -> SQNR
+    sqnr_per_image: dict = field(default_factory=dict)  # stable layer name -> SQNR on each of the layer images, dB
     digest: dict = field(default_factory=dict)  # precision -> {"sha256", "images", "pixels"}
     class_iou: dict = field(default_factory=dict)  # precision -> per-class IoU in percent (None: absent)
+    per_image: dict = field(default_factory=dict)  # precision -> each image's confusion matrix, sparse, in order
+    agreement: list = field(default_factory=list)  # per image: INT8's pixels equal to FP32's, percent
+    output_sqnr: list = field(default_factory=list)  # per image: INT8's output SQNR against FP32, dB
     reference: Reference | None = field(default=None, compare=False)  # where they were recorded, against this run
 
     def as_dict(self) -> dict:
@@ -49,43 +53,68 @@ def _read(path: Path) -> dict:
         raise BaselineError(f"{path}: cannot read the golden records ({err}); restore it from git or record it again "
                             "with --update-baselines") from None
     reader.obj(doc, "", ("schema", "tiers"))
-    if doc["schema"] != SCHEMA:
-        reader.fail("schema", f"expected {SCHEMA}, got {doc['schema']!r}")
+    check_schema(reader, doc, SCHEMA, f"segcheck migrate {baselines_of(path)}")
     for tier, value in reader.obj(doc["tiers"], "tiers", free=True).items():
         if not isinstance(value, list):
             reader.fail(f"tiers.{tier}", "expected a list of entries")
         for i, entry in enumerate(value):
             key = f"tiers.{tier}[{i}]"
-            reader.obj(entry, key, ("environment", "setting", "models"), ("provenance",))
+            reader.obj(entry, key, ("environment", "setting", "int8", "models"), ("provenance",))
             reader.flat(entry["environment"], f"{key}.environment")
             reader.flat(entry["setting"], f"{key}.setting")
+            reader.string(entry["int8"], f"{key}.int8")
             for name, golden in reader.obj(entry["models"], f"{key}.models", free=True).items():
                 reader.obj(golden, f"{key}.models.{name}", (), KINDS)
     return doc
 
 
-def lookup(baselines_path, tier: str, model: str, environment: dict, setting: dict) -> Golden | None:
-    """The golden records of `model` at this setting, from this environment (key) where recorded, else from the
-    nearest recorded one (baselines.nearness); None when none were recorded at this setting."""
+def baselines_of(golden_path: Path) -> Path:
+    """The baseline file a golden file stands beside."""
+    return golden_path.with_name(golden_path.name.replace(".golden.json", ".json"))
+
+
+def lookup(baselines_path, tier: str, model: str, environment: dict, setting: dict, int8: str | None = None) -> Golden | None:
+    """The golden records of `model` at this setting, from the nearest recorded environment (baselines.nearest): for the
+    FP32 parts (`int8` None) under any INT8 key, for the INT8 parts under this INT8 key where recorded, else the nearest
+    other (its reference names it: the recipe tier). None when none were recorded at this setting."""
     doc = _read(path_for(baselines_path))
     found = [e for e in doc["tiers"].get(tier, []) if e["setting"] == setting and model in e["models"]]
     if not found:
         return None
-    entry = min(found, key=lambda e: nearness(e["environment"], environment))
-    reference = Reference("golden records", entry["environment"], difference(entry["environment"], environment))
+    entry = nearest(found, environment, int8)
+    recipe = entry["int8"] if int8 is not None and entry["int8"] != int8 else None
+    reference = Reference("golden records", entry["environment"], difference(entry["environment"], environment), recipe)
     return Golden(**entry["models"][model], reference=reference)
 
 
 def record(baselines_path, tier: str, environment: dict, groups, provenance: dict | None = None) -> Path | None:
-    """Store golden records for this environment (its key), one (setting, {name: Golden}) group at a time, with
-    `provenance` beside them; written atomically."""
+    """Store golden records for this environment (its key), one (setting, INT8 key, {name: Golden}) group at a time,
+    with `provenance` beside them; written atomically."""
     path = path_for(baselines_path)
     doc = _read(path)
     entries = doc["tiers"].setdefault(tier, [])
-    for setting, models in groups:
-        target = entry_for(entries, environment, setting, provenance, "models")
+    for setting, int8, models in groups:
+        target = entry_for(entries, environment, setting, int8, provenance, "models")
         for name, golden in sorted(models.items()):
             target["models"][name] = golden.as_dict()
     if not any(e["models"] for entries in doc["tiers"].values() for e in entries):
         return None
-    return atomic.write_json(path, doc)
+    return atomic.write_text(path, dumps(doc))
+
+
+def migrate(baselines_path) -> Path | None:
+    """Rewrite a schema-1 golden file beside `baselines_path` as schema 2 (baselines.migrated_entry), atomically; its
+    path, or None when there is nothing to migrate."""
+    path = path_for(baselines_path)
+    if not path.exists():
+        return None
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise BaselineError(f"{path}: cannot read it to migrate ({err}); restore it from git") from None
+    if doc.get("schema") == SCHEMA:
+        return None
+    if doc.get("schema") != 1:
+        raise BaselineError(f"{path}: key 'schema': {doc.get('schema')!r} is not a schema segcheck can migrate")
+    doc = {"schema": SCHEMA, "tiers": {t: [migrated_entry(e) for e in entries] for t, entries in doc["tiers"].items()}}
+    return atomic.write_text(path, dumps(doc))

@@ -7,6 +7,7 @@ from a local FP32 network.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -22,6 +23,17 @@ from ..errors import SegcheckError
 def files(prefix) -> tuple[Path, Path]:
     prefix = str(prefix)
     return Path(f"{prefix}-symbol.json"), Path(f"{prefix}-0000.params")
+
+
+def digest(prefix) -> str:
+    """The deploy pair's contents (symbol, then params), as the INT8 key of a shipped INT8 file: export:<sha256[:16]>.
+    A missing file is one error naming it."""
+    found = []
+    for path in files(prefix):
+        if not path.is_file():
+            raise SegcheckError(f"{path}: not found; fix the configuration's int8.export (or --model-prefix)")
+        found.append(atomic.digest(path))
+    return "export:" + hashlib.sha256("\n".join(found).encode()).hexdigest()[:16]
 
 
 def export(block: mx.gluon.HybridBlock, prefix) -> tuple[Path, Path]:

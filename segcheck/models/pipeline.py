@@ -179,16 +179,18 @@ class Int8Model:
 
 
 def calibration_images(mc: ModelConfig, recipe: CalibRecipe):
-    """(split, subset): the first num_batches x batch_size images of the calibration split, in order."""
+    """(split, subset): num_batches x batch_size images of the calibration split from its image `start`, in order."""
     if recipe.mode == "none":
         return None, loaders.Subset(recipe.split, ())
     source = open_split(mc, recipe.split)
-    if recipe.num_examples > len(source):
+    if recipe.images.stop > len(source):
+        at = f" from image {recipe.start}" if recipe.start else ""
         raise SegcheckError(
             f"{source.source}: calibration needs {recipe.num_examples} images ({recipe.num_batches} batches x "
-            f"{recipe.batch_size}) but the {recipe.split} split holds {len(source)}; lower --calib-batches or --calib-batch-size"
+            f"{recipe.batch_size}){at} but the {recipe.split} split holds {len(source)}; lower --calib-batches, "
+            "--calib-batch-size or --calib-start"
         )
-    return source, loaders.Subset(recipe.split, source.ids[:recipe.num_examples])
+    return source, loaders.Subset(recipe.split, tuple(source.ids[i] for i in recipe.images))
 
 
 def int8_model(mc: ModelConfig, recipe: CalibRecipe | None = None) -> Int8Model:
@@ -204,7 +206,7 @@ def int8_model(mc: ModelConfig, recipe: CalibRecipe | None = None) -> Int8Model:
     def make(folder: Path) -> dict:
         started = time.perf_counter()
         net = fp32_net(mc, fused=False)
-        batches = [b for b, _, _ in loaders.batches(source, range(recipe.num_examples), recipe.batch_size, mc.run.skip_bad)] if calib.ids else []
+        batches = [b for b, _, _ in loaders.batches(source, recipe.images, recipe.batch_size, mc.run.skip_bad)] if calib.ids else []
         with tqdm(total=len(batches), desc=f"calibrating {mc.name}", unit="batch", leave=False) as bar:
             qnet = quantize.quantize(net, mc.arch, recipe, batches, mc.crop_size, on_batch=lambda: bar.update(1))
         export.export(qnet, folder / "model")

@@ -1,0 +1,30 @@
+"""`segcheck migrate [BASELINES]`: rewrite a baseline file and its golden records of an older schema as this segcheck
+reads them (schema 2 keys INT8 apart from FP32), atomically, showing the diff."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..config.project import find
+from ..errors import SegcheckError
+from ..gate import baselines, golden
+
+
+def main(argv, out=sys.stdout) -> int:
+    p = argparse.ArgumentParser(prog="segcheck migrate", description=__doc__.split("\n\n")[0])
+    p.add_argument("baselines", nargs="?", help="the baseline file (default: the configuration's in this folder)")
+    args = p.parse_args(argv)
+    path = args.baselines
+    if path is None:
+        project = find(Path.cwd())
+        if project is None:
+            raise SegcheckError(f"no segcheck configuration in {Path.cwd()} names a baseline file; pass its path")
+        path = project.baselines
+    diff = baselines.migrate(path)
+    out.write(diff or f"{path}: already schema {baselines.SCHEMA}\n")
+    written = golden.migrate(path)
+    if written:
+        print(f"golden records migrated: {written}", file=out)
+    return 0
