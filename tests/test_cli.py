@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from segcheck.cli import commands
 from segcheck.data import loaders, synthetic
 from segcheck.errors import SegcheckError
-from segcheck.gate.checks import IMPROVED, PASS, Check
+from segcheck.gate.checks import CHANGED, PASS, Check
 from segcheck.measure.evaluate import evaluate
 from segcheck.models import pipeline
 from segcheck.results import chart, report
@@ -223,8 +223,9 @@ def _results():
     m.int8 = Figures(pixacc=92.4, miou=65.9, latency_ms=40.0, iou=[94.5, 58.0, None], latency_iqr_pct=3.0)
     m.classes, m.min_speedup = ["background", "airplane", "bicycle"], 2.0
     m.tolerances = {"pixacc_points": 0.5, "miou_points": 1.0, "int8_drop_pixacc_points": 1.0, "int8_drop_miou_points": 2.0}
-    m.baseline = {"fp32_latency_ms": 99.0, "s8_latency_ms": 41.0, "fp32_pixacc": 92.5, "fp32_miou": 66.0, "s8_pixacc": 92.4, "s8_miou": 65.0}
-    results.check("fcn_resnet101_voc", "int8-accuracy", Check(IMPROVED, "mIoU rose"))
+    row = {"fp32_latency_ms": 99.0, "s8_latency_ms": 41.0, "fp32_pixacc": 92.5, "fp32_miou": 66.0, "s8_pixacc": 92.4, "s8_miou": 65.0}
+    m.baseline = {"fp32": row, "int8": row}
+    results.check("fcn_resnet101_voc", "int8-accuracy", Check(CHANGED, "mIoU rose", "recipe"))
     return results
 
 
@@ -235,8 +236,10 @@ def test_report_prints_the_performance_table_and_writes_json_and_png(tmp_path):
     text = out.getvalue()
     assert text.startswith("model | fp32 latency(ms) | s8 latency(ms) | speed-up | fp32 pixAcc | fp32 mIoU | s8 pixAcc | s8 mIoU | status\n")
     assert ("fcn_resnet101_voc | 100.00 ±0.8% | 40.00 ±1.5% | 2.50x | 92.50% (+0.00) | 66.10 (+0.10) | 92.40% (+0.00) | "
-            "65.90 (+0.90) | IMPROVED int8-accuracy") in text
+            "65.90 (+0.90) | CHANGED int8-accuracy") in text
     assert "mIoU convention: present" in text and "- fcn_resnet101_voc int8-accuracy: mIoU rose" in text
+    assert "0 across environments, 1 across INT8 recipes (by tier: recipe 1)" in text
+    assert "CHANGED 1, REGRESSED 0 (CHANGED is not a failure: accept it with pytest --update-baselines)" in text
     assert json.loads((tmp_path / "copy.json").read_text()) == json.loads(saved.read_text())
     assert (tmp_path / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -251,7 +254,7 @@ def test_peer_rows_have_a_table_of_their_own_beside_their_model(tmp_path):
     text = report.markdown(results)
     main, _, peers = text.partition("peer runtimes beside MXNet")
     assert "fcn_resnet101_voc | 100.00" in main and "+openvino" not in main
-    assert "fcn_resnet101_voc | mxnet | 100.00 | 40.00 | 1.00x | 66.10 | 65.90 | -0.20 | - | IMPROVED int8-accuracy" in peers
+    assert "fcn_resnet101_voc | mxnet | 100.00 | 40.00 | 1.00x | 66.10 | 65.90 | -0.20 | - | CHANGED int8-accuracy" in peers
     assert "fcn_resnet101_voc | openvino | 50.00 | 10.00 | 0.25x | 66.10 | 65.60 | -0.50 | 99.87% | PASS" in peers
     # a row that recorded no setting (here the peer's) adds no empty "setting of" line
     assert [line for line in text.splitlines() if line.startswith("setting")] == [f"setting: {report._fmt(results.models['fcn_resnet101_voc'].setting)}"]

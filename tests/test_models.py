@@ -216,8 +216,20 @@ def test_calibration_modes_and_dtypes_give_a_quantized_graph(recipes, tmp_path, 
 
 
 def test_uint8_on_signed_input_is_a_clear_error(tiny_net):
-    with pytest.raises(SegcheckError, match="quantized dtype uint8 needs non-negative input.*use --calib-dtype auto or int8"):
+    with pytest.raises(SegcheckError, match=r"takes its input as uint8 \(the recipe asked for uint8\), which needs non-negative "
+                                            r"input.*\(--calib-dtype auto or int8\)"):
         _quantized(tiny_net, dtype="uint8")
+
+
+def test_the_error_names_the_dtype_mxnet_was_asked_for_not_the_recipes(tiny_net, monkeypatch):
+    """A fault below segcheck that makes MXNet quantize to uint8 while the recipe says auto (the catalogue's uint8
+    mutant): the message is true of what happened, and does not suggest the setting already in force."""
+    from mxnet.contrib import quantization
+
+    original = quantization.quantize_net_v2
+    monkeypatch.setattr(quantization, "quantize_net_v2", lambda net, **kw: original(net, **{**kw, "quantized_dtype": "uint8"}))
+    with pytest.raises(SegcheckError, match=r"takes its input as uint8 \(the recipe asked for auto\)"):
+        _quantized(tiny_net, dtype="auto")
 
 
 def test_entropy_thresholds_differ_from_naive(recipes, tmp_path):
@@ -257,7 +269,7 @@ def test_calibration_is_disjoint_from_evaluation_unless_asked_to_reproduce_the_s
 
 
 def test_calibration_asking_for_more_images_than_the_split_holds(segcheck):
-    with pytest.raises(SegcheckError, match=r"calibration needs 3200 images \(100 batches x 32\) but the train split holds 96; lower --calib-batches"):
+    with pytest.raises(SegcheckError, match=r"calibration needs 3200 images \(100 batches x 32\) but the train split holds 224; lower --calib-batches"):
         pipeline.calibration_images(segcheck.model_config("fcn_resnet101_coco"), CalibRecipe(num_batches=100))
 
 

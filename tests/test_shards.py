@@ -62,10 +62,11 @@ def test_three_shards_merged_equal_one_unsharded_run(pytester, segcheck):
 
 def _shard(k, n, ids, whole, **changes) -> RunResults:
     """A fabricated shard result: a 2-class model whose every image has 10 correct pixels of class 1."""
+    tolerances = {"pixacc_points": 0.5, "miou_points": 1.0, "int8_drop_pixacc_points": 1.0, "int8_drop_miou_points": 2.0}
+    row = {"fp32_latency_ms": 1.0, "s8_latency_ms": 1.0, "fp32_pixacc": 100.0, "fp32_miou": 100.0, "s8_pixacc": 100.0, "s8_miou": 100.0}
     m = ModelResult(MODEL, classes=["background", "thing"], setting={"crop_size": 64}, int8_source="calibrated on train: 2 images",
-                    tolerances={"pixacc_points": 0.5, "miou_points": 1.0, "int8_drop_pixacc_points": 1.0, "int8_drop_miou_points": 2.0},
-                    baseline={"fp32_latency_ms": 1.0, "s8_latency_ms": 1.0, "fp32_pixacc": 100.0, "fp32_miou": 100.0,
-                              "s8_pixacc": 100.0, "s8_miou": 100.0},
+                    tolerances=tolerances, baseline={"fp32": row, "int8": row},
+                    accuracy_tolerances={"fp32": tolerances, "int8": tolerances},
                     shard={"index": k, "count": n, "split": "val", "ids": list(ids),
                            "of": {"count": len(whole), "digest": loaders.Subset("val", tuple(whole)).digest}})
     for precision in ("fp32", "int8"):

@@ -37,6 +37,10 @@ SUBCOMMANDS = {
                   "segcheck.cli.isa_bench:main"),
     "peer": ("the peer runtimes' own environment: `segcheck peer install` creates it (ONNX Runtime, OpenVINO; pinned)",
              "segcheck.cli.peer:main"),
+    "noise": ("how far every gated figure moves under benign variation (results of runs per tier), and the tolerances "
+              "that follow (--write)", "segcheck.results.noise:main"),
+    "migrate": ("rewrite a baseline file and its golden records of an older schema as this segcheck reads them",
+                "segcheck.cli.migrate:main"),
     "fetch": ("download weights and datasets: with `peer install` (pip), the only commands that touch the network", "segcheck.cli.fetch:main"),
 }
 
@@ -147,7 +151,7 @@ def _refuse_what_has_no_effect(args, fail) -> None:
         fail("--model-prefix has no effect without --deploy (the model to load) or --calibration (where to write)")
     if args.num_iterations is not None and not args.benchmark:
         fail("--num-iterations has no effect without --benchmark")
-    for dest in ("num_images", "skip_bad", "calib_split", "shard"):
+    for dest in ("num_images", "skip_bad", "calib_split", "calib_start", "shard"):
         if args.benchmark and getattr(given, dest) is not None:
             fail(f"{options.flag_of(dest)} has no effect with --benchmark (it runs on dummy data)")
     if args.calibration and args.shard is not None:
@@ -268,7 +272,8 @@ def report(argv, out=sys.stdout) -> int:
             results.environment = {**entry.environment, "isa": isa}
             for name, row in entry.rows.items():
                 m = results.model(name)
-                m.baseline, m.setting, m.tolerances = vars(row), entry.setting, vars(tier.tolerances)
+                m.baseline = {p: vars(row) for p in ("fp32", "int8")}
+                m.setting, m.int8_key, m.tolerances = entry.setting, entry.int8, vars(tier.tolerances.resolve())
                 m.min_speedup = tier.min_speedup.get(isa, {}).get(name, tier.min_speedup.get(isa, {}).get(name.split("_")[0]))
                 m.fp32 = Figures(pixacc=row.fp32_pixacc, miou=row.fp32_miou, latency_ms=row.fp32_latency_ms)
                 m.int8 = Figures(pixacc=row.s8_pixacc, miou=row.s8_miou, latency_ms=row.s8_latency_ms)

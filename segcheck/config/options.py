@@ -26,6 +26,16 @@ def positive(text) -> int:
     return value
 
 
+def non_negative(text) -> int:
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value}")
+    return value
+
+
 def count_or_all(text) -> int | str:
     return ALL if text == ALL else positive(text)
 
@@ -59,6 +69,17 @@ def shard_spec(text) -> tuple:
     return k, n
 
 
+class _Once(argparse.Action):
+    """An option's value, which may be given once: a second one would silently replace the first (`--peer onnxruntime
+    --peer openvino` gating OpenVINO alone), and an option that changes nothing is a usage error."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if getattr(namespace, self.dest, None) is not None:
+            parser.error(f"{option_string} is given twice; give it once"
+                         + (" (several runtimes: --peer onnxruntime,openvino)" if self.dest == "peer" else ""))
+        setattr(namespace, self.dest, True if self.nargs == 0 else values)
+
+
 @dataclass(frozen=True)
 class Option:
     flags: tuple
@@ -78,9 +99,9 @@ class Option:
 
     def kwargs(self) -> dict:
         if self.flag:
-            return dict(dest=self.dest, action="store_true", default=None, help=self.help)
+            return dict(dest=self.dest, action=_Once, nargs=0, default=None, help=self.help)
         extra = {"choices": self.choices} if self.choices else {}
-        return dict(dest=self.dest, type=self.type, default=None, help=self.help, metavar=self.metavar, **extra)
+        return dict(dest=self.dest, action=_Once, type=self.type, default=None, help=self.help, metavar=self.metavar, **extra)
 
 
 # Options of a run that both front ends take: evaluation, calibration, data and cache.
@@ -98,6 +119,8 @@ RUN = (
     Option(("--calib-batches", "--num-calib-batches"), "calibration batches (synthetic tier 2, real tier 5, as the seed)", positive),
     Option(("--calib-batch-size",), "images per calibration batch (synthetic tier 16, real tier 32)", positive),
     Option(("--calib-split",), "calibration split (default train, disjoint from val; 'val' reproduces the seed)"),
+    Option(("--calib-start",), "the calibration split's first image calibrated on (default 0): other images of the same "
+           "distribution from another start", non_negative, metavar="N"),
     Option(("--segcheck-cache", "--cache-dir"), "segcheck's model and data cache (default $SEGCHECK_CACHE_DIR, else ~/.cache/segcheck)"),
     *(Option((kind.option,), f"{kind.key} root (else ${kind.env}, else {kind.default_root})") for kind in DATASETS.values()),
     Option(("--skip-bad",), "leave out unreadable samples with a warning (they are counted) instead of failing", flag=True),
@@ -105,7 +128,7 @@ RUN = (
            "too), set before MXNet runs; amx also asks Linux for the tile permission (default: the configuration's isa, "
            "else oneDNN's own choice)", isa_level, metavar="LEVEL"),
 )
-CALIBRATION = ("calib_mode", "calib_dtype", "calib_batches", "calib_batch_size", "calib_split")
+CALIBRATION = ("calib_mode", "calib_dtype", "calib_batches", "calib_batch_size", "calib_split", "calib_start")
 ROOTS = {kind.option.lstrip("-").replace("-", "_"): kind.key for kind in DATASETS.values()}
 
 # Options of the pytest plugin only: what a gate run does with its results.
@@ -119,7 +142,9 @@ GATE = (
     Option(("--update-baselines",), "record this run's rows for this environment and setting (shows the diff)", flag=True),
     Option(("--results-json",), "where this run's results go (default <segcheck-cache>/last-run.json)"),
     Option(("--report-png",), "also draw the results as a PNG chart"),
-    Option(("--strict-digest",), "fail, instead of reporting CHANGED, where predictions differ from the golden run", flag=True),
+    Option(("--strict-changes", "--strict-digest"), "fail, instead of reporting, a CHANGED verdict (beyond the noise band, "
+           "not shown harmful): snapshot semantics, a change is accepted only by re-recording (default: the "
+           "configuration's strict_changes)", flag=True),
     Option(("--gate-drop-interval",), "gate the INT8 drop on the upper bound of its bootstrap interval over images", flag=True),
     Option(("--no-fp32-cache",), "evaluate FP32 again even where an FP32 evaluation of the same graph, weights, images, "
            "setting and environment is cached", flag=True),

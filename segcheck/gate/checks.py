@@ -7,8 +7,11 @@ from dataclasses import dataclass
 
 from ..config.recipes import PEERS
 
-PASS, FAIL, IMPROVED, SKIP, ERROR, CHANGED, XFAIL = "PASS", "FAIL", "IMPROVED", "SKIP", "ERROR", "CHANGED", "XFAIL"
-FAILING = (FAIL, IMPROVED, ERROR)
+PASS, FAIL, REGRESSED, SKIP, ERROR, CHANGED, XFAIL = "PASS", "FAIL", "REGRESSED", "SKIP", "ERROR", "CHANGED", "XFAIL"
+# FAIL: an absolute check broke (the INT8 drop, the graph, the speed-up); REGRESSED: against the reference it replaces, a
+# figure fell beyond noise and harm cannot be excluded; CHANGED: beyond noise, not shown harmful (it fails only under
+# --strict-changes, the run's mode: see failing()).
+FAILING = (FAIL, REGRESSED, ERROR)
 PRECISIONS = ("fp32", "int8")
 SEED_PREFIX = {"fp32": "fp32", "int8": "s8"}
 
@@ -36,6 +39,7 @@ class GateCheck:
 
 
 ACCURACY = GateCheck("accuracy", "test_accuracy", PRECISIONS)
+AGREEMENT = GateCheck("agreement", "test_int8_agreement", ("int8",))
 DROP = GateCheck("drop", "test_int8_drop", ("int8",))
 CLASS_DROP = GateCheck("class-drop", "test_int8_class_drop", ("int8",))
 INT8_GRAPH = GateCheck("graph", "test_int8_graph_is_quantized_and_calibrated", ("int8",))
@@ -53,7 +57,7 @@ PEER_ACCURACY = GateCheck("peer-accuracy", "test_peer_accuracy", PRECISIONS)
 PEER_DROP = GateCheck("peer-drop", "test_peer_int8_drop", ("int8",))
 
 # In this order a model's status names its first failing check.
-CHECKS = (ACCURACY, DROP, CLASS_DROP, INT8_GRAPH, RANGES, LAYERS, DIGEST, FP32_GRAPH, SEGMENTS, DEPLOY, LATENCY, SPEEDUP,
+CHECKS = (ACCURACY, AGREEMENT, DROP, CLASS_DROP, INT8_GRAPH, RANGES, LAYERS, DIGEST, FP32_GRAPH, SEGMENTS, DEPLOY, LATENCY, SPEEDUP,
           PEER_AGREEMENT, PEER_ACCURACY, PEER_DROP)
 CHECK_ORDER = tuple(name for check in CHECKS for name in check.names())
 BY_TEST = {check.test: check for check in CHECKS}
@@ -86,8 +90,9 @@ def of_test_id(test_id: str) -> str | None:
 @dataclass(frozen=True)
 class Check:
     """The outcome of one gate test of a model, as its report said; `compared` says what a check that compares with a
-    recorded row or golden record compared against: exact (this environment), isa or version (another environment at
-    that tolerance tier), published (the seed's table), or none (nothing was there to compare)."""
+    recorded row or golden record compared against: exact (this environment and INT8 key), isa, version, recipe or a
+    combination (isa+recipe: another environment or recipe, at that tolerance tier), published (the seed's table), or
+    none (nothing was there to compare)."""
 
     status: str
     message: str = ""
@@ -96,3 +101,7 @@ class Check:
     @property
     def failed(self) -> bool:
         return self.status in FAILING
+
+    def failing(self, strict_changes: bool) -> bool:
+        """Whether the check fails a run in its mode: a failure always, CHANGED under --strict-changes."""
+        return self.failed or (strict_changes and self.status == CHANGED)

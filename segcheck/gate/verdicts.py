@@ -5,41 +5,63 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..measure import calibration, layers
+from ..measure import calibration
 from ..measure.metrics import Scores
+from . import harm
 from .baselines import Reference, Row, Tolerances
-from .checks import CHANGED, FAIL, IMPROVED, PASS, SKIP, XFAIL
+from .checks import CHANGED, FAIL, PASS, REGRESSED, SKIP, XFAIL
 from .checks import Check as Verdict
 
 
 def _compared(reference: Reference | None) -> str:
-    return reference.difference if reference else "none"
+    return reference.compared if reference else "none"
 
 
 def _against(reference: Reference | None) -> str:
     return f" [{reference.describe()}]" if reference else ""
 
 
+def _verdict(head: str, shifts: list, reference: Reference | None, note: str = "", subject: str = "accuracy") -> Verdict:
+    """A comparison's verdict from its figures' shifts (harm.worst), each described, with what it compared against."""
+    status = harm.worst(shifts)
+    hint = {PASS: "within the noise band", CHANGED: CHANGED_HINT, REGRESSED: f"{subject} regressed"}[status]
+    detail = "; ".join(s.describe() for s in shifts)
+    return Verdict(status, f"{head}: {hint}: {detail}{note}{_against(reference)}", _compared(reference))
+
+
+# What a CHANGED verdict tells the reader: it did not fail, and how to accept it.
+CHANGED_HINT = ("CHANGED beyond the noise band, not shown harmful (accept it with pytest --update-baselines; "
+                "--strict-changes fails it)")
+
+
 def against_baseline(what: str, scores: Scores, row: Row, precision: str, tol: Tolerances,
-                     reference: Reference | None = None) -> Verdict:
-    """Two-sided: below the row by more than the tolerance is FAIL, above it is IMPROVED (unexplained). A failure of a
-    row that carries an xfail reason is XFAIL."""
-    measured = scores.percent()
-    expected = row.accuracy(precision)
-    parts, below, above = [], False, False
-    for name, got, want, limit in zip(("pixAcc", "mIoU"), measured, expected, (tol.pixacc_points, tol.miou_points)):
-        delta = got - want
-        below |= delta < -limit
-        above |= delta > limit
-        parts.append(f"{name} {got:.2f} (baseline {want:.2f}, {delta:+.2f}, tolerance ±{limit:.2f})")
-    status = FAIL if below else IMPROVED if above else PASS
-    hint = {FAIL: "accuracy regressed", IMPROVED: "accuracy rose beyond the tolerance: if expected, re-record with --update-baselines", PASS: "within tolerance"}[status]
-    message = f"{what}: {hint}: {'; '.join(parts)} [mIoU convention: {scores.convention}]{_against(reference)}"
-    if row.xfail_reason and status != PASS:
-        return Verdict(XFAIL, f"{message}; expected, the row says: {row.xfail_reason}", _compared(reference))
+                     reference: Reference | None = None, now_images=None, then_images=None) -> Verdict:
+    """pixAcc and mIoU against the baseline row: PASS within the noise band, REGRESSED where a fall beyond it may be
+    harm, CHANGED otherwise (harm.Shift); paired over the images where the reference's per-image matrices are given
+    (golden records). A failure of a row that carries an xfail reason is XFAIL."""
+    harms = (tol.harm_pixacc_points, tol.harm_miou_points)
+    shifts = harm.accuracy(precision, scores.percent(), row.accuracy(precision), now_images, then_images,
+                           len(scores.iou), scores.convention, (tol.pixacc_points, tol.miou_points), harms, tol.confidence)
+    verdict = _verdict(what, shifts, reference, f" [mIoU convention: {scores.convention}]")
+    if row.xfail_reason and verdict.status != PASS:
+        return Verdict(XFAIL, f"{verdict.message}; expected, the row says: {row.xfail_reason}", verdict.compared)
     if row.xfail_reason:
-        message += f"; the row's xfail reason ({row.xfail_reason}) no longer applies: remove it"
-    return Verdict(status, message, _compared(reference))
+        return Verdict(PASS, f"{verdict.message}; the row's xfail reason ({row.xfail_reason}) no longer applies: remove it",
+                       verdict.compared)
+    return verdict
+
+
+def agreement_shift(what: str, now: tuple, then: tuple, tol: Tolerances, reference: Reference | None) -> Verdict:
+    """INT8's per-image pixel agreement with FP32 and output SQNR against the reference INT8's (`now`, `then`:
+    (agreement, output_sqnr) lists, image after image), paired over the images; SKIP where the reference has none."""
+    shifts = [s for s in (harm.per_image("agreement with FP32 (%)", "points", now[0], then[0], tol.agreement_points,
+                                         tol.harm_agreement_points, tol.confidence),
+                          harm.per_image("output SQNR against FP32", "dB", now[1], then[1], tol.output_sqnr_db,
+                                         tol.harm_output_sqnr_db, tol.confidence)) if s is not None]
+    if not shifts:
+        return Verdict(SKIP, f"{what}: no per-image agreement recorded for the reference at this setting (record it "
+                             "with --update-baselines)", "none")
+    return _verdict(what, shifts, reference, subject="agreement with FP32")
 
 
 def moved_classes(fp32: Scores, int8: Scores, classes: tuple, count: int = 3) -> str:
@@ -99,11 +121,21 @@ def speedup(what: str, fp32_ms: float, int8_ms: float, minimum: float | None, is
     return Verdict(PASS, f"{what}: INT8 speed-up {ratio:.2f}x meets the minimum {minimum:.2f}x for {isa} ({figures})")
 
 
+def harmed(changed: str, judged: Verdict | None) -> tuple:
+    """(status, note) of a change a check sees but cannot weigh itself (ranges, digests): REGRESSED where the model's
+    INT8 figures (`judged`: its accuracy, agreement and layers against the reference) regressed, else CHANGED."""
+    if judged is not None and judged.status == REGRESSED:
+        return REGRESSED, f"{changed}; and the INT8 figures regressed: {judged.message}"
+    how = f"the INT8 figures are {judged.status}" if judged is not None else "the INT8 figures were not judged"
+    return CHANGED, f"{changed}; {how}, so it is not shown harmful: {CHANGED_HINT}"
+
+
 def calibration_table(what: str, now: dict, golden: dict | None, problems: list, rtol: float,
-                      reference: Reference | None = None) -> Verdict:
+                      reference: Reference | None = None, judged: Verdict | None = None) -> Verdict:
     """Every quantized node's calibrated range (and quantization settings) against the golden table, and the
     invariants MXNet's tests check. With no golden table the invariants still fail a broken table, but a table that
-    keeps them is a SKIP: no range was compared. Against another MXNet or oneDNN (tolerance tier version), which
+    keeps them is a SKIP: no range was compared. A range beyond `rtol` (the noise band of the tier of what differs) is
+    CHANGED, or REGRESSED where the model's INT8 figures regressed (`judged`). Against another MXNet or oneDNN, which
     builds its own quantized graph, a node that appeared or vanished is reported, and only the nodes of both are judged."""
     if problems:
         return Verdict(FAIL, f"{what}: the calibration table breaks MXNet's invariants: {'; '.join(problems[:5])}",
@@ -112,55 +144,58 @@ def calibration_table(what: str, now: dict, golden: dict | None, problems: list,
         return Verdict(SKIP, f"{what}: {len(now)} calibrated ranges, all present, concat inputs aligned, but no golden table "
                              "at this setting to compare them with (record one with --update-baselines)", "none")
     changes = calibration.moved(golden, now, rtol)
-    other_graph = reference is not None and reference.difference == "version"
+    other_graph = reference is not None and "version" in reference.differs
     structural = [(name, old, new) for name, old, new in changes if other_graph and (old is None or new is None)]
     changes = [c for c in changes if c not in structural]
     note = ("; another MXNet builds another graph: " + ", ".join(f"{name} {'appeared' if old is None else 'vanished'}"
                                                                  for name, old, _ in structural[:6])) if structural else ""
     if changes:
         shown = "; ".join(f"{name}: {calibration.describe(old)} -> {calibration.describe(new)}" for name, old, new in changes[:6])
-        return Verdict(FAIL, f"{what}: calibrated ranges moved in {len(changes)} of {len(golden)} layers (beyond "
-                             f"{rtol:g} of the golden table): {shown}{note}{_against(reference)}", _compared(reference))
-    judged = len(now) - sum(old is None for _, old, _ in structural)
-    return Verdict(PASS, f"{what}: all {judged} calibrated ranges match the golden table (within {rtol:g}){note}"
-                         f"{_against(reference)}", _compared(reference))
+        status, detail = harmed(f"calibrated ranges moved in {len(changes)} of {len(golden)} layers (beyond the noise band "
+                                f"{rtol:g} of the golden table): {shown}{note}", judged)
+        return Verdict(status, f"{what}: {detail}{_against(reference)}", _compared(reference))
+    judged_count = len(now) - sum(old is None for _, old, _ in structural)
+    return Verdict(PASS, f"{what}: all {judged_count} calibrated ranges match the golden table (within the noise band {rtol:g})"
+                         f"{note}{_against(reference)}", _compared(reference))
 
 
-def layer_error(what: str, sqnr: dict, golden: dict | None, upstream: dict, drop_db: float, floor_db: float,
-                reference: Reference | None = None) -> Verdict:
-    """Per-layer SQNR of INT8 against FP32: no layer may fall more than `drop_db` below its golden value (the band of
-    the reference's tolerance tier), nor any below `floor_db`. A failure ranks the layers by their own fall, so the
-    layer where the error starts comes first. Without a golden curve only the floor is checked, and the verdict says so."""
-    top = layers_named(sqnr, golden, upstream, drop_db, floor_db)
-    fell = [r for r in top if golden and r[1] > drop_db]
-    floored = [n for n, v in sqnr.items() if v < floor_db]
+def layer_error(what: str, sqnr: dict, now: dict, golden: dict | None, upstream: dict, tol: Tolerances,
+                bands: dict | None = None, reference: Reference | None = None) -> tuple:
+    """(Verdict, shifts) of per-layer SQNR of INT8 against FP32: any layer below the floor fails (`sqnr`: layer -> SQNR
+    over the images). Against the golden curve (`golden`: layer -> per-image SQNR, `now` likewise), each layer's own
+    change (harm.layers: its change less the largest fall of its inputs, so the layer where an error starts is named
+    first) within its noise band (`bands`: measured per layer, else the tier's) passes; beyond it, REGRESSED where the
+    interval reaches the harm threshold, else CHANGED. Without a golden curve a table above the floor is a SKIP."""
+    floored = sorted((n for n, v in sqnr.items() if v < tol.sqnr_floor_db), key=sqnr.get)
     worst = min(sqnr, key=sqnr.get)
-    compared = _compared(reference if golden else None)
-    if not top:
-        ref = (f"no layer more than {drop_db:g} dB below its golden value, " if golden
-               else "no golden curve at this setting (only the floor was checked), ")
-        return Verdict(PASS, f"{what}: {ref}worst layer {worst} at {sqnr[worst]:.1f} dB (floor {floor_db:g} dB)"
-                             f"{_against(reference if golden else None)}", compared)
-    shown = "; ".join(f"{n}: {sqnr[n]:.1f} dB" + (f" (golden {golden[n]:.1f}, fell {f:.1f}, own {own:.1f})" if golden and n in golden
-                                                 else f" (own drop {own:.1f} below its inputs)") for n, f, own in top[:5])
-    why = []
-    if fell:
-        why.append(f"{len(fell)} layers fell more than {drop_db:g} dB below their golden SQNR")
     if floored:
-        why.append(f"{len(floored)} layers are below the {floor_db:g} dB floor")
-    return Verdict(FAIL, f"{what}: {' and '.join(why)}; by their own fall: {shown}{_against(reference if golden else None)}", compared)
+        shown = "; ".join(f"{n}: {sqnr[n]:.1f} dB" for n in floored[:5])
+        return Verdict(FAIL, f"{what}: {len(floored)} layers are below the {tol.sqnr_floor_db:g} dB floor: {shown}",
+                       _compared(reference if golden else None)), []
+    shifts = harm.layers(now, golden or {}, upstream, bands or {}, tol.sqnr_drop_db, tol.harm_layer_sqnr_db, tol.confidence)
+    if not shifts:
+        return Verdict(SKIP, f"{what}: no golden per-layer curve at this setting to compare with (record one with "
+                             f"--update-baselines); every layer above the {tol.sqnr_floor_db:g} dB floor, worst {worst} "
+                             f"at {sqnr[worst]:.1f} dB", "none"), []
+    moved = [s for s in shifts if s.status != PASS]
+    if not moved:
+        return Verdict(PASS, f"{what}: every layer's own SQNR change within its noise band (largest own change "
+                             f"{shifts[0].change:+.2f} dB, {shifts[0].figure}); worst layer {worst} at {sqnr[worst]:.1f} dB"
+                             f"{_against(reference)}", _compared(reference)), shifts
+    status = harm.worst(moved)
+    shown = "; ".join(s.describe() for s in moved[:5])
+    head = (f"regressed: {sum(s.status == REGRESSED for s in moved)} layers fell by themselves beyond their noise band, "
+            f"with a fall of {tol.harm_layer_sqnr_db:g} dB (harm) inside the interval" if status == REGRESSED else
+            f"{len(moved)} layers' own SQNR moved beyond their noise band, none shown harmful: {CHANGED_HINT}")
+    return Verdict(status, f"{what}: {head}; by their own change: {shown}{_against(reference)}", _compared(reference)), shifts
 
 
-def layers_named(sqnr: dict, golden: dict | None, upstream: dict, drop_db: float, floor_db: float) -> list:
-    """(name, fall, own fall) of the layers the per-layer check fails, largest own fall first; [] when it passes."""
-    return [(n, f, own) for n, f, own in layers.falls(sqnr, golden, upstream)
-            if sqnr[n] < floor_db or (golden and f > drop_db)]
-
-
-def digest(what: str, now: dict, golden: dict | None, strict: bool, reference: Reference | None = None) -> Verdict:
-    """The argmax predictions, image after image, against the golden digest: a change is CHANGED (the other
-    checks judge whether it harms), a failure only under --strict-digest and against a record of this environment
-    (another ISA or MXNet rounds differently, so there a change is expected)."""
+def digest(what: str, now: dict, golden: dict | None, reference: Reference | None = None,
+           judged: Verdict | None = None) -> Verdict:
+    """The argmax predictions, image after image, against the golden digest. Against this environment's record with
+    the same INT8 key (the exact tier, whose noise is none: reruns agree bit for bit) a change is CHANGED, or REGRESSED
+    where the precision's figures regressed (`judged`); across environments or recipes predictions differ within that
+    tier's noise, which the figures judge, so a change there passes, saying so."""
     if golden is None:
         return Verdict(SKIP, f"{what}: no golden digest at this setting (record one with --update-baselines)", "none")
     compared = _compared(reference)
@@ -170,12 +205,13 @@ def digest(what: str, now: dict, golden: dict | None, strict: bool, reference: R
     images = [i for i, (a, b) in enumerate(zip(now["images"], golden["images"])) if a != b]
     diff = np.asarray(now["pixels"]) - np.asarray(golden["pixels"])
     classes = [f"{now['classes'][c]} {int(diff[c]):+d}" for c in np.argsort(-np.abs(diff))[:5] if diff[c]]
-    detail = (f"predictions CHANGED in {len(images)} of {len(now['images'])} images ({', '.join(now['ids'][i] for i in images[:5])}), "
+    detail = (f"predictions changed in {len(images)} of {len(now['images'])} images ({', '.join(now['ids'][i] for i in images[:5])}), "
               f"at least {int(np.abs(diff).sum() // 2)} pixels; predicted pixels by class: {', '.join(classes) or 'unchanged totals'}")
-    if strict and compared == "exact":
-        return Verdict(FAIL, f"{what}: {detail} (--strict-digest){_against(reference)}", compared)
-    note = " (--strict-digest fails only a change against this environment's own record)" if strict else ""
-    return Verdict(CHANGED, f"{what}: {detail}; the other checks judge whether it harms{note}{_against(reference)}", compared)
+    if reference is not None and reference.differs:
+        return Verdict(PASS, f"{what}: {detail}: within the noise of tier {reference.compared}, whose reruns differ so; "
+                             f"the figures judge the change{_against(reference)}", compared)
+    status, message = harmed(detail, judged)
+    return Verdict(status, f"{what}: {message}{_against(reference)}", compared)
 
 
 def class_drop(what: str, fp32: Scores, int8: Scores, labelled, classes: tuple, tol: Tolerances) -> Verdict:

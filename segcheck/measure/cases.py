@@ -23,9 +23,9 @@ from ..data import loaders
 from ..errors import MissingResource, SegcheckError
 from ..models import export, pipeline
 from . import fp32_cache, guard, layers, peers
-from .evaluate import Evaluation, evaluate, predict
+from .evaluate import Evaluation, compared_images, evaluate, predict
 
-LAYER_IMAGES = 2  # the fixed images (the split's first) per-layer error is measured on
+LAYER_IMAGES = 8  # the fixed images (the split's first) per-layer error is measured on: enough for an interval
 # What a case makes, each once, by name: a plugin may hand any of them over (pytest_segcheck_reuse).
 PARTS = ("fp32", "int8", "val", "fp32_symbol", "localisation", "fp32-evaluation", "int8-evaluation", "onnx",
          *(f"peer-{runtime}" for runtime in PEERS))
@@ -122,6 +122,21 @@ class ModelCase:
         return recipe if changed is None else changed
 
     @property
+    def peer_recipe(self):
+        """The recipe whose calibration images the peers' quantizers take: this case's, or the tier's where it
+        calibrates none (a shipped INT8 file, mode none)."""
+        recipe = self.recipe
+        return recipe if recipe is not None and recipe.mode != "none" else tier_defaults(self.config.tier)["calib"]
+
+    @cached_property
+    def int8_key(self) -> str:
+        """What the INT8 figures are keyed by besides the setting: the recipe as calibrated (a plugin's change included),
+        or the shipped INT8 file's digest."""
+        if self.config.calib is None:
+            return export.digest(self.config.int8_export)
+        return self.recipe.label()
+
+    @property
     def int8(self) -> pipeline.Int8Model:
         """The INT8 model: calibrated (into the cache) and run once in a forked child first, so that a backend crash
         stays there, then loaded here from the cache."""
@@ -188,12 +203,10 @@ class ModelCase:
         def gate():
             exporter_present()  # what cannot be fixed here is said first, then a missing peer environment, before any export
             peers.usable_python(self.config.run.cache_dir)
-            recipe = self.recipe
-            if recipe is None or recipe.mode == "none":
-                recipe = tier_defaults(self.config.tier)["calib"]
+            recipe = self.peer_recipe
             source, images = pipeline.calibration_images(self.config, recipe)
             skip_bad = self.config.run.skip_bad
-            batches = [x for x, _, _ in loaders.batches(source, range(len(images.ids)), recipe.batch_size, skip_bad)]
+            batches = [x for x, _, _ in loaders.batches(source, recipe.images, recipe.batch_size, skip_bad)]
             replaced = self._asked("pytest_segcheck_peer_calibration", batches=batches)
             if replaced is not None and not len(replaced):
                 raise SegcheckError(f"{self.name}: a plugin's pytest_segcheck_peer_calibration returned no batches")
@@ -234,14 +247,18 @@ class ModelCase:
         return loaders.Subset(self.config.split, tuple(self.val.ids[i] for i in loaders.first(self.val, self.config.num_images)))
 
     def evaluation(self, precision: str) -> Evaluation:
+        """The model's evaluation on the run's images: FP32 keeping its outputs on the first images (evaluate.
+        compared_images), INT8 compared with them image by image."""
         def run():
             model = self.model(precision)
             indices = loaders.shard(loaders.first(self.val, self.config.num_images), self.config.run.shard)
+            keep = compared_images(self.config.kind.num_classes, self.config.crop_size, len(indices)) if precision == "fp32" else 0
+            reference = self.evaluation("fp32").outputs if precision == "int8" else None
 
             def evaluated():
                 return self._isolated(f"{precision} evaluation", lambda: evaluate(
                     model, self.val, indices, self.config.run.batch_size, self.config.run.skip_bad,
-                    desc=f"evaluating {self.name} {precision}"))
+                    desc=f"evaluating {self.name} {precision}", keep=keep, reference=reference))
 
             if precision != "fp32":
                 return evaluated()

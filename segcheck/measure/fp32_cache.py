@@ -21,7 +21,7 @@ from ..models import cache
 from ..models.export import graph_json
 from .calibration import stable
 from .environment import threads
-from .evaluate import Evaluation
+from .evaluate import Evaluation, Outputs
 
 log = logging.getLogger("segcheck.fp32_cache")
 
@@ -35,7 +35,8 @@ def graph_digest(block) -> str:
     return digest.hexdigest()[:20]
 
 
-FORMAT = 1  # of an entry, and of how segcheck reads images into an evaluation: a change here evaluates again
+FORMAT = 2  # of an entry, and of how segcheck reads images into an evaluation: a change here evaluates again
+OUTPUTS = "outputs.npz"  # the first images' FP32 outputs, which INT8 is compared with (evaluate.Outputs)
 _FILES: dict = {}  # path -> (stat, digest): a file this process hashed and that did not change is not read again
 
 
@@ -64,16 +65,20 @@ def evaluation(mc, block, split, indices, evaluate, weights: str | None) -> Eval
     made = {}
 
     def build(folder):
-        made["evaluation"] = evaluate()
-        atomic.write_json(folder / "evaluation.json", made["evaluation"].to_dict())
+        made["evaluation"] = found = evaluate()
+        atomic.write_json(folder / "evaluation.json", found.to_dict())
+        if found.outputs is not None:  # the folder is staged: published whole, with the JSON, by one rename
+            found.outputs.save(folder / OUTPUTS)
         return {"model": mc.name, "evaluated_images": len(indices)}
 
     entry = cache.get_or_build(mc.run.cache_dir, "fp32-eval", fields, build)
     if entry.built:
         return made["evaluation"]
     try:
-        return Evaluation.from_dict(json.loads(entry.file("evaluation.json").read_text()), cached=True)
-    except (OSError, ValueError, KeyError, TypeError) as err:  # intact on disk, but not an evaluation this code reads
+        kept = entry.file(OUTPUTS)
+        return Evaluation.from_dict(json.loads(entry.file("evaluation.json").read_text()), cached=True,
+                                    outputs=Outputs.load(kept) if kept.is_file() else None)
+    except (OSError, ValueError, KeyError, TypeError, EOFError) as err:  # intact on disk, but not an evaluation this code reads
         log.warning("cached FP32 evaluation %s is unreadable (%s); evaluating again", entry.path, err)
         return evaluate()
 

@@ -25,8 +25,9 @@ LOW_MARGIN = 0.1  # the flip rate is reported for the tenth of pixels with the s
 @dataclass(frozen=True)
 class LayerError:
     name: str
-    sqnr_db: float
+    sqnr_db: float  # over all the images
     cosine: float
+    per_image: tuple = ()  # SQNR on each image, dB, in order
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,14 @@ def _block(model, outputs: list) -> mx.gluon.SymbolBlock:
     return mx.gluon.SymbolBlock(group, mx.sym.var("data"), params=model.collect_params())
 
 
+CLEAN_DB = 99.0  # the SQNR of an output equal to FP32's (no error), instead of infinity
+
+
+def sqnr(signal: float, noise: float) -> float:
+    """10 log10(signal / noise) in dB; CLEAN_DB where there is no noise."""
+    return CLEAN_DB if noise == 0 else float(10.0 * np.log10(max(signal, 1e-30) / noise))
+
+
 def localise(fp32_model, int8_model, images) -> Localisation:
     """Per-layer SQNR and cosine over `images` (B x 3 x H x W NDArrays), and the flip rate of the final outputs.
 
@@ -82,24 +91,26 @@ def localise(fp32_model, int8_model, images) -> Localisation:
     fp32_block = _block(fp32_model, [f"{fp32_nodes[n]}_output" for n in names])
     int8_block = _block(int8_model, [f"{int8_nodes[n]}_output{s}" for n in names for s in ("", "_min", "_max")])
     sums = np.zeros((len(names), 4))  # sum f^2, sum (f - q)^2, sum f q, sum q^2
+    per_image = np.zeros((len(names), len(images)))
     margins, flips = [], []
-    for x in images:
+    for k, x in enumerate(images):
         f_out, q_out = fp32_block(x), int8_block(x)
         for i in range(len(names)):
             f = f_out[i].asnumpy().astype(np.float64)
             data, lo, hi = q_out[3 * i], q_out[3 * i + 1].asscalar(), q_out[3 * i + 2].asscalar()
             levels = 255.0 if data.dtype == np.uint8 else 127.0
             q = data.asnumpy().astype(np.float64) * (max(abs(lo), abs(hi)) / levels)
-            sums[i] += ((f * f).sum(), ((f - q) ** 2).sum(), (f * q).sum(), (q * q).sum())
+            image = ((f * f).sum(), ((f - q) ** 2).sum(), (f * q).sum(), (q * q).sum())
+            sums[i] += image
+            per_image[i, k] = sqnr(image[0], image[1])
         a, b = logits(fp32_model, x).asnumpy(), logits(int8_model, x).asnumpy()
         top = np.sort(a, axis=1)
         margins.append((top[:, -1] - top[:, -2]).ravel())
         flips.append((a.argmax(axis=1) != b.argmax(axis=1)).ravel())
     errors = []
-    for name, (ff, err, fq, qq) in zip(names, sums):
-        sqnr = float("inf") if err == 0 else 10.0 * np.log10(max(ff, 1e-30) / err)
+    for name, (ff, err, fq, qq), each in zip(names, sums, per_image):
         cosine = float(fq / np.sqrt(ff * qq)) if ff > 0 and qq > 0 else 1.0
-        errors.append(LayerError(name, round(sqnr, 3), round(cosine, 6)))
+        errors.append(LayerError(name, round(sqnr(ff, err), 3), round(cosine, 6), tuple(round(float(v), 3) for v in each)))
     margin, flip = np.concatenate(margins), np.concatenate(flips)
     low = margin <= np.quantile(margin, LOW_MARGIN)
     up = upstream(int8_symbol_json)

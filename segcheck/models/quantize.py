@@ -91,9 +91,20 @@ def quantize(net, arch: str, recipe: CalibRecipe, calib_batches: list, crop_size
         mx.nd.waitall()
     except mx.base.MXNetError as err:
         if "data_min < 0" in str(err):
+            dtype = input_dtype(qnet) or recipe.dtype
             raise SegcheckError(
-                f"quantized dtype {recipe.dtype} needs non-negative input, but the normalised images have "
-                "negative values; use --calib-dtype auto or int8"
+                f"the quantized graph takes its input as {dtype} (the recipe asked for {recipe.dtype}), which needs "
+                "non-negative input, but the normalised images have negative values; quantize to int8 "
+                "(--calib-dtype auto or int8)"
             ) from None
         raise
     return qnet
+
+
+def input_dtype(qnet) -> str | None:
+    """The type the quantized graph quantizes its input to (its data quantize node's out_type), as MXNet built it."""
+    graph = getattr(qnet, "_cached_graph", ())
+    if not graph:
+        return None
+    return next((node.get("attrs", {}).get("out_type") for node in json.loads(graph[1].tojson())["nodes"]
+                 if node["op"] == "_contrib_quantize_v2"), None)

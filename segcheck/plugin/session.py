@@ -18,9 +18,9 @@ from ..config.project import Project
 from ..config.run import ModelConfig, RunConfig, resolve_all
 from ..data.kinds import DATASETS
 from ..errors import MissingResource, SegcheckError
-from ..gate import baselines, golden
-from ..gate.checks import ERROR, FAIL, FAILING, PASS, SKIP, XFAIL, Check, of_peer_row, of_test, peer_row
-from ..measure import environment, latency, peers
+from ..gate import baselines, golden, noise, verdicts
+from ..gate.checks import CHANGED, ERROR, FAIL, FAILING, PASS, REGRESSED, SKIP, XFAIL, Check, of_peer_row, of_test, peer_row
+from ..measure import environment, guard, latency, peers
 from ..measure.cases import ModelCase
 from ..results import chart, report
 from ..results.records import RunResults
@@ -43,7 +43,7 @@ def _no_effect(options: GateOptions, run: RunConfig, project: Project, table: ba
     if calib and not calibrating:
         raise SegcheckError(f"{flag_of(calib[0])} has no effect: every configured model's INT8 side is a shipped export")
     modes = {options.calib_mode or e.recipe.get("mode", "naive") for e in calibrating}
-    sized = [d for d in ("calib_batches", "calib_batch_size", "calib_split") if getattr(options, d) is not None]
+    sized = [d for d in ("calib_batches", "calib_batch_size", "calib_split", "calib_start") if getattr(options, d) is not None]
     if sized and modes == {"none"}:
         raise SegcheckError(f"{flag_of(sized[0])} has no effect with calibration mode none")
     if options.require_real and run.tier == "synthetic":
@@ -72,11 +72,13 @@ class SegcheckSession:
         self.config, self.project, self.run, self.options = config, project, run, options
         self.table, self.convention, self.models = table, convention, models
         self.tier = table.tier_or_new(run.tier, convention)
-        self.results = RunResults(tier=run.tier, convention=convention)
+        self.results = RunResults(tier=run.tier, convention=convention,
+                                  strict_changes=bool(options.strict_changes or project.strict_changes))
         self.latencies: dict = {}
         self.lines: list = []
         self._cases: dict = {}
         self._golden: dict = {}
+        self._judged: dict = {}
 
     @classmethod
     def start(cls, config, project: Project, options: GateOptions) -> "SegcheckSession":
@@ -145,9 +147,15 @@ class SegcheckSession:
     def environment(self) -> environment.Environment:
         return environment.fingerprint(self.run.cache_dir)
 
-    def tolerances(self, case: ModelCase, reference: baselines.Reference | None = None) -> baselines.Tolerances:
-        """The model's tolerances for a comparison with `reference` (wider when it was recorded in another environment)."""
-        return self.tier.tolerances_for(reference, case.config.tolerances)
+    @cached_property
+    def noise(self) -> noise.LayerNoise:
+        """The per-layer noise bands measured for this tier (<baselines>.noise.json), if any."""
+        return noise.load(self.table.path, self.run.tier)
+
+    def tolerances(self, case: ModelCase, reference: baselines.Reference | None = None,
+                   precision: str = "int8") -> baselines.Tolerances:
+        """The model's tolerances for a comparison of `precision` with `reference` (at the tier of what differs)."""
+        return self.tier.tolerances_for(reference, case.config.tolerances, precision)
 
     def min_speedup(self, case: ModelCase, isa: str) -> float | None:
         mc = case.config
@@ -156,10 +164,12 @@ class SegcheckSession:
         per_isa = self.tier.min_speedup.get(isa, {})
         return per_isa.get(mc.name, per_isa.get(mc.arch))
 
-    def baseline(self, case: ModelCase, row: str | None = None) -> baselines.Lookup:
-        """The baseline row of `case` (or of its row `row`, a peer's) for this tier, setting and environment."""
+    def baseline(self, case: ModelCase, precision: str, row: str | None = None) -> baselines.Lookup:
+        """The baseline row of `case` (or of its row `row`, a peer's) for this tier, setting and environment: for FP32
+        whatever its INT8 key, for INT8 under this run's INT8 key or the nearest other."""
         setting = case.config.setting() if row is None else self.peer_setting(case)
-        return self.table.lookup(self.run.tier, row or case.name, self.environment.key(), setting)
+        int8 = None if precision == "fp32" else case.int8_key if row is None else case.peer_recipe.label()
+        return self.table.lookup(self.run.tier, row or case.name, self.environment.key(), setting, int8)
 
     @staticmethod
     def peer_setting(case: ModelCase) -> dict:
@@ -186,13 +196,16 @@ class SegcheckSession:
         return {"index": k, "count": n, "split": evaluation.subset.split, "ids": list(evaluation.subset.ids),
                 "of": {"count": len(case.whole.ids), "digest": case.whole.digest}}
 
-    def golden(self, case: ModelCase):
+    def golden(self, case: ModelCase, precision: str = "int8"):
         """The golden records of this model at this setting (golden.Golden), from this environment or the nearest
-        recorded one (its reference says which); None when none were recorded."""
-        if case.name not in self._golden:
-            self._golden[case.name] = golden.lookup(self.table.path, self.run.tier, case.name, self.environment.key(),
-                                                    case.config.setting())
-        return self._golden[case.name]
+        recorded one, for INT8 under this run's INT8 key or the nearest other (its reference says which); None when none
+        were recorded."""
+        key = (case.name, precision)
+        if key not in self._golden:
+            int8 = case.int8_key if precision == "int8" else None
+            self._golden[key] = golden.lookup(self.table.path, self.run.tier, case.name, self.environment.key(),
+                                              case.config.setting(), int8)
+        return self._golden[key]
 
     @property
     def require_baseline(self) -> str:
@@ -218,16 +231,87 @@ class SegcheckSession:
         name = case if isinstance(case, str) else case.name
         request.node.user_properties.append((RECORD, {"model": name, **payload}))
 
-    @staticmethod
-    def judge(request, verdict: Check) -> None:
-        """Attach the verdict to the report, then skip, xfail or fail as it says."""
+    @property
+    def strict_changes(self) -> bool:
+        """Whether a CHANGED verdict fails (--strict-changes, or the configuration's strict_changes)."""
+        return bool(self.options.strict_changes or self.project.strict_changes)
+
+    def judge(self, request, verdict: Check) -> None:
+        """Attach the verdict to the report, then skip, xfail or fail as it says (CHANGED fails under --strict-changes)."""
         request.node.user_properties.append((VERDICT, {"status": verdict.status, "message": verdict.message,
                                                        "compared": verdict.compared}))
         if verdict.status == SKIP:
+            why = self.require_baseline if verdict.compared == "none" else ""
+            if why:  # nothing recorded to compare with: in CI a check that compared nothing fails, naming what is missing
+                pytest.fail(f"{why}: {verdict.message}", pytrace=False)
             pytest.skip(verdict.message)
         if verdict.status == XFAIL:
             pytest.xfail(verdict.message)
+        if verdict.status == CHANGED and self.strict_changes:
+            pytest.fail(f"--strict-changes: {verdict.message}", pytrace=False)
         assert not verdict.failed, verdict.message
+
+    # ---- the comparisons with the reference a run replaces, made once per case and precision
+
+    def _paired(self, golden_records, reference) -> bool:
+        """Whether golden records were recorded where a row was (the same environment and INT8 key), so that their
+        per-image figures pair with the row's."""
+        return golden_records is not None and reference is not None and (
+            golden_records.reference.environment, golden_records.reference.recipe) == (reference.environment, reference.recipe)
+
+    def accuracy_verdict(self, case: ModelCase, precision: str, scores, evaluation) -> tuple:
+        """(Lookup, Tolerances, Verdict) of the accuracy of `precision` against the baseline row (the verdict None
+        where there is no row), paired over the images with the golden records of the same reference."""
+        found = self.baseline(case, precision)
+        if found.row is None:
+            return found, None, None
+        tol = self.tolerances(case, found.reference, precision)
+        recorded = self.golden(case, precision)
+        then = recorded.per_image.get(precision) if self._paired(recorded, found.reference) else None
+        verdict = verdicts.against_baseline(f"{case.name} {precision} on {evaluation.subset.describe()}", scores, found.row,
+                                            precision, tol, found.reference, evaluation.per_image, then)
+        return found, tol, verdict
+
+    def agreement_verdict(self, case: ModelCase) -> Check:
+        """INT8's per-image agreement with FP32 and output SQNR against the reference INT8's (golden records)."""
+        ev = case.evaluation("int8")
+        recorded = self.golden(case, "int8")
+        what = f"{case.name} int8 on the first {len(ev.agreement)} of {ev.subset.describe()}"
+        if recorded is None or not recorded.agreement:
+            return verdicts.agreement_shift(what, (ev.agreement, ev.output_sqnr), ((), ()), self.tolerances(case), None)
+        tol = self.tolerances(case, recorded.reference)
+        return verdicts.agreement_shift(what, (ev.agreement, ev.output_sqnr), (recorded.agreement, recorded.output_sqnr),
+                                        tol, recorded.reference)
+
+    def layers_verdict(self, case: ModelCase) -> tuple:
+        """(Verdict, per-layer shifts) of per-layer SQNR against the golden curve, each layer at its own noise band."""
+        loc = case.localisation
+        sqnr = {layer.name: layer.sqnr_db for layer in loc.layers}
+        now = {layer.name: layer.per_image for layer in loc.layers}
+        recorded = self.golden(case, "int8")
+        curve = recorded.sqnr_per_image if recorded and recorded.sqnr_per_image else None
+        reference = recorded.reference if curve else None
+        tol = self.tolerances(case, reference)
+        bands = self.noise.layer_bands(case.name, reference.differs, self.tier.tolerances) if curve else {}
+        what = f"{case.name} on {loc.images} images (low-margin flip rate {100 * loc.flip_low_margin:.1f}%, all {100 * loc.flip_all:.2f}%)"
+        return verdicts.layer_error(what, sqnr, now, curve, loc.upstream, tol, bands, reference)
+
+    def int8_judgement(self, case: ModelCase) -> Check | None:
+        """What the model's INT8 figures say of a change against their reference: its accuracy against the row, its
+        agreement and output SQNR, its layers; the worst of them (SKIP and FAIL aside), or None where none compared.
+        The range and digest checks, which see a change but cannot weigh it, take their verdict from it."""
+        if case.name not in self._judged:
+            ev = case.evaluation("int8")
+            found = [self.accuracy_verdict(case, "int8", ev.matrix.compute(self.convention), ev)[2], self.agreement_verdict(case)]
+            try:
+                found.append(self.layers_verdict(case)[0])
+            except guard.BackendCrash:
+                pass  # the per-layer check fails by itself, naming the crash
+            judged = [v for v in found if v is not None and v.status in (PASS, CHANGED, REGRESSED)]
+            status = REGRESSED if any(v.status == REGRESSED for v in judged) else CHANGED if any(v.status == CHANGED for v in judged) else PASS
+            shown = [v.message for v in judged if v.status == status] if status != PASS else []
+            self._judged[case.name] = Check(status, "; ".join(shown) or "every INT8 figure within its noise band") if judged else None
+        return self._judged[case.name]
 
     # ---- hooks (the session is registered as a plugin)
 
@@ -260,12 +344,12 @@ class SegcheckSession:
         elif report.skipped:
             check = Check(SKIP, _crash(report), compared)
         elif report.failed:
-            if verdict.get("status") in FAILING:
+            if verdict.get("status") in FAILING + (CHANGED,):
                 check = Check(verdict["status"], verdict["message"], compared)
             else:
                 check = Check(FAIL if report.when == "call" else ERROR, _crash(report), compared)
-        else:
-            check = Check(PASS, verdict.get("message", ""), compared)
+        else:  # passed: as its verdict said (PASS, or CHANGED where that does not fail)
+            check = Check(verdict.get("status") if verdict.get("status") == CHANGED else PASS, verdict.get("message", ""), compared)
         self.results.check(identity["model"], identity["check"], check)
 
     @pytest.hookimpl(tryfirst=True)
@@ -274,10 +358,19 @@ class SegcheckSession:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def finish(self) -> bool:
-        """Write the results (and baseline rows when asked); True when a requested write failed."""
+        """Write the results (and baseline rows when asked); True when a requested write failed, or the run cannot be
+        trusted in CI (its environment unknown)."""
         if self.is_worker or not self.results.models:
             return False
         self.results.environment = self.environment.to_dict()
+        failed = False
+        if self.environment.onednn == baselines.UNKNOWN:
+            why = ("oneDNN's probe read no version from its verbose log, so this run's environment key is unknown; its "
+                   "comparisons took the recorded oneDNN for this one (never a wider tier)")
+            self.results.warnings.append(why)
+            if self.require_baseline:
+                self.lines.append(f"segcheck: {self.require_baseline}: {why}; a CI gate needs a known environment")
+                failed = True
         target = self.options.results_json or report.last_run_path(self.run.cache_dir)
         try:
             self.lines.append(f"results: {report.save(self.results, target)} (segcheck report prints them again)")
@@ -292,7 +385,7 @@ class SegcheckSession:
         except SegcheckError as err:
             self.lines.append(f"segcheck: {err}")
             return True
-        return False
+        return failed
 
     def _record_baselines(self) -> None:
         rows = report.rows_to_record(self.results)
@@ -301,9 +394,9 @@ class SegcheckSession:
         key, provenance = self.environment.key(), self.environment.provenance()
         diff = baselines.record(self.table.path, self.run.tier, key, rows.groups, template, provenance) if rows.groups else ""
         self.lines += (diff or f"{self.table.path} already holds these rows\n").splitlines()
-        records = [(setting, {name: report.golden_of(self.results.models[name]) for name in named
-                              if of_peer_row(name)[1] is None}) for setting, named in rows.groups]  # a peer has none
-        records = [(setting, named) for setting, named in records if named]
+        records = [(setting, int8, {name: report.golden_of(self.results.models[name]) for name in named
+                                    if of_peer_row(name)[1] is None}) for setting, int8, named in rows.groups]  # a peer has none
+        records = [(setting, int8, named) for setting, int8, named in records if named]
         written = golden.record(self.table.path, self.run.tier, key, records, provenance) if records else None
         if written:
             self.lines.append(f"golden records (calibration table, per-layer SQNR, digests, per-class IoU): {written}")

@@ -17,14 +17,14 @@ from ..data.loaders import Subset
 from ..errors import SegcheckError
 from ..gate import verdicts
 from ..gate.baselines import Reference, Row, Tolerances
-from ..gate.checks import ACCURACY, CHANGED, DROP, ERROR, FAIL, FAILING, IMPROVED, PASS, SKIP, SPEEDUP, XFAIL, Check
+from ..gate.checks import ACCURACY, CHANGED, DROP, ERROR, FAIL, PASS, REGRESSED, SKIP, SPEEDUP, XFAIL, Check
 from ..measure.environment import KEY_FIELDS
 from ..measure.metrics import ConfusionMatrix
 from . import report
 from .records import Figures, ModelResult, RunResults
 
-SAME = ("setting", "int8_source", "classes", "tolerances", "baseline", "reference", "accuracy_tolerances", "min_speedup")
-RANK = {SKIP: 0, PASS: 1, XFAIL: 2, CHANGED: 3, IMPROVED: 4, ERROR: 5, FAIL: 6}  # a merged check keeps its worst shard's
+SAME = ("setting", "int8_key", "int8_source", "classes", "tolerances", "baseline", "reference", "accuracy_tolerances", "min_speedup")
+RANK = {SKIP: 0, PASS: 1, XFAIL: 2, CHANGED: 3, ERROR: 4, FAIL: 5, REGRESSED: 6}  # a merged check keeps its worst shard's
 
 
 def _load(paths) -> list:
@@ -112,7 +112,7 @@ def _scores(figures: Figures, classes: list, convention: str):
 def merge_model(name: str, parts: list, convention: str, isa: str) -> ModelResult:
     ordered, whole = _shards(name, parts)
     first = ordered[0][1]
-    merged = ModelResult(name, setting=first.setting, int8_share=first.int8_share, int8_source=first.int8_source,
+    merged = ModelResult(name, setting=first.setting, int8_key=first.int8_key, int8_share=first.int8_share, int8_source=first.int8_source,
                          baseline=first.baseline, reference=first.reference, accuracy_tolerances=first.accuracy_tolerances,
                          classes=first.classes, tolerances=first.tolerances,
                          min_speedup=first.min_speedup)
@@ -130,15 +130,15 @@ def merge_model(name: str, parts: list, convention: str, isa: str) -> ModelResul
         setattr(merged, precision, figures)
     merged.subset = whole.describe()
     tol = Tolerances(**first.tolerances) if first.tolerances else None
-    accuracy_tol = Tolerances(**first.accuracy_tolerances) if first.accuracy_tolerances else tol
-    reference = Reference(**first.reference) if first.reference else None
     what = f"{name} on {merged.subset} ({len(ordered)} shards merged)"
     for precision, s in scores.items():
-        if first.baseline is None or accuracy_tol is None:
+        if precision not in first.baseline or precision not in first.accuracy_tolerances:
             merged.checks[ACCURACY.name(precision)] = Check(SKIP, f"{name}: no baseline row was used by the shards", "none")
         else:
+            reference = first.reference.get(precision)
             merged.checks[ACCURACY.name(precision)] = verdicts.against_baseline(
-                f"{what} {precision}", s, Row(**first.baseline), precision, accuracy_tol, reference)
+                f"{what} {precision}", s, Row(**first.baseline[precision]), precision,
+                Tolerances(**first.accuracy_tolerances[precision]), Reference(**reference) if reference else None)
     if len(scores) == 2 and tol is not None:
         merged.checks[DROP.name()] = verdicts.int8_drop(what, scores["fp32"], scores["int8"], tol, tuple(first.classes))
     if merged.fp32.latency_ms and merged.int8.latency_ms:
@@ -151,7 +151,8 @@ def merge(paths) -> RunResults:
     runs = _load(paths)
     _fits(runs)
     first = runs[0][1]
-    merged = RunResults(tier=first.tier, convention=first.convention, environment=first.environment)
+    merged = RunResults(tier=first.tier, convention=first.convention, environment=first.environment,
+                        strict_changes=first.strict_changes)
     for name in sorted(first.models):
         merged.models[name] = merge_model(name, [(path, run.models[name]) for path, run in runs], first.convention,
                                           first.environment.get("isa", "?"))
@@ -173,4 +174,4 @@ def main(argv, out=sys.stdout) -> int:
         print(f"json: {report.save(merged, args.json_out)}", file=out)
     if args.png:
         print(f"chart: {chart.chart(merged, args.png)}", file=out)
-    return 1 if any(c.status in FAILING for m in merged.models.values() for c in m.checks.values()) else 0
+    return 1 if any(c.failing(merged.strict_changes) for m in merged.models.values() for c in m.checks.values()) else 0

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
-from ..gate.checks import CHECK_ORDER, PASS, SKIP, Check
+from ..gate.checks import CHANGED, CHECK_ORDER, PASS, SKIP, Check
 
-FORMAT = 2
+FORMAT = 3  # 3: CHANGED and REGRESSED verdicts, per-image agreement and output SQNR, INT8 keys, the run's strictness
 
 
 def speedup(fp32_ms: float | None, int8_ms: float | None) -> float | None:
@@ -31,6 +31,8 @@ class Figures:
     image_digests: list | None = None
     predicted: list | None = None  # predicted pixels per class
     cached: bool | None = None  # the figures come from an FP32 evaluation of an earlier run (measure.fp32_cache)
+    agreement: list | None = None  # INT8: per compared image, its pixels whose class equals FP32's, percent
+    output_sqnr: list | None = None  # INT8: per compared image, its logits' SQNR against FP32's, dB
 
 
 @dataclass
@@ -42,9 +44,10 @@ class ModelResult:
     setting: dict = field(default_factory=dict)
     int8_share: float | None = None
     int8_source: str = ""
-    baseline: dict | None = None  # the baseline row used, in the seed's units
-    reference: dict | None = None  # where that row was recorded and how it differs from this run (baselines.Reference)
-    accuracy_tolerances: dict = field(default_factory=dict)  # the tolerances the accuracy against the row was judged at
+    baseline: dict = field(default_factory=dict)  # precision -> the baseline row its accuracy was judged against (seed's units)
+    reference: dict = field(default_factory=dict)  # precision -> where that row was recorded, how it differs (baselines.Reference)
+    accuracy_tolerances: dict = field(default_factory=dict)  # precision -> the tolerances its accuracy was judged at
+    int8_key: str = ""  # what the INT8 figures are keyed by: the recipe's label, or the shipped file's digest
     classes: list = field(default_factory=list)  # the dataset's class names, in label order
     tolerances: dict = field(default_factory=dict)  # the tolerances (baselines.Tolerances) applied to this model
     shard: dict | None = None  # {"index": K, "count": N, "ids": [...], "of": {"count": M, "digest": ...}}
@@ -66,12 +69,16 @@ class ModelResult:
         """FP32 over INT8 latency (minimum of the rounds), where both were measured."""
         return speedup(self.fp32.latency_ms, self.int8.latency_ms)
 
-    def status(self) -> str:
-        """PASS, or the first failing check in CHECK_ORDER (e.g. 'FAIL int8-graph'); SKIP when nothing ran."""
+    def status(self, strict_changes: bool = False) -> str:
+        """The first failing check in CHECK_ORDER (e.g. 'FAIL int8-graph', 'REGRESSED int8-accuracy'; CHANGED fails under
+        strict_changes), else the first CHANGED one ('CHANGED int8-ranges'), else PASS; SKIP when nothing ran."""
         order = sorted(self.checks, key=lambda c: (CHECK_ORDER.index(c) if c in CHECK_ORDER else len(CHECK_ORDER), c))
         for name in order:
-            if self.checks[name].failed:
+            if self.checks[name].failing(strict_changes):
                 return f"{self.checks[name].status} {name}"
+        for name in order:
+            if self.checks[name].status == CHANGED:
+                return f"{CHANGED} {name}"
         return PASS if any(c.status == PASS for c in self.checks.values()) else SKIP
 
     def to_dict(self) -> dict:
@@ -91,6 +98,8 @@ class ModelResult:
 class RunResults:
     tier: str = ""
     convention: str = ""
+    strict_changes: bool = False  # CHANGED failed this run (--strict-changes)
+    warnings: list = field(default_factory=list)  # what the run did otherwise than asked (an unknown probe, ...)
     environment: dict = field(default_factory=dict)
     models: dict = field(default_factory=dict)  # name -> ModelResult
 
@@ -103,8 +112,10 @@ class RunResults:
         for precision in ("fp32", "int8"):
             for key, value in payload.get(precision, {}).items():
                 setattr(result.figures(precision), key, value)
-        for key in ("subset", "setting", "int8_share", "int8_source", "baseline", "reference", "accuracy_tolerances", "classes",
-                    "tolerances", "min_speedup", "shard",
+        for key in ("baseline", "reference", "accuracy_tolerances"):  # per precision: merged, each test reports its own
+            if key in payload:
+                setattr(result, key, {**getattr(result, key), **payload[key]})
+        for key in ("subset", "setting", "int8_key", "int8_share", "int8_source", "classes", "tolerances", "min_speedup", "shard",
                     "ranges", "layers", "flip", "drop_interval", "baseline_class_iou", "ranges_moved", "layers_ranked", "agreement_pct"):
             if key in payload:
                 setattr(result, key, payload[key])
@@ -114,6 +125,7 @@ class RunResults:
 
     def to_dict(self) -> dict:
         return {"format": FORMAT, "tier": self.tier, "convention": self.convention, "environment": self.environment,
+                "strict_changes": self.strict_changes, "warnings": self.warnings,
                 "models": {n: m.to_dict() for n, m in sorted(self.models.items())}}
 
     @classmethod

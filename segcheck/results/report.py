@@ -15,7 +15,7 @@ from pathlib import Path
 from .. import atomic
 from ..errors import SegcheckError
 from ..gate.baselines import ROW_KEYS, Row
-from ..gate.checks import CHANGED, FAILING, SEED_PREFIX, of_peer_row
+from ..gate.checks import CHANGED, FAILING, REGRESSED, SEED_PREFIX, of_peer_row
 from ..gate.golden import Golden
 from .records import FORMAT, RunResults
 
@@ -60,16 +60,16 @@ def rows(results: RunResults) -> list:
     table = []
     for name in sorted(n for n in results.models if of_peer_row(n)[1] is None):
         m = results.models[name]
-        base = Row(**m.baseline) if m.baseline else None
         latency = [_cell(f.latency_ms) + (f" ±{f.latency_iqr_pct / 2:.1f}%" if f.latency_iqr_pct is not None else "")
                    for f in (m.fp32, m.int8)]
         accuracy = []
         for precision in ("fp32", "int8"):
             figures, prefix = m.figures(precision), SEED_PREFIX[precision]
+            base = Row(**m.baseline[precision]) if precision in m.baseline else None
             mark = CACHED_MARK if figures.cached else ""
             accuracy += [_cell(figures.pixacc, base and getattr(base, f"{prefix}_pixacc"), pct=True) + mark,
                          _cell(figures.miou, base and getattr(base, f"{prefix}_miou")) + mark]
-        table.append((name, *latency, f"{m.speedup():.2f}x" if m.speedup() else "-", *accuracy, m.status()))
+        table.append((name, *latency, f"{m.speedup():.2f}x" if m.speedup() else "-", *accuracy, m.status(results.strict_changes)))
     return table
 
 
@@ -96,7 +96,7 @@ def peer_rows(results: RunResults) -> list:
             agreement = "-" if m.agreement_pct is None else f"{m.agreement_pct:.2f}%"
             table.append((model, of_peer_row(name)[1] or "mxnet", _cell(m.fp32.latency_ms), _cell(m.int8.latency_ms),
                           versus, _cell(m.fp32.miou), _cell(m.int8.miou), "-" if drop is None else f"{drop:+.2f}", agreement,
-                          m.status()))
+                          m.status(results.strict_changes)))
     return table
 
 
@@ -105,16 +105,26 @@ def _fmt(d: dict) -> str:
 
 
 def comparisons(results: RunResults) -> str:
-    """How the checks that compare with a recorded row or golden record compared: with this environment's own, across
-    environments (by tolerance tier), with the published table, or not at all."""
-    counts = Counter(c.compared for m in results.models.values() for c in m.checks.values() if c.compared)
-    across = sum(counts[d] for d in ("isa", "version"))
-    tiers = ", ".join(f"{d} {counts[d]}" for d in ("isa", "version") if counts[d])
-    parts = [f"{counts['exact']} against this environment's records", f"{across} across environments" + (f" ({tiers})" if tiers else "")]
-    if counts["published"]:
-        parts.append(f"{counts['published']} against the published table")
+    """How the checks that compare with a recorded row or golden record compared: with this environment's own under this
+    INT8 key, across environments, across recipes (by tolerance tier), with the published table, or not at all; and
+    how many of them found a change (CHANGED) and a regression (REGRESSED)."""
+    checks = [c for m in results.models.values() for c in m.checks.values() if c.compared]
+    counts = Counter(c.compared for c in checks)
+    across = {t: n for t, n in counts.items() if t not in ("exact", "none") and not t.startswith("published")}
+    environments = sum(n for t, n in across.items() if "isa" in t or "version" in t)
+    recipes = sum(n for t, n in across.items() if "recipe" in t)
+    tiers = ", ".join(f"{t} {n}" for t, n in sorted(across.items()))
+    parts = [f"{counts['exact']} against this environment's records", f"{environments} across environments",
+             f"{recipes} across INT8 recipes" + (f" (by tier: {tiers})" if tiers else "")]
+    published = sum(n for t, n in counts.items() if t.startswith("published"))
+    if published:
+        parts.append(f"{published} against the published table")
+    verdicts = Counter(c.status for c in checks if c.compared != "none")
+    found = f"; CHANGED {verdicts[CHANGED]}, REGRESSED {verdicts[REGRESSED]}"
+    accept = (" (CHANGED is not a failure" + ("" if not verdicts[CHANGED] else ": accept it with pytest --update-baselines")
+              + ("; --strict-changes made it one" if results.strict_changes else "") + ")") if verdicts[CHANGED] else ""
     return (f"compared: {', '.join(parts)}; with no record to compare: {counts['none']}"
-            + (" (a SKIP saying so, or a layer check against its floor only)" if counts["none"] else ""))
+            + (" (a SKIP saying so)" if counts["none"] else "") + found + accept)
 
 
 def markdown(results: RunResults) -> str:
@@ -143,6 +153,7 @@ def markdown(results: RunResults) -> str:
         for check, c in sorted(m.checks.items())
         if c.status in FAILING + (CHANGED,)
     ]
+    notes += [f"warning: {w}" for w in results.warnings]
     peers = peer_rows(results)
     if peers:
         lines += [""] * bool(lines) + [
@@ -218,28 +229,32 @@ def golden_of(m) -> Golden:
     """The golden records a trusted run's results hold for one model."""
     return Golden(
         ranges=m.ranges, sqnr_db={layer["name"]: layer["sqnr_db"] for layer in m.layers},
+        sqnr_per_image={layer["name"]: list(layer.get("per_image", ())) for layer in m.layers},
         digest={p: {"sha256": f.digest, "images": f.image_digests, "pixels": f.predicted}
                 for p, f in (("fp32", m.fp32), ("int8", m.int8)) if f.digest},
         class_iou={p: f.iou for p, f in (("fp32", m.fp32), ("int8", m.int8)) if f.iou is not None},
+        per_image={p: f.per_image for p, f in (("fp32", m.fp32), ("int8", m.int8)) if f.per_image},
+        agreement=m.int8.agreement or [], output_sqnr=m.int8.output_sqnr or [],
     )
 
 
 @dataclass
 class Recordable:
-    groups: list  # (setting, {name: Row}) per setting
+    groups: list  # (setting, INT8 key, {name: Row}) per setting and INT8 key
     missing: dict  # name -> why it cannot be recorded
 
 
 def rows_to_record(results: RunResults) -> Recordable:
-    """Baseline rows from a run; a model needs all six figures (accuracy and latency, FP32 and INT8)."""
+    """Baseline rows from a run, grouped by setting and INT8 key; a model needs all six figures (accuracy and latency,
+    FP32 and INT8) and its INT8 key."""
     groups, missing = {}, {}
     for name, m in sorted(results.models.items()):
         figures = {f"{SEED_PREFIX[p]}_{k}": getattr(m.figures(p), k) for p in ("fp32", "int8") for k in ("latency_ms", "pixacc", "miou")}
-        absent = sorted(k for k in ROW_KEYS if figures[k] is None)
+        absent = sorted(k for k in ROW_KEYS if figures[k] is None) + ([] if m.int8_key else ["the INT8 key"])
         if absent:
             missing[name] = (f"{', '.join(absent)} not measured in this run (run the accuracy tests and the latency "
                              "benchmarks together, without -n)")
             continue
-        key = json.dumps(m.setting, sort_keys=True)
-        groups.setdefault(key, (m.setting, {}))[1][name] = Row(**{k: figures[k] for k in ROW_KEYS})
+        key = json.dumps([m.setting, m.int8_key], sort_keys=True)
+        groups.setdefault(key, (m.setting, m.int8_key, {}))[2][name] = Row(**{k: figures[k] for k in ROW_KEYS})
     return Recordable(list(groups.values()), missing)

@@ -17,8 +17,11 @@ def _scores(case, precision, segcheck, request):
     assert not ev.skipped or case.config.run.skip_bad, f"samples left out: {ev.skipped}"
     scores = ev.matrix.compute(segcheck.convention)
     figures = {**scores.figures(), "matrix": ev.matrix.matrix.tolist(), "per_image": ev.per_image, "cached": ev.cached}
+    if precision == "int8":
+        figures.update(agreement=ev.agreement, output_sqnr=ev.output_sqnr)
     segcheck.record(request, case, subset=ev.subset.describe(), setting=case.config.setting(), classes=list(case.classes),
-                    tolerances=vars(segcheck.tolerances(case)), shard=segcheck.shard_of(case, ev), **{precision: figures})
+                    tolerances=vars(segcheck.tolerances(case)), shard=segcheck.shard_of(case, ev), int8_key=case.int8_key,
+                    **{precision: figures})
     return scores, ev
 
 
@@ -30,18 +33,26 @@ def _gated_after_merging(case, ev, segcheck):
 
 
 def test_accuracy(case, precision, segcheck, request):
-    """pixAcc and mIoU within tolerance of the baseline row for this tier and setting: recorded in this environment,
-    else in the nearest recorded one at the tolerance tier for what differs (another ISA, another MXNet/oneDNN)."""
+    """pixAcc and mIoU against the baseline row this run replaces: FP32 at this setting whatever the INT8 recipe, INT8
+    under this run's INT8 key, else the nearest recorded one (the recipe tier); recorded in this environment, else in
+    the nearest at the tier for what differs. PASS within the noise band, REGRESSED where a fall may be harm (paired over
+    the images with the golden records), else CHANGED."""
     scores, ev = _scores(case, precision, segcheck, request)
-    found = segcheck.baseline(case)
+    found, tol, verdict = segcheck.accuracy_verdict(case, precision, scores, ev)
     if found.row is None:
         segcheck.no_baseline(request, found.reason)
-    tol = segcheck.tolerances(case, found.reference)
-    segcheck.record(request, case, baseline=vars(found.row), reference=vars(found.reference), accuracy_tolerances=vars(tol))
+    segcheck.record(request, case, baseline={precision: vars(found.row)}, reference={precision: vars(found.reference)},
+                    accuracy_tolerances={precision: vars(tol)})
     _gated_after_merging(case, ev, segcheck)
-    verdict = verdicts.against_baseline(f"{case.name} {precision} on {ev.subset.describe()}", scores, found.row,
-                                        precision, tol, found.reference)
     segcheck.judge(request, verdict)
+
+
+@pytest.mark.int8
+def test_int8_agreement(case, segcheck, request):
+    """INT8's pixel agreement with FP32 and its output SQNR, image by image on the first images, against the reference
+    INT8's (the golden records of this INT8 key, else the nearest recipe's): paired, with an interval."""
+    _scores(case, "int8", segcheck, request)
+    segcheck.judge(request, segcheck.agreement_verdict(case))
 
 
 @pytest.mark.int8

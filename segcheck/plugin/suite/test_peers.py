@@ -23,6 +23,7 @@ def _run(case, peer, segcheck, request):
                               "latency_ms": latency["min_ms"], "latency_median_ms": latency["median_ms"],
                               "latency_iqr_pct": latency["iqr_pct"], "latency_rounds": latency["rounds"]}
     segcheck.record(request, row, subset=run.evaluations["fp32"].subset.describe(), setting=segcheck.peer_setting(case),
+                    int8_key=case.peer_recipe.label(),
                     classes=list(case.classes), tolerances=vars(segcheck.tolerances(case)),
                     int8_source=f"{peer}: {run.quantizer}, {run.quantized_ops} quantizing operations", **figures)
     return run, row
@@ -43,11 +44,12 @@ def test_peer_accuracy(case, peer, precision, segcheck, request):
     """The peer's pixAcc and mIoU within tolerance of its own baseline row (recorded by --update-baselines)."""
     run, row = _run(case, peer, segcheck, request)
     scores = run.evaluations[precision].matrix.compute(segcheck.convention)
-    found = segcheck.baseline(case, row)
+    found = segcheck.baseline(case, precision, row)
     if found.row is None:
         segcheck.no_baseline(request, found.reason)
-    tol = segcheck.tolerances(case, found.reference)
-    segcheck.record(request, row, baseline=vars(found.row), reference=vars(found.reference), accuracy_tolerances=vars(tol))
+    tol = segcheck.tolerances(case, found.reference, precision)
+    segcheck.record(request, row, baseline={precision: vars(found.row)}, reference={precision: vars(found.reference)},
+                    accuracy_tolerances={precision: vars(tol)})
     segcheck.judge(request, verdicts.against_baseline(f"{row} {precision} on {run.evaluations[precision].subset.describe()}",
                                                       scores, found.row, precision, tol, found.reference))
 

@@ -1,0 +1,62 @@
+"""A changed calibration recipe is judged against the recipe it replaces: FP32 exactly (it does not depend on the
+recipe), INT8 at the recipe tier, with a verdict that says harmful or benign, in CI too (no re-record asked for).
+
+Inner runs of fcn_resnet101_voc (pytester, this session's cache): a benign change of recipe (one batch instead of two;
+the next 32 training images) and a harmful one (the same, its ranges divided by 8 below segcheck).
+"""
+
+import inner
+import pytest
+from inner import Reuse
+
+from segcheck.gate.checks import CHANGED, PASS, REGRESSED
+from segcheck.results import report
+
+from faults import Fault
+
+MODEL = "fcn_resnet101_voc"
+JUDGED = ["segcheck/plugin/suite/test_accuracy.py", "segcheck/plugin/suite/test_quantization.py", "-k",
+          f"{MODEL} and not deploy and not graph and not segments and not peer"]
+COMPARED = ("fp32-accuracy", "int8-accuracy", "int8-agreement", "int8-ranges", "int8-layers", "fp32-digest", "int8-digest")
+
+pytestmark = pytest.mark.selfcheck
+
+
+def _run(segcheck, pytester, *options, plugins=()):
+    done = inner.run(pytester, *JUDGED, *options, cache=segcheck.run.cache_dir, results=pytester.path / "run.json",
+                     plugins=[*plugins, Reuse(segcheck.case(MODEL), parts=("fp32", "fp32-evaluation"))], environ={"CI": "true"})
+    assert done.details, f"the gate did not run:\n{done.result.stdout.str()[-3000:]}"
+    return done, report.load(pytester.path / "run.json").models[MODEL]
+
+
+@pytest.mark.parametrize("option", ["--calib-batches=1", "--calib-start=32"])
+def test_a_benign_recipe_change_is_compared_with_the_recorded_recipe_and_passes_in_ci(option, segcheck, pytester):
+    """Nothing skips and nothing asks for a re-record: FP32 compares exactly, every INT8 comparison at the recipe tier
+    against the recorded recipe's rows and golden records, each PASS or CHANGED."""
+    done, model = _run(segcheck, pytester, option)
+    skipped = {n: o.message for n, o in done.details.items() if o.outcome == "skipped"}
+    assert not skipped, skipped
+    compared = {name: (check.status, check.compared) for name, check in model.checks.items() if name in COMPARED}
+    assert set(compared) == set(COMPARED), compared
+    assert compared["fp32-accuracy"] == (PASS, "exact") and compared["fp32-digest"] == (PASS, "exact")
+    recorded = segcheck.case(MODEL).int8_key
+    assert model.int8_key != recorded
+    for name in COMPARED:
+        if name.startswith("int8"):
+            status, tier = compared[name]
+            assert tier == "recipe" and status in (PASS, CHANGED), (name, model.checks[name].message)
+    message = model.checks["int8-accuracy"].message
+    assert f"INT8 under this run's new recipe against the recorded one, {recorded}" in message, message
+    assert not any(o.outcome == "failed" for o in done.details.values())
+
+
+def test_a_harmful_recipe_change_regresses_in_ci(segcheck, pytester):
+    """The same new recipe with its calibrated ranges divided by 8 (saturation, injected below segcheck's checks):
+    INT8 regresses against the recorded recipe, and the range and digest changes are called REGRESSED with it."""
+    done, model = _run(segcheck, pytester, "--calib-batches=1", plugins=[Fault("ranges-shrunk")])
+    statuses = {name: model.checks[name].status for name in ("int8-accuracy", "int8-agreement", "int8-ranges")}
+    assert statuses == {"int8-accuracy": REGRESSED, "int8-agreement": REGRESSED, "int8-ranges": REGRESSED}, statuses
+    assert model.checks["int8-accuracy"].compared == "recipe" and "regressed" in model.checks["int8-accuracy"].message
+    assert model.checks["fp32-accuracy"].status == PASS
+    failed = {n for n, o in done.details.items() if o.outcome == "failed"}
+    assert f"test_accuracy[{MODEL}-int8]" in failed and f"test_accuracy[{MODEL}-fp32]" not in failed
