@@ -1,0 +1,79 @@
+"""Per-layer noise bands, beside the baseline file (<baselines>.noise.json, machine-written by `segcheck noise --write`).
+
+A layer's SQNR moves by its own amount under benign variation: a layer whose range rests on a few outliers moves by
+dB when the calibration images change, most layers by tenths. So each layer of each model carries the spread its SQNR
+showed per tier of variation (exact, isa, version, recipe), and its noise band is the tier's factor times that spread
+(in quadrature where several tiers differ), as the tier's scalar tolerances are (config.tolerances).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import atomic
+from ..config.tolerances import COMPARED, TIERS, ToleranceTable
+from ..strict import Reader
+from .baselines import BaselineError
+
+SCHEMA = 1
+
+
+def path_for(baselines_path) -> Path:
+    p = Path(baselines_path)
+    return p.with_name(f"{p.stem}.noise.json")
+
+
+@dataclass(frozen=True)
+class LayerNoise:
+    """model -> tier -> layer -> the spread of the layer's SQNR (dB) under that tier's variation."""
+
+    spreads: dict = field(default_factory=dict)
+
+    def layer_bands(self, model: str, differs: tuple, table: ToleranceTable) -> dict:
+        """layer -> its noise band for a comparison whose reference differs in `differs`: the factor of the tiers'
+        sqnr_drop_db times the root sum of squares of its spreads, at least the resolution; only layers measured in
+        every tier that differs (the others take the tier's scalar band)."""
+        tiers = differs or ("exact",)
+        measured = [table.tiers[t]["sqnr_drop_db"] for t in tiers]
+        per_tier = [self.spreads.get(model, {}).get(t) for t in tiers]
+        if not all(t.measured for t in measured) or not all(per_tier):
+            return {}
+        factor = max(t.factor for t in measured)
+        layers = set.intersection(*(set(p) for p in per_tier))
+        return {n: max(COMPARED["sqnr_drop_db"], factor * math.sqrt(sum(p[n] ** 2 for p in per_tier))) for n in layers}
+
+
+def load(baselines_path, tier: str) -> LayerNoise:
+    """The per-layer spreads of `tier`; none where the file or the tier is absent."""
+    path = path_for(baselines_path)
+    if not path.exists():
+        return LayerNoise()
+    reader = Reader(path, "restore it from git, or measure again with segcheck noise --write", BaselineError)
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise BaselineError(f"{path}: cannot read the per-layer noise ({err}); restore it from git or measure again with "
+                            "segcheck noise --write") from None
+    reader.obj(doc, "", ("schema", "tiers"))
+    if doc["schema"] != SCHEMA:
+        reader.fail("schema", f"expected {SCHEMA}, got {doc['schema']!r}")
+    models = reader.obj(reader.obj(doc["tiers"], "tiers", free=True).get(tier, {}), f"tiers.{tier}", free=True)
+    spreads = {}
+    for model, tiers in models.items():
+        for t, layers in reader.obj(tiers, f"tiers.{tier}.{model}", (), TIERS).items():
+            for layer, value in reader.obj(layers, f"tiers.{tier}.{model}.{t}", free=True).items():
+                reader.number(value, f"tiers.{tier}.{model}.{t}.{layer}", 0.0, 1e3)
+        spreads[model] = tiers
+    return LayerNoise(spreads)
+
+
+def record(baselines_path, tier: str, spreads: dict) -> Path:
+    """Store `spreads` (model -> tier -> layer -> dB) as `tier`'s per-layer noise, the file's other tiers kept;
+    written atomically."""
+    path = path_for(baselines_path)
+    doc = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {"schema": SCHEMA, "tiers": {}}
+    doc["tiers"][tier] = spreads
+    return atomic.write_json(path, doc)
