@@ -8,7 +8,7 @@ import pytest
 
 from segcheck import atomic
 from segcheck.errors import SegcheckError
-from segcheck.gate.checks import FAIL, PASS, Check
+from segcheck.gate.checks import CHANGED, FAIL, PASS, REGRESSED, Check
 from segcheck.results import compare, report
 from segcheck.results.records import Figures, RunResults
 
@@ -181,8 +181,9 @@ def test_a_chart_needs_a_model_in_both_runs():
 def test_main_prints_the_report_and_writes_png_and_json(runs, tmp_path):
     out = io.StringIO()
     png, doc = tmp_path / "out" / "compare.png", tmp_path / "out" / "compare.json"
-    assert compare.main([str(runs[0]), str(runs[1]), "--png", str(png), "--json", str(doc)], out) == 0
+    assert compare.main([str(runs[0]), str(runs[1]), "--png", str(png), "--json", str(doc)], out) == 1  # AFTER fails a check
     text = out.getvalue()
+    assert f"{runs[1]} fails 1 checks: fcn_resnet101_voc int8-accuracy (FAIL)" in text
     assert text.startswith(f"# segcheck compare: {runs[0]} -> {runs[1]}\n")
     assert f"json: {doc}\n" in text and f"chart: {png}\n" in text
     assert png.read_bytes()[:8] == PNG
@@ -199,3 +200,14 @@ def test_a_missing_or_garbage_file_is_an_error_naming_it(runs, tmp_path):
     (tmp_path / "garbage.json").write_text("not json {")
     with pytest.raises(SegcheckError, match="garbage.json: not a segcheck results file"):
         compare.main([str(runs[0]), str(tmp_path / "garbage.json")], io.StringIO())
+
+
+@pytest.mark.parametrize("status, strict, code", [(PASS, False, 0), (CHANGED, False, 0), (CHANGED, True, 1), (REGRESSED, False, 1)])
+def test_the_exit_code_says_whether_the_after_run_failed(tmp_path, status, strict, code):
+    """compare exits 1 where the run after the change failed a check: REGRESSED always, CHANGED where that run was
+    strict about changes."""
+    before, after = _before(), _after()
+    after.check("fcn_resnet101_voc", "int8-accuracy", Check(status, "judged"))
+    after.strict_changes = strict
+    paths = [report.save(run, tmp_path / f"{name}.json") for name, run in (("before", before), ("after", after))]
+    assert compare.main([str(p) for p in paths], io.StringIO()) == code

@@ -383,7 +383,8 @@ def chart(comparison: Comparison, path) -> Path:
 
 
 def main(argv, out=sys.stdout) -> int:
-    """segcheck compare BEFORE AFTER [--png PATH] [--json PATH]: the report of what changed; 0 (it gates nothing)."""
+    """segcheck compare BEFORE AFTER [--png PATH] [--json PATH]: the report of what changed; exit 1 where the AFTER run
+    failed a check (a FAIL, REGRESSED or ERROR; CHANGED where that run was strict about changes), else 0."""
     p = argparse.ArgumentParser(prog="segcheck compare",
                                 description="Two runs' results side by side: what an upgrade changed, model by model.")
     p.add_argument("before", help="results JSON of the run before the change (pytest --results-json PATH)")
@@ -391,10 +392,15 @@ def main(argv, out=sys.stdout) -> int:
     p.add_argument("--png", help="also draw the comparison as a PNG chart here")
     p.add_argument("--json", dest="json_out", help="write the comparison as JSON here")
     args = p.parse_args(argv)
-    comparison = compare(report.load(args.before), report.load(args.after), labels=(args.before, args.after))
+    after = report.load(args.after)
+    comparison = compare(report.load(args.before), after, labels=(args.before, args.after))
     out.write(markdown(comparison))
     if args.json_out:
         print(f"json: {atomic.write_json(args.json_out, comparison.to_dict())}", file=out)
     if args.png:
         print(f"chart: {chart(comparison, args.png)}", file=out)
-    return 0
+    failing = [f"{name} {check} ({c.status})" for name, m in sorted(after.models.items())
+               for check, c in sorted(m.checks.items()) if c.failing(after.strict_changes)]
+    if failing:
+        print(f"{args.after} fails {len(failing)} checks: {', '.join(failing[:8])}", file=out)
+    return 1 if failing else 0
