@@ -79,8 +79,12 @@ def test_a_bad_configuration_stops_the_run_naming_file_and_key(pytester):
     ('tier = "synthetic"\n', ["--update-baselines", "--shard=1/2"], "--update-baselines with --shard: a shard's figures are not a row"),
     ('tier = "synthetic"\n', ["--peer", "openvino", "--shard=1/2"], "--peer with --shard: the peer cases run on all the images"),
     ('tier = "synthetic"\n', ["--peer", "openvino,openvino"], "expected distinct peer runtimes among onnxruntime, openvino"),
+    ('tier = "synthetic"\n', ["--peer", "onnxruntime", "--peer", "openvino"], "--peer is given twice; give it once (several runtimes: --peer onnxruntime,openvino)"),
+    ('tier = "synthetic"\n', ["--strict-changes", "--strict-digest"], "--strict-digest is given twice"),
+    ('int8 = {mode = "none"}\n', ["--calib-start", "32"], "--calib-start has no effect with calibration mode none"),
 ], ids=["root-on-synthetic", "root-of-unused-dataset", "calib-with-exports-only", "batches-with-mode-none", "require-real-on-synthetic",
-        "record-from-a-shard", "peers-in-a-shard", "a-peer-twice"])
+        "record-from-a-shard", "peers-in-a-shard", "a-peer-twice", "peer-option-twice", "one-option-two-spellings",
+        "start-with-mode-none"])
 def test_an_option_without_effect_is_a_usage_error(pytester, config, args, message):
     head, _, tail = config.partition("int8")
     model = '[[models]]\nnetwork = "fcn_resnet101_voc"\n' + (("int8" + tail) if tail else "")
