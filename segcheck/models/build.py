@@ -155,6 +155,8 @@ def materialise(net: mx.gluon.HybridBlock, crop_size: int) -> None:
 # MXNet 1.8's subgraph builder fails on GluonCV's segmentation graphs with this check (build_subgraph.cc)
 SUBGRAPH_BUG = "input_nid < simple_nodes->size()"
 log = logging.getLogger("segcheck.build")
+# The routes this process took other than the one asked for (a fusion fallback), each said once: a run reports them.
+FALLBACKS: list = []
 
 
 def hybridize_takes_backend() -> bool:
@@ -178,7 +180,11 @@ def fuse(net: mx.gluon.HybridBlock, crop_size: int) -> mx.gluon.HybridBlock:
         except mx.base.MXNetError as err:
             if SUBGRAPH_BUG not in str(err):
                 raise
-            log.info("hybridize(backend='MKLDNN') failed (%s): fusing through get_backend_symbol", SUBGRAPH_BUG)
+            route = (f"hybridize(backend='MKLDNN') failed on MXNet {mx.__version__} ({SUBGRAPH_BUG}): FP32 was fused through "
+                     "get_backend_symbol('MKLDNN') instead, as a user of this MXNet would have to")
+            log.info(route)
+            if route not in FALLBACKS:
+                FALLBACKS.append(route)
     net.hybridize(static_alloc=True, static_shape=True)
     materialise(net, crop_size)
     fused = export.graph(net).get_backend_symbol("MKLDNN")

@@ -22,6 +22,7 @@ from ..gate import baselines, golden, noise, verdicts
 from ..gate.checks import CHANGED, ERROR, FAIL, FAILING, PASS, REGRESSED, SKIP, XFAIL, Check, of_peer_row, of_test, peer_row
 from ..measure import environment, guard, latency, peers
 from ..measure.cases import ModelCase
+from ..models import build
 from ..results import chart, report
 from ..results.records import RunResults
 
@@ -73,7 +74,8 @@ class SegcheckSession:
         self.table, self.convention, self.models = table, convention, models
         self.tier = table.tier_or_new(run.tier, convention)
         self.results = RunResults(tier=run.tier, convention=convention,
-                                  strict_changes=bool(options.strict_changes or project.strict_changes))
+                                  strict_changes=bool(options.strict_changes or project.strict_changes),
+                                  gate_drop_interval=bool(options.gate_drop_interval))
         self.latencies: dict = {}
         self.lines: list = []
         self._cases: dict = {}
@@ -298,7 +300,8 @@ class SegcheckSession:
 
     def int8_judgement(self, case: ModelCase) -> Check | None:
         """What the model's INT8 figures say of a change against their reference: its accuracy against the row, its
-        agreement and output SQNR, its layers; the worst of them (SKIP and FAIL aside), or None where none compared.
+        agreement and output SQNR, its layers (one below the floor counts as harm); the worst of them, or None where
+        none compared.
         The range and digest checks, which see a change but cannot weigh it, take their verdict from it."""
         if case.name not in self._judged:
             ev = case.evaluation("int8")
@@ -307,9 +310,10 @@ class SegcheckSession:
                 found.append(self.layers_verdict(case)[0])
             except guard.BackendCrash:
                 pass  # the per-layer check fails by itself, naming the crash
-            judged = [v for v in found if v is not None and v.status in (PASS, CHANGED, REGRESSED)]
-            status = REGRESSED if any(v.status == REGRESSED for v in judged) else CHANGED if any(v.status == CHANGED for v in judged) else PASS
-            shown = [v.message for v in judged if v.status == status] if status != PASS else []
+            judged = [v for v in found if v is not None and v.status in (PASS, CHANGED, REGRESSED, FAIL)]
+            harmed = [v for v in judged if v.status in (REGRESSED, FAIL)]  # a layer below the floor is harm too
+            status = REGRESSED if harmed else CHANGED if any(v.status == CHANGED for v in judged) else PASS
+            shown = [v.message for v in (harmed or [v for v in judged if v.status == CHANGED])]
             self._judged[case.name] = Check(status, "; ".join(shown) or "every INT8 figure within its noise band") if judged else None
         return self._judged[case.name]
 
@@ -363,6 +367,7 @@ class SegcheckSession:
         if self.is_worker or not self.results.models:
             return False
         self.results.environment = self.environment.to_dict()
+        self.results.warnings += [w for w in build.FALLBACKS if w not in self.results.warnings]
         failed = False
         if self.environment.onednn == baselines.UNKNOWN:
             why = ("oneDNN's probe read no version from its verbose log, so this run's environment key is unknown; its "

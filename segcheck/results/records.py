@@ -60,6 +60,7 @@ class ModelResult:
     layers_ranked: list = field(default_factory=list)  # layers the per-layer check names, worst own fall first
     min_speedup: float | None = None  # the speed-up gate's minimum for this ISA, where one is recorded
     agreement_pct: float | None = None  # a peer's row: its FP32 argmax equal to MXNet's, percent of the pixels compared
+    golden_digest: dict = field(default_factory=dict)  # a shard's: precision -> the golden digest and its reference, for merge
     checks: dict = field(default_factory=dict)  # check name -> Check
 
     def figures(self, precision: str) -> Figures:
@@ -99,6 +100,7 @@ class RunResults:
     tier: str = ""
     convention: str = ""
     strict_changes: bool = False  # CHANGED failed this run (--strict-changes)
+    gate_drop_interval: bool = False  # the INT8 drop was gated on its interval's upper bound (--gate-drop-interval)
     warnings: list = field(default_factory=list)  # what the run did otherwise than asked (an unknown probe, ...)
     environment: dict = field(default_factory=dict)
     models: dict = field(default_factory=dict)  # name -> ModelResult
@@ -112,7 +114,7 @@ class RunResults:
         for precision in ("fp32", "int8"):
             for key, value in payload.get(precision, {}).items():
                 setattr(result.figures(precision), key, value)
-        for key in ("baseline", "reference", "accuracy_tolerances"):  # per precision: merged, each test reports its own
+        for key in ("baseline", "reference", "accuracy_tolerances", "golden_digest"):  # per precision: merged, each test its own
             if key in payload:
                 setattr(result, key, {**getattr(result, key), **payload[key]})
         for key in ("subset", "setting", "int8_key", "int8_share", "int8_source", "classes", "tolerances", "min_speedup", "shard",
@@ -125,7 +127,7 @@ class RunResults:
 
     def to_dict(self) -> dict:
         return {"format": FORMAT, "tier": self.tier, "convention": self.convention, "environment": self.environment,
-                "strict_changes": self.strict_changes, "warnings": self.warnings,
+                "strict_changes": self.strict_changes, "gate_drop_interval": self.gate_drop_interval, "warnings": self.warnings,
                 "models": {n: m.to_dict() for n, m in sorted(self.models.items())}}
 
     @classmethod
