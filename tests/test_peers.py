@@ -108,6 +108,8 @@ def test_int8_peer_gives_predictions_and_a_latency(peer_python, fcn, runtime):
     predictions = np.load(answer["predictions"])
     assert predictions.shape == (EVAL_IMAGES, CROP, CROP) and predictions.dtype == np.uint8 and predictions.max() < 21
     assert np.load(answer["logits0"]).shape == (21, CROP, CROP) and answer["quantized_ops"] > 50  # FCN-R50: 50+ convolutions
+    quantized, convs = answer["quantized_convs"]
+    assert convs > 50 and quantized == convs, answer["quantized_convs"]  # every convolution takes quantized input
     if runtime == "onnxruntime":
         assert (fcn["folder"] / "onnxruntime-int8" / "int8.onnx").is_file() and "QDQ" in answer["quantizer"]
     assert_latency(answer)
@@ -261,3 +263,38 @@ def test_segcheck_peer_where_names_the_command_that_makes_the_environment(tmp_pa
         commands.main(["peer", "remove"])
     assert "invalid choice: 'remove'" in capsys.readouterr().err
 
+
+
+COUNT_CONVS = """
+import json, sys
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+sys.path.insert(0, sys.argv[1])
+import peer_runner
+
+def weight(name):
+    return numpy_helper.from_array(np.ones((4, 4, 1, 1), np.float32), name)
+
+q = [numpy_helper.from_array(np.array(0.1, np.float32), "scale"), numpy_helper.from_array(np.array(0, np.uint8), "zero")]
+nodes = [helper.make_node("QuantizeLinear", ["x", "scale", "zero"], ["xq"]),
+         helper.make_node("DequantizeLinear", ["xq", "scale", "zero"], ["xd"]),
+         helper.make_node("Conv", ["xd", "w1"], ["c1"]), helper.make_node("Relu", ["c1"], ["r1"]),
+         helper.make_node("Conv", ["r1", "w2"], ["y"])]
+graph = helper.make_graph(nodes, "input-only", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])], [weight("w1"), weight("w2")] + q)
+onnx.save(helper.make_model(graph), sys.argv[2])
+print(json.dumps([peer_runner.quantized_ops(sys.argv[2]), list(peer_runner.quantized_convs(sys.argv[2]))]))
+"""
+
+
+def test_a_peer_model_that_quantizes_only_its_input_is_not_counted_as_quantized(peer_python, tmp_path):
+    """A QDQ model whose second convolution takes FP32 input holds quantizing operations (the old check passed it),
+    but only one of its two convolutions is quantized: the peers' INT8 check counts convolutions, as MXNet's does."""
+    import subprocess
+
+    done = subprocess.run([str(peer_python), "-c", COUNT_CONVS, str(peer_runner.__file__).rpartition("/")[0],
+                           str(tmp_path / "input-only.onnx")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    ops, (quantized, convs) = json.loads(done.stdout.strip().splitlines()[-1])
+    assert ops == 1 and (quantized, convs) == (1, 2)

@@ -269,6 +269,24 @@ def quantized_ops(model) -> int:
     return sum(node.op_type == "QuantizeLinear" for node in onnx.load(str(model), load_external_data=False).graph.node)
 
 
+def quantized_convs(model) -> tuple[int, int]:
+    """(convolutions whose input is quantized, convolutions) of the INT8 model, as MXNet's side counts its INT8 share:
+    an ONNX (QDQ) Conv fed by a DequantizeLinear, an OpenVINO Convolution fed by a FakeQuantize."""
+    if str(model).endswith(".xml"):
+        import openvino as ov
+
+        convs = [op for op in ov.Core().read_model(str(model)).get_ops()
+                 if op.get_type_name() in ("Convolution", "GroupConvolution")]
+        fed = [op.input_value(0).get_node().get_type_name() for op in convs]
+        return sum(kind == "FakeQuantize" for kind in fed), len(convs)
+    import onnx
+
+    graph = onnx.load(str(model), load_external_data=False).graph
+    made_by = {out: node.op_type for node in graph.node for out in node.output}
+    convs = [node for node in graph.node if node.op_type == "Conv"]
+    return sum(made_by.get(node.input[0]) == "DequantizeLinear" for node in convs), len(convs)
+
+
 def t_quantile(rounds: int) -> float:
     """The two-sided 99 % quantile for a mean over `rounds` timings."""
     if rounds < 2:
@@ -346,6 +364,7 @@ def serve(request: dict) -> dict:
             "versions": versions(request["runtime"], quantizer), "settings": settings, "model": str(model),
             "latency": latency(infer, np.ascontiguousarray(images[:1]), request["latency"]),
             "quantized_ops": quantized_ops(model) if request["precision"] == "int8" else 0,
+            "quantized_convs": list(quantized_convs(model)) if request["precision"] == "int8" else [0, 0],
             "predictions": str(out / "predictions.npy"), "logits0": str(out / "logits0.npy")}
 
 

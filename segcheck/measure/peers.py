@@ -245,7 +245,7 @@ def run(python, request: dict, timeout_s: float, runner=RUNNER) -> dict:
 
 AGREEMENT_IMAGES = 48  # the images whose FP32 predictions are compared with MXNet's, pixel by pixel
 QUANTIZER = {"onnxruntime": "onnxruntime", "openvino": "nncf"}  # each runtime's own quantizer, asked for by name
-ANSWER_KEYS = ("predictions", "latency", "quantizer", "versions", "quantized_ops")
+ANSWER_KEYS = ("predictions", "latency", "quantizer", "versions", "quantized_ops", "quantized_convs")
 
 
 class PeerMissing(MissingResource):
@@ -263,6 +263,7 @@ class PeerRun:
     quantizer: str  # the quantizer and the versions that ran, e.g. "nncf 3.4.0 (openvino 2026.4.1, nncf 3.4.0)"
     quantized_ops: int  # QuantizeLinear / FakeQuantize operations of the INT8 model: 0 means nothing was quantized
     fp32_predictions: np.ndarray  # the FP32 argmax of the first AGREEMENT_IMAGES images evaluated, to compare with MXNet's
+    quantized_convs: tuple = (0, 0)  # (convolutions fed quantized input, convolutions) of the INT8 model
 
 
 def _eval_images(split, indices, folder: Path, skip_bad: bool) -> tuple:
@@ -339,4 +340,5 @@ def gate_run(runtime: str, onnx: Path, split, indices, calibration, cache_dir, l
                 first = predictions[:AGREEMENT_IMAGES].copy()
     int8 = answers["int8"]
     versions = ", ".join(f"{k} {v}" for k, v in int8["versions"].items())
-    return PeerRun(runtime, evaluations, timing, f"{int8['quantizer']} ({versions})", int(int8["quantized_ops"]), first)
+    return PeerRun(runtime, evaluations, timing, f"{int8['quantizer']} ({versions})", int(int8["quantized_ops"]), first,
+                   tuple(int(n) for n in int8["quantized_convs"]))
