@@ -18,8 +18,11 @@ from segcheck.results import merge, report
 from segcheck.results.records import Figures, ModelResult, RunResults
 
 MODEL = "fcn_resnet101_voc"
-GATED = [f"{SUITE / 'test_accuracy.py'}::{test}[{MODEL}{params}]" for test, params in (
-    ("test_accuracy", "-fp32"), ("test_accuracy", "-int8"), ("test_int8_drop", ""))]
+GATED = [f"{SUITE / module}::{test}[{MODEL}{params}]" for module, test, params in (
+    ("test_accuracy.py", "test_accuracy", "-fp32"), ("test_accuracy.py", "test_accuracy", "-int8"),
+    ("test_accuracy.py", "test_int8_drop", ""), ("test_accuracy.py", "test_int8_class_drop", ""),
+    ("test_quantization.py", "test_outputs_digest", "-fp32"), ("test_quantization.py", "test_outputs_digest", "-int8"))]
+WHOLE_RUN = ("fp32-accuracy", "int8-accuracy", "int8-drop", "int8-class-drop", "fp32-digest", "int8-digest")  # gated on the merge
 RANGES = f"{SUITE / 'test_quantization.py'}::test_int8_calibration_table[{MODEL}]"
 
 
@@ -44,8 +47,9 @@ def test_three_shards_merged_equal_one_unsharded_run(pytester, segcheck):
     parts = [report.load(p).models[MODEL] for p in shards]
     assert [len(m.shard["ids"]) for m in parts] == [16, 16, 16] and all(m.int8_source == whole.int8_source for m in parts)
     assert whole.ranges and all(m.ranges == whole.ranges for m in parts), "the shards calibrated differently"
-    assert all(m.checks[name].status == "SKIP" and "gated on the merged shards" in m.checks[name].message
-               for m in parts for name in ("fp32-accuracy", "int8-accuracy", "int8-drop"))
+    assert all(m.checks[name].status == "SKIP" and ("gated on the merged shards" in m.checks[name].message or
+                                                   "segcheck merge judges the whole run's" in m.checks[name].message)
+               for m in parts for name in WHOLE_RUN)
     assert all(m.checks["int8-ranges"].status == "PASS" for m in parts + [whole])
     out = io.StringIO()
     assert merge.main([str(p) for p in shards] + ["--json", str(pytester.path / "merged.json")], out) == 0
@@ -54,9 +58,9 @@ def test_three_shards_merged_equal_one_unsharded_run(pytester, segcheck):
         a, b = merged.figures(precision), whole.figures(precision)
         assert a.matrix == b.matrix and a.per_image == b.per_image  # bit-identical, image by image
         assert (a.pixacc, a.miou, a.iou) == (b.pixacc, b.miou, b.iou)
-    assert {c: merged.checks[c].status for c in ("fp32-accuracy", "int8-accuracy", "int8-drop")} == {
-        c: whole.checks[c].status for c in ("fp32-accuracy", "int8-accuracy", "int8-drop")} == {
-        "fp32-accuracy": "PASS", "int8-accuracy": "PASS", "int8-drop": "PASS"}
+    assert {c: merged.checks[c].status for c in WHOLE_RUN} == {c: whole.checks[c].status for c in WHOLE_RUN} == {
+        c: "PASS" for c in WHOLE_RUN}  # the class drop and the digests as the unsharded run judges them
+    assert merged.drop_interval == whole.drop_interval
     assert merged.subset == whole.subset and f"{MODEL} | " in out.getvalue()
 
 
@@ -98,8 +102,34 @@ def test_fabricated_shards_add_up_and_are_gated(tmp_path):
     failing = [_shard(1, 2, IDS[:2], IDS), _shard(2, 2, IDS[2:], IDS)]
     failing[1].models[MODEL].int8.matrix = [[0, 0], [30, 0]]  # shard 2's INT8 misses every pixel
     merged = merge.merge(_files(tmp_path, failing)).models[MODEL]
-    assert merged.checks["int8-drop"].status == "FAIL" and merged.status() == "FAIL int8-accuracy"
+    assert merged.checks["int8-drop"].status == "FAIL" and merged.status() == "REGRESSED int8-accuracy"
+    assert merged.checks["int8-class-drop"].status == "PASS"  # judged on the merged matrices: "thing" is too small here
+    assert "left out (fewer than 1000 labelled pixels): thing" in merged.checks["int8-class-drop"].message
     assert commands.main(["merge", *map(str, _files(tmp_path, failing))]) == 1
+
+
+def test_merge_judges_the_digests_and_the_drop_on_its_interval_as_one_run_would(tmp_path):
+    """Each shard carries the golden digest of the whole run (and the run's --gate-drop-interval): the merged per-image
+    digests are compared with it, the drop judged on the merged images' interval where the shards were asked so."""
+    golden = {"sha256": "whole", "images": [f"d{i}" for i in range(5)], "pixels": [0, 50],
+              "reference": {"what": "golden records", "environment": {"isa": "avx2"}, "difference": "exact"}}
+
+    def shards(changed=None, interval=False):
+        runs = [_shard(1, 2, IDS[:2], IDS), _shard(2, 2, IDS[2:], IDS)]
+        for run, block in zip(runs, (range(0, 2), range(2, 5))):
+            run.gate_drop_interval = interval
+            m = run.models[MODEL]
+            m.golden_digest = {"int8": golden}
+            m.int8.image_digests = [changed if i == 3 and changed else f"d{i}" for i in block]
+            m.int8.predicted = [0, 10 * len(block)]
+        return runs
+
+    same = merge.merge(_files(tmp_path, shards())).models[MODEL]
+    assert same.checks["int8-digest"].status == "PASS" and "fp32-digest" not in same.checks
+    other = merge.merge(_files(tmp_path, shards("x"))).models[MODEL]
+    assert other.checks["int8-digest"].status == "CHANGED" and "changed in 1 of 5 images (d)" in other.checks["int8-digest"].message
+    on_interval = merge.merge(_files(tmp_path, shards(interval=True)))
+    assert on_interval.gate_drop_interval and "(its upper bound is gated)" in on_interval.models[MODEL].checks["int8-drop"].message
 
 
 @pytest.mark.parametrize("runs, message", [

@@ -2,8 +2,9 @@
 
 Shards must fit together: the same tier, convention, environment, setting, calibration and tolerances;
 every shard K of N once; their images disjoint and, together, the whole subset. Anything else is refused,
-naming the file and what differs. The merged confusion matrices are gated by the same verdict code as a
-single run (verdicts.against_baseline, verdicts.int8_drop, verdicts.speedup); other checks keep each shard's worst outcome.
+naming the file and what differs. The merged confusion matrices, per-image digests and latencies are gated by the same
+verdict code as a single run (accuracy, the INT8 drop with its interval, the class drop, the digests, the speed-up);
+the other checks (ranges, layers, graph: the same calibration in every shard) keep each shard's worst outcome.
 """
 
 from __future__ import annotations
@@ -17,13 +18,15 @@ from ..data.loaders import Subset
 from ..errors import SegcheckError
 from ..gate import verdicts
 from ..gate.baselines import Reference, Row, Tolerances
-from ..gate.checks import ACCURACY, CHANGED, DROP, ERROR, FAIL, PASS, REGRESSED, SKIP, SPEEDUP, XFAIL, Check
+from ..gate.checks import (ACCURACY, CHANGED, CLASS_DROP, DIGEST, DROP, ERROR, FAIL, PASS, PRECISIONS, REGRESSED, SKIP,
+                           SPEEDUP, XFAIL, Check)
+from ..measure import stats
 from ..measure.environment import KEY_FIELDS
 from ..measure.metrics import ConfusionMatrix
 from . import report
 from .records import Figures, ModelResult, RunResults
 
-SAME = ("setting", "int8_key", "int8_source", "classes", "tolerances", "baseline", "reference", "accuracy_tolerances", "min_speedup")
+SAME = ("setting", "int8_key", "int8_source", "golden_digest", "classes", "tolerances", "baseline", "reference", "accuracy_tolerances", "min_speedup")
 RANK = {SKIP: 0, PASS: 1, XFAIL: 2, CHANGED: 3, ERROR: 4, FAIL: 5, REGRESSED: 6}  # a merged check keeps its worst shard's
 
 
@@ -100,6 +103,8 @@ def _figures(ordered: list, precision: str) -> Figures:
 
     return Figures(
         matrix=matrix.tolist(), per_image=[c for f in figures for c in (f.per_image or [])],
+        image_digests=[d for f in figures for d in (f.image_digests or [])] or None,
+        predicted=np.sum([f.predicted for f in figures if f.predicted], axis=0).tolist() if all(f.predicted for f in figures) else None,
         latency_ms=over("latency_ms", min), latency_median_ms=over("latency_median_ms", lambda v: float(np.median(v))),
         latency_iqr_pct=over("latency_iqr_pct", max), latency_rounds=over("latency_rounds", sum),
     )
@@ -109,7 +114,7 @@ def _scores(figures: Figures, classes: list, convention: str):
     return ConfusionMatrix(len(classes), np.asarray(figures.matrix, dtype=np.int64)).compute(convention)
 
 
-def merge_model(name: str, parts: list, convention: str, isa: str) -> ModelResult:
+def merge_model(name: str, parts: list, convention: str, isa: str, gate_drop_interval: bool = False) -> ModelResult:
     ordered, whole = _shards(name, parts)
     first = ordered[0][1]
     merged = ModelResult(name, setting=first.setting, int8_key=first.int8_key, int8_share=first.int8_share, int8_source=first.int8_source,
@@ -140,7 +145,23 @@ def merge_model(name: str, parts: list, convention: str, isa: str) -> ModelResul
                 f"{what} {precision}", s, Row(**first.baseline[precision]), precision,
                 Tolerances(**first.accuracy_tolerances[precision]), Reference(**reference) if reference else None)
     if len(scores) == 2 and tol is not None:
-        merged.checks[DROP.name()] = verdicts.int8_drop(what, scores["fp32"], scores["int8"], tol, tuple(first.classes))
+        interval = stats.paired_drop(*(stats.per_image_stats(getattr(merged, p).per_image, len(first.classes)) for p in PRECISIONS),
+                                     convention)
+        merged.drop_interval = vars(interval)
+        merged.checks[DROP.name()] = verdicts.int8_drop(what, scores["fp32"], scores["int8"], tol, tuple(first.classes),
+                                                        interval, gate_drop_interval)
+        labelled = np.asarray(merged.fp32.matrix).sum(axis=1)
+        merged.checks[CLASS_DROP.name()] = verdicts.class_drop(what, scores["fp32"], scores["int8"], labelled,
+                                                               tuple(first.classes), tol)
+    for precision in scores:
+        recorded = first.golden_digest.get(precision)
+        if recorded is None:
+            continue
+        figures = getattr(merged, precision)
+        now = {"images": figures.image_digests, "pixels": figures.predicted, "ids": whole.ids, "classes": first.classes}
+        reference = Reference(**recorded["reference"])
+        merged.checks[DIGEST.name(precision)] = verdicts.digest(
+            f"{what} {precision}", now, recorded, reference, merged.checks.get(ACCURACY.name(precision)))
     if merged.fp32.latency_ms and merged.int8.latency_ms:
         merged.checks[SPEEDUP.name()] = verdicts.speedup(name, merged.fp32.latency_ms, merged.int8.latency_ms, first.min_speedup, isa,
                                                     f"minimum over {len(ordered)} shards' rounds")
@@ -152,10 +173,10 @@ def merge(paths) -> RunResults:
     _fits(runs)
     first = runs[0][1]
     merged = RunResults(tier=first.tier, convention=first.convention, environment=first.environment,
-                        strict_changes=first.strict_changes)
+                        strict_changes=first.strict_changes, gate_drop_interval=first.gate_drop_interval)
     for name in sorted(first.models):
         merged.models[name] = merge_model(name, [(path, run.models[name]) for path, run in runs], first.convention,
-                                          first.environment.get("isa", "?"))
+                                          first.environment.get("isa", "?"), first.gate_drop_interval)
     return merged
 
 
