@@ -30,6 +30,24 @@ def digest(path, algorithm: str = "sha256") -> str:
     return hasher.hexdigest()
 
 
+_DIGESTS: dict = {}  # path -> (stat, digest): a file this process hashed and that did not change is not read again
+
+
+def digest_of(path) -> str:
+    """digest(path), read again only when the file's size, mtime or inode changed since this process last read it."""
+    path = Path(path)
+    stat = path.stat()
+    stamp = (stat.st_size, stat.st_mtime_ns, stat.st_ino)
+    if _DIGESTS.get(path, (None,))[0] != stamp:
+        _DIGESTS[path] = (stamp, digest(path))
+    return _DIGESTS[path][1]
+
+
+def files_digest(paths) -> str:
+    """The contents of several files, in order."""
+    return hashlib.sha256("\n".join(digest_of(p) for p in paths).encode()).hexdigest()[:20]
+
+
 def _mode_for(path: Path) -> int:
     try:
         return path.stat().st_mode & 0o777

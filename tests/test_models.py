@@ -2,10 +2,14 @@
 
 import json
 import logging
+import shutil
+from importlib import metadata
+from pathlib import Path
 
 import mxnet as mx
 import numpy as np
 import pytest
+from PIL import Image
 
 from segcheck.config.networks import SEEDED_ARCHITECTURES, Network, seed_networks
 from segcheck.config.project import STORE, DataEntry, ModelEntry
@@ -359,6 +363,32 @@ def test_second_run_skips_calibration(segcheck, monkeypatch):
     monkeypatch.setattr(quantize, "quantize", lambda *a, **k: pytest.fail("calibrated again"))
     second = pipeline.int8_model(mc)
     assert not second.entry.built and second.entry.manifest["calibration_subset"].startswith("train: 32 images")
+
+
+def test_cache_keys_hold_the_library_the_decoders_the_reader_and_the_calibration_files(segcheck, monkeypatch, tmp_path):
+    """A model or evaluation is rebuilt when what made it changes: libmxnet.so's contents (not only its version string),
+    Pillow and OpenCV, segcheck's own image reading, the calibration images' files (not only their ids)."""
+    found = cache.versions()
+    assert {"mxnet", "gluoncv", "numpy", "pillow", "opencv-python", "libmxnet", "reader"} <= set(found)
+    monkeypatch.setattr(cache.metadata, "version", lambda dist: "9.9" if dist == "pillow" else metadata.version(dist))
+    assert cache.versions()["pillow"] == "9.9" and cache.versions()["libmxnet"] == found["libmxnet"]
+    monkeypatch.undo()
+    mc = segcheck.model_config("deeplab_resnet101_voc")
+    first = pipeline.int8_model(mc).entry
+    copy = tmp_path / "cache"
+    shutil.copytree(mc.run.cache_dir / "datasets", copy / "datasets", symlinks=True)
+    for entry in (mc.run.cache_dir / "models").glob("fp32-*"):
+        (copy / "models").mkdir(exist_ok=True)
+        (copy / "models" / entry.name).symlink_to(entry)
+    moved = mc.with_(run=mc.run.with_(cache_dir=copy))
+    source, _ = pipeline.calibration_images(moved, moved.calib)
+    image = Path(source.files([0])[0])
+    image.unlink()  # the copy's first calibration image, rewritten darker: same id, other pixels
+    Image.open(mc.run.cache_dir / image.relative_to(copy)).point(lambda v: v // 2).save(image, quality=92)
+    monkeypatch.setattr(quantize, "quantize", lambda *a, **k: pytest.fail("reached calibration: the key changed"))
+    with pytest.raises(pytest.fail.Exception, match="the key changed"):
+        pipeline.int8_model(moved)
+    assert first.path.exists()
 
 
 @pytest.mark.parametrize("backend_argument", [True, False], ids=["hybridize-backend", "mxnet-mkl-1.6-route"])

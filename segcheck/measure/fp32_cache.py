@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from pathlib import Path
 
 from .. import atomic
 from ..config import isa
@@ -35,30 +34,15 @@ def graph_digest(block) -> str:
     return digest.hexdigest()[:20]
 
 
-FORMAT = 2  # of an entry, and of how segcheck reads images into an evaluation: a change here evaluates again
+FORMAT = 2  # of an entry (segcheck's own image reading is keyed by its source: cache.versions)
 OUTPUTS = "outputs.npz"  # the first images' FP32 outputs, which INT8 is compared with (evaluate.Outputs)
-_FILES: dict = {}  # path -> (stat, digest): a file this process hashed and that did not change is not read again
-
-
-def files_digest(paths) -> str:
-    """The contents of the files an evaluation reads, in order."""
-    digests = []
-    for path in map(Path, paths):
-        stat = path.stat()
-        stamp = (stat.st_size, stat.st_mtime_ns, stat.st_ino)
-        if _FILES.get(path, (None,))[0] != stamp:
-            _FILES[path] = (stamp, atomic.digest(path))
-        digests.append(_FILES[path][1])
-    return hashlib.sha256("\n".join(digests).encode()).hexdigest()[:20]
-
-
 def evaluation(mc, block, split, indices, evaluate, weights: str | None) -> Evaluation:
     """The FP32 evaluation of `block` (the FP32 model of `mc`, whose weights file has digest `weights`; None: a model
     not built from that file here, which is never cached) on `split`'s samples at `indices`: from the cache where an
     entry of the same key holds it, else `evaluate()`, written to the cache for the next run. Off with --no-fp32-cache."""
     if not mc.run.fp32_cache or weights is None:
         return evaluate()
-    fields = {"format": FORMAT, "graph": graph_digest(block), "weights": weights, "files": files_digest(split.files(indices)),
+    fields = {"format": FORMAT, "graph": graph_digest(block), "weights": weights, "files": atomic.files_digest(split.files(indices)),
               "images": _ids_digest(split, indices), "setting": {"crop_size": mc.crop_size, "base_size": mc.base_size,
                                                                   "batch_size": mc.run.batch_size, "skip_bad": mc.run.skip_bad},
               "versions": cache.versions(), "isa": isa.effective_level(), "threads": threads()}

@@ -25,14 +25,26 @@ FORMAT = 1
 log = logging.getLogger("segcheck.cache")
 
 
+# What reads, decodes or computes a cached entry besides segcheck's own modelling: the distributions (Pillow and OpenCV
+# decode the images), libmxnet.so itself (two builds may carry one version string), segcheck's own image reading.
+DISTRIBUTIONS = ("mxnet", "mxnet-mkl", "gluoncv", "numpy", "pillow", "opencv-python")
+
+
 def versions() -> dict:
-    """The library versions a cached model depends on (read from the installed distributions)."""
+    """What a cached model or evaluation depends on besides its own inputs: the installed distributions' versions, the
+    digest of the libmxnet.so in use, and the digest of segcheck's image reading (data/loaders.py)."""
+    import mxnet as mx
+
+    from ..data import loaders
+
     found = {}
-    for dist in ("mxnet", "mxnet-mkl", "gluoncv", "numpy"):
+    for dist in DISTRIBUTIONS:
         try:
             found[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
             continue
+    found["libmxnet"] = atomic.digest_of(mx.libinfo.find_lib_path()[0])[:16]
+    found["reader"] = atomic.digest_of(loaders.__file__)[:16]
     return found
 
 

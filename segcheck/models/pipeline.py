@@ -217,6 +217,7 @@ def int8_model(mc: ModelConfig, recipe: CalibRecipe | None = None) -> Int8Model:
 
     fields = {"model": mc.network.name, "crop": mc.crop_size, "fp32": fp32_digest,
               "calibration": recipe.as_dict(), "calibration_images": calib.digest,
+              "calibration_files": atomic.files_digest(source.files(recipe.images)) if calib.ids else "",
               "always_fp32": list(EXCLUDE_LAYERS.get(mc.arch, ())),
               "versions": cache.versions(), "isa": isa.effective_level()}
     entry = cache.get_or_build(mc.run.cache_dir, "int8", fields, make)
