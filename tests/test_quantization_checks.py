@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from segcheck.gate import golden, verdicts
 from segcheck.gate.baselines import BaselineError, Reference, Tolerances
 from segcheck.gate.checks import Check
-from segcheck.measure import calibration, layers, stats
+from segcheck.measure import calibration, stats
 from segcheck.measure.metrics import ConfusionMatrix
 
 TOL = Tolerances(0.5, 1.0, 1.0, 2.0)

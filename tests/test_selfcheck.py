@@ -17,7 +17,7 @@ from inner import Reuse
 
 from segcheck.cli import commands
 from segcheck.config.recipes import PEERS
-from segcheck.gate.checks import CHECK_ORDER, FAILING, PASS, SKIP, of_test_id
+from segcheck.gate.checks import CHANGED, CHECK_ORDER, FAILING, PASS, SKIP, of_test_id
 from segcheck.measure import peers
 from segcheck.results import report
 
@@ -26,7 +26,7 @@ from faults import Fault
 MODEL = "fcn_resnet101_voc"
 # "test_accuracy" also matches its module, so these select every check of test_accuracy.py but the deploy round
 # trip (an export and re-import no fault here touches)
-ACCURACY = ["segcheck/plugin/suite/test_accuracy.py", "-k", f"{MODEL} and (test_accuracy or int8_drop) and not deploy"]
+ACCURACY = ["segcheck/plugin/suite/test_accuracy.py", "-k", f"{MODEL} and (test_accuracy or int8_drop) and not deploy"]  # agreement too
 FP32_ACCURACY = ["segcheck/plugin/suite/test_accuracy.py", "-k", f"{MODEL} and test_accuracy and not deploy"]
 LATENCY = ["segcheck/plugin/suite/test_latency.py", "segcheck/plugin/suite/test_accuracy.py", "-k", f"{MODEL} and (latency or speedup or int8_graph)"]
 LAYERS = ["segcheck/plugin/suite/test_quantization.py", "-k", f"({MODEL} or psp_resnet101_voc) and (layer_error or calibration_table)"]
@@ -52,11 +52,13 @@ def failed(outcomes):
 CASES = {
     "ranges-shrunk": (ACCURACY, {
         f"test_accuracy[{MODEL}-int8]": "accuracy regressed",
+        f"test_int8_agreement[{MODEL}]": "agreement with FP32 regressed",
         f"test_int8_drop[{MODEL}]": "INT8 fell below FP32 by more than the tolerance",
         f"test_int8_class_drop[{MODEL}]": "points below FP32",
     }),
     "ranges-blown-up": (ACCURACY, {
         f"test_accuracy[{MODEL}-int8]": "accuracy regressed",
+        f"test_int8_agreement[{MODEL}]": "agreement with FP32 regressed",
         f"test_int8_drop[{MODEL}]": "INT8 fell below FP32 by more than the tolerance",
         f"test_int8_class_drop[{MODEL}]": "points below FP32",
     }),
@@ -105,7 +107,8 @@ def status_agrees_with_outcomes(results_json, outcomes):
     for check, outcome in ran.items():
         assert (recorded[check] in FAILING) == (outcome == "failed") and (recorded[check] == SKIP) == (outcome == "skipped"), (check, recorded, ran)
     failing = [c for c in CHECK_ORDER if c in ran and ran[c] == "failed"]
-    assert model.status() == (f"{recorded[failing[0]]} {failing[0]}" if failing else PASS)
+    changed = [c for c in CHECK_ORDER if c in ran and recorded[c] == CHANGED]
+    assert model.status() == (f"{recorded[failing[0]]} {failing[0]}" if failing else f"CHANGED {changed[0]}" if changed else PASS)
     out = io.StringIO()
     commands.report(["--results", str(results_json)], out)
     assert f" | {model.status()}\n" in out.getvalue() and out.getvalue() == report.markdown(results)
