@@ -13,11 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from segcheck.config.run import mxnet_home
 from segcheck.measure.cases import PARTS
 
 from junit import details as junit_details
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository: its segcheck.toml configures the tutorial's six models
+MXNET_HOME = mxnet_home()  # read on import, before pytester points HOME at its folder
 
 
 class Reuse:
@@ -74,6 +76,9 @@ def run(pytester, *args, cache=None, results: Path | None = None, rootdir: Path 
     paths = [str(ROOT / a) if rootdir and a.startswith(("tests/", "segcheck/")) else a for a in args]
     with pytest.MonkeyPatch.context() as env:
         env.delenv("CI", raising=False)
+        # pytester points HOME at its folder: GluonCV's store (~/.mxnet) would then be another path, and every case
+        # another configuration than this session's, so that no part would be handed over
+        env.setenv("MXNET_HOME", str(MXNET_HOME))
         for name, value in (environ or {}).items():
             env.setenv(name, value)
         result = pytester.runpytest_inprocess(*flags, *paths, plugins=list(plugins))
