@@ -269,22 +269,42 @@ def quantized_ops(model) -> int:
     return sum(node.op_type == "QuantizeLinear" for node in onnx.load(str(model), load_external_data=False).graph.node)
 
 
+# Operations that move quantized values without changing them: a convolution behind them takes quantized input (a
+# concatenation where each of its inputs is quantized)
+PASS_THROUGH = ("MaxPool", "Reshape", "Transpose", "Squeeze", "Unsqueeze")
+
+
+def _quantized(node, kind, inputs, marker: str) -> bool:
+    """Whether `node`'s output is quantized: made by `marker`, or moved unchanged from quantized inputs."""
+    if kind(node) == marker:
+        return True
+    if kind(node) in PASS_THROUGH:
+        return _quantized(inputs(node)[0], kind, inputs, marker)
+    if kind(node) == "Concat":
+        return all(_quantized(i, kind, inputs, marker) for i in inputs(node))
+    return False
+
+
 def quantized_convs(model) -> tuple[int, int]:
     """(convolutions whose input is quantized, convolutions) of the INT8 model, as MXNet's side counts its INT8 share:
-    an ONNX (QDQ) Conv fed by a DequantizeLinear, an OpenVINO Convolution fed by a FakeQuantize."""
+    an ONNX (QDQ) Conv fed by a DequantizeLinear, an OpenVINO Convolution fed by a FakeQuantize, either through
+    operations that only move values (PASS_THROUGH, concatenations: NNCF quantizes a max pool's input, not its output,
+    and the inputs of a concatenation)."""
     if str(model).endswith(".xml"):
         import openvino as ov
 
         convs = [op for op in ov.Core().read_model(str(model)).get_ops()
                  if op.get_type_name() in ("Convolution", "GroupConvolution")]
-        fed = [op.input_value(0).get_node().get_type_name() for op in convs]
-        return sum(kind == "FakeQuantize" for kind in fed), len(convs)
+        kind, inputs = (lambda node: node.get_type_name()), (lambda node: [v.get_node() for v in node.input_values()])
+        return sum(_quantized(inputs(op)[0], kind, inputs, "FakeQuantize") for op in convs), len(convs)
     import onnx
 
     graph = onnx.load(str(model), load_external_data=False).graph
-    made_by = {out: node.op_type for node in graph.node for out in node.output}
+    made_by = {out: node for node in graph.node for out in node.output}
+    kind = lambda node: node.op_type if node is not None else None  # noqa: E731 - a graph input has no node
+    inputs = lambda node: [made_by.get(name) for name in node.input]  # noqa: E731
     convs = [node for node in graph.node if node.op_type == "Conv"]
-    return sum(made_by.get(node.input[0]) == "DequantizeLinear" for node in convs), len(convs)
+    return sum(_quantized(made_by.get(node.input[0]), kind, inputs, "DequantizeLinear") for node in convs), len(convs)
 
 
 def t_quantile(rounds: int) -> float:
