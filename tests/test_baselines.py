@@ -192,7 +192,9 @@ def test_fp32_is_compared_whatever_the_recipe_and_int8_with_the_recipe_it_replac
     assert both.reference.compared == "isa+recipe" and both.reference.differs == ("isa", "recipe")
     tier = table.tier("synthetic")
     combined = tier.tolerances_for(both.reference, {})
-    assert combined.tier == "isa+recipe"
+    assert combined.tier == "isa+recipe" and combined.miou_points == tolerances.combine(
+        "int8_miou_points", [tier.tolerances.tiers["isa"]["int8_miou_points"], tier.tolerances.tiers["recipe"]["int8_miou_points"]])
+    assert combined.miou_points >= max(tier.tolerances.tiers[t]["int8_miou_points"].value for t in ("isa", "recipe"))
     assert baselines.recipe_distance(RECIPE, "naive/auto/1x16/train") == 1
     assert table.lookup("synthetic", "fcn_resnet101_voc", avx2, SETTING, RECIPE).reference.compared == "isa"
 
@@ -231,6 +233,8 @@ def test_a_schema_1_file_says_how_to_migrate_and_migrate_keys_int8_apart(tmp_pat
     entry = table.tier("synthetic").entries[0]
     assert entry.int8 == "naive/auto/2x16/train" and "calibration" not in entry.setting
     assert table.tier("synthetic").tolerances.tiers["version"]["int8_miou_points"].value == 2.0
+    real = table.tier("real").tolerances.tiers  # it held no cross_environment: schema 1's defaults applied, and still do
+    assert (real["version"]["range_rtol"].value, real["version"]["sqnr_drop_db"].value, real["isa"]["range_rtol"].value) == (0.1, 6.0, 1e-3)
     assert "schema 1" in table.tier("real").tolerances.tiers["exact"]["int8_miou_points"].unmeasured
     assert golden.migrate(path) == golden_path and json.loads(golden_path.read_text())["tiers"]["synthetic"][0]["int8"] == RECIPE
     assert baselines.migrate(path) == "" and golden.migrate(path) is None

@@ -370,25 +370,27 @@ def test_cache_keys_hold_the_library_the_decoders_the_reader_and_the_calibration
     Pillow and OpenCV, segcheck's own image reading, the calibration images' files (not only their ids)."""
     found = cache.versions()
     assert {"mxnet", "gluoncv", "numpy", "pillow", "opencv-python", "libmxnet", "reader"} <= set(found)
-    monkeypatch.setattr(cache.metadata, "version", lambda dist: "9.9" if dist == "pillow" else metadata.version(dist))
+    original = metadata.version
+    monkeypatch.setattr(cache.metadata, "version", lambda dist: "9.9" if dist == "pillow" else original(dist))
     assert cache.versions()["pillow"] == "9.9" and cache.versions()["libmxnet"] == found["libmxnet"]
     monkeypatch.undo()
     mc = segcheck.model_config("deeplab_resnet101_voc")
     first = pipeline.int8_model(mc).entry
     copy = tmp_path / "cache"
     shutil.copytree(mc.run.cache_dir / "datasets", copy / "datasets", symlinks=True)
+    (copy / "models").mkdir()
     for entry in (mc.run.cache_dir / "models").glob("fp32-*"):
-        (copy / "models").mkdir(exist_ok=True)
         (copy / "models" / entry.name).symlink_to(entry)
+    shutil.copytree(first.path, copy / "models" / first.path.name)  # the calibrated model, under its key
     moved = mc.with_(run=mc.run.with_(cache_dir=copy))
+    monkeypatch.setattr(quantize, "quantize", lambda *a, **k: pytest.fail("reached calibration: the key changed"))
+    assert not pipeline.int8_model(moved).entry.built  # the same files: the copy's entry is found
     source, _ = pipeline.calibration_images(moved, moved.calib)
     image = Path(source.files([0])[0])
     image.unlink()  # the copy's first calibration image, rewritten darker: same id, other pixels
     Image.open(mc.run.cache_dir / image.relative_to(copy)).point(lambda v: v // 2).save(image, quality=92)
-    monkeypatch.setattr(quantize, "quantize", lambda *a, **k: pytest.fail("reached calibration: the key changed"))
     with pytest.raises(pytest.fail.Exception, match="the key changed"):
         pipeline.int8_model(moved)
-    assert first.path.exists()
 
 
 @pytest.mark.parametrize("backend_argument", [True, False], ids=["hybridize-backend", "mxnet-mkl-1.6-route"])

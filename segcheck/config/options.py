@@ -16,24 +16,22 @@ from . import isa
 from .recipes import CALIB_MODES, PEERS, QUANTIZED_DTYPES, TIERS
 
 
-def positive(text) -> int:
+def _integer(text, least: int, said: str) -> int:
     try:
         value = int(text)
     except (TypeError, ValueError):
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+        raise argparse.ArgumentTypeError(f"expected a {said} integer, got {text!r}") from None
+    if value < least:
+        raise argparse.ArgumentTypeError(f"expected a {said} integer, got {value}")
     return value
+
+
+def positive(text) -> int:
+    return _integer(text, 1, "positive")
 
 
 def non_negative(text) -> int:
-    try:
-        value = int(text)
-    except (TypeError, ValueError):
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value}")
-    return value
+    return _integer(text, 0, "non-negative")
 
 
 def count_or_all(text) -> int | str:

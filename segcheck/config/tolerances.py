@@ -123,6 +123,16 @@ class Tolerances:
         return replace(self, **overrides)
 
 
+def combine(key: str, parts: list) -> float:
+    """The tolerance of `key` where several tiers differ at once (`parts`: theirs): their spreads in quadrature times
+    the largest factor, at least the resolution, where all were measured; else the widest of their values."""
+    if len(parts) == 1:
+        return parts[0].value
+    if all(t.measured for t in parts):
+        return max(COMPARED[key], max(t.factor for t in parts) * math.sqrt(sum(t.spread ** 2 for t in parts)))
+    return max(t.value for t in parts)
+
+
 # A model's configuration may set these (each applies to both precisions where the tier has one per precision).
 OWN_KEYS = ("pixacc_points", "miou_points", *WITHIN_RUN, *(k for k in COMPARED if not k.startswith(("fp32_", "int8_"))),
             *DEFINITIONS, *(f"harm_{k}" for k in HARM if k != "confidence"))
@@ -139,15 +149,8 @@ class ToleranceTable:
     harm: dict = field(default_factory=lambda: dict(HARM))
 
     def combined(self, key: str, differs: tuple) -> float:
-        """The tolerance of `key` where `differs` (tiers other than exact) differ from the reference: their spreads in
-        quadrature times the factor, where all were measured; else the widest of their values."""
-        tiers = [self.tiers[t][key] for t in (differs or ("exact",))]
-        if len(tiers) == 1:
-            return tiers[0].value
-        if all(t.measured for t in tiers):
-            spread = math.sqrt(sum(t.spread ** 2 for t in tiers))
-            return max(COMPARED[key], max(t.factor for t in tiers) * spread)
-        return max(t.value for t in tiers)
+        """The tolerance of `key` where `differs` (tiers other than exact) differ from the reference (combine)."""
+        return combine(key, [self.tiers[t][key] for t in (differs or ("exact",))])
 
     def resolve(self, differs: tuple = (), precision: str = "int8", own: dict | None = None) -> Tolerances:
         """The tolerances of a comparison of `precision` whose reference differs in `differs` (("isa", "recipe"), ...)."""

@@ -18,9 +18,10 @@ from pathlib import Path
 from .. import atomic
 from ..config import isa, tolerances
 from ..config.networks import check_name
-from ..config.recipes import CONVENTIONS, TIERS
+from ..config.recipes import CONVENTIONS, TIERS, CalibRecipe
 from ..config.tolerances import Tolerances, ToleranceTable
 from ..errors import SegcheckError
+from ..measure.environment import UNKNOWN
 from ..strict import Reader
 from .checks import SEED_PREFIX
 
@@ -62,9 +63,6 @@ class Entry:
     int8: str
     rows: dict  # model name -> Row
     provenance: dict = field(default_factory=dict)  # where they were recorded: oneDNN's ISA level, the cap, the CPU
-
-
-UNKNOWN = "unknown"  # a part of this run's environment key its probe could not read (environment.probe_onednn)
 
 
 def difference(recorded: dict, now: dict) -> str:
@@ -411,34 +409,52 @@ def migrated_entry(entry: dict) -> dict:
             **{k: v for k, v in entry.items() if k not in ("environment", "setting")}}
 
 
-def migrate(path) -> str:
-    """Rewrite a schema-1 baseline file as schema 2, atomically; the diff. Tolerances it held become unmeasured values
-    (they were set by hand); the seed's published rows get the seed's recipe as their INT8 key."""
+def read_older(path, schema: int) -> tuple:
+    """(text, parsed document) of a file to migrate to `schema`; None for the document when it already is; one error
+    naming the file where it cannot be read or is of no schema segcheck migrates."""
     path = Path(path)
     try:
-        old_text = path.read_text(encoding="utf-8")
-        doc = json.loads(old_text)
+        text = path.read_text(encoding="utf-8")
+        doc = json.loads(text)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise BaselineError(f"{path}: cannot read it to migrate ({err}); restore it from git") from None
-    if doc.get("schema") == SCHEMA:
-        return ""
+    if doc.get("schema") == schema:
+        return text, None
     if doc.get("schema") != 1:
         raise BaselineError(f"{path}: key 'schema': {doc.get('schema')!r} is not a schema segcheck can migrate")
+    return text, doc
+
+
+# What schema 1 applied where a file did not say: its defaults, and the tiers it widened to across environments.
+SCHEMA1_DEFAULTS = {"pixacc_points": 0.5, "miou_points": 1.0, "int8_drop_pixacc_points": 1.0, "int8_drop_miou_points": 2.0,
+                    "int8_drop_class_iou_points": 5.0, "range_rtol": 1e-4, "sqnr_drop_db": 3.0, "sqnr_floor_db": 8.0,
+                    **tolerances.DEFINITIONS}
+SCHEMA1_CROSS = {"isa": {"pixacc_points": 0.5, "miou_points": 1.0, "range_rtol": 1e-3, "sqnr_drop_db": 3.0},
+                 "version": {"pixacc_points": 1.0, "miou_points": 2.0, "range_rtol": 0.1, "sqnr_drop_db": 6.0}}
+# The recipe of the seed's published INT8 rows: naive calibration on 5 batches of 32 val images (its test.py).
+SEED_RECIPE = CalibRecipe(split="val").label()
+
+
+def migrate(path) -> str:
+    """Rewrite a schema-1 baseline file as schema 2, atomically; the diff. The tolerances it held, and the ones schema 1
+    applied where it held none, become unmeasured values (they were set by hand); the seed's published rows get the
+    seed's recipe as their INT8 key."""
+    old_text, doc = read_older(path, SCHEMA)
+    if doc is None:
+        return ""
     for name, tier in list(doc.get("tiers", {}).items()):
-        old = {**UNMEASURED_FLAT, **tier.pop("tolerances", {})}
-        cross = tier.pop("cross_environment", {})
-        values = {t: dict(UNMEASURED[t]) for t in UNMEASURED}
-        for t in ("exact", "isa", "version", "recipe"):
-            spread = cross.get(t, {}) if t in ("isa", "version") else {}
-            for precision in ("fp32", "int8"):
-                for figure in ("pixacc_points", "miou_points"):
-                    values[t][f"{precision}_{figure}"] = max(old[figure], spread.get(figure, 0.0))
-            for k in ("range_rtol", "sqnr_drop_db"):
-                values[t][k] = max(old[k], spread.get(k, 0.0))
-        values["within_run"] = {k: old[k] for k in UNMEASURED["within_run"]}
+        old = {**SCHEMA1_DEFAULTS, **tier.pop("tolerances", {})}
+        cross = {t: {**defaults, **tier.get("cross_environment", {}).get(t, {})} for t, defaults in SCHEMA1_CROSS.items()}
+        tier.pop("cross_environment", None)
+        values = {"within_run": {k: old[k] for k in tolerances.UNMEASURED["within_run"]}}
+        for t in tolerances.TIERS:
+            wider = cross.get(t, {})  # schema 1 widened a tier to at least these across environments
+            values[t] = {**tolerances.UNMEASURED[t],
+                         **{f"{p}_{k}": max(old[k], wider.get(k, 0.0)) for p in ("fp32", "int8") for k in ("pixacc_points", "miou_points")},
+                         **{k: max(old[k], wider.get(k, 0.0)) for k in ("range_rtol", "sqnr_drop_db")}}
         table = tolerances.unmeasured("set by hand before segcheck measured its tolerances (schema 1)", values)
         published = not tier.get("match_environment", True)
-        migrated = {**tier, "tolerances": {**table.to_dict(), "definitions": {k: old.get(k, v) for k, v in tolerances.DEFINITIONS.items()}},
+        migrated = {**tier, "tolerances": {**table.to_dict(), "definitions": {k: old[k] for k in tolerances.DEFINITIONS}},
                     "entries": [migrated_entry(e) | ({"int8": SEED_RECIPE} if published else {}) for e in tier.get("entries", [])]}
         order = ["description", "metric_convention", "tolerances"]  # where schema 1 had its tolerances
         doc["tiers"][name] = {k: migrated[k] for k in order + [k for k in migrated if k not in order]}
@@ -446,8 +462,3 @@ def migrate(path) -> str:
     return write(path, old_text, doc)
 
 
-# The recipe of the seed's published INT8 rows: naive calibration on 5 batches of 32 val images (its test.py).
-SEED_RECIPE = "naive/auto/5x32/val"
-UNMEASURED_FLAT = {**tolerances.UNMEASURED["within_run"], **tolerances.DEFINITIONS, "pixacc_points": 0.5, "miou_points": 1.0,
-                   "range_rtol": 1e-4, "sqnr_drop_db": 3.0}
-UNMEASURED = tolerances.UNMEASURED

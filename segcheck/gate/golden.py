@@ -14,7 +14,8 @@ from pathlib import Path
 
 from .. import atomic
 from ..strict import Reader
-from .baselines import BaselineError, Reference, check_schema, difference, dumps, entry_for, migrated_entry, nearest
+from .baselines import (BaselineError, Reference, check_schema, difference, dumps, entry_for, migrated_entry, nearest,
+                        read_older)
 
 SCHEMA = 2  # as baselines.SCHEMA: each entry keyed by its INT8 key too
 KINDS = ("ranges", "sqnr_db", "sqnr_per_image", "digest", "class_iou", "per_image", "agreement", "output_sqnr")
@@ -108,13 +109,8 @@ def migrate(baselines_path) -> Path | None:
     path = path_for(baselines_path)
     if not path.exists():
         return None
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise BaselineError(f"{path}: cannot read it to migrate ({err}); restore it from git") from None
-    if doc.get("schema") == SCHEMA:
+    _, doc = read_older(path, SCHEMA)
+    if doc is None:
         return None
-    if doc.get("schema") != 1:
-        raise BaselineError(f"{path}: key 'schema': {doc.get('schema')!r} is not a schema segcheck can migrate")
     doc = {"schema": SCHEMA, "tiers": {t: [migrated_entry(e) for e in entries] for t, entries in doc["tiers"].items()}}
     return atomic.write_text(path, dumps(doc))

@@ -6,7 +6,8 @@ Each figure ends in one of three verdicts:
 - REGRESSED: the figure fell beyond the noise band, and harm cannot be excluded: the interval's far end reaches the
   harm threshold (a fall that may be harm fails; the benign variation the band was measured on stays inside it);
 - CHANGED: anything else beyond the band: a rise, or a fall the interval shows to stay short of harm.
-Where the reference holds no per-image figures (a published table), the interval is the point itself.
+Where the reference holds no per-image figures (a published table), nothing bounds the change: a fall beyond the noise
+band is REGRESSED.
 """
 
 from __future__ import annotations
@@ -17,8 +18,6 @@ import numpy as np
 
 from ..measure import stats
 from .checks import CHANGED, PASS, REGRESSED
-
-RESAMPLES = 1000
 
 
 @dataclass(frozen=True)
@@ -36,45 +35,30 @@ class Shift:
     tolerance: float
     harm: float
     images: int = 0  # images paired (0: no per-image figures, the interval is the point)
+    confidence: float = stats.CONFIDENCE  # of the interval
 
     @property
     def status(self) -> str:
         if abs(self.change) <= self.tolerance:
             return PASS
-        if self.change < -self.tolerance and -self.low >= self.harm:
-            return REGRESSED
+        if self.change < -self.tolerance and (-self.low >= self.harm or not self.images):
+            return REGRESSED  # a fall beyond noise that may be harm; with no per-image figures, nothing excludes harm
         return CHANGED
 
     def describe(self) -> str:
         unit = " dB" if self.unit == "dB" else ""
-        interval = (f", {stats.CONFIDENCE:.0%} interval [{self.low:+.2f}, {self.high:+.2f}] over {self.images} images"
+        interval = (f", {self.confidence:.0%} interval [{self.low:+.2f}, {self.high:+.2f}] over {self.images} images"
                     if self.images else "")
         why = {PASS: f"within the noise band ±{self.tolerance:.3g}",
                REGRESSED: f"fell beyond the noise band {self.tolerance:.3g}, and a fall of {self.harm:g} (harm) is inside the interval",
                CHANGED: f"beyond the noise band ±{self.tolerance:.3g}, not shown harmful (harm: a fall of {self.harm:g})"}[self.status]
         return f"{self.figure} {self.then:.2f} -> {self.now:.2f}{unit} ({self.change:+.2f}{interval}): {why}"
 
-    def to_dict(self) -> dict:
-        return {"figure": self.figure, "unit": self.unit, "now": round(self.now, 4), "then": round(self.then, 4),
-                "change": round(self.change, 4), "low": round(self.low, 4), "high": round(self.high, 4), "tolerance": self.tolerance, "harm": self.harm,
-                "images": self.images, "status": self.status}
-
 
 def worst(shifts) -> str:
     """The verdict of several figures: REGRESSED if any is, else CHANGED if any is, else PASS."""
     statuses = {s.status for s in shifts}
     return REGRESSED if REGRESSED in statuses else CHANGED if CHANGED in statuses else PASS
-
-
-def _weights(n: int, seed: int = 0) -> np.ndarray:
-    """resamples x n multinomial weights: the same draw for every figure of a comparison (the pairs stay paired)."""
-    return np.random.default_rng(seed).multinomial(n, np.full(n, 1.0 / n), size=RESAMPLES).astype(np.float64)
-
-
-def _interval(values: np.ndarray, confidence: float) -> tuple:
-    tail = (1 - confidence) / 2 * 100
-    lo, hi = np.percentile(values, [tail, 100 - tail])
-    return float(lo), float(hi)
 
 
 def accuracy(precision: str, now: tuple, then: tuple, now_images, then_images, num_classes: int, convention: str,
@@ -84,17 +68,15 @@ def accuracy(precision: str, now: tuple, then: tuple, now_images, then_images, n
     n = len(now_images or ())
     paired = bool(n) and n == len(then_images or ())
     if paired:
-        w = _weights(n)
-        a = stats.per_image_stats(now_images, num_classes).reshape(n, -1)
-        b = stats.per_image_stats(then_images, num_classes).reshape(n, -1)
-        shape = (RESAMPLES, 3, num_classes)
-        now_s, then_s = stats.scores((w @ a).reshape(shape), convention), stats.scores((w @ b).reshape(shape), convention)
+        w = stats.resampling(n)
+        now_s = stats.resampled_scores(w, stats.per_image_stats(now_images, num_classes), convention)
+        then_s = stats.resampled_scores(w, stats.per_image_stats(then_images, num_classes), convention)
     out = []
     for k, name in enumerate(("pixAcc", "mIoU")):
         change = now[k] - then[k]
-        low, high = _interval(now_s[k] - then_s[k], confidence) if paired else (change, change)
+        low, high = stats.percentiles(now_s[k] - then_s[k], confidence) if paired else (change, change)
         out.append(Shift(f"{precision.upper()} {name}", "points", now[k], then[k], change, low, high, tolerances[k], harms[k],
-                         n if paired else 0))
+                         n if paired else 0, confidence))
     return out
 
 
@@ -105,8 +87,9 @@ def per_image(figure: str, unit: str, now: list, then: list, tolerance: float, h
     if not n or n != len(then):
         return None
     a, b = np.asarray(now, np.float64), np.asarray(then, np.float64)
-    low, high = _interval(_weights(n) @ (a - b) / n, confidence)
-    return Shift(figure, unit, float(a.mean()), float(b.mean()), float((a - b).mean()), low, high, tolerance, harm, n)
+    low, high = stats.percentiles(stats.resampling(n) @ (a - b) / n, confidence)
+    return Shift(figure, unit, float(a.mean()), float(b.mean()), float((a - b).mean()), low, high, tolerance, harm, n,
+                 confidence)
 
 
 def layers(now: dict, then: dict, upstream: dict, bands: dict, band: float, harm: float, confidence: float) -> list:
@@ -124,10 +107,10 @@ def layers(now: dict, then: dict, upstream: dict, bands: dict, band: float, harm
                                  axis=0) for n in names])
     own = change - inherited  # layers x images
     n = own.shape[1]
-    resampled = _weights(n) @ own.T / n  # resamples x layers
+    resampled = stats.resampling(n) @ own.T / n  # resamples x layers
     out = []
     for i, name in enumerate(names):
-        low, high = _interval(resampled[:, i], confidence)
+        low, high = stats.percentiles(resampled[:, i], confidence)
         out.append(Shift(f"layer {name}", "dB", float(np.mean(now[name])), float(np.mean(then[name])), float(own[i].mean()),
-                         low, high, bands.get(name, band), harm, n))
+                         low, high, bands.get(name, band), harm, n, confidence))
     return sorted(out, key=lambda s: s.change)

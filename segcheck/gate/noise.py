@@ -9,16 +9,16 @@ showed per tier of variation (exact, isa, version, recipe), and its noise band i
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import atomic
-from ..config.tolerances import COMPARED, TIERS, ToleranceTable
+from ..config.tolerances import TIERS, ToleranceTable, combine, derived
 from ..strict import Reader
 from .baselines import BaselineError
 
 SCHEMA = 1
+KEY = "sqnr_drop_db"  # the tolerance a layer's own band stands in for
 
 
 def path_for(baselines_path) -> Path:
@@ -37,13 +37,12 @@ class LayerNoise:
         sqnr_drop_db times the root sum of squares of its spreads, at least the resolution; only layers measured in
         every tier that differs (the others take the tier's scalar band)."""
         tiers = differs or ("exact",)
-        measured = [table.tiers[t]["sqnr_drop_db"] for t in tiers]
+        measured = [table.tiers[t][KEY] for t in tiers]
         per_tier = [self.spreads.get(model, {}).get(t) for t in tiers]
         if not all(t.measured for t in measured) or not all(per_tier):
             return {}
-        factor = max(t.factor for t in measured)
         layers = set.intersection(*(set(p) for p in per_tier))
-        return {n: max(COMPARED["sqnr_drop_db"], factor * math.sqrt(sum(p[n] ** 2 for p in per_tier))) for n in layers}
+        return {n: combine(KEY, [derived(KEY, p[n], t.factor) for p, t in zip(per_tier, measured)]) for n in layers}
 
 
 def load(baselines_path, tier: str) -> LayerNoise:

@@ -204,7 +204,7 @@ class ModelCase:
             exporter_present()  # what cannot be fixed here is said first, then a missing peer environment, before any export
             peers.usable_python(self.config.run.cache_dir)
             recipe = self.peer_recipe
-            source, images = pipeline.calibration_images(self.config, recipe)
+            source, _ = pipeline.calibration_images(self.config, recipe)
             skip_bad = self.config.run.skip_bad
             batches = [x for x, _, _ in loaders.batches(source, recipe.images, recipe.batch_size, skip_bad)]
             replaced = self._asked("pytest_segcheck_peer_calibration", batches=batches)

@@ -35,6 +35,7 @@ _PROBE = (
 # A run is filed under the ISA key oneDNN's own description of what it dispatches reduces to (config.isa.KEYS); the
 # level's own name is kept beside the key (onednn_isa: avx512_bf16 runs INT8 on the VNNI kernels, key avx512_vnni).
 KEY_FIELDS = ("mxnet", "onednn", "isa")  # what baseline rows and golden records are keyed by; the rest is provenance
+UNKNOWN = "unknown"  # a part of the environment the probe could not read
 
 
 def isa_from_text(text: str) -> str:
@@ -68,7 +69,7 @@ def mxnet_distribution() -> tuple[str, str]:
             return dist, metadata.version(dist)
         except metadata.PackageNotFoundError:
             continue
-    return "mxnet", "unknown"
+    return "mxnet", UNKNOWN
 
 
 def probe_onednn() -> dict:
@@ -85,7 +86,7 @@ def probe_onednn() -> dict:
     text = next(g for g in found.groups() if g).strip() if found else ""
     level = level_from_text(text) if text else isa.effective_level()  # no log: what the cap and the CPU allow
     return {
-        "onednn": version.group(1) if version else "unknown",
+        "onednn": version.group(1) if version else UNKNOWN,
         "isa": isa_from_text(text) if text else isa.key_of(level),
         "onednn_isa": level,
         "probed": bool(version and text),

@@ -116,20 +116,3 @@ def localise(fp32_model, int8_model, images) -> Localisation:
     up = upstream(int8_symbol_json)
     return Localisation(tuple(errors), {n: up.get(n, []) for n in names}, float(flip[low].mean()), float(flip.mean()),
                         len(images))
-
-
-def falls(now: dict, golden: dict | None, up: dict) -> list:
-    """(name, fall in dB, own fall in dB) per layer, largest own fall first.
-
-    With a recorded curve, a layer's fall is how far its SQNR lies below the recorded value, and its own fall
-    subtracts the largest fall among the layers feeding it, so the layer where the error starts ranks above
-    the layers it spreads to. With none, both are how far it lies below the best layer feeding it.
-    """
-    order = list(now)
-    if golden:
-        fall = {n: golden[n] - v for n, v in now.items() if n in golden}
-        own = {n: f - max([fall[u] for u in up.get(n, []) if u in fall] or [0.0]) for n, f in fall.items()}
-    else:
-        fall = {n: max([now[u] for u in up.get(n, []) if u in now] or [v]) - v for n, v in now.items()}
-        own = fall
-    return sorted(((n, fall[n], own[n]) for n in fall), key=lambda t: (-t[2], order.index(t[0])))

@@ -42,23 +42,37 @@ def scores(sums: np.ndarray, convention: str) -> tuple[np.ndarray, np.ndarray]:
     return 100 * pix, 100 * miou
 
 
+def resampling(n: int, resamples: int = RESAMPLES, seed: int = 0) -> np.ndarray:
+    """resamples x n weights of a seeded bootstrap over n images (how often each image is drawn): one draw serves every
+    figure of a comparison, so that paired figures stay paired."""
+    return np.random.default_rng(seed).multinomial(n, np.full(n, 1.0 / n), size=resamples).astype(np.float64)
+
+
+def percentiles(values: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """The two-sided percentile interval of resampled values."""
+    tail = (1 - confidence) / 2 * 100
+    lo, hi = np.percentile(values, [tail, 100 - tail])
+    return float(lo), float(hi)
+
+
+def resampled_scores(weights: np.ndarray, per_image: np.ndarray, convention: str) -> tuple[np.ndarray, np.ndarray]:
+    """(pixAcc, mIoU) of each resampling of per-image stats (images x 3 x classes): one matrix product, no loop."""
+    n = len(per_image)
+    return scores((weights @ per_image.reshape(n, -1)).reshape((len(weights),) + per_image.shape[1:]), convention)
+
+
 def paired_drop(fp32: np.ndarray, int8: np.ndarray, convention: str, resamples: int = RESAMPLES,
                 confidence: float = CONFIDENCE, seed: int = 0) -> Interval:
     """The FP32 - INT8 drop with a percentile interval from `resamples` paired resamplings of the images."""
     n = len(fp32)
-    rng = np.random.default_rng(seed)
-    weights = rng.multinomial(n, np.full(n, 1.0 / n), size=resamples).astype(np.float64)
-    def resampled(per_image):  # resamples x 3 x classes: one matrix product, not a loop over resamples
-        return (weights @ per_image.reshape(n, -1)).reshape((resamples,) + per_image.shape[1:])
-
-    f_pix, f_miou = scores(resampled(fp32), convention)
-    q_pix, q_miou = scores(resampled(int8), convention)
+    weights = resampling(n, resamples, seed)
+    f_pix, f_miou = resampled_scores(weights, fp32, convention)
+    q_pix, q_miou = resampled_scores(weights, int8, convention)
     whole_f, whole_q = scores(fp32.sum(axis=0)[None], convention), scores(int8.sum(axis=0)[None], convention)
-    tail = (1 - confidence) / 2 * 100
 
     def interval(drops, point):
-        lo, hi = np.percentile(drops, [tail, 100 - tail])
-        return round(float(point), 4), round(float(lo), 4), round(float(hi), 4)
+        lo, hi = percentiles(drops, confidence)
+        return round(float(point), 4), round(lo, 4), round(hi, 4)
 
     return Interval(interval(f_pix - q_pix, whole_f[0][0] - whole_q[0][0]), interval(f_miou - q_miou, whole_f[1][0] - whole_q[1][0]),
                     confidence, resamples, n)

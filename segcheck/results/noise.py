@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import atomic
-from ..config.tolerances import COMPARED, TIERS, ToleranceTable, derived, unmeasured
+from ..config.tolerances import COMPARED, DEFINITIONS, TIERS, ToleranceTable, derived, unmeasured
 from ..errors import SegcheckError
 from ..gate import baselines, harm, noise
 from ..gate.checks import of_peer_row
@@ -114,7 +114,8 @@ def measure(reference: RunResults, runs: dict) -> NoiseTable:
     models = sorted(n for n, m in reference.models.items() if of_peer_row(n)[1] is None and m.int8.miou is not None)
     if not models:
         raise SegcheckError("the reference results hold no model with INT8 figures: run the gate's accuracy checks")
-    least = next((m.tolerances.get("class_min_pixels") for m in reference.models.values() if m.tolerances), 1000.0)
+    least = next((m.tolerances.get("class_min_pixels") for m in reference.models.values() if m.tolerances),
+                 DEFINITIONS["class_min_pixels"])
     table = NoiseTable({"environment": reference.environment,
                         "int8": {n: reference.models[n].int8_key for n in models}}, models=models)
     for label, run in [("reference", reference)] + [r for tier in runs.values() for r in tier]:
@@ -150,9 +151,9 @@ def tolerances(table: NoiseTable, factor: float, fallback: ToleranceTable | None
     fallback = fallback or unmeasured()
     tiers = {}
     for tier in TIERS:
-        spreads = table.spread.get(tier)
-        tiers[tier] = ({k: derived(k, _significant(spreads.get(k, 0.0)), factor) for k in COMPARED} if spreads
-                       else dict(fallback.tiers[tier]))
+        spreads = table.spread.get(tier, {})  # a figure no run of the tier measured keeps the fallback's value
+        tiers[tier] = {k: derived(k, _significant(spreads[k]), factor) if k in spreads else fallback.tiers[tier][k]
+                       for k in COMPARED}
     within = dict(fallback.within_run)
     for key in ("int8_drop_pixacc_points", "int8_drop_miou_points", "int8_drop_class_iou_points"):
         if key in table.within:
