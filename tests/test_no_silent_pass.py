@@ -60,10 +60,11 @@ def test_what_a_run_did_otherwise_than_asked_is_a_warning_in_the_table_and_the_r
 @pytest.mark.selfcheck
 def test_a_fallback_route_taken_in_the_run_reaches_its_warnings(segcheck, pytester, monkeypatch):
     """MXNet 1.8 cannot hybridize these networks onto oneDNN and segcheck fuses them another way (models.build.fuse):
-    the route is said in the run's results and table, not only in a log line."""
+    the route is said in the run's results and table, not only in a log line; it travels in the fused-graph test's
+    report, so it reaches the results from pytest-xdist workers too."""
     route = "hybridize(backend='MKLDNN') failed on MXNet 1.8.0: FP32 was fused through get_backend_symbol('MKLDNN')"
     monkeypatch.setattr(build, "FALLBACKS", [route])
-    done = inner.run(pytester, "segcheck/plugin/suite/test_accuracy.py", "-k", f"{MODEL} and test_accuracy and fp32",
+    done = inner.run(pytester, "segcheck/plugin/suite/test_accuracy.py", "-k", f"{MODEL} and fp32_graph",
                      cache=segcheck.run.cache_dir, results=pytester.path / "run.json",
                      plugins=[Reuse(segcheck.case(MODEL), parts=("fp32", "fp32-evaluation"))])
     assert report.load(pytester.path / "run.json").warnings == [route]

@@ -176,7 +176,7 @@ def test_a_folder_segcheck_never_generated_is_gated(pytester, segcheck):
               "test_deploy_round_trip[my_fcn]", "test_latency[my_fcn-fp32]", "test_latency[my_fcn-int8]",
               "test_int8_speedup[my_fcn]", "test_seeded_fp32_model_really_segments[my_fcn]", "test_int8_class_drop[my_fcn]",
               "test_int8_calibration_table[my_fcn]", "test_int8_layer_error[my_fcn]", "test_outputs_digest[my_fcn-fp32]",
-              "test_outputs_digest[my_fcn-int8]"}
+              "test_outputs_digest[my_fcn-int8]", "test_int8_agreement[my_fcn]"}
     no_peer = {"test_peer_fp32_agrees_with_mxnet[no-peer]", "test_peer_accuracy[no-peer-fp32]",
                "test_peer_accuracy[no-peer-int8]", "test_peer_int8_drop[no-peer]"}  # this model names no peer runtime
     assert set(first) == checks | no_peer
@@ -187,10 +187,12 @@ def test_a_folder_segcheck_never_generated_is_gated(pytester, segcheck):
         assert first[name][0] == "skipped" and "no golden digest" in first[name][1]
     ranges = first["test_int8_calibration_table[my_fcn]"]
     assert ranges[0] == "skipped" and "all present, concat inputs aligned, but no golden table" in ranges[1]  # nothing compared
+    assert first["test_int8_layer_error[my_fcn]"][0] == "skipped" and "no golden per-layer curve" in first["test_int8_layer_error[my_fcn]"][1]
+    assert first["test_int8_agreement[my_fcn]"][0] == "skipped" and "no per-image agreement" in first["test_int8_agreement[my_fcn]"][1]
     assert first["test_seeded_fp32_model_really_segments[my_fcn]"][0] == "skipped"
+    compared = ("accuracy[", "seeded", "digest", "calibration_table", "layer_error", "agreement")  # nothing recorded yet
     assert all(outcome == "passed" for name, (outcome, _) in first.items()
-               if name not in no_peer and "accuracy[" not in name and "seeded" not in name and "digest" not in name
-               and "calibration_table" not in name), first
+               if name not in no_peer and not any(c in name for c in compared)), first
 
     accuracy = str(SUITE / "test_accuracy.py") + "::test_accuracy"
     required, _ = outcomes(pytester, *cache, "--require-baseline", accuracy, plugins=[keep])
@@ -206,7 +208,7 @@ def test_a_folder_segcheck_never_generated_is_gated(pytester, segcheck):
     rows = json.loads((folder / "baselines.json").read_text())["tiers"]["real"]["entries"]
     assert [list(e["rows"]) for e in rows] == [["my_fcn"]] and rows[0]["setting"]["crop_size"] == 64
     recorded_golden = json.loads((folder / "baselines.golden.json").read_text())["tiers"]["real"][0]["models"]["my_fcn"]
-    assert set(recorded_golden) == {"ranges", "sqnr_db", "digest", "class_iou"}
+    assert set(recorded_golden) == {"ranges", "sqnr_db", "sqnr_per_image", "digest", "class_iou", "per_image", "agreement", "output_sqnr"}
 
     again, result = outcomes(pytester, *cache, plugins=[keep])
     assert all(outcome == "passed" for name, (outcome, _) in again.items() if "seeded" not in name and name not in no_peer), again

@@ -52,11 +52,12 @@ def test_a_benign_recipe_change_is_compared_with_the_recorded_recipe_and_passes_
 
 def test_a_harmful_recipe_change_regresses_in_ci(segcheck, pytester):
     """The same new recipe with its calibrated ranges divided by 8 (saturation, injected below segcheck's checks):
-    INT8 regresses against the recorded recipe, and the range and digest changes are called REGRESSED with it."""
+    INT8's accuracy and agreement regress against the recorded recipe. Its ranges and digest pass: across recipes
+    ranges move by up to 59 % (the noise table's recipe tier) and predictions differ, so neither can see it alone."""
     done, model = _run(segcheck, pytester, "--calib-batches=1", plugins=[Fault("ranges-shrunk")])
     statuses = {name: model.checks[name].status for name in ("int8-accuracy", "int8-agreement", "int8-ranges")}
-    assert statuses == {"int8-accuracy": REGRESSED, "int8-agreement": REGRESSED, "int8-ranges": REGRESSED}, statuses
+    assert statuses == {"int8-accuracy": REGRESSED, "int8-agreement": REGRESSED, "int8-ranges": PASS}, statuses
     assert model.checks["int8-accuracy"].compared == "recipe" and "regressed" in model.checks["int8-accuracy"].message
-    assert model.checks["fp32-accuracy"].status == PASS
+    assert model.checks["fp32-accuracy"].status == PASS and model.checks["int8-digest"].status == PASS
     failed = {n for n, o in done.details.items() if o.outcome == "failed"}
     assert f"test_accuracy[{MODEL}-int8]" in failed and f"test_accuracy[{MODEL}-fp32]" not in failed

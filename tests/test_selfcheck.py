@@ -134,9 +134,11 @@ def test_metric_bug_fails_the_property_tests(segcheck, pytester, hypothesis_prof
 
 PEER_SELECTION = ["segcheck/plugin/suite/test_peers.py", "--peer", ",".join(PEERS), "-k", f"{MODEL} and (agrees or int8_drop)"]
 PEER_CASES = {
+    # the changed network also quantizes worse: its INT8 falls 1.7 mIoU below its FP32, beyond the measured drop band
     "peer-export-weight-changed": ("fp32", "onnx", {
-        f"test_peer_fp32_agrees_with_mxnet[{MODEL}-{runtime}]": f"{MODEL}+{runtime} on 48 images: the exported network "
-                                                                 "does not compute what MXNet's does" for runtime in PEERS}),
+        **{f"test_peer_fp32_agrees_with_mxnet[{MODEL}-{runtime}]": f"{MODEL}+{runtime} on 48 images: the exported network "
+                                                                    "does not compute what MXNet's does" for runtime in PEERS},
+        **{f"test_peer_int8_drop[{MODEL}-{runtime}]": "INT8 fell below FP32 by more than the tolerance" for runtime in PEERS}}),
     "peer-calibrated-on-constant-images": ("fp32", "onnx", {
         f"test_peer_int8_drop[{MODEL}-{runtime}]": "INT8 fell below FP32 by more than the tolerance" for runtime in PEERS}),
 }
@@ -145,8 +147,9 @@ PEER_CASES = {
 @pytest.mark.peer
 @pytest.mark.parametrize("fault", PEER_CASES)
 def test_a_broken_peer_export_or_quantization_fails_the_peer_check(fault, segcheck, pytester):
-    """The peers' gates, each with a fault of its own: a weight changed in the export fails FP32 agreement with MXNet;
-    calibration on constant images fails the peer's INT8 drop. The other peer check in the selection still passes."""
+    """The peers' gates, each with a fault of its own: a weight changed in the export fails FP32 agreement with MXNet
+    (and, as it quantizes worse, the INT8 drop); calibration on constant images fails the peer's INT8 drop, and the
+    agreement still passes."""
     folder = peers.environment_folder(segcheck.run.cache_dir)
     if peers.python_of(folder) is None:
         pytest.skip(peers.missing_message(folder))
@@ -157,6 +160,6 @@ def test_a_broken_peer_export_or_quantization_fails_the_peer_check(fault, segche
                      plugins=[Fault(fault), Reuse(case, parts=parts)])
     got = failed(done.outcomes)
     assert set(got) == set(expected), f"{fault}: failed {sorted(got)}, expected {sorted(expected)}:\n{done.result.stdout.str()[-3000:]}"
-    assert sum(outcome == "passed" for outcome, _ in done.outcomes.values()) == len(PEERS), done.outcomes
+    assert sum(outcome == "passed" for outcome, _ in done.outcomes.values()) == len(done.outcomes) - len(expected), done.outcomes
     for name, cause in expected.items():
         assert cause in got[name], f"{fault}: {name} failed with {got[name]!r}, expected it to say {cause!r}"

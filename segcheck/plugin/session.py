@@ -22,7 +22,6 @@ from ..gate import baselines, golden, noise, verdicts
 from ..gate.checks import CHANGED, ERROR, FAIL, FAILING, PASS, REGRESSED, SKIP, XFAIL, Check, of_peer_row, of_test, peer_row
 from ..measure import environment, guard, latency, peers
 from ..measure.cases import ModelCase
-from ..models import build
 from ..results import chart, report
 from ..results.records import RunResults
 
@@ -233,11 +232,6 @@ class SegcheckSession:
         name = case if isinstance(case, str) else case.name
         request.node.user_properties.append((RECORD, {"model": name, **payload}))
 
-    @property
-    def strict_changes(self) -> bool:
-        """Whether a CHANGED verdict fails (--strict-changes, or the configuration's strict_changes)."""
-        return bool(self.options.strict_changes or self.project.strict_changes)
-
     def judge(self, request, verdict: Check) -> None:
         """Attach the verdict to the report, then skip, xfail or fail as it says (CHANGED fails under --strict-changes)."""
         request.node.user_properties.append((VERDICT, {"status": verdict.status, "message": verdict.message,
@@ -249,7 +243,7 @@ class SegcheckSession:
             pytest.skip(verdict.message)
         if verdict.status == XFAIL:
             pytest.xfail(verdict.message)
-        if verdict.status == CHANGED and self.strict_changes:
+        if verdict.status == CHANGED and self.results.strict_changes:
             pytest.fail(f"--strict-changes: {verdict.message}", pytrace=False)
         assert not verdict.failed, verdict.message
 
@@ -261,6 +255,12 @@ class SegcheckSession:
         return golden_records is not None and reference is not None and (
             golden_records.reference.environment, golden_records.reference.recipe) == (reference.environment, reference.recipe)
 
+    def paired_images(self, case: ModelCase, precision: str, reference) -> list | None:
+        """The per-image confusion matrices of the golden run recorded where the row `reference` names was, which the
+        accuracy of `precision` pairs with image by image; None where there are none."""
+        recorded = self.golden(case, precision)
+        return recorded.per_image.get(precision) if self._paired(recorded, reference) else None
+
     def accuracy_verdict(self, case: ModelCase, precision: str, scores, evaluation) -> tuple:
         """(Lookup, Tolerances, Verdict) of the accuracy of `precision` against the baseline row (the verdict None
         where there is no row), paired over the images with the golden records of the same reference."""
@@ -268,8 +268,7 @@ class SegcheckSession:
         if found.row is None:
             return found, None, None
         tol = self.tolerances(case, found.reference, precision)
-        recorded = self.golden(case, precision)
-        then = recorded.per_image.get(precision) if self._paired(recorded, found.reference) else None
+        then = self.paired_images(case, precision, found.reference)
         verdict = verdicts.against_baseline(f"{case.name} {precision} on {evaluation.subset.describe()}", scores, found.row,
                                             precision, tol, found.reference, evaluation.per_image, then)
         return found, tol, verdict
@@ -294,7 +293,8 @@ class SegcheckSession:
         curve = recorded.sqnr_per_image if recorded and recorded.sqnr_per_image else None
         reference = recorded.reference if curve else None
         tol = self.tolerances(case, reference)
-        bands = self.noise.layer_bands(case.name, reference.differs, self.tier.tolerances) if curve else {}
+        own = "sqnr_drop_db" in case.config.tolerances  # a model's own band replaces the measured ones
+        bands = self.noise.layer_bands(case.name, reference.differs, self.tier.tolerances) if curve and not own else {}
         what = f"{case.name} on {loc.images} images (low-margin flip rate {100 * loc.flip_low_margin:.1f}%, all {100 * loc.flip_all:.2f}%)"
         return verdicts.layer_error(what, sqnr, now, curve, loc.upstream, tol, bands, reference)
 
@@ -302,7 +302,10 @@ class SegcheckSession:
         """What the model's INT8 figures say of a change against their reference: its accuracy against the row, its
         agreement and output SQNR, its layers (one below the floor counts as harm); the worst of them, or None where
         none compared.
-        The range and digest checks, which see a change but cannot weigh it, take their verdict from it."""
+        The range and digest checks, which see a change but cannot weigh it, take their verdict from it. None in a
+        shard."""
+        if self.run.shard is not None:
+            return None  # a shard's figures are of its block of images, the references' of the whole run
         if case.name not in self._judged:
             ev = case.evaluation("int8")
             found = [self.accuracy_verdict(case, "int8", ev.matrix.compute(self.convention), ev)[2], self.agreement_verdict(case)]
@@ -367,9 +370,8 @@ class SegcheckSession:
         if self.is_worker or not self.results.models:
             return False
         self.results.environment = self.environment.to_dict()
-        self.results.warnings += [w for w in build.FALLBACKS if w not in self.results.warnings]
         failed = False
-        if self.environment.onednn == baselines.UNKNOWN:
+        if self.environment.onednn == environment.UNKNOWN:
             why = ("oneDNN's probe read no version from its verbose log, so this run's environment key is unknown; its "
                    "comparisons took the recorded oneDNN for this one (never a wider tier)")
             self.results.warnings.append(why)

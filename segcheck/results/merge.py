@@ -26,7 +26,7 @@ from ..measure.metrics import ConfusionMatrix
 from . import report
 from .records import Figures, ModelResult, RunResults
 
-SAME = ("setting", "int8_key", "int8_source", "golden_digest", "classes", "tolerances", "baseline", "reference", "accuracy_tolerances", "min_speedup")
+SAME = ("setting", "int8_key", "int8_source", "golden_digest", "baseline_per_image", "classes", "tolerances", "baseline", "reference", "accuracy_tolerances", "min_speedup")
 RANK = {SKIP: 0, PASS: 1, XFAIL: 2, CHANGED: 3, ERROR: 4, FAIL: 5, REGRESSED: 6}  # a merged check keeps its worst shard's
 
 
@@ -44,7 +44,7 @@ def _fits(runs: list) -> None:
         return {k: value.get(k) for k in KEY_FIELDS} if key == "environment" else value
 
     for path, run in rest:
-        for key in ("tier", "convention", "environment"):
+        for key in ("tier", "convention", "environment", "strict_changes", "gate_drop_interval"):
             if described(run, key) != described(first, key):
                 raise SegcheckError(f"{path}: {key} {described(run, key)!r} differs from {described(first, key)!r} in "
                                     f"{first_path}; merge the shards of one run, made in one environment")
@@ -143,7 +143,8 @@ def merge_model(name: str, parts: list, convention: str, isa: str, gate_drop_int
             reference = first.reference.get(precision)
             merged.checks[ACCURACY.name(precision)] = verdicts.against_baseline(
                 f"{what} {precision}", s, Row(**first.baseline[precision]), precision,
-                Tolerances(**first.accuracy_tolerances[precision]), Reference(**reference) if reference else None)
+                Tolerances(**first.accuracy_tolerances[precision]), Reference(**reference) if reference else None,
+                getattr(merged, precision).per_image, first.baseline_per_image.get(precision))
     if len(scores) == 2 and tol is not None:
         interval = stats.paired_drop(*(stats.per_image_stats(getattr(merged, p).per_image, len(first.classes)) for p in PRECISIONS),
                                      convention)

@@ -61,6 +61,7 @@ class ModelResult:
     min_speedup: float | None = None  # the speed-up gate's minimum for this ISA, where one is recorded
     agreement_pct: float | None = None  # a peer's row: its FP32 argmax equal to MXNet's, percent of the pixels compared
     golden_digest: dict = field(default_factory=dict)  # a shard's: precision -> the golden digest and its reference, for merge
+    baseline_per_image: dict = field(default_factory=dict)  # a shard's: precision -> the golden per-image matrices, for merge
     checks: dict = field(default_factory=dict)  # check name -> Check
 
     def figures(self, precision: str) -> Figures:
@@ -109,12 +110,14 @@ class RunResults:
         return self.models.setdefault(name, ModelResult(name))
 
     def apply(self, payload: dict) -> None:
-        """Fold in what one gate test reported about its model (its figures, its subset, its baseline...)."""
+        """Fold in what one gate test reported about its model (its figures, its subset, its baseline...), and the
+        warnings it reported for the run (each once)."""
+        self.warnings += [w for w in payload.get("warnings", ()) if w not in self.warnings]
         result = self.model(payload["model"])
         for precision in ("fp32", "int8"):
             for key, value in payload.get(precision, {}).items():
                 setattr(result.figures(precision), key, value)
-        for key in ("baseline", "reference", "accuracy_tolerances", "golden_digest"):  # per precision: merged, each test its own
+        for key in ("baseline", "reference", "accuracy_tolerances", "golden_digest", "baseline_per_image"):  # per precision
             if key in payload:
                 setattr(result, key, {**getattr(result, key), **payload[key]})
         for key in ("subset", "setting", "int8_key", "int8_share", "int8_source", "classes", "tolerances", "min_speedup", "shard",
