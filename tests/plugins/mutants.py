@@ -22,11 +22,20 @@ import mxnet as mx
 import numpy as np
 from mxnet.contrib import quantization as q
 
+from segcheck.results.kills import SPEED, STRUCTURE  # the classes judged by one check alone (kills.UNSCORED)
+
 from faults import Int8Slowed, Patched
 
 POSITIONS = ("first", "middle", "last")
 SCALES = {"1/20": 1 / 20, "1/8": 1 / 8, "1/4": 1 / 4, "1/2": 1 / 2, "2": 2.0, "4": 4.0, "8": 8.0, "20": 20.0}
-SPEED = "speed"  # the class judged by the latency checks alone
+# Near the oracle's harm thresholds (a layer's own SQNR fall of 6 to 12 dB, a fall of agreement or mIoU of 0.5 to 1
+# point, as the exploration of this catalogue measured them): one layer's range scaled at a quarter and three quarters
+# of the graph and at its first layer, and every range scaled at once. The oracle decides what each is.
+NEAR = {("3", "first"): 3.0, ("5", "first"): 5.0, ("1/3", "first"): 1 / 3, ("1/6", "middle"): 1 / 6,
+        ("1/10", "middle"): 1 / 10, ("1/6", "quarter"): 1 / 6, ("1/8", "quarter"): 1 / 8, ("1/12", "quarter"): 1 / 12,
+        ("1/6", "three-quarter"): 1 / 6, ("1/8", "three-quarter"): 1 / 8, ("1/12", "three-quarter"): 1 / 12}
+EVERY_RANGE = {"0.7": 0.7, "0.75": 0.75, "0.8": 0.8}
+BENIGN = "benign by intent"  # the classes of variants a user would not call a regression (the oracle still judges each)
 
 
 @dataclass(frozen=True)
@@ -41,7 +50,8 @@ class Mutant:
 def _pick(items: list, position: str):
     if not items:
         raise LookupError("the mutant found no layer to change")
-    return items[{"first": 0, "middle": len(items) // 2, "last": len(items) - 1}[position]]
+    n = len(items)
+    return items[{"first": 0, "quarter": n // 4, "middle": n // 2, "three-quarter": 3 * n // 4, "last": n - 1}[position]]
 
 
 def layer_of(node: dict) -> str:
@@ -122,6 +132,81 @@ def _calibration_images(change, limit, examples, network, kwargs, state):
     kwargs["calib_data"] = _Images(kwargs["calib_data"], change, limit)
     if examples is not None:
         kwargs["num_calib_examples"] = examples
+    return kwargs
+
+
+def _every_range(edit, state):
+    """Every calibrated range changed as MXNet writes the table into the graph (_calibrate_quantized_sym)."""
+    original = q._calibrate_quantized_sym
+
+    def calibrate(qsym, th_dict):
+        return original(qsym, {key: edit(key, lo, hi) for key, (lo, hi) in th_dict.items()})
+
+    q._calibrate_quantized_sym = calibrate
+    return [(q, "_calibrate_quantized_sym", original)]
+
+
+def _jitter(amplitude, seed):
+    """Each bound of each range times 1 + u, u uniform in +-amplitude, seeded: a change well under a percent."""
+    rng = np.random.default_rng(seed)
+    draws = {}
+
+    def edit(key, lo, hi):
+        a, b = draws.setdefault(key, tuple(rng.uniform(-amplitude, amplitude, 2)))
+        return lo * (1 + a), hi * (1 + b)
+
+    return edit
+
+
+class _Listed(mx.io.DataIter):
+    """Calibration batches given as a list, described as the iterator they replace."""
+
+    def __init__(self, batches, like):
+        super().__init__(batches[0].shape[0])
+        self.batches, self.next_index = batches, 0
+        self.provide_data, self.provide_label = like.provide_data, like.provide_label
+
+    def reset(self):
+        self.next_index = 0
+
+    def next(self):
+        if self.next_index >= len(self.batches):
+            raise StopIteration
+        self.next_index += 1
+        return mx.io.DataBatch(data=[self.batches[self.next_index - 1]])
+
+
+def _other_images(cache_dir, start, examples, network, kwargs, state):
+    """The calibration batches swapped, inside MXNet's quantize_net_v2, for `examples` other images of the synthetic
+    VOC training split from image `start`: other images of the same distribution, read as segcheck reads them."""
+    from segcheck.data import loaders, synthetic
+
+    data = kwargs["calib_data"]
+    batch, _, _, crop = data.provide_data[0].shape
+    root = synthetic.ensure(cache_dir, "pascal_voc", synthetic.SyntheticSpec())
+    split = loaders.open_split(synthetic_kind(), root, "train", crop, cache_dir, "the synthetic tier", crop)
+    kwargs["calib_data"] = _Listed([x for x, _, _ in loaders.batches(split, range(start, start + examples), batch)], data)
+    kwargs["num_calib_examples"] = examples
+    return kwargs
+
+
+def synthetic_kind():
+    from segcheck.data.kinds import DATASETS
+
+    return DATASETS["pascal_voc"]
+
+
+def _reversed_order(network, kwargs, state):
+    """The same calibration batches, last first."""
+    data = kwargs["calib_data"]
+    data.reset()
+    batches = []
+    while True:
+        try:
+            batches.append(data.next().data[0])
+        except StopIteration:
+            break
+    kwargs["calib_data"] = _Listed(batches[::-1], data)
     return kwargs
 
 
@@ -239,7 +324,7 @@ def _catalogue() -> dict:
         for pos in POSITIONS:
             add(f"{label}-{pos}", "min/max mixed up", partial(_edit_table, edit, pos), True)
     for pos in POSITIONS:
-        add(f"fp32-layer-{pos}", "layer left in FP32", partial(_exclude_one, pos), True)
+        add(f"fp32-layer-{pos}", STRUCTURE, partial(_exclude_one, pos), True)
     for name, change, limit, examples in (
             ("calib-other-images", lambda d: mx.nd.flip(d, axis=3), None, None),
             ("calib-upside-down", lambda d: mx.nd.flip(d, axis=2), None, None),
@@ -262,7 +347,24 @@ def _catalogue() -> dict:
                          ("collector-other-layer", _from_another_layer)):
         add(name, "calibration collector", _Collector(change).patch)
     add("int8-slowed", SPEED, lambda state: [], replace_model=Int8Slowed().pytest_segcheck_model)
+    for (label, pos), k in NEAR.items():
+        add(f"near-scale-{label}-{pos}", "range scaled", partial(_edit_table, lambda lo, hi, k=k: (lo * k, hi * k), pos), True)
+    for label, k in EVERY_RANGE.items():
+        add(f"every-range-{label}", "every range scaled", partial(_every_range, lambda key, lo, hi, k=k: (lo * k, hi * k)))
+    for amplitude, seed in ((0.001, 1), (0.001, 2), (0.003, 1), (0.003, 2), (0.005, 1)):
+        add(f"benign-jitter-{amplitude * 100:g}pct-s{seed}", f"{BENIGN}: ranges jittered",
+            lambda state, amplitude=amplitude, seed=seed: _every_range(_jitter(amplitude, seed), state))
+    for start in (16, 48, 80, 112, 144, 176):  # not the sets the oracle's noise bands were measured on (32, 64, ..., 160)
+        add(f"benign-images-{start}", f"{BENIGN}: other calibration images", partial(_uses_cache, start, 32))
+    for examples in (48, 64):
+        add(f"benign-{examples // 16}x16", f"{BENIGN}: more calibration images", partial(_uses_cache, 0, examples))
+    add("benign-reversed-order", f"{BENIGN}: batch order", partial(_wrap_quantize_net, _reversed_order))
     return found
+
+
+def _uses_cache(start, examples, state):
+    """_other_images with the cache folder of the run the mutant is in (Mutation puts it into state)."""
+    return _wrap_quantize_net(partial(_other_images, state["cache_dir"], start, examples), state)
 
 
 MUTANTS = _catalogue()
@@ -290,10 +392,12 @@ class State(dict):
 
 
 class Mutation(Patched):
-    """A pytest plugin object: the mutant is in place from configure to unconfigure; `state` says what it hit."""
+    """A pytest plugin object: the mutant is in place from configure to unconfigure; `state` says what it hit.
+    `cache_dir`: the segcheck cache holding the synthetic data (the mutants that calibrate on other images read it)."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, cache_dir=None):
         self.mutant, self.state = MUTANTS[name], State()
+        dict.__setitem__(self.state, "cache_dir", cache_dir)
         super().__init__(lambda: self.mutant.patch(self.state))
 
     def pytest_segcheck_model(self, case, precision, model):
