@@ -45,12 +45,21 @@ def test_a_segmentation_fault_under_mxnet_is_a_crash_saying_so():
         guard.isolated("segfault", lambda: os.kill(os.getpid(), signal.SIGSEGV))
 
 
-def test_a_child_that_leaves_without_an_answer_or_hangs_is_a_crash(monkeypatch):
+@pytest.mark.parametrize("hang", [lambda: time.sleep(60), lambda: ctypes.CDLL(None).sleep(60)], ids=["in-python", "in-c"])
+def test_a_child_that_leaves_without_an_answer_or_hangs_is_a_crash(hang):
+    """A hang in C (libc's sleep: no Python code runs, no signal handler) is stopped as surely as one in Python: the
+    parent waits on the pipe, not on the child."""
     with pytest.raises(guard.BackendCrash, match="exited with status 3 without an answer"):
         guard.isolated("exit", lambda: os._exit(3))
-    monkeypatch.setenv("SEGCHECK_BACKEND_TIMEOUT", "0.5")
-    with pytest.raises(guard.BackendCrash, match=r"did not answer within 0.5 s \(SEGCHECK_BACKEND_TIMEOUT\)"):
-        guard.isolated("hang", lambda: time.sleep(60))
+    with pytest.raises(guard.BackendCrash, match=r"did not answer within 0.5 s \(--case-timeout, or the configuration's"):
+        guard.isolated("hang", hang, timeout_s=0.5)  # had it waited for the child, it would say the child exited
+
+
+def test_a_case_may_take_what_its_work_needs():
+    """At least 300 s; three times the estimate of a larger work (1449 images at 480 px: hours); what is configured."""
+    assert guard.limit(48, 64) == guard.LEAST_S
+    assert guard.limit(1449, 480) == pytest.approx(3 * 1449 * guard.SECONDS_PER_IMAGE_AT_64 * (480 / 64) ** 2)
+    assert guard.limit(1449, 480, configured=5.0) == 5.0
 
 
 def test_an_answer_that_cannot_travel_is_an_error_of_its_own():

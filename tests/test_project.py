@@ -12,6 +12,8 @@ from segcheck.errors import MissingResource
 GOOD = """
 baselines = "gate/baselines.json"
 metric_convention = "present"
+strict_changes = true
+case_timeout = 900
 
 [[models]]
 name = "my_fcn"
@@ -38,7 +40,7 @@ def test_a_configuration_loads_with_paths_read_from_its_folder(tmp_path):
     (tmp_path / "segcheck.toml").write_text(GOOD)
     p = project.find(tmp_path)
     assert p.path == tmp_path / "segcheck.toml" and p.baselines == tmp_path / "gate/baselines.json"
-    assert (p.tier, p.metric_convention) == ("real", "present")
+    assert (p.tier, p.metric_convention, p.strict_changes, p.case_timeout) == ("real", "present", True, 900.0)
     mine, psp, exported = p.models
     assert (mine.name, mine.network.name, mine.weights, mine.data.root) == (
         "my_fcn", "fcn_resnet50_voc", tmp_path / "weights/my.params", tmp_path / "data/voc")
@@ -108,6 +110,8 @@ MODEL = '[[models]]\nnetwork = "fcn_resnet101_voc"\n'
     (MODEL + 'peer = ["tensorrt"]\n', "models[0].peer[0]", "'tensorrt' is not one of onnxruntime, openvino"),
     (MODEL + 'peer = ["openvino", "openvino"]\n', "models[0].peer[1]", "'openvino' is named twice"),
     (MODEL + 'name = "fcn+openvino"\n', "models[0].name", "ends like a peer runtime's row"),
+    ('case_timeout = 0\n' + MODEL, "case_timeout", "is outside"),
+    ('strict_changes = "yes"\n' + MODEL, "strict_changes", "expected true or false"),
 ])
 def test_malformed_configuration_is_one_error_naming_file_and_key(tmp_path, text, key, problem):
     path = tmp_path / "segcheck.toml"

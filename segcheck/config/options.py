@@ -34,6 +34,16 @@ def non_negative(text) -> int:
     return _integer(text, 0, "non-negative")
 
 
+def positive_seconds(text) -> float:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
 def count_or_all(text) -> int | str:
     return ALL if text == ALL else positive(text)
 
@@ -122,6 +132,9 @@ RUN = (
     Option(("--segcheck-cache", "--cache-dir"), "segcheck's model and data cache (default $SEGCHECK_CACHE_DIR, else ~/.cache/segcheck)"),
     *(Option((kind.option,), f"{kind.key} root (else ${kind.env}, else {kind.default_root})") for kind in DATASETS.values()),
     Option(("--skip-bad",), "leave out unreadable samples with a warning (they are counted) instead of failing", flag=True),
+    Option(("--case-timeout",), "seconds a case's backend work (calibration, an evaluation, the per-layer comparison, a "
+           "peer run) may take before it is stopped and its checks fail (default: the configuration's case_timeout, else "
+           "the larger of 300 s and three times its estimate)", positive_seconds, metavar="SECONDS"),
     Option(("--isa",), f"cap oneDNN at this ISA level ({', '.join(isa.CAPS)}; oneDNN's names such as avx512_core_vnni "
            "too), set before MXNet runs; amx also asks Linux for the tile permission (default: the configuration's isa, "
            "else oneDNN's own choice)", isa_level, metavar="LEVEL"),

@@ -22,7 +22,7 @@ from .recipes import CALIB_MODES, CONVENTIONS, DEFAULT_TIER, PEERS, QUANTIZED_DT
 from .tolerances import OWN_KEYS
 
 CONFIG_FILE = "segcheck.toml"
-TOP_KEYS = ("baselines", "tier", "metric_convention", "isa", "strict_changes", "models")
+TOP_KEYS = ("baselines", "tier", "metric_convention", "isa", "strict_changes", "case_timeout", "models")
 MODEL_KEYS = ("name", "network", "model", "backbone", "export", "weights", "dataset", "int8", "tolerances", "min_speedup", "peer")
 DATASET_KEYS = ("name", "root", "split", "crop_size", "base_size", "num_images")
 INT8_KEYS = ("export", "mode", "dtype", "batches", "batch_size", "split", "start", "exclude")
@@ -71,6 +71,7 @@ class Project:
     models: tuple
     isa: str | None = None  # the ISA level oneDNN is capped at for this project's runs (config.isa); None: oneDNN's choice
     strict_changes: bool = False  # a CHANGED verdict fails the run (snapshot semantics), as --strict-changes
+    case_timeout: float | None = None  # seconds a case's backend work may take, as --case-timeout
 
     @property
     def folder(self) -> Path:
@@ -167,7 +168,8 @@ class _Loader:
                     raise
                 self.read.fail(self.key("isa"), str(err))
         strict = self.read.boolean(doc.get("strict_changes", False), self.key("strict_changes"))
-        return Project(self.path, baselines, tier, convention, entries, level, strict)
+        timeout = self.read.number(doc["case_timeout"], self.key("case_timeout"), 1.0, 1e6) if "case_timeout" in doc else None
+        return Project(self.path, baselines, tier, convention, entries, level, strict, timeout)
 
     def model(self, doc, key: str) -> ModelEntry:
         self.read.obj(doc, key, (), MODEL_KEYS)

@@ -99,15 +99,20 @@ class ModelCase:
         self._replaced.add(precision)
         return replaced
 
-    def _isolated(self, what: str, work):
-        """`work` in a forked child (guard.isolated); a crash is raised again for every later call of the same work."""
+    def _isolated(self, what: str, work, images: int):
+        """`work` over `images` images in a forked child (guard.isolated), stopped past the case's timeout for that much
+        work (guard.limit); a crash is raised again for every later call of the same work."""
         if what in self._crashes:
             raise self._crashes[what]
         try:
-            return guard.isolated(f"{self.name} {what}", work)
+            return guard.isolated(f"{self.name} {what}", work, self.timeout(images))
         except guard.BackendCrash as crash:
             self._crashes[what] = crash
             raise
+
+    def timeout(self, images: int) -> float:
+        """Seconds a child doing this case's work over `images` images may take (guard.limit)."""
+        return guard.limit(images, self.config.crop_size, self.config.run.case_timeout)
 
     @property
     def fp32(self):
@@ -146,7 +151,7 @@ class ModelCase:
             def calibrate_and_run() -> None:  # in the child: what it makes reaches this process through the cache
                 pipeline.int8_model(self.config, recipe)
 
-            self._isolated("INT8 model (calibration and first run)", calibrate_and_run)
+            self._isolated("INT8 model (calibration and first run)", calibrate_and_run, recipe.num_examples + 1 if recipe else 1)
             return self._stepped_in("int8", pipeline.int8_model(self.config, recipe))
 
         return self._part("int8", build)
@@ -169,7 +174,7 @@ class ModelCase:
         def compare():
             images = [x for x, _, _ in loaders.batches(self.val, loaders.first(self.val, min(LAYER_IMAGES, len(self.val))), 1)]
             fp32, int8 = self.fp32, self.int8.block
-            return self._isolated("per-layer comparison", lambda: layers.localise(fp32, int8, images))
+            return self._isolated("per-layer comparison", lambda: layers.localise(fp32, int8, images), 2 * len(images))
 
         return self._part("localisation", compare)
 
@@ -188,10 +193,10 @@ class ModelCase:
             net = pipeline.fp32_net(self.config, fused=False)
             replaced = self._asked("pytest_segcheck_peer_network", net=net)
             if replaced is None:
-                return self._isolated("ONNX export", lambda: pipeline.onnx_model(self.config, net))
+                return self._isolated("ONNX export", lambda: pipeline.onnx_model(self.config, net), 1)
             folder = Path(tempfile.mkdtemp(prefix="segcheck-onnx-"))
             weakref.finalize(self, shutil.rmtree, folder, True)
-            return self._isolated("ONNX export", lambda: onnx_export.export(replaced, self.config.crop_size, folder / "model.onnx"))
+            return self._isolated("ONNX export", lambda: onnx_export.export(replaced, self.config.crop_size, folder / "model.onnx"), 1)
 
         return self._remembered("onnx", export)
 
@@ -212,7 +217,8 @@ class ModelCase:
                 raise SegcheckError(f"{self.name}: a plugin's pytest_segcheck_peer_calibration returned no batches")
             indices = loaders.shard(loaders.first(self.val, self.config.num_images), self.config.run.shard)
             return peers.gate_run(runtime, self.onnx, self.val, indices, batches if replaced is None else replaced,
-                                  self.config.run.cache_dir, self._peer_latency, skip_bad)
+                                  self.config.run.cache_dir, self._peer_latency, skip_bad,
+                                  self.timeout(len(indices) + recipe.num_examples))
 
         return self._remembered(f"peer-{runtime}", gate)
 
@@ -227,7 +233,7 @@ class ModelCase:
             def predict_all():
                 return np.concatenate([predict(model, x) for x, _, _ in loaders.batches(self.val, [where[i] for i in ids], 1)])
 
-            self._predictions[key] = self._isolated(f"FP32 predictions of {len(ids)} images", predict_all)
+            self._predictions[key] = self._isolated(f"FP32 predictions of {len(ids)} images", predict_all, len(ids))
         return self._predictions[key]
 
     def _remembered(self, part: str, make):
@@ -258,7 +264,7 @@ class ModelCase:
             def evaluated():
                 return self._isolated(f"{precision} evaluation", lambda: evaluate(
                     model, self.val, indices, self.config.run.batch_size, self.config.run.skip_bad,
-                    desc=f"evaluating {self.name} {precision}", keep=keep, reference=reference))
+                    desc=f"evaluating {self.name} {precision}", keep=keep, reference=reference), len(indices))
 
             if precision != "fp32":
                 return evaluated()

@@ -34,14 +34,23 @@ def in_process() -> bool:
     return not hasattr(os, "fork") or os.environ.get("SEGCHECK_IN_PROCESS", "") == "1"
 
 
-def timeout_s() -> float:
-    """How long a child may take: $SEGCHECK_BACKEND_TIMEOUT seconds (default an hour), read at each call."""
-    return float(os.environ.get("SEGCHECK_BACKEND_TIMEOUT", "3600"))
+LEAST_S = 300.0  # the shortest default timeout of a case's work
+# Fused FP32 at 64 px on this project's 2-core AMD EPYC (about 60 ms); INT8 and the unfused calibration forward cost no
+# more per image. A forward costs as the crop's area: at 480 px, 3.4 s (measured 2.3 to 4.5 s).
+SECONDS_PER_IMAGE_AT_64 = 0.06
 
 
-def isolated(what: str, work):
+def limit(images: int, crop: int, configured: float | None = None) -> float:
+    """How long a child doing work over `images` images at `crop` px may take before it is stopped: `configured`
+    (--case-timeout, the configuration's case_timeout), else the larger of LEAST_S and three times the estimate."""
+    if configured is not None:
+        return float(configured)
+    return max(LEAST_S, 3 * images * SECONDS_PER_IMAGE_AT_64 * (crop / 64) ** 2)
+
+
+def isolated(what: str, work, timeout_s: float = LEAST_S):
     """`work()` run in a forked child; its result, or its exception raised here. `what` names the work in a crash
-    ("fcn_resnet101_voc int8 evaluation")."""
+    ("fcn_resnet101_voc int8 evaluation"); a child that has not answered within `timeout_s` is stopped."""
     if in_process():
         return work()
     sys.stdout.flush()
@@ -53,7 +62,7 @@ def isolated(what: str, work):
         _answer(what, work, write_end)
     os.close(write_end)
     try:
-        data = _read_all(read_end, pid, what)
+        data = _read_all(read_end, what, timeout_s)
     except BaseException:
         os.kill(pid, signal.SIGKILL)  # an interrupt or a timeout here leaves no child behind
         os.waitpid(pid, 0)
@@ -105,16 +114,17 @@ def _death(what: str, status: int) -> str:
     return f"{what}: the backend process exited with status {code} without an answer{note}"
 
 
-def _read_all(fd: int, pid: int, what: str) -> bytes:
-    """Everything the child writes, until it closes the pipe; a child that takes longer than timeout_s() is stopped."""
-    chunks, limit = [], timeout_s()
-    deadline = time.monotonic() + limit
+def _read_all(fd: int, what: str, seconds: float) -> bytes:
+    """Everything the child writes, until it closes the pipe; a child that takes longer than `seconds` is stopped,
+    whatever it is doing (a loop in Python, a call blocked in C): the parent waits on the pipe, not on the child."""
+    chunks = []
+    deadline = time.monotonic() + seconds
     with os.fdopen(fd, "rb") as pipe:
         while True:
             ready, _, _ = select.select([pipe], [], [], max(0.0, deadline - time.monotonic()))
             if not ready:
-                raise BackendCrash(f"{what}: the backend did not answer within {limit:g} s "
-                                   "(SEGCHECK_BACKEND_TIMEOUT); it was stopped")
+                raise BackendCrash(f"{what}: the backend did not answer within {seconds:g} s (--case-timeout, or the "
+                                   "configuration's case_timeout); it was stopped")
             chunk = pipe.read1(1 << 20)
             if not chunk:
                 return b"".join(chunks)

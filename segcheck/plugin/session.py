@@ -84,6 +84,8 @@ class SegcheckSession:
     @classmethod
     def start(cls, config, project: Project, options: GateOptions) -> "SegcheckSession":
         run = RunConfig.from_options(options, options.tier or project.tier)
+        if run.case_timeout is None and project.case_timeout is not None:
+            run = run.with_(case_timeout=project.case_timeout)
         table = baselines.load(options.baselines or project.baselines, missing_ok=True)
         _no_effect(options, run, project, table)
         existing = table.tiers.get(run.tier)

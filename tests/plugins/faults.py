@@ -117,6 +117,24 @@ class _Slowed:
         return self.block(x)
 
 
+class _HangsInC:
+    """An INT8 forward blocked in C (libc's sleep: no Python code runs, no signal handler), as a deadlocked kernel is."""
+
+    def __init__(self, block):
+        self.block = block
+
+    def __call__(self, x):
+        ctypes.CDLL(None).sleep(3600)
+        return self.block(x)
+
+
+class Int8HangsInC:
+    """The FCN models' INT8 forward hangs in C: their INT8 cases must fail past the case timeout, the others pass."""
+
+    def pytest_segcheck_model(self, case, precision, model):
+        return replace(model, block=_HangsInC(model.block)) if precision == "int8" and case.name.startswith("fcn") else None
+
+
 class Int8Slowed:
     def pytest_segcheck_model(self, case, precision, model):
         return replace(model, block=_Slowed(model.block)) if precision == "int8" else None
@@ -172,6 +190,7 @@ FAULTS = {
     "every-conv-excluded": EveryConvExcluded,
     "fp32-weights-perturbed": Fp32WeightsPerturbed,
     "int8-slowed": Int8Slowed,
+    "int8-native-hang": Int8HangsInC,
     "ignore-label-counted": lambda: Patched(_ignore_label_counted),
     "backend-abort": lambda: Patched(_backend_abort),
     "peer-export-weight-changed": PeerExportWeightChanged,
