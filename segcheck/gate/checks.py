@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from ..config.recipes import PEERS
 
 PASS, FAIL, REGRESSED, SKIP, ERROR, CHANGED, XFAIL = "PASS", "FAIL", "REGRESSED", "SKIP", "ERROR", "CHANGED", "XFAIL"
-# FAIL: an absolute check broke (the INT8 drop, the graph, the speed-up); REGRESSED: against the reference it replaces, a
-# figure fell beyond noise and harm cannot be excluded; CHANGED: beyond noise, not shown harmful (it fails only under
-# --strict-changes, the run's mode: see failing()).
+# FAIL: an absolute check broke (the INT8 drop, the graph, the speed-up); REGRESSED: against the reference it replaces,
+# a figure fell beyond noise with confidence and harm cannot be excluded; CHANGED: beyond noise, not shown harmful (it
+# fails only under --strict-changes, the run's mode: see failing()).
 FAILING = (FAIL, REGRESSED, ERROR)
 PRECISIONS = ("fp32", "int8")
 SEED_PREFIX = {"fp32": "fp32", "int8": "s8"}

@@ -3,11 +3,12 @@ recipe, MXNet or ISA), paired image by image, with a seeded bootstrap interval o
 
 Each figure ends in one of three verdicts:
 - PASS: the change lies within the noise band (the tolerance of the tier of what differs);
-- REGRESSED: the figure fell beyond the noise band, and harm cannot be excluded: the interval's far end reaches the
-  harm threshold (a fall that may be harm fails; the benign variation the band was measured on stays inside it);
-- CHANGED: anything else beyond the band: a rise, or a fall the interval shows to stay short of harm.
-Where the reference holds no per-image figures (a published table), nothing bounds the change: a fall beyond the noise
-band is REGRESSED.
+- REGRESSED: the figure fell beyond the noise band with confidence (the interval's near end is past the band) and harm
+  cannot be excluded (its far end reaches the harm threshold);
+- CHANGED: anything else beyond the band: a rise, a fall the interval cannot tell from noise (mIoU on 48 images moves
+  by tenths of a point under a change that alters no prediction's class), or one it shows to stay short of harm.
+Where the reference holds no per-image figures (a published table), the interval is the point itself: a fall beyond
+the noise band that reaches the harm threshold is REGRESSED.
 """
 
 from __future__ import annotations
@@ -41,8 +42,8 @@ class Shift:
     def status(self) -> str:
         if abs(self.change) <= self.tolerance:
             return PASS
-        if self.change < -self.tolerance and (-self.low >= self.harm or not self.images):
-            return REGRESSED  # a fall beyond noise that may be harm; with no per-image figures, nothing excludes harm
+        if -self.high > self.tolerance and -self.low >= self.harm:
+            return REGRESSED  # a fall beyond noise with confidence (the whole interval), and harm inside it
         return CHANGED
 
     def describe(self) -> str:
@@ -50,8 +51,10 @@ class Shift:
         interval = (f", {self.confidence:.0%} interval [{self.low:+.2f}, {self.high:+.2f}] over {self.images} images"
                     if self.images else "")
         why = {PASS: f"within the noise band ±{self.tolerance:.3g}",
-               REGRESSED: f"fell beyond the noise band {self.tolerance:.3g}, and a fall of {self.harm:g} (harm) is inside the interval",
-               CHANGED: f"beyond the noise band ±{self.tolerance:.3g}, not shown harmful (harm: a fall of {self.harm:g})"}[self.status]
+               REGRESSED: f"fell beyond the noise band {self.tolerance:.3g} with confidence, and a fall of {self.harm:g} "
+                          "(harm) is inside the interval",
+               CHANGED: f"beyond the noise band ±{self.tolerance:.3g}, not shown harmful (harm: a fall of {self.harm:g}, "
+                        "beyond the band over the whole interval)"}[self.status]
         return f"{self.figure} {self.then:.2f} -> {self.now:.2f}{unit} ({self.change:+.2f}{interval}): {why}"
 
 
