@@ -277,6 +277,18 @@ class _Reader(Reader):
         )
 
 
+def read_beside(path: Path, what: str, remedy: str) -> tuple:
+    """(strict reader, parsed JSON) of a machine-written file beside the baseline file (golden records, per-layer
+    noise); a file that cannot be read or parsed is one error naming it, `what` it holds and the `remedy`."""
+    reader = Reader(path, remedy, BaselineError)
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise BaselineError(f"{path}: cannot read the {what} ({err}); {remedy}") from None
+    reader.obj(doc, "", ("schema", "tiers"))
+    return reader, doc
+
+
 def check_schema(reader: Reader, doc: dict, schema: int, migrate: str) -> None:
     """The document's schema is `schema`; an older one says how to migrate it (`migrate`: the command)."""
     found = doc["schema"]

@@ -8,13 +8,11 @@ In a matching environment and setting, two runs agree bit for bit, so any differ
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import atomic
-from ..strict import Reader
-from .baselines import (BaselineError, Reference, check_schema, difference, dumps, entry_for, migrated_entry, nearest,
+from .baselines import (Reference, check_schema, difference, dumps, entry_for, migrated_entry, nearest, read_beside,
                         read_older)
 
 SCHEMA = 2  # as baselines.SCHEMA: each entry keyed by its INT8 key too
@@ -47,13 +45,7 @@ class Golden:
 def _read(path: Path) -> dict:
     if not path.exists():
         return {"schema": SCHEMA, "tiers": {}}
-    reader = Reader(path, "restore it from git, or record it again with --update-baselines", BaselineError)
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise BaselineError(f"{path}: cannot read the golden records ({err}); restore it from git or record it again "
-                            "with --update-baselines") from None
-    reader.obj(doc, "", ("schema", "tiers"))
+    reader, doc = read_beside(path, "golden records", "restore it from git, or record it again with --update-baselines")
     check_schema(reader, doc, SCHEMA, f"segcheck migrate {baselines_of(path)}")
     for tier, value in reader.obj(doc["tiers"], "tiers", free=True).items():
         if not isinstance(value, list):

@@ -14,8 +14,7 @@ from pathlib import Path
 
 from .. import atomic
 from ..config.tolerances import TIERS, ToleranceTable, combine, derived
-from ..strict import Reader
-from .baselines import BaselineError
+from .baselines import read_beside
 
 SCHEMA = 1
 KEY = "sqnr_drop_db"  # the tolerance a layer's own band stands in for
@@ -50,13 +49,7 @@ def load(baselines_path, tier: str) -> LayerNoise:
     path = path_for(baselines_path)
     if not path.exists():
         return LayerNoise()
-    reader = Reader(path, "restore it from git, or measure again with segcheck noise --write", BaselineError)
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise BaselineError(f"{path}: cannot read the per-layer noise ({err}); restore it from git or measure again with "
-                            "segcheck noise --write") from None
-    reader.obj(doc, "", ("schema", "tiers"))
+    reader, doc = read_beside(path, "per-layer noise", "restore it from git, or measure again with segcheck noise --write")
     if doc["schema"] != SCHEMA:
         reader.fail("schema", f"expected {SCHEMA}, got {doc['schema']!r}")
     models = reader.obj(reader.obj(doc["tiers"], "tiers", free=True).get(tier, {}), f"tiers.{tier}", free=True)
