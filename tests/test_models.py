@@ -3,6 +3,7 @@
 import json
 import logging
 import shutil
+import time
 from importlib import metadata
 from pathlib import Path
 
@@ -339,6 +340,12 @@ def test_cache_builds_once_and_rebuilds_damaged_entries(tmp_path, caplog):
         assert "is damaged" in caplog.text and "rebuilding it" in caplog.text
         assert (first.path / "weights.bin").read_bytes() == b"abc" * 10
         caplog.clear()
+    # ... and each rebuild is a warning of the run that made it, not of a later one
+    rebuilt = cache.rebuilt_since(tmp_path, 0.0)
+    assert all(first.path.name in w and "was rebuilt" in w for w in rebuilt), rebuilt
+    for why in ("weights.bin does not match its sha256", "weights.bin missing", "manifest belongs to another key"):
+        assert any(f"({why})" in w for w in rebuilt), (why, rebuilt)
+    assert cache.rebuilt_since(tmp_path, time.time() + 1) == [] and cache.rebuilt_since(tmp_path / "none", 0.0) == []
 
 
 def test_failed_build_leaves_nothing_half_written(tmp_path):
@@ -407,6 +414,33 @@ def test_fp32_fusion_gives_a_fused_graph_with_unchanged_outputs(small_net, tmp_p
     fused = build.fuse(net, SMALL_CROP)
     graph, _ = _graph(fused, tmp_path)
     assert graph.unfused_convs == 0 and graph.fp32_convs == graph.convs > 50
+    assert_close_to_scale(logits(fused, x).asnumpy(), reference)
+
+
+def test_the_subgraph_builders_failure_takes_the_other_route_and_says_so(small_net, tmp_path, monkeypatch):
+    """MXNet 1.8's hybridize(backend='MKLDNN') failing on these graphs (its error injected): the network is fused the
+    other way, with the same outputs, and the route joins FALLBACKS, which the run's warnings report."""
+    if not build.hybridize_takes_backend():
+        pytest.skip(f"MXNet {mx.__version__} has no hybridize(backend=...)")
+    original, calls = build.materialise, []
+
+    def fails_first(net, crop):
+        calls.append(crop)
+        if len(calls) == 1:
+            raise mx.base.MXNetError(f"Check failed: {build.SUBGRAPH_BUG}")
+        return original(net, crop)
+
+    monkeypatch.setattr(build, "materialise", fails_first)
+    monkeypatch.setattr(build, "FALLBACKS", [])
+    net = build.build(SMALL, SMALL_CROP)
+    params = tmp_path / "small.params"
+    small_net.save_parameters(str(params))
+    build.load_params(net, params)
+    x = seeded_input((1, 3, SMALL_CROP, SMALL_CROP), -2, 2)
+    reference = net(x)[0].asnumpy()
+    fused = build.fuse(net, SMALL_CROP)
+    assert len(calls) == 2 and isinstance(fused, mx.gluon.SymbolBlock)
+    assert len(build.FALLBACKS) == 1 and "fused through get_backend_symbol('MKLDNN')" in build.FALLBACKS[0]
     assert_close_to_scale(logits(fused, x).asnumpy(), reference)
 
 

@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import shutil
+import time
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -91,11 +92,42 @@ def _intact(folder: Path, key: str) -> dict | None:
         return manifest
     except FileNotFoundError as err:
         if folder.exists():
-            log.warning("cache entry %s is damaged (%s missing); rebuilding it", folder, Path(err.filename).name)
+            _damaged(folder, f"{Path(err.filename).name} missing")
         return None
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
-        log.warning("cache entry %s is damaged (%s); rebuilding it", folder, err)
+        _damaged(folder, str(err))
         return None
+
+
+REBUILT = "rebuilt.jsonl"  # beside the entries: one line per damaged entry found, from whichever process found it
+
+
+def _damaged(folder: Path, why: str) -> None:
+    """Logged, and noted beside the entries (a forked child finds most of them), so that the run says so."""
+    log.warning("cache entry %s is damaged (%s); rebuilding it", folder, why)
+    line = json.dumps({"time": time.time(), "entry": folder.name, "why": why}) + "\n"
+    try:
+        with open(folder.parent / REBUILT, "a", encoding="utf-8") as out:  # one short append: whole lines
+            out.write(line)
+    except OSError:
+        pass  # the log line above still says it
+
+
+def rebuilt_since(cache_dir, started: float) -> list:
+    """What this run did otherwise than asked in the cache: one warning per damaged entry found since `started`."""
+    try:
+        lines = (Path(cache_dir) / "models" / REBUILT).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return []
+    found = []
+    for line in lines:
+        try:
+            note = json.loads(line)
+            if note["time"] >= started:
+                found.append(f"cache entry {note['entry']} was damaged ({note['why']}) and was rebuilt")
+        except (ValueError, KeyError, TypeError):
+            continue
+    return list(dict.fromkeys(found))
 
 
 def get_or_build(cache_dir, kind: str, fields: dict, build) -> Entry:

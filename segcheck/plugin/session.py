@@ -8,6 +8,7 @@ outcomes always agree, and pytest-xdist workers' reports merge on the controller
 from __future__ import annotations
 
 import os
+import time
 from functools import cached_property
 
 import pytest
@@ -22,6 +23,7 @@ from ..gate import baselines, golden, noise, verdicts
 from ..gate.checks import CHANGED, ERROR, FAIL, FAILING, PASS, REGRESSED, SKIP, XFAIL, Check, of_peer_row, of_test, peer_row
 from ..measure import environment, guard, latency, peers
 from ..measure.cases import ModelCase
+from ..models import cache
 from ..results import chart, report
 from ..results.records import RunResults
 
@@ -80,6 +82,7 @@ class SegcheckSession:
         self._cases: dict = {}
         self._golden: dict = {}
         self._judged: dict = {}
+        self.started = time.time()  # cache entries found damaged since then are this run's warnings
 
     @classmethod
     def start(cls, config, project: Project, options: GateOptions) -> "SegcheckSession":
@@ -117,6 +120,8 @@ class SegcheckSession:
     def unavailable(self, err: MissingResource):
         if isinstance(err, peers.PeerMissing) and self.run.peers is not None:
             pytest.fail(f"--peer: {err}", pytrace=False)
+        if isinstance(err, peers.PeerEnvironmentMissing) and self.require_baseline:
+            pytest.fail(f"{self.require_baseline}: the configuration names peers: {err}", pytrace=False)
         if self.options.require_real:
             pytest.fail(f"--require-real: {err}", pytrace=False)
         pytest.skip(str(err))
@@ -373,6 +378,7 @@ class SegcheckSession:
             return False
         self.results.environment = self.environment.to_dict()
         failed = False
+        self.results.warnings += [w for w in cache.rebuilt_since(self.run.cache_dir, self.started) if w not in self.results.warnings]
         if self.environment.onednn == environment.UNKNOWN:
             why = ("oneDNN's probe read no version from its verbose log, so this run's environment key is unknown; its "
                    "comparisons took the recorded oneDNN for this one (never a wider tier)")
