@@ -2,9 +2,11 @@
 their own virtualenv (measure.peers, measure.peer_runner), in FP32 against MXNet's output and in INT8, and every way
 a peer run can fail, each one clear error. Tests that run the peers skip without the peer environment."""
 
+import functools
 import io
 import json
 import sys
+from pathlib import Path
 
 import mxnet as mx
 import numpy as np
@@ -186,6 +188,18 @@ def test_a_runner_that_dies_is_a_peer_crash(tmp_path, script, expected):
     asked = {"runtime": "onnxruntime", "precision": "int8", "out": str(tmp_path / "out")}
     with pytest.raises(peers.PeerCrash, match=rf"^peer runner for onnxruntime int8 {expected}"):
         peers.run(sys.executable, asked, 1 if "sleep" in script else TIMEOUT_S, runner=runner)
+
+
+def test_a_gate_runs_peer_log_outlives_its_temporary_folder(segcheck, tmp_path, monkeypatch):
+    """The runner's output, named in the error, is still there when the error is read (its images' folder is gone)."""
+    runner = tmp_path / "runner.py"
+    runner.write_text("import sys\nprint('the runtime said why')\nsys.exit(3)\n")
+    monkeypatch.setattr(peers, "usable_python", lambda cache_dir: Path(sys.executable))
+    monkeypatch.setattr(peers, "run", functools.partial(peers.run, runner=runner))
+    with pytest.raises(peers.PeerCrash, match=r"exit status 3 without an answer \(the runtime said why\); its log is (\S+)$") as err:
+        peers.gate_run("onnxruntime", tmp_path / "model.onnx", segcheck.case("fcn_resnet101_voc").val, [0], [], tmp_path / "cache")
+    log = Path(str(err.value).rpartition("its log is ")[2])
+    assert log == peers.peer_log(tmp_path / "cache", "onnxruntime", "fp32") and "the runtime said why" in log.read_text()
 
 
 def test_a_stale_answer_is_not_taken_for_a_new_one(tmp_path):

@@ -207,8 +207,9 @@ def _last_line(log: Path) -> str:
         return ""
 
 
-def run(python, request: dict, timeout_s: float, runner=RUNNER) -> dict:
-    """Run the peer runner on `request` (written to <out>/request.json) with interpreter `python` and return its answer.
+def run(python, request: dict, timeout_s: float, runner=RUNNER, log: Path | None = None) -> dict:
+    """Run the peer runner on `request` (written to <out>/request.json) with interpreter `python` and return its answer;
+    its output goes to `log` (default <out>/runner.log), which the error messages name.
 
     PeerCrash when the runner dies by a signal, outlives `timeout_s` or exits without an answer;
     SegcheckError with the runner's own error line when it answers that it failed.
@@ -216,7 +217,8 @@ def run(python, request: dict, timeout_s: float, runner=RUNNER) -> dict:
     out = Path(request["out"])
     what = f"{request.get('runtime', '?')} {request.get('precision', '?')}"
     atomic.ensure_writable(out, "choose a writable folder for the peer's answer")
-    answer_file, log = out / "answer.json", out / "runner.log"
+    answer_file, log = out / "answer.json", Path(log) if log else out / "runner.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
     answer_file.unlink(missing_ok=True)
     request_file = atomic.write_json(out / "request.json", {k: str(v) if isinstance(v, Path) else v for k, v in request.items()})
     with open(log, "wb") as handle:
@@ -250,6 +252,11 @@ ANSWER_KEYS = ("predictions", "latency", "quantizer", "versions", "quantized_ops
 
 class PeerMissing(MissingResource):
     """No usable peer environment: the peer cases skip, naming the command that makes one."""
+
+
+class PeerEnvironmentMissing(PeerMissing):
+    """The peer virtualenv is not there: a CI gate whose models name peers fails, since its peer cases would compare
+    nothing (an MXNet without an exporter, which no install can fix here, still skips)."""
 
 
 @dataclass(frozen=True)
@@ -310,8 +317,13 @@ def usable_python(cache_dir) -> Path:
     folder = environment_folder(cache_dir)
     python = python_of(folder)
     if python is None:
-        raise PeerMissing(missing_message(folder))
+        raise PeerEnvironmentMissing(missing_message(folder))
     return python
+
+
+def peer_log(cache_dir, runtime: str, precision: str) -> Path:
+    """Where a gate run keeps the peer runner's output, past the temporary folder of its images (the last run's)."""
+    return Path(cache_dir) / "peer-logs" / f"{runtime}-{precision}.log"
 
 
 def gate_run(runtime: str, onnx: Path, split, indices, calibration, cache_dir, latency: dict = LATENCY,
@@ -330,7 +342,7 @@ def gate_run(runtime: str, onnx: Path, split, indices, calibration, cache_dir, l
             what = f"{runtime} {precision}"
             answer = run(python, {"onnx": onnx, "runtime": runtime, "precision": precision, "eval": images, "calib": calib,
                                   "quantizer": QUANTIZER[runtime], "latency": latency, "threads": threads(),
-                                  "out": Path(tmp) / precision}, timeout_s)
+                                  "out": Path(tmp) / precision}, timeout_s, log=peer_log(cache_dir, runtime, precision))
             predictions = _checked(answer, what, len(ids))
             acc = Accumulator(split.num_classes, split.split)
             for pred, label, image_id in zip(predictions, labels, ids):
