@@ -70,3 +70,27 @@ def test_an_answer_that_cannot_travel_is_an_error_of_its_own():
 def test_in_process_when_asked(monkeypatch):
     monkeypatch.setenv("SEGCHECK_IN_PROCESS", "1")
     assert guard.isolated("here", os.getpid) == os.getpid()
+
+
+class _Handed:
+    """segcheck's hooks as a plugin answers them: the ONNX export handed over, nothing else replaced."""
+
+    def pytest_segcheck_reuse(self, case, part):
+        return "model.onnx" if part == "onnx" else None
+
+    def pytest_segcheck_peer_calibration(self, case, batches):
+        return None
+
+
+def test_a_peer_run_takes_the_case_timeout(segcheck, monkeypatch):
+    """The peer's requests are stopped at the case's limit (--case-timeout, case_timeout), not at a fixed hour."""
+    from segcheck.measure import cases, peers
+
+    asked = []
+    monkeypatch.setattr(cases, "exporter_present", lambda: None)
+    monkeypatch.setattr(peers, "usable_python", lambda cache_dir: "python")
+    monkeypatch.setattr(peers, "gate_run", lambda *args: asked.append(args[-1]))
+    mc = segcheck.model_config("fcn_resnet101_voc")
+    case = cases.ModelCase(mc.with_(run=mc.run.with_(case_timeout=7.0)), on_missing=lambda err: None, hooks=_Handed())
+    case.peer("onnxruntime")
+    assert asked == [7.0]
