@@ -78,8 +78,8 @@ class _Handed:
     def pytest_segcheck_reuse(self, case, part):
         return "model.onnx" if part == "onnx" else None
 
-    def pytest_segcheck_peer_calibration(self, case, batches):
-        return None
+    def __getattr__(self, hook):
+        return lambda **arguments: None
 
 
 def test_a_peer_run_takes_the_case_timeout(segcheck, monkeypatch):
