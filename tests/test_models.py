@@ -2,6 +2,7 @@
 
 import json
 import logging
+import os
 import shutil
 import time
 from importlib import metadata
@@ -341,11 +342,13 @@ def test_cache_builds_once_and_rebuilds_damaged_entries(tmp_path, caplog):
         assert (first.path / "weights.bin").read_bytes() == b"abc" * 10
         caplog.clear()
     # ... and each rebuild is a warning of the run that made it, not of a later one
-    rebuilt = cache.rebuilt_since(tmp_path, 0.0)
+    run = os.environ.get(cache.RUN_ID, "")
+    rebuilt = cache.rebuilt_since(tmp_path, 0.0, run)
     assert all(first.path.name in w and "was rebuilt" in w for w in rebuilt), rebuilt
     for why in ("weights.bin does not match its sha256", "weights.bin missing", "manifest belongs to another key"):
         assert any(f"({why})" in w for w in rebuilt), (why, rebuilt)
-    assert cache.rebuilt_since(tmp_path, time.time() + 1) == [] and cache.rebuilt_since(tmp_path / "none", 0.0) == []
+    assert cache.rebuilt_since(tmp_path, time.time() + 1, run) == [] and cache.rebuilt_since(tmp_path / "none", 0.0, run) == []
+    assert cache.rebuilt_since(tmp_path, 0.0, run + "another run") == []  # a run sharing the cache tells of its own
 
 
 def test_failed_build_leaves_nothing_half_written(tmp_path):
@@ -400,18 +403,24 @@ def test_cache_keys_hold_the_library_the_decoders_the_reader_and_the_calibration
         pipeline.int8_model(moved)
 
 
+def _fused_small(small_net, folder):
+    """The small network built anew with `small_net`'s weights, then fused (build.fuse), an input, and its outputs
+    before fusing."""
+    net = build.build(SMALL, SMALL_CROP)
+    params = folder / "small.params"
+    small_net.save_parameters(str(params))
+    build.load_params(net, params)
+    x = seeded_input((1, 3, SMALL_CROP, SMALL_CROP), -2, 2)
+    reference = net(x)[0].asnumpy()
+    return build.fuse(net, SMALL_CROP), x, reference
+
+
 @pytest.mark.parametrize("backend_argument", [True, False], ids=["hybridize-backend", "mxnet-mkl-1.6-route"])
 def test_fp32_fusion_gives_a_fused_graph_with_unchanged_outputs(small_net, tmp_path, monkeypatch, backend_argument):
     if backend_argument and not build.hybridize_takes_backend():
         pytest.skip(f"MXNet {mx.__version__} has no hybridize(backend=...)")
     monkeypatch.setattr(build, "hybridize_takes_backend", lambda: backend_argument)
-    net = build.build(SMALL, SMALL_CROP)
-    params = tmp_path / "small.params"
-    small_net.save_parameters(str(params))
-    build.load_params(net, params)
-    x = seeded_input((1, 3, SMALL_CROP, SMALL_CROP), -2, 2)
-    reference = net(x)[0].asnumpy()
-    fused = build.fuse(net, SMALL_CROP)
+    fused, x, reference = _fused_small(small_net, tmp_path)
     graph, _ = _graph(fused, tmp_path)
     assert graph.unfused_convs == 0 and graph.fp32_convs == graph.convs > 50
     assert_close_to_scale(logits(fused, x).asnumpy(), reference)
@@ -432,13 +441,7 @@ def test_the_subgraph_builders_failure_takes_the_other_route_and_says_so(small_n
 
     monkeypatch.setattr(build, "materialise", fails_first)
     monkeypatch.setattr(build, "FALLBACKS", [])
-    net = build.build(SMALL, SMALL_CROP)
-    params = tmp_path / "small.params"
-    small_net.save_parameters(str(params))
-    build.load_params(net, params)
-    x = seeded_input((1, 3, SMALL_CROP, SMALL_CROP), -2, 2)
-    reference = net(x)[0].asnumpy()
-    fused = build.fuse(net, SMALL_CROP)
+    fused, x, reference = _fused_small(small_net, tmp_path)
     assert len(calls) == 2 and isinstance(fused, mx.gluon.SymbolBlock)
     assert len(build.FALLBACKS) == 1 and "fused through get_backend_symbol('MKLDNN')" in build.FALLBACKS[0]
     assert_close_to_scale(logits(fused, x).asnumpy(), reference)

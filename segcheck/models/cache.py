@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -73,8 +74,8 @@ def _stamp(folder: Path, names) -> tuple:
     return tuple((n, s.st_size, s.st_mtime_ns, s.st_ino) for n in ("manifest.json", *names) for s in [(folder / n).stat()])
 
 
-def _intact(folder: Path, key: str) -> dict | None:
-    """The manifest of an intact entry, or None (with the reason logged) when anything is off.
+def _intact(folder: Path, key: str) -> tuple:
+    """(manifest, '') of an intact entry; (None, why) when anything is off ('' for an absent entry), the reason logged.
 
     Files are checked against their sha256 once per process and again whenever their stat changes.
     """
@@ -84,37 +85,38 @@ def _intact(folder: Path, key: str) -> dict | None:
             raise ValueError("manifest belongs to another key")
         stamp = _stamp(folder, sorted(manifest["files"]))
         if _VERIFIED.get(folder) == stamp:
-            return manifest
+            return manifest, ""
         for name, digest in manifest["files"].items():
             if atomic.digest(folder / name) != digest:
                 raise ValueError(f"{name} does not match its sha256")
         _VERIFIED[folder] = stamp
-        return manifest
+        return manifest, ""
     except FileNotFoundError as err:
-        if folder.exists():
-            _damaged(folder, f"{Path(err.filename).name} missing")
-        return None
+        why = f"{Path(err.filename).name} missing" if folder.exists() else ""
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
-        _damaged(folder, str(err))
-        return None
+        why = str(err)
+    if why:
+        log.warning("cache entry %s is damaged (%s); rebuilding it", folder, why)
+    return None, why
 
 
-REBUILT = "rebuilt.jsonl"  # beside the entries: one line per damaged entry found, from whichever process found it
+REBUILT = "rebuilt.jsonl"  # beside the entries: one line per damaged entry rebuilt, from whichever process rebuilt it
+RUN_ID = "SEGCHECK_RUN_ID"  # set by the run (inherited by its workers and children): whose rebuilds a note tells of
 
 
-def _damaged(folder: Path, why: str) -> None:
-    """Logged, and noted beside the entries (a forked child finds most of them), so that the run says so."""
-    log.warning("cache entry %s is damaged (%s); rebuilding it", folder, why)
-    line = json.dumps({"time": time.time(), "entry": folder.name, "why": why}) + "\n"
+def _note_rebuilt(folder: Path, why: str) -> None:
+    """A damaged entry this process has rebuilt, noted beside the entries (a forked child rebuilds most of them), so
+    that the run it belongs to says so."""
+    line = json.dumps({"time": time.time(), "run": os.environ.get(RUN_ID, ""), "entry": folder.name, "why": why}) + "\n"
     try:
         with open(folder.parent / REBUILT, "a", encoding="utf-8") as out:  # one short append: whole lines
             out.write(line)
     except OSError:
-        pass  # the log line above still says it
+        pass  # the warning logged when it was found still says it
 
 
-def rebuilt_since(cache_dir, started: float) -> list:
-    """What this run did otherwise than asked in the cache: one warning per damaged entry found since `started`."""
+def rebuilt_since(cache_dir, started: float, run: str = "") -> list:
+    """One warning per damaged entry rebuilt since `started` by the run `run` (its RUN_ID)."""
     try:
         lines = (Path(cache_dir) / "models" / REBUILT).read_text(encoding="utf-8").splitlines()
     except OSError:
@@ -123,9 +125,9 @@ def rebuilt_since(cache_dir, started: float) -> list:
     for line in lines:
         try:
             note = json.loads(line)
-            if note["time"] >= started:
+            if note["time"] >= started and note.get("run", "") == run:
                 found.append(f"cache entry {note['entry']} was damaged ({note['why']}) and was rebuilt")
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, AttributeError):
             continue
     return list(dict.fromkeys(found))
 
@@ -135,7 +137,7 @@ def get_or_build(cache_dir, kind: str, fields: dict, build) -> Entry:
     root = Path(cache_dir) / "models"
     key = key_of({"kind": kind, **fields})
     folder = root / f"{kind}-{key}"
-    manifest = _intact(folder, key)
+    manifest, _ = _intact(folder, key)
     if manifest is not None:
         return Entry(folder, manifest, built=False)
     try:
@@ -144,7 +146,7 @@ def get_or_build(cache_dir, kind: str, fields: dict, build) -> Entry:
     except OSError as err:
         raise SegcheckError(f"cache folder {root} is not writable ({err.strerror}); pass --segcheck-cache or set $SEGCHECK_CACHE_DIR") from None
     with lock:
-        manifest = _intact(folder, key)  # another process may have built it while we waited
+        manifest, why = _intact(folder, key)  # another process may have built it while we waited
         if manifest is not None:
             return Entry(folder, manifest, built=False)
         with atomic.staged_dir(folder) as tmp:
@@ -152,6 +154,8 @@ def get_or_build(cache_dir, kind: str, fields: dict, build) -> Entry:
             files = {p.name: atomic.digest(p) for p in sorted(tmp.iterdir()) if p.is_file()}
             manifest = {"key": key, "kind": kind, "fields": fields, "files": files, **extra}
             atomic.write_json(tmp / "manifest.json", manifest)
+    if why:
+        _note_rebuilt(folder, why)
     return Entry(folder, manifest, built=True)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 from functools import cached_property
 
 import pytest
@@ -82,7 +83,8 @@ class SegcheckSession:
         self._cases: dict = {}
         self._golden: dict = {}
         self._judged: dict = {}
-        self.started = time.time()  # cache entries found damaged since then are this run's warnings
+        self.started = time.time()  # cache entries rebuilt since then, by this run, are its warnings
+        self.run_id = os.environ.setdefault(cache.RUN_ID, uuid.uuid4().hex)  # its workers and children inherit it
 
     @classmethod
     def start(cls, config, project: Project, options: GateOptions) -> "SegcheckSession":
@@ -378,7 +380,7 @@ class SegcheckSession:
             return False
         self.results.environment = self.environment.to_dict()
         failed = False
-        self.results.warnings += [w for w in cache.rebuilt_since(self.run.cache_dir, self.started) if w not in self.results.warnings]
+        self.results.warnings += [w for w in cache.rebuilt_since(self.run.cache_dir, self.started, self.run_id) if w not in self.results.warnings]
         if self.environment.onednn == environment.UNKNOWN:
             why = ("oneDNN's probe read no version from its verbose log, so this run's environment key is unknown; its "
                    "comparisons took the recorded oneDNN for this one (never a wider tier)")
