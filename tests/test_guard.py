@@ -89,8 +89,9 @@ def test_a_peer_run_takes_the_case_timeout(segcheck, monkeypatch):
     asked = []
     monkeypatch.setattr(cases, "exporter_present", lambda: None)
     monkeypatch.setattr(peers, "usable_python", lambda cache_dir: "python")
-    monkeypatch.setattr(peers, "gate_run", lambda *args: asked.append(args[-1]))
+    monkeypatch.setattr(peers, "gate_run", lambda runtime, onnx, split, indices, calibration, cache_dir, latency, skip_bad,
+                        timeout_s, model: asked.append((model, timeout_s)))
     mc = segcheck.model_config("fcn_resnet101_voc")
     case = cases.ModelCase(mc.with_(run=mc.run.with_(case_timeout=7.0)), on_missing=lambda err: None, hooks=_Handed())
     case.peer("onnxruntime")
-    assert asked == [7.0]
+    assert asked == [("fcn_resnet101_voc", 7.0)]

@@ -198,9 +198,9 @@ def test_a_gate_runs_peer_log_outlives_its_temporary_folder(segcheck, tmp_path, 
     monkeypatch.setattr(peers, "run", functools.partial(peers.run, runner=runner))
     with pytest.raises(peers.PeerCrash, match=r"exit status 3 without an answer \(the runtime said why\); its log is (\S+)$") as err:
         peers.gate_run("onnxruntime", tmp_path / "model.onnx", segcheck.case("fcn_resnet101_voc").val, [0],
-                        [mx.nd.zeros((1, 3, 8, 8))], tmp_path / "cache")
+                        [mx.nd.zeros((1, 3, 8, 8))], tmp_path / "cache", model="fcn_resnet101_voc")
     log = Path(str(err.value).rpartition("its log is ")[2])
-    assert log == peers.peer_log(tmp_path / "cache", "onnxruntime", "fp32") and "the runtime said why" in log.read_text()
+    assert log == peers.peer_log(tmp_path / "cache", "fcn_resnet101_voc", "onnxruntime", "fp32") and "the runtime said why" in log.read_text()
 
 
 def test_a_stale_answer_is_not_taken_for_a_new_one(tmp_path):

@@ -218,7 +218,7 @@ class ModelCase:
             indices = loaders.shard(loaders.first(self.val, self.config.num_images), self.config.run.shard)
             return peers.gate_run(runtime, self.onnx, self.val, indices, batches if replaced is None else replaced,
                                   self.config.run.cache_dir, self._peer_latency, skip_bad,
-                                  self.timeout(len(indices) + recipe.num_examples))
+                                  self.timeout(len(indices) + recipe.num_examples), self.name)
 
         return self._remembered(f"peer-{runtime}", gate)
 

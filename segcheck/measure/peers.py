@@ -218,7 +218,7 @@ def run(python, request: dict, timeout_s: float, runner=RUNNER, log: Path | None
     what = f"{request.get('runtime', '?')} {request.get('precision', '?')}"
     atomic.ensure_writable(out, "choose a writable folder for the peer's answer")
     answer_file, log = out / "answer.json", Path(log) if log else out / "runner.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
+    atomic.ensure_writable(log.parent, "choose a writable segcheck cache (--segcheck-cache) for the peer's log")
     answer_file.unlink(missing_ok=True)
     request_file = atomic.write_json(out / "request.json", {k: str(v) if isinstance(v, Path) else v for k, v in request.items()})
     with open(log, "wb") as handle:
@@ -255,8 +255,9 @@ class PeerMissing(MissingResource):
 
 
 class PeerEnvironmentMissing(PeerMissing):
-    """The peer virtualenv is not there: a CI gate whose models name peers fails, since its peer cases would compare
-    nothing (an MXNet without an exporter, which no install can fix here, still skips)."""
+    """No usable peer virtualenv (none, unfinished, other pins, runtimes that do not import): a CI gate whose models
+    name peers fails, since its peer cases would compare nothing (an MXNet without an exporter, which no install can
+    fix here, still skips)."""
 
 
 @dataclass(frozen=True)
@@ -321,13 +322,14 @@ def usable_python(cache_dir) -> Path:
     return python
 
 
-def peer_log(cache_dir, runtime: str, precision: str) -> Path:
-    """Where a gate run keeps the peer runner's output, past the temporary folder of its images (the last run's)."""
-    return Path(cache_dir) / "peer-logs" / f"{runtime}-{precision}.log"
+def peer_log(cache_dir, model: str, runtime: str, precision: str) -> Path:
+    """Where a gate run keeps the peer runner's output for `model`, past the temporary folder of its images (the
+    last run's)."""
+    return Path(cache_dir) / "peer-logs" / f"{model}-{runtime}-{precision}.log"
 
 
 def gate_run(runtime: str, onnx: Path, split, indices, calibration, cache_dir, latency: dict = LATENCY,
-             skip_bad: bool = False, timeout_s: float = 3600.0) -> PeerRun:
+             skip_bad: bool = False, timeout_s: float = 3600.0, model: str = "model") -> PeerRun:
     """The peer `runtime` on the exported model `onnx`: FP32 and INT8 (quantized by the runtime's own quantizer on the
     `calibration` image batches) over `split`'s samples at `indices`, their predictions judged here by segcheck's
     metrics; `latency` is the adaptive-rounds rule the runner times with."""
@@ -342,7 +344,7 @@ def gate_run(runtime: str, onnx: Path, split, indices, calibration, cache_dir, l
             what = f"{runtime} {precision}"
             answer = run(python, {"onnx": onnx, "runtime": runtime, "precision": precision, "eval": images, "calib": calib,
                                   "quantizer": QUANTIZER[runtime], "latency": latency, "threads": threads(),
-                                  "out": Path(tmp) / precision}, timeout_s, log=peer_log(cache_dir, runtime, precision))
+                                  "out": Path(tmp) / precision}, timeout_s, log=peer_log(cache_dir, model, runtime, precision))
             predictions = _checked(answer, what, len(ids))
             acc = Accumulator(split.num_classes, split.split)
             for pred, label, image_id in zip(predictions, labels, ids):
