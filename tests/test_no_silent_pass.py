@@ -1,6 +1,7 @@
 """No silent pass: a check that compared nothing says so, and fails where a CI gate needs it to have compared; what a
 run did otherwise than asked is a warning in the table and the results; an unknown never widens a comparison."""
 
+import importlib.util
 import json
 import shutil
 import subprocess
@@ -92,10 +93,10 @@ def test_a_damaged_cache_entry_rebuilt_in_the_run_reaches_its_warnings(segcheck,
     selection = ("segcheck/plugin/suite/test_accuracy.py", "-k", f"{MODEL} and test_accuracy and fp32 and not deploy")
     done = inner.run(pytester, *selection, cache=cache_dir, results=pytester.path / "run.json")
     warnings = report.load(pytester.path / "run.json").warnings
-    assert any(w.startswith("cache entry fp32-eval-") and "was rebuilt" in w for w in warnings), warnings
-    assert f"warning: {warnings[0]}" in done.result.stdout.str()
+    rebuilt = [w for w in warnings if w.startswith("cache entry fp32-eval-") and "was rebuilt" in w]
+    assert rebuilt and f"warning: {rebuilt[0]}" in done.result.stdout.str(), warnings
     inner.run(pytester, *selection, cache=cache_dir, results=pytester.path / "again.json")
-    assert report.load(pytester.path / "again.json").warnings == []
+    assert not any(w.startswith("cache entry") for w in report.load(pytester.path / "again.json").warnings)
 
 
 def test_a_probe_that_times_out_or_reads_no_log_leaves_onednn_unknown_and_is_not_kept(tmp_path, monkeypatch):
@@ -122,7 +123,8 @@ def test_a_failed_probe_warns_compares_exactly_and_fails_in_ci(ci, segcheck, pyt
                      environ={"CI": "true"} if ci else None)
     results = report.load(pytester.path / "run.json")
     assert done.outcomes[f"test_accuracy[{MODEL}-fp32]"][0] == "passed", done.outcomes
-    assert results.models[MODEL].checks["fp32-accuracy"].compared == "exact"
+    # the tier this environment compares at with oneDNN known (exact on the recording machine): never a wider one
+    assert results.models[MODEL].checks["fp32-accuracy"].compared == segcheck.baseline(segcheck.case(MODEL), "fp32").reference.compared
     assert any("oneDNN's probe read no version" in w for w in results.warnings), results.warnings
     assert "warning: oneDNN's probe read no version" in done.result.stdout.str()
     assert (done.result.ret != 0) == ci
@@ -149,7 +151,10 @@ def test_a_changed_verdict_is_recorded_as_changed_and_fails_only_in_strict_mode(
     assert check.status == CHANGED and "mIoU" in check.message, check
     assert done.outcomes[f"test_accuracy[{MODEL}-fp32]"][0] == ("failed" if strict else "passed"), done.outcomes
     out = done.result.stdout.str()
-    assert "compared: 1 against this environment's records, 0 across environments, 0 across INT8 recipes" in out, out[-2000:]
+    exact = segcheck.baseline(segcheck.case(MODEL), "fp32").reference.compared == "exact"
+    counted = ("1 against this environment's records, 0 across environments" if exact else
+               "0 against this environment's records, 1 across environments")
+    assert f"compared: {counted}, 0 across INT8 recipes" in out, out[-2000:]
     assert "CHANGED 1, REGRESSED 0" in out and "| CHANGED fp32-accuracy" in out, out[-2000:]
 
 
@@ -158,6 +163,8 @@ def test_a_changed_verdict_is_recorded_as_changed_and_fails_only_in_strict_mode(
 def test_without_the_peer_environment_the_configured_peers_skip_and_fail_in_ci(ci, segcheck, pytester, tmp_path):
     """segcheck.toml names peers for the VOC models: with their virtualenv absent, each peer case says which command
     makes it; a SKIP on a developer's machine, a failure under CI=true (it used to skip there too)."""
+    if importlib.util.find_spec("mxnet.onnx") is None:
+        pytest.skip("this MXNet has no ONNX exporter: its peer cases skip for that, whatever the environment")
     done = inner.run(pytester, "segcheck/plugin/suite/test_peers.py", "-k", f"{MODEL} and onnxruntime",
                      cache=segcheck.run.cache_dir, plugins=[Reuse(segcheck.case(MODEL), parts=("fp32", "fp32-evaluation"))],
                      environ={"SEGCHECK_PEER_ENV": str(tmp_path / "none"), **({"CI": "true"} if ci else {})})
