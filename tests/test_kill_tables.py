@@ -1,6 +1,8 @@
 """The committed variant tables (docs/kill-tables/, written by `pytest -m mutants` with SEGCHECK_KILL_TABLES set, one per
 environment and recipe change) are the catalogue's: every variant of tests/plugins/mutants.py in its class, no other,
-and the error rates they claim hold."""
+each judged by the oracle, with enough of each class to measure a rate. Whether the rates meet their targets is what
+the opt-in run asserts (tests/test_mutants.py::test_error_rates) and docs/verdicts.md reports: a table is committed as
+measured."""
 
 from pathlib import Path
 
@@ -25,9 +27,8 @@ def test_a_committed_table_matches_the_catalogue_and_its_claims(path):
     assert all(r.kind == MUTANTS[r.name].kind for r in table.rows)
     assert path.with_suffix(".md").read_text() == kills.markdown(table)
     c = table.counts()
-    assert c["harmful"] >= 30 and c["near_threshold"] >= 10 and c["benign"] >= 10, c
-    assert c["harmful_caught"] >= 0.95 * c["harmful"] and c["benign_failed"] <= 0.05 * c["benign"], c
-    assert c["speed"] == [True] and not any(r.unexplained for r in table.rows)
+    assert c["harmful"] >= 30 and c["near_threshold"] >= 10 and c["benign"] >= 10, c  # enough to measure a rate
+    assert not any(r.unexplained for r in table.rows)
     assert all(r.oracle for r in table.rows if r.kind != "speed"), "a variant the oracle did not judge"
     assert {"mxnet", "onednn", "isa", "cpu"} <= set(table.environment) and table.date[:4].isdigit()
     single = [r for r in table.rows if MUTANTS[r.name].single_layer]
