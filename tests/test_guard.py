@@ -84,12 +84,13 @@ class _Handed:
 
 def test_a_peer_run_takes_the_case_timeout(segcheck, monkeypatch):
     """The peer's requests are stopped at the case's limit (--case-timeout, case_timeout), not at a fixed hour."""
-    from segcheck.measure import cases, peers
+    from segcheck.cases import model_case as cases
+    from segcheck.peers import scoring
 
     asked = []
     monkeypatch.setattr(cases, "exporter_present", lambda: None)
-    monkeypatch.setattr(peers, "usable_python", lambda cache_dir: "python")
-    monkeypatch.setattr(peers, "gate_run", lambda runtime, onnx, split, indices, calibration, cache_dir, latency, skip_bad,
+    monkeypatch.setattr(cases, "usable_python", lambda: "python")
+    monkeypatch.setattr(scoring, "gate_run", lambda runtime, onnx, split, indices, calibration, cache_dir, latency, skip_bad,
                         timeout_s, model: asked.append((model, timeout_s)))
     mc = segcheck.model_config("fcn_resnet101_voc")
     case = cases.ModelCase(mc.with_(run=mc.run.with_(case_timeout=7.0)), on_missing=lambda err: None, hooks=_Handed())

@@ -5,8 +5,10 @@ import io
 
 import pytest
 
-from segcheck.cli import commands, plan
-from segcheck.cli.plan import Cost, Estimate
+from segcheck.cases import plan
+from segcheck.cases.plan import Cost, Estimate
+from segcheck.cli import commands
+from segcheck.cli.plan import main, parse_budget
 from segcheck.measure.environment import Environment
 
 CONFIG = '[[models]]\nnetwork = "fcn_resnet101_voc"\n'
@@ -19,7 +21,7 @@ def test_plan_lists_what_is_missing_probes_the_cost_and_suggests_shards(tmp_path
     (tmp_path / "segcheck.toml").write_text(CONFIG)
     cache = ["--segcheck-cache", str(tmp_path / "cache"), "--crop-size", "32"]
     out = io.StringIO()
-    assert plan.main(["--tier", "real", "--target", "30m", *cache], out) == 0
+    assert main(["--tier", "real", "--target", "30m", *cache], out) == 0
     text = out.getvalue()
     assert "fcn_resnet101_voc: FP32 + INT8 (calibrated naive/auto/5x32/train), 1449 images (published pascal_voc val size)" in text
     assert f"missing weights: {tmp_path / 'mxnet/models'}/fcn_resnet101_voc-" in text and "segcheck fetch weights fcn_resnet101_voc" in text
@@ -29,7 +31,7 @@ def test_plan_lists_what_is_missing_probes_the_cost_and_suggests_shards(tmp_path
     probed = [line for line in text.splitlines() if line.startswith("- fcn_resnet101_voc: FP32 0")]
     assert probed and " s, INT8 " in probed[0] and "calibration" in probed[0]
     again = io.StringIO()
-    assert plan.main(["--tier", "real", "--no-probe", *cache], again) == 0  # the probe is kept for this environment
+    assert main(["--tier", "real", "--no-probe", *cache], again) == 0  # the probe is kept for this environment
     assert probed[0] in again.getvalue()
 
 
@@ -39,7 +41,7 @@ def test_estimates_add_calibration_per_shard_and_split_the_images():
     assert e.wall(4) == pytest.approx(plan.OVERHEAD_S + 96 + 250 * 0.75)
     assert plan.suggest_shards([e], 300) == 4 and plan.suggest_shards([e], 60) is None  # 4 shards: 15 + 96 + 250 x 0.75 s
     assert e.wall(4, calibrated=True) == pytest.approx(plan.OVERHEAD_S + 250 * 0.75) and plan.suggest_shards([e], 60, True) == 17
-    assert plan.parse_budget("90m") == 5400 and plan.parse_budget("2h") == 7200 and plan.parse_budget("45") == 45
+    assert parse_budget("90m") == 5400 and parse_budget("2h") == 7200 and parse_budget("45") == 45
 
 
 def test_the_real_tier_names_its_plan_at_the_start_of_a_pytest_run(pytester, monkeypatch, tmp_path):

@@ -118,7 +118,7 @@ def pytest_generate_tests(metafunc):
 def pytest_report_header(config):
     session = _session(config)
     if session is not None and session.run.tier == "real":
-        from ..cli.plan import header
+        from ..cases.plan import header
 
         return [header(session.models, session.environment, session.run)]
     return None

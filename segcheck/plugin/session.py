@@ -14,6 +14,7 @@ from functools import cached_property
 
 import pytest
 
+from ..cases.model_case import ModelCase
 from ..config import isa
 from ..config.options import CALIBRATION, ROOTS, GateOptions, flag_of
 from ..config.project import Project
@@ -22,9 +23,10 @@ from ..data.kinds import DATASETS
 from ..errors import MissingResource, SegcheckError
 from ..gate import baselines, golden, noise, verdicts
 from ..gate.checks import CHANGED, ERROR, FAIL, FAILING, PASS, REGRESSED, SKIP, XFAIL, Check, of_peer_row, of_test, peer_row
-from ..measure import environment, guard, latency, peers
-from ..measure.cases import ModelCase
+from ..measure import environment, guard, latency
 from ..models import cache
+from ..peers import environment as peer_environment
+from ..peers.scoring import LATENCY as PEER_LATENCY
 from ..results import chart, report
 from ..results.records import RunResults
 
@@ -120,9 +122,9 @@ class SegcheckSession:
         return [pytest.param(name, id=name, marks=[getattr(pytest.mark, m) for m in self._marks(name)]) for name in self.models]
 
     def unavailable(self, err: MissingResource):
-        if isinstance(err, peers.PeerMissing) and self.run.peers is not None:
+        if isinstance(err, peer_environment.PeerMissing) and self.run.peers is not None:
             pytest.fail(f"--peer: {err}", pytrace=False)
-        if isinstance(err, peers.PeerEnvironmentMissing) and self.require_baseline:
+        if isinstance(err, peer_environment.PeerEnvironmentMissing) and self.require_baseline:
             pytest.fail(f"{self.require_baseline}: the configuration names peers: {err}", pytrace=False)
         if self.options.require_real:
             pytest.fail(f"--require-real: {err}", pytrace=False)
@@ -144,9 +146,9 @@ class SegcheckSession:
         """The peers' adaptive-rounds rule, from pytest-benchmark's options as MXNet's benchmarks take them."""
         get = self.config.getoption
         if get("benchmark_disable", False):
-            return {**peers.LATENCY, "min_rounds": 2, "max_time_s": 1e-6}  # as pytest-benchmark's: a run, not a timing
-        return {**peers.LATENCY, "min_rounds": max(2, int(get("benchmark_min_rounds", peers.LATENCY["min_rounds"]))),
-                "max_time_s": float(get("benchmark_max_time", peers.LATENCY["max_time_s"]))}
+            return {**PEER_LATENCY, "min_rounds": 2, "max_time_s": 1e-6}  # as pytest-benchmark's: a run, not a timing
+        return {**PEER_LATENCY, "min_rounds": max(2, int(get("benchmark_min_rounds", PEER_LATENCY["min_rounds"]))),
+                "max_time_s": float(get("benchmark_max_time", PEER_LATENCY["max_time_s"]))}
 
     @property
     def cases(self) -> dict:
@@ -184,7 +186,7 @@ class SegcheckSession:
     @staticmethod
     def peer_setting(case: ModelCase) -> dict:
         """The setting of a peer's row: the case's, and the pins of the peer environment (other pins, other rows)."""
-        return {**case.config.setting(), "peer_pins": peers.requirements_digest()[:16]}
+        return {**case.config.setting(), "peer_pins": peer_environment.requirements_digest()[:16]}
 
     def peer_pairs(self) -> list:
         """(model, runtime) params of the peer tests: each configured model with the runtimes --peer or its own

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from segcheck.config.run import mxnet_home
-from segcheck.measure.cases import PARTS
+from segcheck.cases.model_case import PARTS
 
 from junit import details as junit_details
 
