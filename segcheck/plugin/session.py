@@ -23,12 +23,12 @@ from ..data.kinds import DATASETS
 from ..errors import MissingResource, SegcheckError
 from ..gate import baselines, golden, noise, verdicts
 from ..gate.checks import CHANGED, ERROR, FAIL, FAILING, PASS, REGRESSED, SKIP, XFAIL, Check, of_peer_row, of_test, peer_row
-from ..measure import environment, guard, latency
+from ..measure import environment, guard, latency, memory
 from ..models import cache
 from ..peers import environment as peer_environment
 from ..peers.scoring import LATENCY as PEER_LATENCY
 from ..results import chart, report
-from ..results.records import RunResults
+from ..results.records import Memory, RunResults
 
 IDENTITY, RECORD, VERDICT = "segcheck", "segcheck-record", "segcheck-verdict"
 
@@ -87,6 +87,7 @@ class SegcheckSession:
         self._judged: dict = {}
         self.started = time.time()  # cache entries rebuilt since then, by this run, are its warnings
         self.run_id = os.environ.setdefault(cache.RUN_ID, uuid.uuid4().hex)  # its workers and children inherit it
+        self.watermark = memory.Watermark()  # which tests raised the process's peak resident set
 
     @classmethod
     def start(cls, config, project: Project, options: GateOptions) -> "SegcheckSession":
@@ -348,6 +349,8 @@ class SegcheckSession:
                     item.add_marker(timing)
 
     def pytest_runtest_logreport(self, report):
+        if report.when == "teardown":
+            self.watermark.step(report.nodeid)
         props = [(k, v) for k, v in report.user_properties]
         identity = next((v for k, v in props if k == IDENTITY), None)
         if identity is None or (report.when != "call" and report.passed):
@@ -381,6 +384,7 @@ class SegcheckSession:
         if self.is_worker or not self.results.models:
             return False
         self.results.environment = self.environment.to_dict()
+        self.results.memory = Memory(memory.peak_mb(), memory.children_peak_mb(), self.watermark.largest())
         failed = False
         self.results.warnings += [w for w in cache.rebuilt_since(self.run.cache_dir, self.started, self.run_id) if w not in self.results.warnings]
         if self.environment.onednn == environment.UNKNOWN:

@@ -153,6 +153,7 @@ def markdown(results: RunResults) -> str:
         for check, c in sorted(m.checks.items())
         if c.status in FAILING + (CHANGED,)
     ]
+    notes += [memory_line(results.memory)] if results.memory is not None else []
     notes += [f"warning: {w}" for w in results.warnings]
     peers = peer_rows(results)
     if peers:
@@ -160,6 +161,13 @@ def markdown(results: RunResults) -> str:
             "peer runtimes beside MXNet (s8 vs MXNet s8: the INT8 latency over MXNet's; fp32 agreement: pixels whose FP32 "
             "prediction equals MXNet's)", " | ".join(PEER_HEADER), " | ".join("--" for _ in PEER_HEADER), *(" | ".join(r) for r in peers)]
     return "\n".join(lines + [""] + notes + ([""] + failing if failing else [])) + "\n"
+
+
+def memory_line(memory) -> str:
+    """The run's peak resident set, and the tests that raised it most."""
+    rose = ", ".join(f"{step} (+{mb / 1024:.2f} GB)" for step, mb in memory.rose_in)
+    return (f"memory: peak resident set {memory.peak_mb / 1024:.2f} GB in the pytest process, "
+            f"{memory.children_peak_mb / 1024:.2f} GB in its largest child" + (f"; raised most by {rose}" if rose else ""))
 
 
 def amx_path(cache_dir, environment: dict) -> Path:

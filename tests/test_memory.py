@@ -1,0 +1,60 @@
+"""Memory as a figure: a run's peak resident set (the pytest process's and its largest child's) and the tests that
+raised it most, in the results JSON and the table's footer."""
+
+import json
+import subprocess
+import sys
+
+import inner
+import pytest
+from inner import Reuse
+
+from segcheck.measure import memory
+from segcheck.results import report
+from segcheck.results.records import Memory, RunResults
+
+MODEL = "fcn_resnet101_voc"
+STEPS = """
+import json, numpy as np
+from segcheck.measure import memory
+mark = memory.Watermark()
+before = mark.last_mb
+now = next(int(line.split()[1]) / 1024 for line in open("/proc/self/status") if line.startswith("VmRSS:"))
+held = np.ones(50_000_000)  # 381 MiB, touched
+mark.step("allocates")
+held_mb = held.nbytes / 2**20
+del held
+small = np.ones(1000)
+mark.step("reuses what was freed")
+print(json.dumps([mark.largest(), memory.peak_mb(), now + held_mb - before]))
+"""
+
+
+def test_the_step_that_allocates_is_credited_with_its_rise_and_a_step_that_reuses_memory_is_not():
+    """In a fresh process (this one's peak is long past): 381 MiB held by one step raise the peak from the mark before
+    it to what was resident then plus the array, and that rise is credited to the step."""
+    done = subprocess.run([sys.executable, "-c", STEPS], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rises, peak, expected = json.loads(done.stdout)
+    assert [step for step, _ in rises] == ["allocates"] and abs(rises[0][1] - expected) < 20 and peak > 381, (rises, peak, expected)
+
+
+def test_the_table_and_the_results_json_report_the_peak(tmp_path):
+    results = RunResults(tier="synthetic", memory=Memory(1536.0, 256.0, (("tests/test_a.py::test_b", 512.0),)))
+    text = report.markdown(results)
+    assert ("memory: peak resident set 1.50 GB in the pytest process, 0.25 GB in its largest child; raised most by "
+            "tests/test_a.py::test_b (+0.50 GB)") in text
+    assert report.load(report.save(results, tmp_path / "run.json")) == results
+    assert "memory:" not in report.markdown(RunResults(tier="synthetic"))  # a merge of shards measured none
+
+
+@pytest.mark.selfcheck
+def test_a_gate_run_measures_its_memory(segcheck, pytester):
+    """A real run's results and footer carry the peak, at most this process's peak now (the run ran in it)."""
+    done = inner.run(pytester, "segcheck/plugin/suite/test_accuracy.py", "-k", f"{MODEL} and test_accuracy and fp32 and not deploy",
+                     cache=segcheck.run.cache_dir, results=pytester.path / "run.json",
+                     plugins=[Reuse(segcheck.case(MODEL), parts=("fp32", "fp32-evaluation"))])
+    assert done.outcomes, done.result.stdout.str()[-3000:]
+    measured = report.load(pytester.path / "run.json").memory
+    assert measured is not None and 0 < measured.peak_mb <= memory.peak_mb(), measured
+    assert f"memory: peak resident set {measured.peak_mb / 1024:.2f} GB in the pytest process" in done.result.stdout.str()
