@@ -58,3 +58,33 @@ def test_a_gate_run_measures_its_memory(segcheck, pytester):
     measured = report.load(pytester.path / "run.json").memory
     assert measured is not None and 0 < measured.peak_mb <= memory.peak_mb(), measured
     assert f"memory: peak resident set {measured.peak_mb / 1024:.2f} GB in the pytest process" in done.result.stdout.str()
+
+
+class Released:
+    """Records the tests that ran and the cases released, in order."""
+
+    def __init__(self):
+        self.seen = []
+
+    def pytest_runtest_logreport(self, report):
+        if report.when == "call":
+            self.seen.append(("ran", report.nodeid.rpartition("::")[2]))
+
+    def pytest_segcheck_release(self, case):
+        self.seen.append(("released", case.name, tuple(sorted(case.parts()))))
+
+
+@pytest.mark.selfcheck
+def test_a_models_case_is_released_once_its_last_test_has_run(segcheck, pytester):
+    """A run holds one model's networks at a time: each case is released right after the last test that uses it,
+    before the next model's tests build theirs, with what it made still there for a plugin to keep."""
+    other = "psp_resnet101_voc"
+    released = Released()
+    done = inner.run(pytester, "segcheck/plugin/suite/test_accuracy.py", "-k",
+                     f"({MODEL} or {other}) and test_accuracy and fp32 and not deploy", cache=segcheck.run.cache_dir,
+                     plugins=[Reuse(segcheck.case(MODEL), segcheck.case(other), parts=("fp32", "fp32-evaluation")), released])
+    assert len(done.outcomes) == 6, done.result.stdout.str()[-3000:]  # three FP32 checks per model
+    order = [(event[0], event[1] if event[0] == "released" else (MODEL if MODEL in event[1] else other)) for event in released.seen]
+    assert order == [("ran", MODEL)] * 3 + [("released", MODEL)] + [("ran", other)] * 3 + [("released", other)], released.seen
+    kept = [event[2] for event in released.seen if event[0] == "released"]
+    assert all({"fp32", "fp32-evaluation"} <= set(parts) for parts in kept), kept

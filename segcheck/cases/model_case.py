@@ -67,6 +67,13 @@ class ModelCase:
         """What this case has made so far, by part name (PARTS)."""
         return dict(self._parts)
 
+    def release(self) -> None:
+        """Drop what this case made (its networks with their buffers, evaluations, predictions): its run is done with
+        it. Whatever is asked for afterwards is made again (from the model cache where it can be)."""
+        self._parts.clear()
+        self._predictions.clear()
+        self.__dict__.pop("whole", None)
+
     def make(self, part: str):
         """Part `part` (PARTS), made now if it was not yet."""
         if part not in PARTS:

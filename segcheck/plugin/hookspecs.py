@@ -11,6 +11,12 @@ def pytest_segcheck_reuse(case, part):
     this process for a case of the same configuration: return it, and the case does not make it again; or None."""
 
 
+@pytest.hookspec
+def pytest_segcheck_release(case):
+    """`case` is about to be released, its last test in this run having run (its parts() are still there): a plugin
+    that hands parts over to later runs takes them now."""
+
+
 @pytest.hookspec(firstresult=True)
 def pytest_segcheck_model(case, precision, model):
     """The model `case` just built for `precision` (fp32: the fused block; int8: a models.pipeline.Int8Model): return

@@ -7,6 +7,7 @@ outcomes always agree, and pytest-xdist workers' reports merge on the controller
 
 from __future__ import annotations
 
+import gc
 import os
 import time
 import uuid
@@ -88,6 +89,7 @@ class SegcheckSession:
         self.started = time.time()  # cache entries rebuilt since then, by this run, are its warnings
         self.run_id = os.environ.setdefault(cache.RUN_ID, uuid.uuid4().hex)  # its workers and children inherit it
         self.watermark = memory.Watermark()  # which tests raised the process's peak resident set
+        self._last_use: dict = {}  # test id -> the model whose case it is the last test of (collection order)
 
     @classmethod
     def start(cls, config, project: Project, options: GateOptions) -> "SegcheckSession":
@@ -348,8 +350,30 @@ class SegcheckSession:
                 if "benchmark" in item.fixturenames:
                     item.add_marker(timing)
 
+    def pytest_collection_finish(self, session):
+        """Note each model's last test, so that its case is released once that test has run: a run holds one model's
+        networks at a time rather than all of them (an xdist worker, which runs what it is sent, keeps its cases)."""
+        if self.is_worker:
+            return
+        last = {}
+        for item in session.items:
+            params = getattr(getattr(item, "callspec", None), "params", {})
+            if params.get("case") is not None:
+                last[params["case"]] = item.nodeid
+        self._last_use = {nodeid: model for model, nodeid in last.items()}
+
+    def release(self, name: str) -> None:
+        """Free the case of model `name` (a later segcheck.case(name) makes a new one)."""
+        case = self._cases.pop(name, None)
+        if case is not None:
+            self.config.hook.pytest_segcheck_release(case=case)
+            case.release()
+            gc.collect()
+
     def pytest_runtest_logreport(self, report):
         if report.when == "teardown":
+            if report.nodeid in self._last_use:
+                self.release(self._last_use[report.nodeid])
             self.watermark.step(report.nodeid)
         props = [(k, v) for k, v in report.user_properties]
         identity = next((v for k, v in props if k == IDENTITY), None)

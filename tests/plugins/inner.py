@@ -34,12 +34,17 @@ class Reuse:
     def pytest_segcheck_reuse(self, case, part):
         return next((value for config, made, value in self.made if made == part and config == case.config), None)
 
-    def pytest_sessionfinish(self, session):
+    def pytest_segcheck_release(self, case):
         if self.keep:
-            from segcheck.plugin.hooks import SESSION
+            self.made += [(case.config, part, value) for part, value in case.parts().items()]
 
-            for case in session.config.stash[SESSION].cases.values():
-                self.made += [(case.config, part, value) for part, value in case.parts().items()]
+    def pytest_sessionfinish(self, session):
+        if not self.keep:
+            return
+        from segcheck.plugin.hooks import SESSION
+
+        for case in session.config.stash[SESSION].cases.values():  # those the run did not release
+            self.pytest_segcheck_release(case)
 
 
 def fresh_int8_cache(cache: Path, folder: Path) -> Path:
