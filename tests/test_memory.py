@@ -1,6 +1,7 @@
 """Memory as a figure: a run's peak resident set (the pytest process's and its largest child's) and the tests that
 raised it most, in the results JSON and the table's footer."""
 
+import io
 import json
 import subprocess
 import sys
@@ -88,3 +89,24 @@ def test_a_models_case_is_released_once_its_last_test_has_run(segcheck, pytester
     assert order == [("ran", MODEL)] * 3 + [("released", MODEL)] + [("ran", other)] * 3 + [("released", other)], released.seen
     kept = [event[2] for event in released.seen if event[0] == "released"]
     assert all({"fp32", "fp32-evaluation"} <= set(parts) for parts in kept), kept
+
+
+@pytest.mark.parametrize(("bound", "code", "said"), [(2.0, 0, "within"), (1.2, 1, "EXCEEDED")])
+def test_the_memory_bound_fails_a_run_whose_peak_exceeded_it(tmp_path, bound, code, said):
+    """CI's bound (segcheck report --max-memory) on the larger of the process's peak and its largest child's."""
+    from segcheck.cli import commands
+
+    saved = report.save(RunResults(tier="synthetic", memory=Memory(1024.0, 1536.0)), tmp_path / "run.json")
+    out = io.StringIO()
+    assert commands.report(["--results", str(saved), "--max-memory", str(bound)], out) == code
+    assert f"memory: peak resident set 1.50 GB, bound {bound:g} GB: {said}" in out.getvalue()
+
+
+def test_a_memory_bound_with_nothing_to_check_is_an_error(tmp_path, capsys):
+    from segcheck.cli import commands
+
+    merged = report.save(RunResults(tier="synthetic"), tmp_path / "merged.json")
+    assert commands.main(["report", "--results", str(merged), "--max-memory", "6"]) == 2
+    assert "hold no memory figure" in capsys.readouterr().err
+    assert commands.main(["report", "--baseline", "synthetic", "--max-memory", "6"]) == 2
+    assert "--max-memory checks a run's results" in capsys.readouterr().err
