@@ -47,18 +47,24 @@ def test_the_table_and_the_results_json_report_the_peak(tmp_path):
             "tests/test_a.py::test_b (+0.50 GB)") in text
     assert report.load(report.save(results, tmp_path / "run.json")) == results
     assert "memory:" not in report.markdown(RunResults(tier="synthetic"))  # a merge of shards measured none
+    results.model(MODEL).footprint_mb = {"int8 evaluation": 700.0, "INT8 model (calibration and first run)": 950.0}
+    assert f"each model's largest forked work beyond the process: {MODEL} 0.93 GB (INT8 model (calibration and first run))" \
+        in report.markdown(results)
 
 
 @pytest.mark.selfcheck
 def test_a_gate_run_measures_its_memory(segcheck, pytester):
-    """A real run's results and footer carry the peak, at most this process's peak now (the run ran in it)."""
+    """A real run's results and footer carry the peak, at most this process's peak now (the run ran in it), and what
+    its forked FP32 evaluation (the network handed over, evaluated anew) added beyond the process."""
     done = inner.run(pytester, "segcheck/plugin/suite/test_accuracy.py", "-k", f"{MODEL} and test_accuracy and fp32 and not deploy",
                      cache=segcheck.run.cache_dir, results=pytester.path / "run.json",
-                     plugins=[Reuse(segcheck.case(MODEL), parts=("fp32", "fp32-evaluation"))])
+                     plugins=[Reuse(segcheck.case(MODEL), parts=("fp32",))])
     assert done.outcomes, done.result.stdout.str()[-3000:]
     measured = report.load(pytester.path / "run.json").memory
     assert measured is not None and 0 < measured.peak_mb <= memory.peak_mb(), measured
     assert f"memory: peak resident set {measured.peak_mb / 1024:.2f} GB in the pytest process" in done.result.stdout.str()
+    footprint = report.load(pytester.path / "run.json").models[MODEL].footprint_mb
+    assert set(footprint) == {"fp32 evaluation"} and footprint["fp32 evaluation"] > 0, footprint
 
 
 class Released:

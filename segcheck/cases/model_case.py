@@ -54,6 +54,7 @@ class ModelCase:
         self._predictions = {}  # tuple of val ids -> MXNet's FP32 argmax on them (fp32_predictions)
         self._replaced = set()  # precisions whose model a plugin replaced
         self._reused = set()  # parts a plugin handed over
+        self._footprints = {}  # "<model> <work>" -> MB a forked child's resident set rose doing it (guard.isolated)
 
     @property
     def name(self) -> str:
@@ -66,6 +67,11 @@ class ModelCase:
     def parts(self) -> dict:
         """What this case has made so far, by part name (PARTS)."""
         return dict(self._parts)
+
+    def footprints(self) -> dict:
+        """MB each of this case's forked works (its INT8 calibration, evaluations, ...) added to what it shared with
+        this process: what the model costs beyond the pytest process, work by work."""
+        return {what.removeprefix(f"{self.name} "): round(mb, 1) for what, mb in self._footprints.items()}
 
     def release(self) -> None:
         """Drop what this case made (its networks with their buffers, evaluations, predictions): its run is done with
@@ -114,7 +120,7 @@ class ModelCase:
         if what in self._crashes:
             raise self._crashes[what]
         try:
-            return guard.isolated(f"{self.name} {what}", work, self.timeout(images))
+            return guard.isolated(f"{self.name} {what}", work, self.timeout(images), self._footprints)
         except guard.BackendCrash as crash:
             self._crashes[what] = crash
             raise

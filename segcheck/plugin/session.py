@@ -366,9 +366,14 @@ class SegcheckSession:
         """Free the case of model `name` (a later segcheck.case(name) makes a new one)."""
         case = self._cases.pop(name, None)
         if case is not None:
+            self._keep_footprints(case)
             self.config.hook.pytest_segcheck_release(case=case)
             case.release()
             gc.collect()
+
+    def _keep_footprints(self, case: ModelCase) -> None:
+        if case.footprints() and case.name in self.results.models:
+            self.results.models[case.name].footprint_mb = case.footprints()
 
     def pytest_runtest_logreport(self, report):
         if report.when == "teardown":
@@ -409,6 +414,8 @@ class SegcheckSession:
             return False
         self.results.environment = self.environment.to_dict()
         self.results.memory = Memory(memory.peak_mb(), memory.children_peak_mb(), self.watermark.largest())
+        for case in self._cases.values():  # those not released
+            self._keep_footprints(case)
         failed = False
         self.results.warnings += [w for w in cache.rebuilt_since(self.run.cache_dir, self.started, self.run_id) if w not in self.results.warnings]
         if self.environment.onednn == environment.UNKNOWN:

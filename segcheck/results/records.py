@@ -59,6 +59,7 @@ class ModelResult:
     ranges_moved: list = field(default_factory=list)  # layers whose calibrated range moved, in graph order
     layers_ranked: list = field(default_factory=list)  # layers the per-layer check names, worst own fall first
     min_speedup: float | None = None  # the speed-up gate's minimum for this ISA, where one is recorded
+    footprint_mb: dict = field(default_factory=dict)  # forked work -> MB it added beyond the pytest process (cases.ModelCase.footprints)
     agreement_pct: float | None = None  # a peer's row: its FP32 argmax equal to MXNet's, percent of the pixels compared
     golden_digest: dict = field(default_factory=dict)  # a shard's: precision -> the golden digest and its reference, for merge
     baseline_per_image: dict = field(default_factory=dict)  # a shard's: precision -> the golden per-image matrices, for merge

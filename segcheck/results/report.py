@@ -153,7 +153,7 @@ def markdown(results: RunResults) -> str:
         for check, c in sorted(m.checks.items())
         if c.status in FAILING + (CHANGED,)
     ]
-    notes += [memory_line(results.memory)] if results.memory is not None else []
+    notes += [memory_line(results)] if results.memory is not None else []
     notes += [f"warning: {w}" for w in results.warnings]
     peers = peer_rows(results)
     if peers:
@@ -163,11 +163,15 @@ def markdown(results: RunResults) -> str:
     return "\n".join(lines + [""] + notes + ([""] + failing if failing else [])) + "\n"
 
 
-def memory_line(memory) -> str:
-    """The run's peak resident set, and the tests that raised it most."""
+def memory_line(results: RunResults) -> str:
+    """The run's peak resident set, the tests that raised it most, and each model's largest forked work."""
+    memory = results.memory
     rose = ", ".join(f"{step} (+{mb / 1024:.2f} GB)" for step, mb in memory.rose_in)
+    works = ", ".join(f"{name} {max(m.footprint_mb.values()) / 1024:.2f} GB ({max(m.footprint_mb, key=m.footprint_mb.get)})"
+                      for name, m in sorted(results.models.items()) if m.footprint_mb)
     return (f"memory: peak resident set {memory.peak_mb / 1024:.2f} GB in the pytest process, "
-            f"{memory.children_peak_mb / 1024:.2f} GB in its largest child" + (f"; raised most by {rose}" if rose else ""))
+            f"{memory.children_peak_mb / 1024:.2f} GB in its largest child" + (f"; raised most by {rose}" if rose else "")
+            + (f"; each model's largest forked work beyond the process: {works}" if works else ""))
 
 
 def amx_path(cache_dir, environment: dict) -> Path:
