@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from .. import atomic
@@ -27,11 +27,13 @@ SHARDS = (1, 4, 16)
 
 @dataclass(frozen=True)
 class Cost:
-    """Seconds per image on this machine: fused FP32, INT8, and the unfused FP32 forward calibration runs."""
+    """Seconds per image on this machine: fused FP32, INT8, and the unfused FP32 forward calibration runs; and the MB
+    the network's FP32, INT8 and fused FP32 graphs took at the crop (the probe's forked child, beyond its parent)."""
 
     fp32_s: float
     int8_s: float
     calib_s: float
+    memory_mb: float | None = None  # None: probed before memory was
 
 
 def _missing(mc: ModelConfig) -> list:
@@ -98,10 +100,15 @@ def stored_costs(run: RunConfig, environment) -> dict:
 
 
 def probe(mc: ModelConfig, repeats: int = 3) -> Cost:
-    """Time one image through the network at the model's crop: unfused FP32, INT8 (calibrated on one image), fused FP32."""
+    """Time one image through the network at the model's crop: unfused FP32, INT8 (calibrated on one image), fused FP32;
+    in a forked child, whose footprint is what the three graphs take."""
+    from ..measure import guard
+
+    footprint = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # MXNet's notes on an exported graph's input types
-        return _probe(mc, repeats)
+        cost = guard.isolated(f"{mc.name} cost probe", lambda: _probe(mc, repeats), guard.LEAST_S, footprint)
+    return replace(cost, memory_mb=round(footprint.get(f"{mc.name} cost probe", 0.0), 1) or None)
 
 
 def _probe(mc: ModelConfig, repeats: int) -> Cost:
@@ -195,11 +202,32 @@ def fp32_cached(run: RunConfig) -> set:
     return found
 
 
-def summary(estimates: list, environment, target_s: float | None = None, cached: frozenset = frozenset()) -> list:
+def memory_needed(estimates: list, base_mb: float) -> str:
+    """What a gate run of these models needs, from the probes: the process's own `base_mb`, the largest model's
+    networks (the gate holds one model's at a time) and a forked work beside them, which can reach about as much."""
+    unprobed = [e.name for e in estimates if not e.cost.memory_mb]
+    if unprobed:
+        return (f"memory: not probed for {', '.join(unprobed)} (probed before segcheck measured memory; remove the "
+                "probe-*.json files of the segcheck cache to probe again)")
+    largest = max(estimates, key=lambda e: e.cost.memory_mb)
+    need = base_mb + 2 * largest.cost.memory_mb
+    return (f"memory: the largest model's networks take {largest.cost.memory_mb / 1024:.2f} GB here ({largest.name}), beside "
+            f"the process's own {base_mb / 1024:.2f} GB; the gate holds one model's at a time, and a forked work (calibration, "
+            f"an evaluation) can add about as much again while it runs: a runner needs about {need / 1024:.1f} GB")
+
+
+def summary(estimates: list, environment, target_s: float | None = None, cached: frozenset = frozenset(),
+            base_mb: float | None = None) -> list:
+    """The plan's cost lines: per image and per model, the run's wall time by shards, the memory it needs (`base_mb`:
+    the process's own, default this one's peak), and shards for `target_s`."""
+    from ..measure import memory
+
     lines = [f"per image on this machine ({environment.isa}, oneDNN {environment.onednn}):"]
     for e in estimates:
         lines.append(f"- {e.name}: FP32 {e.cost.fp32_s:.3f} s, INT8 {e.cost.int8_s:.3f} s, calibration {e.cost.calib_s:.3f} s "
                      f"x {e.calib_images} images; one shard of {e.images} images: {span(e.wall())}")
+    if estimates:
+        lines.append(memory_needed(estimates, memory.peak_mb() if base_mb is None else base_mb))
     if any(e.images is None for e in estimates):
         lines.append("(models of unknown image count count as 0 images below)")
     for calibrated, how in ((False, "each shard calibrates"), (True, "calibration shared through the cache")):
