@@ -116,3 +116,15 @@ def test_a_memory_bound_with_nothing_to_check_is_an_error(tmp_path, capsys):
     assert "hold no memory figure" in capsys.readouterr().err
     assert commands.main(["report", "--baseline", "synthetic", "--max-memory", "6"]) == 2
     assert "--max-memory checks a run's results" in capsys.readouterr().err
+
+
+def test_each_models_gate_tests_run_together_so_that_one_models_networks_are_held_at_a_time(segcheck, pytester):
+    """The shipped suite as collected for the six configured models, peer tests included: every model's tests form
+    one block (the peer tests' own parameters used to interleave the VOC models, which kept all three alive)."""
+    done = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--collect-only", "-q", f"--rootdir={inner.ROOT}",
+                                        f"--segcheck-cache={segcheck.run.cache_dir}", str(inner.ROOT / "segcheck/plugin/suite"))
+    names = sorted(segcheck.models, key=len, reverse=True)
+    collected = [line for line in done.stdout.lines if "::" in line]
+    models = [next(n for n in names if f"[{n}" in line) for line in collected if "[" in line and any(f"[{n}" in line for n in names)]
+    blocks = [m for i, m in enumerate(models) if i == 0 or models[i - 1] != m]
+    assert len(models) > 60 and sorted(blocks) == sorted(set(models)) and len(set(models)) == 6, blocks

@@ -78,6 +78,8 @@ class ModelCase:
         it. Whatever is asked for afterwards is made again (from the model cache where it can be)."""
         self._parts.clear()
         self._predictions.clear()
+        self._reused.clear()
+        self._replaced.clear()
         self.__dict__.pop("whole", None)
 
     def make(self, part: str):

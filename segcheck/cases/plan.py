@@ -107,7 +107,9 @@ def probe(mc: ModelConfig, repeats: int = 3) -> Cost:
     footprint = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # MXNet's notes on an exported graph's input types
-        cost = guard.isolated(f"{mc.name} cost probe", lambda: _probe(mc, repeats), guard.LEAST_S, footprint)
+        forwards = 3 * (repeats + 1) + 1  # three graphs timed, and the one-image calibration
+        cost = guard.isolated(f"{mc.name} cost probe", lambda: _probe(mc, repeats),
+                              guard.limit(forwards * mc.run.batch_size, mc.crop_size, mc.run.case_timeout), footprint)
     return replace(cost, memory_mb=round(footprint.get(f"{mc.name} cost probe", 0.0), 1) or None)
 
 
@@ -207,8 +209,8 @@ def memory_needed(estimates: list, base_mb: float) -> str:
     networks (the gate holds one model's at a time) and a forked work beside them, which can reach about as much."""
     unprobed = [e.name for e in estimates if not e.cost.memory_mb]
     if unprobed:
-        return (f"memory: not probed for {', '.join(unprobed)} (probed before segcheck measured memory; remove the "
-                "probe-*.json files of the segcheck cache to probe again)")
+        return (f"memory: not probed for {', '.join(unprobed)} (probed in this process, SEGCHECK_IN_PROCESS=1, or before "
+                "segcheck measured memory: remove the probe-*.json files of the segcheck cache to probe again)")
     largest = max(estimates, key=lambda e: e.cost.memory_mb)
     need = base_mb + 2 * largest.cost.memory_mb
     return (f"memory: the largest model's networks take {largest.cost.memory_mb / 1024:.2f} GB here ({largest.name}), beside "

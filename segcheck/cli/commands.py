@@ -286,8 +286,8 @@ def report(argv, out=sys.stdout) -> int:
         cache_dir = Path(args.cache_dir).expanduser() if args.cache_dir else default_dir()
         results = reporting.load(args.results or reporting.last_run_path(cache_dir))
         if args.max_memory is not None and results.memory is None:
-            raise SegcheckError("these results hold no memory figure (a merge of shards measures none): "
-                                "--max-memory has nothing to check; check each shard's results")
+            raise SegcheckError("these results hold no memory figure (a merge of shards, a run under pytest-xdist or "
+                                "one from before segcheck measured memory): --max-memory has nothing to check")
     out.write(reporting.markdown(results))
     if args.per_class:
         out.write("\n" + reporting.per_class(results))
@@ -302,10 +302,13 @@ def report(argv, out=sys.stdout) -> int:
 
 def _within_memory(results, bound_gb: float, out) -> int:
     """0 when the run's peak resident set stayed within `bound_gb`, else 1; saying which."""
-    peak = max(results.memory.peak_mb, results.memory.children_peak_mb) / 1024
+    memory = results.memory
+    peak = max(memory.peak_mb, memory.children_peak_mb) / 1024
     within = peak <= bound_gb
-    print(f"memory: peak resident set {peak:.2f} GB, bound {bound_gb:g} GB: "
-          f"{'within' if within else 'EXCEEDED (see the tests that raised it most, above)'}", file=out)
+    where = ("the pytest process: the tests that raised it most are named above" if memory.peak_mb >= memory.children_peak_mb
+             else "a forked child: each model's largest forked work is named above")
+    print(f"memory: peak resident set {peak:.2f} GB, bound {bound_gb:g} GB: {'within' if within else f'EXCEEDED in {where}'}",
+          file=out)
     return 0 if within else 1
 
 

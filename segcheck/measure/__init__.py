@@ -1,1 +1,1 @@
-"""Measurement: metrics, evaluation, latency, per-layer error, calibration tables, and the environment."""
+"""Measurement: metrics, evaluation, latency, per-layer error, calibration tables, memory, and the environment."""

@@ -155,7 +155,7 @@ class SegcheckSession:
 
     @property
     def cases(self) -> dict:
-        """The model cases made so far in this run, by name."""
+        """The model cases of this run made and not yet released, by name."""
         return dict(self._cases)
 
     @cached_property
@@ -372,8 +372,10 @@ class SegcheckSession:
             gc.collect()
 
     def _keep_footprints(self, case: ModelCase) -> None:
+        """The case's footprints into its results (the larger of each work's, where a case was made again)."""
         if case.footprints() and case.name in self.results.models:
-            self.results.models[case.name].footprint_mb = case.footprints()
+            kept = self.results.models[case.name].footprint_mb
+            kept.update({what: max(mb, kept.get(what, 0.0)) for what, mb in case.footprints().items()})
 
     def pytest_runtest_logreport(self, report):
         if report.when == "teardown":
@@ -413,7 +415,8 @@ class SegcheckSession:
         if self.is_worker or not self.results.models:
             return False
         self.results.environment = self.environment.to_dict()
-        self.results.memory = Memory(memory.peak_mb(), memory.children_peak_mb(), self.watermark.largest())
+        xdist = self.config.pluginmanager.has_plugin("dsession")  # the workers' processes hold the models, unmeasured here
+        self.results.memory = None if xdist else Memory(memory.peak_mb(), memory.children_peak_mb(), self.watermark.largest())
         for case in self._cases.values():  # those not released
             self._keep_footprints(case)
         failed = False

@@ -100,7 +100,7 @@ def _draw_drops(ax, drops: list) -> None:
         ax.barh(i, delta, color=OK if fine else BAD, height=0.6)
         if tol is not None:
             ax.plot([-tol, -tol], [i - 0.4, i + 0.4], color="black", linewidth=2)
-        ax.annotate(f"{delta:+.2f}" + (f" (limit -{tol:.2g})" if tol is not None else ""), (max(delta, 0), i),
+        ax.annotate(f"{delta:+.2f}" + (f" (limit -{tol:.3g})" if tol is not None else ""), (max(delta, 0), i),
                     xytext=(4, 0), textcoords="offset points", va="center", fontsize=8)
     limit = max([abs(d) for _, d, _ in drops] + [t or 0 for _, _, t in drops] + [0.5]) * 1.3
     ax.set_xlim(-limit, limit * 1.6)  # room on the right for the labels

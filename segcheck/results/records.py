@@ -6,7 +6,9 @@ from dataclasses import asdict, dataclass, field, fields
 
 from ..gate.checks import CHANGED, CHECK_ORDER, PASS, SKIP, Check
 
-FORMAT = 3  # 3: CHANGED and REGRESSED verdicts, per-image agreement and output SQNR, INT8 keys, the run's strictness
+FORMAT = 4  # 3: CHANGED and REGRESSED verdicts, per-image agreement and output SQNR, INT8 keys, the run's strictness;
+# 4: the run's memory and each model's footprint
+READABLE = (3, 4)  # the formats this segcheck reads (3 has no memory figures)
 
 
 def speedup(fp32_ms: float | None, int8_ms: float | None) -> float | None:

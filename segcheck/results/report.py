@@ -17,7 +17,7 @@ from ..errors import SegcheckError
 from ..gate.baselines import ROW_KEYS, Row
 from ..gate.checks import CHANGED, FAILING, REGRESSED, SEED_PREFIX, of_peer_row
 from ..gate.golden import Golden
-from .records import FORMAT, RunResults
+from .records import READABLE, RunResults
 
 
 def last_run_path(cache_dir) -> Path:
@@ -33,8 +33,8 @@ def load(path) -> RunResults:
     path = Path(path)
     try:
         doc = json.loads(path.read_text())
-        if doc.get("format") != FORMAT:
-            raise ValueError(f"format {doc.get('format')!r}, expected {FORMAT}")
+        if doc.get("format") not in READABLE:
+            raise ValueError(f"format {doc.get('format')!r}, expected one of {', '.join(map(str, READABLE))}")
         return RunResults.from_dict(doc)
     except FileNotFoundError:
         raise SegcheckError(f"{path}: no results yet; run pytest first (it writes them) or pass --results") from None

@@ -13,13 +13,16 @@ from pathlib import Path
 
 import pytest
 
-from segcheck.config.run import mxnet_home
 from segcheck.cases.model_case import PARTS
+from segcheck.config.run import mxnet_home
+from segcheck.peers.environment import ENV_VARIABLE as PEER_ENV_VARIABLE
+from segcheck.peers.environment import environment_folder
 
 from junit import details as junit_details
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository: its segcheck.toml configures the tutorial's six models
 MXNET_HOME = mxnet_home()  # read on import, before pytester points HOME at its folder
+PEER_ENV = environment_folder()  # the same: the peers' virtualenv is found under HOME's cache
 
 
 class Reuse:
@@ -84,6 +87,7 @@ def run(pytester, *args, cache=None, results: Path | None = None, rootdir: Path 
         # pytester points HOME at its folder: GluonCV's store (~/.mxnet) would then be another path, and every case
         # another configuration than this session's, so that no part would be handed over
         env.setenv("MXNET_HOME", str(MXNET_HOME))
+        env.setenv(PEER_ENV_VARIABLE, str(PEER_ENV))
         for name, value in (environ or {}).items():
             env.setenv(name, value)
         result = pytester.runpytest_inprocess(*flags, *paths, plugins=list(plugins))
