@@ -349,7 +349,7 @@ WRITERS = {"pascal_voc": synthetic.write_voc, "coco": synthetic.write_coco, "pas
 def test_each_layout_is_described_once_and_the_writer_the_loader_and_plan_agree(tmp_path):
     """DatasetKind.layout is what the synthetic writer lays out and what the loader reads each split from; with any
     one of its paths gone, the loader and `segcheck plan` name that same path (Cityscapes trainval needs train and val)."""
-    from segcheck.cli import plan
+    from segcheck.cases import plan
     from segcheck.config.run import Weights
 
     assert set(WRITERS) == set(DATASETS)

@@ -27,6 +27,19 @@ def test_a_result_an_exception_and_the_warnings_come_back():
     assert child != os.getpid()  # it ran in another process
 
 
+def test_a_childs_footprint_is_what_it_added_beyond_what_it_shared_at_the_fork():
+    """The memory a forked work costs beyond the pytest process: 191 MiB held by the child are counted, not the
+    parent's resident set (however large) that the child shares, and a work run twice keeps its larger footprint."""
+    import numpy as np
+
+    footprint = {}
+    assert guard.isolated("allocates", lambda: float(np.ones(25_000_000).sum()), footprint=footprint) == 25_000_000
+    assert 180 < footprint["allocates"] < 260, footprint
+    guard.isolated("allocates", lambda: 0, footprint=footprint)
+    guard.isolated("small", lambda: 0, footprint=footprint)
+    assert 180 < footprint["allocates"] < 260 and footprint["small"] < 50, footprint
+
+
 @pytest.mark.parametrize("death, named", [
     (lambda: ctypes.CDLL(None).abort(), "SIGABRT"),
     (lambda: os.kill(os.getpid(), signal.SIGILL), "SIGILL"),  # AMX without Linux's tile permission
@@ -84,12 +97,13 @@ class _Handed:
 
 def test_a_peer_run_takes_the_case_timeout(segcheck, monkeypatch):
     """The peer's requests are stopped at the case's limit (--case-timeout, case_timeout), not at a fixed hour."""
-    from segcheck.measure import cases, peers
+    from segcheck.cases import model_case as cases
+    from segcheck.peers import scoring
 
     asked = []
     monkeypatch.setattr(cases, "exporter_present", lambda: None)
-    monkeypatch.setattr(peers, "usable_python", lambda cache_dir: "python")
-    monkeypatch.setattr(peers, "gate_run", lambda runtime, onnx, split, indices, calibration, cache_dir, latency, skip_bad,
+    monkeypatch.setattr(cases, "usable_python", lambda: "python")
+    monkeypatch.setattr(scoring, "gate_run", lambda runtime, onnx, split, indices, calibration, cache_dir, latency, skip_bad,
                         timeout_s, model: asked.append((model, timeout_s)))
     mc = segcheck.model_config("fcn_resnet101_voc")
     case = cases.ModelCase(mc.with_(run=mc.run.with_(case_timeout=7.0)), on_missing=lambda err: None, hooks=_Handed())

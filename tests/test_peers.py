@@ -1,6 +1,7 @@
 """The peer runtimes: the FP32 network exported to ONNX (models.onnx_export) and run by ONNX Runtime and OpenVINO in
-their own virtualenv (measure.peers, measure.peer_runner), in FP32 against MXNet's output and in INT8, and every way
-a peer run can fail, each one clear error. Tests that run the peers skip without the peer environment."""
+their own virtualenv (segcheck.peers: the environment, the runner protocol, peers/runner.py), in FP32 against MXNet's
+output and in INT8, and every way a peer run can fail, each one clear error. Tests that run the peers skip without the
+peer environment."""
 
 import functools
 import io
@@ -15,9 +16,9 @@ import pytest
 from segcheck.cli import commands
 from segcheck.config.networks import Network
 from segcheck.config.recipes import PEERS
-from segcheck.config.run import default_dir
 from segcheck.errors import SegcheckError
-from segcheck.measure import peer_runner, peers
+from segcheck.peers import environment, network_install, protocol, scoring
+from segcheck.peers import runner as peer_runner
 from segcheck.models import build
 
 onnx_export = pytest.importorskip("segcheck.models.onnx_export", reason="this MXNet has no mx2onnx (mxnet.onnx); 1.9 has")
@@ -58,15 +59,15 @@ def exported(network: Network, crop: int, folder, seed: int = 0):
     images = seeded_images(EVAL_IMAGES, crop, seed=1)
     logits = np.stack([build.logits(net, mx.nd.array(images[i:i + 1])).asnumpy()[0] for i in range(len(images))])
     path = onnx_export.export(net, crop, folder / f"{network.name}-{crop}.onnx")
-    return path, logits, peers.write_images(folder / "eval.npy", [images])
+    return path, logits, protocol.write_images(folder / "eval.npy", [images])
 
 
 @pytest.fixture(scope="module")
 def peer_python():
-    folder = peers.environment_folder(default_dir())
-    python = peers.python_of(folder)
+    folder = environment.environment_folder()
+    python = environment.python_of(folder)
     if python is None:
-        pytest.skip(peers.missing_message(folder))
+        pytest.skip(environment.missing_message(folder))
     return python
 
 
@@ -74,7 +75,7 @@ def peer_python():
 def fcn(tmp_path_factory):
     folder = tmp_path_factory.mktemp("fcn")
     path, logits, images = exported(FCN, CROP, folder)
-    calib = peers.write_images(folder / "calib.npy", [mx.nd.array(seeded_images(CALIB_IMAGES, CROP, seed=2))])
+    calib = protocol.write_images(folder / "calib.npy", [mx.nd.array(seeded_images(CALIB_IMAGES, CROP, seed=2))])
     return {"onnx": path, "logits": logits, "eval": images, "calib": calib, "folder": folder}
 
 
@@ -92,7 +93,7 @@ def assert_latency(answer: dict) -> None:
 
 @pytest.mark.parametrize("runtime", PEERS)
 def test_fp32_peer_matches_mxnet(peer_python, fcn, runtime):
-    answer = peers.run(peer_python, request(fcn, runtime, "fp32"), TIMEOUT_S)
+    answer = protocol.run(peer_python, request(fcn, runtime, "fp32"), TIMEOUT_S)
     assert answer["ok"] and answer["runtime"] == runtime and answer["quantizer"] == "none" and runtime in answer["versions"]
     if runtime == "openvino":
         assert answer["settings"]["INFERENCE_PRECISION_HINT"] == "f32"
@@ -105,7 +106,7 @@ def test_fp32_peer_matches_mxnet(peer_python, fcn, runtime):
 
 @pytest.mark.parametrize("runtime", PEERS)
 def test_int8_peer_gives_predictions_and_a_latency(peer_python, fcn, runtime):
-    answer = peers.run(peer_python, request(fcn, runtime, "int8"), TIMEOUT_S)
+    answer = protocol.run(peer_python, request(fcn, runtime, "int8"), TIMEOUT_S)
     assert answer["ok"] and answer["precision"] == "int8" and answer["quantizer"] != "none"
     predictions = np.load(answer["predictions"])
     assert predictions.shape == (EVAL_IMAGES, CROP, CROP) and predictions.dtype == np.uint8 and predictions.max() < 21
@@ -126,7 +127,7 @@ def test_pspnet_exports_at_a_crop_its_bins_divide(peer_python, tmp_path):
     kernels = sorted(tuple(a.ints) for n in pools for a in n.attribute if a.name == "kernel_shape")
     assert len(pools) == 4 and kernels == [(1, 1), (2, 2), (3, 3)]
     model = {"onnx": path, "eval": images, "folder": tmp_path}
-    answer = peers.run(peer_python, request(model, "onnxruntime", "fp32"), TIMEOUT_S)
+    answer = protocol.run(peer_python, request(model, "onnxruntime", "fp32"), TIMEOUT_S)
     assert agreement(np.load(answer["predictions"]), logits.argmax(axis=1)) >= 0.99
     assert_close_to_scale(np.load(answer["logits0"]), logits[0])
 
@@ -139,7 +140,7 @@ def test_pspnet_exports_exactly_where_its_bins_do_not_divide_the_feature_map(pee
     nodes = onnx.load(str(path)).graph.node
     assert sum(n.op_type == "Slice" for n in nodes) >= 3 * 3 + 6 * 6
     model = {"onnx": path, "eval": images, "folder": tmp_path}
-    answer = peers.run(peer_python, request(model, "onnxruntime", "fp32"), TIMEOUT_S)
+    answer = protocol.run(peer_python, request(model, "onnxruntime", "fp32"), TIMEOUT_S)
     assert agreement(np.load(answer["predictions"]), logits.argmax(axis=1)) >= 0.99
     assert_close_to_scale(np.load(answer["logits0"]), logits[0])
 
@@ -172,8 +173,8 @@ def test_an_unknown_runtime_is_the_runners_own_error_line(tmp_path):
     asked = {"onnx": "m.onnx", "runtime": "tensorrt", "precision": "fp32", "eval": "e.npy", "out": str(tmp_path / "out")}
     with pytest.raises(SegcheckError, match=r"^peer runner for tensorrt fp32 failed: RequestError: unknown runtime 'tensorrt'; "
                                             r"choose one of onnxruntime, openvino") as caught:
-        peers.run(sys.executable, asked, TIMEOUT_S)
-    assert not isinstance(caught.value, peers.PeerCrash)
+        protocol.run(sys.executable, asked, TIMEOUT_S)
+    assert not isinstance(caught.value, protocol.PeerCrash)
     assert json.loads((tmp_path / "out" / "answer.json").read_text())["ok"] is False
 
 
@@ -186,21 +187,21 @@ def test_a_runner_that_dies_is_a_peer_crash(tmp_path, script, expected):
     runner = tmp_path / "runner.py"
     runner.write_text(script)
     asked = {"runtime": "onnxruntime", "precision": "int8", "out": str(tmp_path / "out")}
-    with pytest.raises(peers.PeerCrash, match=rf"^peer runner for onnxruntime int8 {expected}"):
-        peers.run(sys.executable, asked, 1 if "sleep" in script else TIMEOUT_S, runner=runner)
+    with pytest.raises(protocol.PeerCrash, match=rf"^peer runner for onnxruntime int8 {expected}"):
+        protocol.run(sys.executable, asked, 1 if "sleep" in script else TIMEOUT_S, runner=runner)
 
 
 def test_a_gate_runs_peer_log_outlives_its_temporary_folder(segcheck, tmp_path, monkeypatch):
     """The runner's output, named in the error, is still there when the error is read (its images' folder is gone)."""
     runner = tmp_path / "runner.py"
     runner.write_text("import sys\nprint('the runtime said why')\nsys.exit(3)\n")
-    monkeypatch.setattr(peers, "usable_python", lambda cache_dir: Path(sys.executable))
-    monkeypatch.setattr(peers, "run", functools.partial(peers.run, runner=runner))
-    with pytest.raises(peers.PeerCrash, match=r"exit status 3 without an answer \(the runtime said why\); its log is (\S+)$") as err:
-        peers.gate_run("onnxruntime", tmp_path / "model.onnx", segcheck.case("fcn_resnet101_voc").val, [0],
+    monkeypatch.setattr(scoring, "usable_python", lambda: Path(sys.executable))
+    monkeypatch.setattr(scoring, "run", functools.partial(protocol.run, runner=runner))
+    with pytest.raises(protocol.PeerCrash, match=r"exit status 3 without an answer \(the runtime said why\); its log is (\S+)$") as err:
+        scoring.gate_run("onnxruntime", tmp_path / "model.onnx", segcheck.case("fcn_resnet101_voc").val, [0],
                         [mx.nd.zeros((1, 3, 8, 8))], tmp_path / "cache", model="fcn_resnet101_voc")
     log = Path(str(err.value).rpartition("its log is ")[2])
-    assert log == peers.peer_log(tmp_path / "cache", "fcn_resnet101_voc", "onnxruntime", "fp32") and "the runtime said why" in log.read_text()
+    assert log == scoring.peer_log(tmp_path / "cache", "fcn_resnet101_voc", "onnxruntime", "fp32") and "the runtime said why" in log.read_text()
 
 
 def test_a_stale_answer_is_not_taken_for_a_new_one(tmp_path):
@@ -209,57 +210,58 @@ def test_a_stale_answer_is_not_taken_for_a_new_one(tmp_path):
     (out / "answer.json").write_text(json.dumps({"ok": True}))
     runner = tmp_path / "runner.py"
     runner.write_text("import sys\nsys.exit(0)\n")
-    with pytest.raises(peers.PeerCrash, match="exit status 0 without an answer"):
-        peers.run(sys.executable, {"runtime": "openvino", "precision": "fp32", "out": str(out)}, TIMEOUT_S, runner=runner)
+    with pytest.raises(protocol.PeerCrash, match="exit status 0 without an answer"):
+        protocol.run(sys.executable, {"runtime": "openvino", "precision": "fp32", "out": str(out)}, TIMEOUT_S, runner=runner)
 
 
 def test_write_images_stacks_batches_as_float32(tmp_path):
     first = mx.nd.ones((2, 3, 8, 8))
-    path = peers.write_images(tmp_path / "images.npy", [first, np.zeros((3, 8, 8), dtype=np.float64)])
+    path = protocol.write_images(tmp_path / "images.npy", [first, np.zeros((3, 8, 8), dtype=np.float64)])
     images = np.load(path)
     assert images.shape == (3, 3, 8, 8) and images.dtype == np.float32 and images[:2].min() == 1 and images[2].max() == 0
     with pytest.raises(SegcheckError, match=r"images\.npy: image batches must all be N x 3 x H x W of one size"):
-        peers.write_images(tmp_path / "images.npy", [np.zeros((1, 3, 8, 8)), np.zeros((1, 3, 4, 4))])
+        protocol.write_images(tmp_path / "images.npy", [np.zeros((1, 3, 8, 8)), np.zeros((1, 3, 4, 4))])
 
 
 def test_a_folder_without_a_finished_environment_has_no_peer_python(tmp_path, monkeypatch):
-    assert peers.python_of(tmp_path / "absent") is None
+    assert environment.python_of(tmp_path / "absent") is None
     (tmp_path / "half" / "bin").mkdir(parents=True)
     (tmp_path / "half" / "bin" / "python").symlink_to(sys.executable)
-    assert peers.python_of(tmp_path / "half") is None  # no marker: install() did not finish
-    monkeypatch.setenv(peers.ENV_VARIABLE, str(tmp_path / "chosen"))
-    assert peers.environment_folder(tmp_path) == tmp_path / "chosen"
-    monkeypatch.delenv(peers.ENV_VARIABLE)
-    assert peers.environment_folder(tmp_path) == tmp_path / "peer-env"
-    assert "segcheck peer install" in peers.missing_message(tmp_path / "peer-env")
+    assert environment.python_of(tmp_path / "half") is None  # no marker: install() did not finish
+    monkeypatch.setenv(environment.ENV_VARIABLE, str(tmp_path / "chosen"))
+    assert environment.environment_folder() == tmp_path / "chosen"
+    monkeypatch.delenv(environment.ENV_VARIABLE)
+    default = environment.environment_folder()  # outside segcheck's cache, one folder per set of pins
+    assert (default.parent.name, default.name) == ("segcheck-peers", environment.requirements_digest()[:16]), default
+    assert "segcheck peer install" in environment.missing_message(default)
 
 
 def test_why_a_folder_is_no_peer_environment_is_said(tmp_path, monkeypatch):
-    monkeypatch.setattr(peers, "_FOUND", {})
-    assert peers.missing_message(tmp_path / "none").startswith(f"no peer environment (ONNX Runtime, OpenVINO) at {tmp_path / 'none'}")
+    monkeypatch.setattr(environment, "_FOUND", {})
+    assert environment.missing_message(tmp_path / "none").startswith(f"no peer environment (ONNX Runtime, OpenVINO) at {tmp_path / 'none'}")
     (tmp_path / "half").mkdir()
-    (tmp_path / "half" / peers.BUILDING).write_text("")
-    assert peers.missing_message(tmp_path / "half").startswith("an unfinished peer environment")
+    (tmp_path / "half" / environment.BUILDING).write_text("")
+    assert environment.missing_message(tmp_path / "half").startswith("an unfinished peer environment")
     (tmp_path / "old" / "bin").mkdir(parents=True)
     (tmp_path / "old" / "bin" / "python").symlink_to(sys.executable)
-    (tmp_path / "old" / peers.MARKER).write_text(json.dumps({"requirements": "0" * 64}))
-    message = peers.missing_message(tmp_path / "old")
+    (tmp_path / "old" / environment.MARKER).write_text(json.dumps({"requirements": "0" * 64}))
+    message = environment.missing_message(tmp_path / "old")
     assert "was built from other pins than peer-requirements.txt" in message and message.endswith(
-        f"create it with `segcheck peer install` (or point ${peers.ENV_VARIABLE} at one)")
-    (tmp_path / "old" / peers.MARKER).write_text(json.dumps({"requirements": peers.requirements_digest()}))
-    peers._FOUND.clear()
-    assert "does not import its runtimes (ModuleNotFoundError: No module named '" in peers.missing_message(tmp_path / "old")
+        f"create it with `segcheck peer install` (or point ${environment.ENV_VARIABLE} at one)")
+    (tmp_path / "old" / environment.MARKER).write_text(json.dumps({"requirements": environment.requirements_digest()}))
+    environment._FOUND.clear()
+    assert "does not import its runtimes (ModuleNotFoundError: No module named '" in environment.missing_message(tmp_path / "old")
 
 
 def test_install_never_replaces_a_folder_that_is_not_a_virtualenv(tmp_path):
     (tmp_path / "mine.txt").write_text("keep me")
     with pytest.raises(SegcheckError, match="exists and is not a peer environment that segcheck made, so it is not replaced"):
-        peers.install(tmp_path, out=io.StringIO())
+        network_install.install(tmp_path, out=io.StringIO())
     assert (tmp_path / "mine.txt").read_text() == "keep me"
 
 
 def test_the_peer_requirements_pin_the_runtimes():
-    pins = {line.split("==")[0] for line in peers.requirements_file().read_text().splitlines()
+    pins = {line.split("==")[0] for line in environment.requirements_file().read_text().splitlines()
             if "==" in line and not line.startswith("#")}
     assert {"onnxruntime", "openvino", "numpy", "onnx"} <= pins
 
@@ -271,9 +273,9 @@ def test_the_latency_rule_stops_on_precision_or_time():
 
 
 def test_segcheck_peer_where_names_the_command_that_makes_the_environment(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv(peers.ENV_VARIABLE, str(tmp_path / "none"))
+    monkeypatch.setenv(environment.ENV_VARIABLE, str(tmp_path / "none"))
     assert commands.main(["peer", "where"]) == 2
-    assert capsys.readouterr().err.strip() == (f"segcheck: error: {peers.missing_message(tmp_path / 'none')}")
+    assert capsys.readouterr().err.strip() == (f"segcheck: error: {environment.missing_message(tmp_path / 'none')}")
     with pytest.raises(SystemExit):
         commands.main(["peer", "remove"])
     assert "invalid choice: 'remove'" in capsys.readouterr().err
@@ -286,7 +288,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 sys.path.insert(0, sys.argv[1])
-import peer_runner
+import runner as peer_runner
 
 def weight(name):
     return numpy_helper.from_array(np.ones((4, 4, 1, 1), np.float32), name)

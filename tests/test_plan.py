@@ -5,8 +5,10 @@ import io
 
 import pytest
 
-from segcheck.cli import commands, plan
-from segcheck.cli.plan import Cost, Estimate
+from segcheck.cases import plan
+from segcheck.cases.plan import Cost, Estimate
+from segcheck.cli import commands
+from segcheck.cli.plan import main, parse_budget
 from segcheck.measure.environment import Environment
 
 CONFIG = '[[models]]\nnetwork = "fcn_resnet101_voc"\n'
@@ -19,17 +21,18 @@ def test_plan_lists_what_is_missing_probes_the_cost_and_suggests_shards(tmp_path
     (tmp_path / "segcheck.toml").write_text(CONFIG)
     cache = ["--segcheck-cache", str(tmp_path / "cache"), "--crop-size", "32"]
     out = io.StringIO()
-    assert plan.main(["--tier", "real", "--target", "30m", *cache], out) == 0
+    assert main(["--tier", "real", "--target", "30m", *cache], out) == 0
     text = out.getvalue()
     assert "fcn_resnet101_voc: FP32 + INT8 (calibrated naive/auto/5x32/train), 1449 images (published pascal_voc val size)" in text
     assert f"missing weights: {tmp_path / 'mxnet/models'}/fcn_resnet101_voc-" in text and "segcheck fetch weights fcn_resnet101_voc" in text
     assert f"missing pascal_voc val: {tmp_path / 'voc/VOC2012/ImageSets/Segmentation/val.txt'}; segcheck fetch voc --root {tmp_path / 'voc'}" in text
     assert "each shard calibrates: 1 shard: " in text and "4 shards: " in text and "16 shards: " in text
     assert "for 30.0 min per job, each shard calibrating: --shard K/" in text and "calibration shared through the cache: 1 shard" in text
+    assert "memory: the largest model's networks take " in text and "(fcn_resnet101_voc)" in text and "a runner needs about" in text
     probed = [line for line in text.splitlines() if line.startswith("- fcn_resnet101_voc: FP32 0")]
     assert probed and " s, INT8 " in probed[0] and "calibration" in probed[0]
     again = io.StringIO()
-    assert plan.main(["--tier", "real", "--no-probe", *cache], again) == 0  # the probe is kept for this environment
+    assert main(["--tier", "real", "--no-probe", *cache], again) == 0  # the probe is kept for this environment
     assert probed[0] in again.getvalue()
 
 
@@ -39,7 +42,7 @@ def test_estimates_add_calibration_per_shard_and_split_the_images():
     assert e.wall(4) == pytest.approx(plan.OVERHEAD_S + 96 + 250 * 0.75)
     assert plan.suggest_shards([e], 300) == 4 and plan.suggest_shards([e], 60) is None  # 4 shards: 15 + 96 + 250 x 0.75 s
     assert e.wall(4, calibrated=True) == pytest.approx(plan.OVERHEAD_S + 250 * 0.75) and plan.suggest_shards([e], 60, True) == 17
-    assert plan.parse_budget("90m") == 5400 and plan.parse_budget("2h") == 7200 and plan.parse_budget("45") == 45
+    assert parse_budget("90m") == 5400 and parse_budget("2h") == 7200 and parse_budget("45") == 45
 
 
 def test_the_real_tier_names_its_plan_at_the_start_of_a_pytest_run(pytester, monkeypatch, tmp_path):
@@ -65,3 +68,16 @@ def test_a_target_below_the_calibration_time_says_to_share_the_calibration():
     assert "up to 8.3 min of a run; cached here now for 1 of 1 models, saving 8.3 min" in "\n".join(lines)  # 1000 x 0.5 s
     cold = "\n".join(plan.summary([e], Environment("1.9.1", "2.4.4", "avx2")))
     assert "cached here now for 0 of 1 models, saving 0.0 min" in cold
+
+
+def test_the_memory_a_run_needs_is_the_process_and_twice_the_largest_models_networks():
+    """Measured on a 2-core AMD EPYC: one model's gate (fcn_resnet101_voc at 64 px) peaked at 1.70 GB in the pytest
+    process, whose own share is about 0.23 GB, and the probe put its networks at 1.49 GB; a forked work adds up to
+    about that again (its child peaked at 2.50 GB counting the pages it shares)."""
+    small, large = (Estimate(n, 48, 32, Cost(0.06, 0.02, 0.06, memory_mb=mb)) for n, mb in (("fcn", 1490.0), ("deeplab", 1760.0)))
+    line = plan.memory_needed([small, large], base_mb=230.0)
+    assert "the largest model's networks take 1.72 GB here (deeplab), beside the process's own 0.22 GB" in line
+    assert line.endswith("a runner needs about 3.7 GB")
+    older = Estimate("old", 48, 32, Cost(0.06, 0.02, 0.06))
+    assert "not probed for old" in plan.memory_needed([small, older], base_mb=230.0)
+    assert plan.memory_needed([small], 230.0) in plan.summary([small], Environment("1.9.1", "2.4.4", "avx2"), base_mb=230.0)

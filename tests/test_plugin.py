@@ -16,7 +16,7 @@ from inner import Reuse
 from PIL import Image, ImageDraw, ImageFilter
 
 from segcheck.data import synthetic
-from segcheck.measure.cases import ModelCase
+from segcheck.cases.model_case import ModelCase
 from segcheck.models import pipeline
 from segcheck.plugin.hooks import SUITE
 
@@ -221,7 +221,7 @@ def test_an_mxnet_without_an_onnx_exporter_skips_the_peer_cases_saying_so(segche
     since a peer environment could not help; with an exporter, a missing peer environment is said before any export."""
     import importlib.util
 
-    from segcheck.measure import cases
+    from segcheck.cases import model_case as cases
 
     unavailable = (pytest.skip.Exception, pytest.fail.Exception)  # a skip, or a failure where --peer was given
     config = segcheck.model_config("fcn_resnet101_voc")

@@ -18,7 +18,7 @@ from inner import Reuse
 from segcheck.cli import commands
 from segcheck.config.recipes import PEERS
 from segcheck.gate.checks import CHANGED, CHECK_ORDER, FAILING, PASS, SKIP, of_test_id
-from segcheck.measure import peers
+from segcheck.peers import environment as peers
 from segcheck.results import report
 
 from faults import Fault
@@ -166,7 +166,7 @@ def test_a_broken_peer_export_or_quantization_fails_the_peer_check(fault, segche
     """The peers' gates, each with a fault of its own: a weight changed in the export fails FP32 agreement with MXNet
     (and, as it quantizes worse, the INT8 drop); calibration on constant images fails the peer's INT8 drop, and the
     agreement still passes."""
-    folder = peers.environment_folder(segcheck.run.cache_dir)
+    folder = inner.PEER_ENV  # found before pytester pointed HOME at its folder
     if peers.python_of(folder) is None:
         pytest.skip(peers.missing_message(folder))
     *untouched, expected = PEER_CASES[fault]

@@ -77,6 +77,9 @@ def report_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-class", action="store_true", help="also print per-class IoU (FP32, INT8, golden INT8) per model")
     p.add_argument("--baseline", choices=("real", "synthetic"), help="print the baseline table's rows for a tier instead")
     p.add_argument("--baselines", help="baseline file (default: the configuration's in this folder)")
+    p.add_argument("--max-memory", type=float, metavar="GB",
+                   help="exit 1 when the run's peak resident set (the pytest process or its largest child) exceeded GB: "
+                        "CI's memory bound")
     return p
 
 
@@ -260,6 +263,8 @@ def report(argv, out=sys.stdout) -> int:
     from ..results.records import Figures, RunResults
 
     args = report_parser().parse_args(argv)
+    if args.baseline and args.max_memory is not None:
+        raise SegcheckError("--max-memory checks a run's results; the baseline table (--baseline) measured no memory")
     if args.baseline:
         project = None if args.baselines else find(Path.cwd())
         if project is None and not args.baselines:
@@ -280,6 +285,9 @@ def report(argv, out=sys.stdout) -> int:
     else:
         cache_dir = Path(args.cache_dir).expanduser() if args.cache_dir else default_dir()
         results = reporting.load(args.results or reporting.last_run_path(cache_dir))
+        if args.max_memory is not None and results.memory is None:
+            raise SegcheckError("these results hold no memory figure (a merge of shards, a run under pytest-xdist or "
+                                "one from before segcheck measured memory): --max-memory has nothing to check")
     out.write(reporting.markdown(results))
     if args.per_class:
         out.write("\n" + reporting.per_class(results))
@@ -287,7 +295,21 @@ def report(argv, out=sys.stdout) -> int:
         print(f"json: {reporting.save(results, args.json_out)}", file=out)
     if args.png:
         print(f"chart: {chart.chart(results, args.png)}", file=out)
+    if args.max_memory is not None:
+        return _within_memory(results, args.max_memory, out)
     return 0
+
+
+def _within_memory(results, bound_gb: float, out) -> int:
+    """0 when the run's peak resident set stayed within `bound_gb`, else 1; saying which."""
+    memory = results.memory
+    peak = max(memory.peak_mb, memory.children_peak_mb) / 1024
+    within = peak <= bound_gb
+    where = ("the pytest process: the tests that raised it most are named above" if memory.peak_mb >= memory.children_peak_mb
+             else "a forked child: each model's largest forked work is named above")
+    print(f"memory: peak resident set {peak:.2f} GB, bound {bound_gb:g} GB: {'within' if within else f'EXCEEDED in {where}'}",
+          file=out)
+    return 0 if within else 1
 
 
 def _subcommand(name: str):

@@ -16,7 +16,7 @@ CONVENTIONS = ("gluoncv", "present")
 # The tiers: seeded models on generated data, or the configured weights and data. A configuration that names no
 # tier is for the real tier (a team's own models); the segcheck command without weights flags runs the synthetic one.
 TIERS = ("synthetic", "real")
-PEERS = ("onnxruntime", "openvino")  # the runtimes a model may also be gated on, exported to ONNX (measure.peers)
+PEERS = ("onnxruntime", "openvino")  # the runtimes a model may also be gated on, exported to ONNX (segcheck.peers)
 DEFAULT_TIER = "real"
 
 CALIB_MODES = ("naive", "entropy", "none")

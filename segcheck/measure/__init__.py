@@ -1,1 +1,1 @@
-"""Measurement: metrics, evaluation, latency, per-layer error, calibration tables, the environment, and model cases."""
+"""Measurement: metrics, evaluation, latency, per-layer error, calibration tables, memory, and the environment."""

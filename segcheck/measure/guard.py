@@ -21,6 +21,7 @@ import warnings
 from tqdm import tqdm
 
 from ..errors import SegcheckError
+from .memory import peak_mb
 
 # tqdm's monitor thread could hold tqdm's lock at the moment of a fork, and a child's progress bar would then wait for it
 tqdm.monitor_interval = 0
@@ -48,9 +49,10 @@ def limit(images: int, crop: int, configured: float | None = None) -> float:
     return max(LEAST_S, 3 * images * SECONDS_PER_IMAGE_AT_64 * (crop / 64) ** 2)
 
 
-def isolated(what: str, work, timeout_s: float = LEAST_S):
+def isolated(what: str, work, timeout_s: float = LEAST_S, footprint: dict | None = None):
     """`work()` run in a forked child; its result, or its exception raised here. `what` names the work in a crash
-    ("fcn_resnet101_voc int8 evaluation"); a child that has not answered within `timeout_s` is stopped."""
+    ("fcn_resnet101_voc int8 evaluation"); a child that has not answered within `timeout_s` is stopped. `footprint`,
+    where given, gets footprint[what]: the MB the child's resident set rose above what it shared at the fork."""
     if in_process():
         return work()
     sys.stdout.flush()
@@ -69,9 +71,11 @@ def isolated(what: str, work, timeout_s: float = LEAST_S):
         raise
     _, status = os.waitpid(pid, 0)
     try:
-        (kind, value), raised = pickle.loads(data)
+        (kind, value), raised, rose_mb = pickle.loads(data)
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError):
         raise BackendCrash(_death(what, status)) from None
+    if footprint is not None:
+        footprint[what] = max(footprint.get(what, 0.0), rose_mb)
     for message, category, filename, lineno in raised:  # the child's filters passed them: shown, not filtered again
         warnings.showwarning(category(message), category, filename, lineno)
     if kind == "error":
@@ -82,7 +86,7 @@ def isolated(what: str, work, timeout_s: float = LEAST_S):
 def _answer(what: str, work, write_end: int) -> None:
     """The child: run `work`, send back (result or exception, warnings), and leave at once (no atexit, no teardown)."""
     faulthandler.disable()  # a crash is reported by the parent; SEGCHECK_IN_PROCESS=1 shows its native traceback
-    status = 0
+    status, shared_mb = 0, peak_mb()  # a fork starts at the resident set it shares with its parent
     with warnings.catch_warnings(record=True) as caught:  # under this process's filters, as in process
         try:
             answer = ("result", work())
@@ -90,9 +94,10 @@ def _answer(what: str, work, write_end: int) -> None:
             answer = ("error", err)
     raised = [(str(w.message), w.category, w.filename, w.lineno) for w in caught]
     try:
-        payload = pickle.dumps((answer, raised))
+        payload = pickle.dumps((answer, raised, peak_mb() - shared_mb))
     except Exception as err:  # noqa: BLE001 - an answer that cannot travel is an error of its own
-        payload = pickle.dumps((("error", SegcheckError(f"{what}: its result cannot be sent back ({err})")), raised))
+        payload = pickle.dumps((("error", SegcheckError(f"{what}: its result cannot be sent back ({err})")), raised,
+                                peak_mb() - shared_mb))
     try:
         with os.fdopen(write_end, "wb") as out:
             out.write(payload)

@@ -7,8 +7,14 @@ import pytest
 
 @pytest.hookspec(firstresult=True)
 def pytest_segcheck_reuse(case, part):
-    """A part of `case` (measure.cases.PARTS: 'fp32', 'int8', 'fp32-evaluation', 'localisation', ...) made already in
+    """A part of `case` (cases.model_case.PARTS: 'fp32', 'int8', 'fp32-evaluation', 'localisation', ...) made already in
     this process for a case of the same configuration: return it, and the case does not make it again; or None."""
+
+
+@pytest.hookspec
+def pytest_segcheck_release(case):
+    """`case` is about to be released, its last test in this run having run (its parts() are still there): a plugin
+    that hands parts over to later runs takes them now."""
 
 
 @pytest.hookspec(firstresult=True)

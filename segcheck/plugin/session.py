@@ -7,6 +7,7 @@ outcomes always agree, and pytest-xdist workers' reports merge on the controller
 
 from __future__ import annotations
 
+import gc
 import os
 import time
 import uuid
@@ -14,6 +15,7 @@ from functools import cached_property
 
 import pytest
 
+from ..cases.model_case import ModelCase
 from ..config import isa
 from ..config.options import CALIBRATION, ROOTS, GateOptions, flag_of
 from ..config.project import Project
@@ -22,11 +24,12 @@ from ..data.kinds import DATASETS
 from ..errors import MissingResource, SegcheckError
 from ..gate import baselines, golden, noise, verdicts
 from ..gate.checks import CHANGED, ERROR, FAIL, FAILING, PASS, REGRESSED, SKIP, XFAIL, Check, of_peer_row, of_test, peer_row
-from ..measure import environment, guard, latency, peers
-from ..measure.cases import ModelCase
+from ..measure import environment, guard, latency, memory
 from ..models import cache
+from ..peers import environment as peer_environment
+from ..peers.scoring import LATENCY as PEER_LATENCY
 from ..results import chart, report
-from ..results.records import RunResults
+from ..results.records import Memory, RunResults
 
 IDENTITY, RECORD, VERDICT = "segcheck", "segcheck-record", "segcheck-verdict"
 
@@ -85,6 +88,8 @@ class SegcheckSession:
         self._judged: dict = {}
         self.started = time.time()  # cache entries rebuilt since then, by this run, are its warnings
         self.run_id = os.environ.setdefault(cache.RUN_ID, uuid.uuid4().hex)  # its workers and children inherit it
+        self.watermark = memory.Watermark()  # which tests raised the process's peak resident set
+        self._last_use: dict = {}  # test id -> the model whose case it is the last test of (collection order)
 
     @classmethod
     def start(cls, config, project: Project, options: GateOptions) -> "SegcheckSession":
@@ -120,9 +125,9 @@ class SegcheckSession:
         return [pytest.param(name, id=name, marks=[getattr(pytest.mark, m) for m in self._marks(name)]) for name in self.models]
 
     def unavailable(self, err: MissingResource):
-        if isinstance(err, peers.PeerMissing) and self.run.peers is not None:
+        if isinstance(err, peer_environment.PeerMissing) and self.run.peers is not None:
             pytest.fail(f"--peer: {err}", pytrace=False)
-        if isinstance(err, peers.PeerEnvironmentMissing) and self.require_baseline:
+        if isinstance(err, peer_environment.PeerEnvironmentMissing) and self.require_baseline:
             pytest.fail(f"{self.require_baseline}: the configuration names peers: {err}", pytrace=False)
         if self.options.require_real:
             pytest.fail(f"--require-real: {err}", pytrace=False)
@@ -144,13 +149,13 @@ class SegcheckSession:
         """The peers' adaptive-rounds rule, from pytest-benchmark's options as MXNet's benchmarks take them."""
         get = self.config.getoption
         if get("benchmark_disable", False):
-            return {**peers.LATENCY, "min_rounds": 2, "max_time_s": 1e-6}  # as pytest-benchmark's: a run, not a timing
-        return {**peers.LATENCY, "min_rounds": max(2, int(get("benchmark_min_rounds", peers.LATENCY["min_rounds"]))),
-                "max_time_s": float(get("benchmark_max_time", peers.LATENCY["max_time_s"]))}
+            return {**PEER_LATENCY, "min_rounds": 2, "max_time_s": 1e-6}  # as pytest-benchmark's: a run, not a timing
+        return {**PEER_LATENCY, "min_rounds": max(2, int(get("benchmark_min_rounds", PEER_LATENCY["min_rounds"]))),
+                "max_time_s": float(get("benchmark_max_time", PEER_LATENCY["max_time_s"]))}
 
     @property
     def cases(self) -> dict:
-        """The model cases made so far in this run, by name."""
+        """The model cases of this run made and not yet released, by name."""
         return dict(self._cases)
 
     @cached_property
@@ -184,7 +189,7 @@ class SegcheckSession:
     @staticmethod
     def peer_setting(case: ModelCase) -> dict:
         """The setting of a peer's row: the case's, and the pins of the peer environment (other pins, other rows)."""
-        return {**case.config.setting(), "peer_pins": peers.requirements_digest()[:16]}
+        return {**case.config.setting(), "peer_pins": peer_environment.requirements_digest()[:16]}
 
     def peer_pairs(self) -> list:
         """(model, runtime) params of the peer tests: each configured model with the runtimes --peer or its own
@@ -345,7 +350,38 @@ class SegcheckSession:
                 if "benchmark" in item.fixturenames:
                     item.add_marker(timing)
 
+    def pytest_collection_finish(self, session):
+        """Note each model's last test, so that its case is released once that test has run: a run holds one model's
+        networks at a time rather than all of them (an xdist worker, which runs what it is sent, keeps its cases)."""
+        if self.is_worker:
+            return
+        last = {}
+        for item in session.items:
+            params = getattr(getattr(item, "callspec", None), "params", {})
+            if params.get("case") is not None:
+                last[params["case"]] = item.nodeid
+        self._last_use = {nodeid: model for model, nodeid in last.items()}
+
+    def release(self, name: str) -> None:
+        """Free the case of model `name` (a later segcheck.case(name) makes a new one)."""
+        case = self._cases.pop(name, None)
+        if case is not None:
+            self._keep_footprints(case)
+            self.config.hook.pytest_segcheck_release(case=case)
+            case.release()
+            gc.collect()
+
+    def _keep_footprints(self, case: ModelCase) -> None:
+        """The case's footprints into its results (the larger of each work's, where a case was made again)."""
+        if case.footprints() and case.name in self.results.models:
+            kept = self.results.models[case.name].footprint_mb
+            kept.update({what: max(mb, kept.get(what, 0.0)) for what, mb in case.footprints().items()})
+
     def pytest_runtest_logreport(self, report):
+        if report.when == "teardown":
+            if report.nodeid in self._last_use:
+                self.release(self._last_use[report.nodeid])
+            self.watermark.step(report.nodeid)
         props = [(k, v) for k, v in report.user_properties]
         identity = next((v for k, v in props if k == IDENTITY), None)
         if identity is None or (report.when != "call" and report.passed):
@@ -379,6 +415,10 @@ class SegcheckSession:
         if self.is_worker or not self.results.models:
             return False
         self.results.environment = self.environment.to_dict()
+        xdist = self.config.pluginmanager.has_plugin("dsession")  # the workers' processes hold the models, unmeasured here
+        self.results.memory = None if xdist else Memory(memory.peak_mb(), memory.children_peak_mb(), self.watermark.largest())
+        for case in self._cases.values():  # those not released
+            self._keep_footprints(case)
         failed = False
         self.results.warnings += [w for w in cache.rebuilt_since(self.run.cache_dir, self.started, self.run_id) if w not in self.results.warnings]
         if self.environment.onednn == environment.UNKNOWN:

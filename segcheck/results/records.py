@@ -6,7 +6,9 @@ from dataclasses import asdict, dataclass, field, fields
 
 from ..gate.checks import CHANGED, CHECK_ORDER, PASS, SKIP, Check
 
-FORMAT = 3  # 3: CHANGED and REGRESSED verdicts, per-image agreement and output SQNR, INT8 keys, the run's strictness
+FORMAT = 4  # 3: CHANGED and REGRESSED verdicts, per-image agreement and output SQNR, INT8 keys, the run's strictness;
+# 4: the run's memory and each model's footprint
+READABLE = (3, 4)  # the formats this segcheck reads (3 has no memory figures)
 
 
 def speedup(fp32_ms: float | None, int8_ms: float | None) -> float | None:
@@ -59,6 +61,7 @@ class ModelResult:
     ranges_moved: list = field(default_factory=list)  # layers whose calibrated range moved, in graph order
     layers_ranked: list = field(default_factory=list)  # layers the per-layer check names, worst own fall first
     min_speedup: float | None = None  # the speed-up gate's minimum for this ISA, where one is recorded
+    footprint_mb: dict = field(default_factory=dict)  # forked work -> MB it added beyond the pytest process (cases.ModelCase.footprints)
     agreement_pct: float | None = None  # a peer's row: its FP32 argmax equal to MXNet's, percent of the pixels compared
     golden_digest: dict = field(default_factory=dict)  # a shard's: precision -> the golden digest and its reference, for merge
     baseline_per_image: dict = field(default_factory=dict)  # a shard's: precision -> the golden per-image matrices, for merge
@@ -96,6 +99,20 @@ class ModelResult:
         return cls(fp32=fp32, int8=int8, checks=checks, **doc)
 
 
+@dataclass(frozen=True)
+class Memory:
+    """A run's peak resident set, MB: the pytest process's, its largest child's (forked cases, the peers' runner,
+    subprocesses), and the tests that raised the process's peak most (measure.memory.Watermark), largest first."""
+
+    peak_mb: float
+    children_peak_mb: float
+    rose_in: tuple = ()  # ((test id, MB it added), ...)
+
+    @classmethod
+    def from_dict(cls, doc: dict) -> "Memory":
+        return cls(float(doc["peak_mb"]), float(doc["children_peak_mb"]), tuple((str(s), float(mb)) for s, mb in doc.get("rose_in", ())))
+
+
 @dataclass
 class RunResults:
     tier: str = ""
@@ -105,6 +122,7 @@ class RunResults:
     warnings: list = field(default_factory=list)  # what the run did otherwise than asked (an unknown probe, ...)
     environment: dict = field(default_factory=dict)
     models: dict = field(default_factory=dict)  # name -> ModelResult
+    memory: Memory | None = None  # measured by the pytest run (a merge of shards has none)
 
     def model(self, name: str) -> ModelResult:
         return self.models.setdefault(name, ModelResult(name))
@@ -131,10 +149,12 @@ class RunResults:
     def to_dict(self) -> dict:
         return {"format": FORMAT, "tier": self.tier, "convention": self.convention, "environment": self.environment,
                 "strict_changes": self.strict_changes, "gate_drop_interval": self.gate_drop_interval, "warnings": self.warnings,
-                "models": {n: m.to_dict() for n, m in sorted(self.models.items())}}
+                "models": {n: m.to_dict() for n, m in sorted(self.models.items())},
+                "memory": asdict(self.memory) if self.memory is not None else None}
 
     @classmethod
     def from_dict(cls, doc: dict) -> "RunResults":
-        known = {f.name for f in fields(cls)} - {"models"}
-        return cls(models={n: ModelResult.from_dict(m) for n, m in doc.get("models", {}).items()},
+        known = {f.name for f in fields(cls)} - {"models", "memory"}
+        memory = Memory.from_dict(doc["memory"]) if doc.get("memory") else None
+        return cls(models={n: ModelResult.from_dict(m) for n, m in doc.get("models", {}).items()}, memory=memory,
                    **{k: v for k, v in doc.items() if k in known})

@@ -17,7 +17,7 @@ from ..errors import SegcheckError
 from ..gate.baselines import ROW_KEYS, Row
 from ..gate.checks import CHANGED, FAILING, REGRESSED, SEED_PREFIX, of_peer_row
 from ..gate.golden import Golden
-from .records import FORMAT, RunResults
+from .records import READABLE, RunResults
 
 
 def last_run_path(cache_dir) -> Path:
@@ -33,8 +33,8 @@ def load(path) -> RunResults:
     path = Path(path)
     try:
         doc = json.loads(path.read_text())
-        if doc.get("format") != FORMAT:
-            raise ValueError(f"format {doc.get('format')!r}, expected {FORMAT}")
+        if doc.get("format") not in READABLE:
+            raise ValueError(f"format {doc.get('format')!r}, expected one of {', '.join(map(str, READABLE))}")
         return RunResults.from_dict(doc)
     except FileNotFoundError:
         raise SegcheckError(f"{path}: no results yet; run pytest first (it writes them) or pass --results") from None
@@ -153,6 +153,7 @@ def markdown(results: RunResults) -> str:
         for check, c in sorted(m.checks.items())
         if c.status in FAILING + (CHANGED,)
     ]
+    notes += [memory_line(results)] if results.memory is not None else []
     notes += [f"warning: {w}" for w in results.warnings]
     peers = peer_rows(results)
     if peers:
@@ -160,6 +161,17 @@ def markdown(results: RunResults) -> str:
             "peer runtimes beside MXNet (s8 vs MXNet s8: the INT8 latency over MXNet's; fp32 agreement: pixels whose FP32 "
             "prediction equals MXNet's)", " | ".join(PEER_HEADER), " | ".join("--" for _ in PEER_HEADER), *(" | ".join(r) for r in peers)]
     return "\n".join(lines + [""] + notes + ([""] + failing if failing else [])) + "\n"
+
+
+def memory_line(results: RunResults) -> str:
+    """The run's peak resident set, the tests that raised it most, and each model's largest forked work."""
+    memory = results.memory
+    rose = ", ".join(f"{step} (+{mb / 1024:.2f} GB)" for step, mb in memory.rose_in)
+    works = ", ".join(f"{name} {max(m.footprint_mb.values()) / 1024:.2f} GB ({max(m.footprint_mb, key=m.footprint_mb.get)})"
+                      for name, m in sorted(results.models.items()) if m.footprint_mb)
+    return (f"memory: peak resident set {memory.peak_mb / 1024:.2f} GB in the pytest process, "
+            f"{memory.children_peak_mb / 1024:.2f} GB in its largest child" + (f"; raised most by {rose}" if rose else "")
+            + (f"; each model's largest forked work beyond the process: {works}" if works else ""))
 
 
 def amx_path(cache_dir, environment: dict) -> Path:

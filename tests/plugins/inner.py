@@ -13,13 +13,16 @@ from pathlib import Path
 
 import pytest
 
+from segcheck.cases.model_case import PARTS
 from segcheck.config.run import mxnet_home
-from segcheck.measure.cases import PARTS
+from segcheck.peers.environment import ENV_VARIABLE as PEER_ENV_VARIABLE
+from segcheck.peers.environment import environment_folder
 
 from junit import details as junit_details
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository: its segcheck.toml configures the tutorial's six models
 MXNET_HOME = mxnet_home()  # read on import, before pytester points HOME at its folder
+PEER_ENV = environment_folder()  # the same: the peers' virtualenv is found under HOME's cache
 
 
 class Reuse:
@@ -34,12 +37,17 @@ class Reuse:
     def pytest_segcheck_reuse(self, case, part):
         return next((value for config, made, value in self.made if made == part and config == case.config), None)
 
-    def pytest_sessionfinish(self, session):
+    def pytest_segcheck_release(self, case):
         if self.keep:
-            from segcheck.plugin.hooks import SESSION
+            self.made += [(case.config, part, value) for part, value in case.parts().items()]
 
-            for case in session.config.stash[SESSION].cases.values():
-                self.made += [(case.config, part, value) for part, value in case.parts().items()]
+    def pytest_sessionfinish(self, session):
+        if not self.keep:
+            return
+        from segcheck.plugin.hooks import SESSION
+
+        for case in session.config.stash[SESSION].cases.values():  # those the run did not release
+            self.pytest_segcheck_release(case)
 
 
 def fresh_int8_cache(cache: Path, folder: Path) -> Path:
@@ -79,6 +87,7 @@ def run(pytester, *args, cache=None, results: Path | None = None, rootdir: Path 
         # pytester points HOME at its folder: GluonCV's store (~/.mxnet) would then be another path, and every case
         # another configuration than this session's, so that no part would be handed over
         env.setenv("MXNET_HOME", str(MXNET_HOME))
+        env.setenv(PEER_ENV_VARIABLE, str(PEER_ENV))
         for name, value in (environ or {}).items():
             env.setenv(name, value)
         result = pytester.runpytest_inprocess(*flags, *paths, plugins=list(plugins))

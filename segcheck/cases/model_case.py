@@ -22,8 +22,10 @@ from ..config.run import ModelConfig, tier_defaults
 from ..data import loaders
 from ..errors import MissingResource, SegcheckError
 from ..models import export, pipeline
-from . import fp32_cache, guard, layers, peers
-from .evaluate import Evaluation, compared_images, evaluate, predict
+from ..peers import scoring
+from ..peers.environment import PeerMissing, usable_python
+from ..measure import fp32_cache, guard, layers
+from ..measure.evaluate import Evaluation, compared_images, evaluate, predict
 
 LAYER_IMAGES = 8  # the fixed images (the split's first) per-layer error is measured on: enough for an interval
 # What a case makes, each once, by name: a plugin may hand any of them over (pytest_segcheck_reuse).
@@ -34,7 +36,7 @@ PARTS = ("fp32", "int8", "val", "fp32_symbol", "localisation", "fp32-evaluation"
 def exporter_present() -> None:
     """PeerMissing where this MXNet has no ONNX exporter (mx2onnx, mxnet.onnx, came with 1.9.0)."""
     if importlib.util.find_spec("mxnet.onnx") is None:
-        raise peers.PeerMissing(f"mxnet {mx.__version__} has no ONNX exporter (mxnet.onnx, mx2onnx, came with 1.9.0): "
+        raise PeerMissing(f"mxnet {mx.__version__} has no ONNX exporter (mxnet.onnx, mx2onnx, came with 1.9.0): "
                                 "the peer cases need mxnet >= 1.9")
 
 
@@ -45,13 +47,14 @@ class ModelCase:
     recipe (pytest_segcheck_calibration_recipe), the network exported to the peers (pytest_segcheck_peer_network) or
     their calibration images (pytest_segcheck_peer_calibration). `peer_latency` is the rule the peers time with."""
 
-    def __init__(self, config: ModelConfig, on_missing, hooks=None, peer_latency: dict = peers.LATENCY):
+    def __init__(self, config: ModelConfig, on_missing, hooks=None, peer_latency: dict = scoring.LATENCY):
         self.config, self._on_missing, self._hooks, self._peer_latency = config, on_missing, hooks, peer_latency
         self._parts = {}
         self._crashes = {}
         self._predictions = {}  # tuple of val ids -> MXNet's FP32 argmax on them (fp32_predictions)
         self._replaced = set()  # precisions whose model a plugin replaced
         self._reused = set()  # parts a plugin handed over
+        self._footprints = {}  # "<model> <work>" -> MB a forked child's resident set rose doing it (guard.isolated)
 
     @property
     def name(self) -> str:
@@ -64,6 +67,20 @@ class ModelCase:
     def parts(self) -> dict:
         """What this case has made so far, by part name (PARTS)."""
         return dict(self._parts)
+
+    def footprints(self) -> dict:
+        """MB each of this case's forked works (its INT8 calibration, evaluations, ...) added to what it shared with
+        this process: what the model costs beyond the pytest process, work by work."""
+        return {what.removeprefix(f"{self.name} "): round(mb, 1) for what, mb in self._footprints.items()}
+
+    def release(self) -> None:
+        """Drop what this case made (its networks with their buffers, evaluations, predictions): its run is done with
+        it. Whatever is asked for afterwards is made again (from the model cache where it can be)."""
+        self._parts.clear()
+        self._predictions.clear()
+        self._reused.clear()
+        self._replaced.clear()
+        self.__dict__.pop("whole", None)
 
     def make(self, part: str):
         """Part `part` (PARTS), made now if it was not yet."""
@@ -105,7 +122,7 @@ class ModelCase:
         if what in self._crashes:
             raise self._crashes[what]
         try:
-            return guard.isolated(f"{self.name} {what}", work, self.timeout(images))
+            return guard.isolated(f"{self.name} {what}", work, self.timeout(images), self._footprints)
         except guard.BackendCrash as crash:
             self._crashes[what] = crash
             raise
@@ -200,14 +217,14 @@ class ModelCase:
 
         return self._remembered("onnx", export)
 
-    def peer(self, runtime: str) -> peers.PeerRun:
+    def peer(self, runtime: str) -> scoring.PeerRun:
         """This case's network exported to ONNX and gated on `runtime`: FP32, and INT8 from the runtime's own quantizer
         calibrated on the images this case's INT8 calibrates on (the tier's recipe where it calibrates none: a shipped
         INT8 file, mode none), over the images this case evaluates. A failed export or peer run is remembered: the
         peer's other checks fail with it."""
         def gate():
             exporter_present()  # what cannot be fixed here is said first, then a missing peer environment, before any export
-            peers.usable_python(self.config.run.cache_dir)
+            usable_python()
             recipe = self.peer_recipe
             source, _ = pipeline.calibration_images(self.config, recipe)
             skip_bad = self.config.run.skip_bad
@@ -216,7 +233,7 @@ class ModelCase:
             if replaced is not None and not len(replaced):
                 raise SegcheckError(f"{self.name}: a plugin's pytest_segcheck_peer_calibration returned no batches")
             indices = loaders.shard(loaders.first(self.val, self.config.num_images), self.config.run.shard)
-            return peers.gate_run(runtime, self.onnx, self.val, indices, batches if replaced is None else replaced,
+            return scoring.gate_run(runtime, self.onnx, self.val, indices, batches if replaced is None else replaced,
                                   self.config.run.cache_dir, self._peer_latency, skip_bad,
                                   self.timeout(len(indices) + recipe.num_examples), self.name)
 

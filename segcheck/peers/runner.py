@@ -1,4 +1,4 @@
-"""Run one ONNX model on ONNX Runtime or OpenVINO for segcheck: `python peer_runner.py REQUEST.json`.
+"""Run one ONNX model on ONNX Runtime or OpenVINO for segcheck: `python runner.py REQUEST.json`.
 
 It runs in the peer virtualenv (numpy 2, which mxnet 1.9.1 cannot import), so it imports nothing from segcheck:
 only numpy, the runtimes, nncf when there is one, and the standard library. It answers through files in the
@@ -51,7 +51,7 @@ def refuse_network() -> None:
         def checked(self, address):
             host = address[0] if isinstance(address, tuple) else ""
             if self.family in (socket.AF_INET, socket.AF_INET6) and not loopback(host):
-                raise ConnectionRefusedError(f"peer_runner opens no connection beyond this machine ({host})")
+                raise ConnectionRefusedError(f"the peer runner opens no connection beyond this machine ({host})")
             return connect(self, address)
         return checked
 
@@ -397,7 +397,7 @@ def main(argv=None) -> int:
     """Serve the request file named on the command line; exit 0 with an answer, 2 with an error answer."""
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
-        print("usage: python peer_runner.py REQUEST.json", file=sys.stderr)
+        print("usage: python runner.py REQUEST.json", file=sys.stderr)
         return EXIT_ERROR
     refuse_network()
     try:

@@ -1,0 +1,130 @@
+"""Memory as a figure: a run's peak resident set (the pytest process's and its largest child's) and the tests that
+raised it most, in the results JSON and the table's footer."""
+
+import io
+import json
+import subprocess
+import sys
+
+import inner
+import pytest
+from inner import Reuse
+
+from segcheck.measure import memory
+from segcheck.results import report
+from segcheck.results.records import Memory, RunResults
+
+MODEL = "fcn_resnet101_voc"
+STEPS = """
+import json, numpy as np
+from segcheck.measure import memory
+mark = memory.Watermark()
+before = mark.last_mb
+now = next(int(line.split()[1]) / 1024 for line in open("/proc/self/status") if line.startswith("VmRSS:"))
+held = np.ones(50_000_000)  # 381 MiB, touched
+mark.step("allocates")
+held_mb = held.nbytes / 2**20
+del held
+small = np.ones(1000)
+mark.step("reuses what was freed")
+print(json.dumps([mark.largest(), memory.peak_mb(), now + held_mb - before]))
+"""
+
+
+def test_the_step_that_allocates_is_credited_with_its_rise_and_a_step_that_reuses_memory_is_not():
+    """In a fresh process (this one's peak is long past): 381 MiB held by one step raise the peak from the mark before
+    it to what was resident then plus the array, and that rise is credited to the step."""
+    done = subprocess.run([sys.executable, "-c", STEPS], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rises, peak, expected = json.loads(done.stdout)
+    assert [step for step, _ in rises] == ["allocates"] and abs(rises[0][1] - expected) < 20 and peak > 381, (rises, peak, expected)
+
+
+def test_the_table_and_the_results_json_report_the_peak(tmp_path):
+    results = RunResults(tier="synthetic", memory=Memory(1536.0, 256.0, (("tests/test_a.py::test_b", 512.0),)))
+    text = report.markdown(results)
+    assert ("memory: peak resident set 1.50 GB in the pytest process, 0.25 GB in its largest child; raised most by "
+            "tests/test_a.py::test_b (+0.50 GB)") in text
+    assert report.load(report.save(results, tmp_path / "run.json")) == results
+    assert "memory:" not in report.markdown(RunResults(tier="synthetic"))  # a merge of shards measured none
+    results.model(MODEL).footprint_mb = {"int8 evaluation": 700.0, "INT8 model (calibration and first run)": 950.0}
+    assert f"each model's largest forked work beyond the process: {MODEL} 0.93 GB (INT8 model (calibration and first run))" \
+        in report.markdown(results)
+
+
+@pytest.mark.selfcheck
+def test_a_gate_run_measures_its_memory(segcheck, pytester):
+    """A real run's results and footer carry the peak, at most this process's peak now (the run ran in it), and what
+    its forked FP32 evaluation (the network handed over, evaluated anew) added beyond the process."""
+    done = inner.run(pytester, "segcheck/plugin/suite/test_accuracy.py", "-k", f"{MODEL} and test_accuracy and fp32 and not deploy",
+                     cache=segcheck.run.cache_dir, results=pytester.path / "run.json",
+                     plugins=[Reuse(segcheck.case(MODEL), parts=("fp32",))])
+    assert done.outcomes, done.result.stdout.str()[-3000:]
+    measured = report.load(pytester.path / "run.json").memory
+    assert measured is not None and 0 < measured.peak_mb <= memory.peak_mb(), measured
+    assert f"memory: peak resident set {measured.peak_mb / 1024:.2f} GB in the pytest process" in done.result.stdout.str()
+    footprint = report.load(pytester.path / "run.json").models[MODEL].footprint_mb
+    assert set(footprint) == {"fp32 evaluation"} and footprint["fp32 evaluation"] > 0, footprint
+
+
+class Released:
+    """Records the tests that ran and the cases released, in order."""
+
+    def __init__(self):
+        self.seen = []
+
+    def pytest_runtest_logreport(self, report):
+        if report.when == "call":
+            self.seen.append(("ran", report.nodeid.rpartition("::")[2]))
+
+    def pytest_segcheck_release(self, case):
+        self.seen.append(("released", case.name, tuple(sorted(case.parts()))))
+
+
+@pytest.mark.selfcheck
+def test_a_models_case_is_released_once_its_last_test_has_run(segcheck, pytester):
+    """A run holds one model's networks at a time: each case is released right after the last test that uses it,
+    before the next model's tests build theirs, with what it made still there for a plugin to keep."""
+    other = "psp_resnet101_voc"
+    released = Released()
+    done = inner.run(pytester, "segcheck/plugin/suite/test_accuracy.py", "-k",
+                     f"({MODEL} or {other}) and test_accuracy and fp32 and not deploy", cache=segcheck.run.cache_dir,
+                     plugins=[Reuse(segcheck.case(MODEL), segcheck.case(other), parts=("fp32", "fp32-evaluation")), released])
+    assert len(done.outcomes) == 6, done.result.stdout.str()[-3000:]  # three FP32 checks per model
+    order = [(event[0], event[1] if event[0] == "released" else (MODEL if MODEL in event[1] else other)) for event in released.seen]
+    assert order == [("ran", MODEL)] * 3 + [("released", MODEL)] + [("ran", other)] * 3 + [("released", other)], released.seen
+    kept = [event[2] for event in released.seen if event[0] == "released"]
+    assert all({"fp32", "fp32-evaluation"} <= set(parts) for parts in kept), kept
+
+
+@pytest.mark.parametrize(("bound", "code", "said"), [(2.0, 0, "within"), (1.2, 1, "EXCEEDED")])
+def test_the_memory_bound_fails_a_run_whose_peak_exceeded_it(tmp_path, bound, code, said):
+    """CI's bound (segcheck report --max-memory) on the larger of the process's peak and its largest child's."""
+    from segcheck.cli import commands
+
+    saved = report.save(RunResults(tier="synthetic", memory=Memory(1024.0, 1536.0)), tmp_path / "run.json")
+    out = io.StringIO()
+    assert commands.report(["--results", str(saved), "--max-memory", str(bound)], out) == code
+    assert f"memory: peak resident set 1.50 GB, bound {bound:g} GB: {said}" in out.getvalue()
+
+
+def test_a_memory_bound_with_nothing_to_check_is_an_error(tmp_path, capsys):
+    from segcheck.cli import commands
+
+    merged = report.save(RunResults(tier="synthetic"), tmp_path / "merged.json")
+    assert commands.main(["report", "--results", str(merged), "--max-memory", "6"]) == 2
+    assert "hold no memory figure" in capsys.readouterr().err
+    assert commands.main(["report", "--baseline", "synthetic", "--max-memory", "6"]) == 2
+    assert "--max-memory checks a run's results" in capsys.readouterr().err
+
+
+def test_each_models_gate_tests_run_together_so_that_one_models_networks_are_held_at_a_time(segcheck, pytester):
+    """The shipped suite as collected for the six configured models, peer tests included: every model's tests form
+    one block (the peer tests' own parameters used to interleave the VOC models, which kept all three alive)."""
+    done = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--collect-only", "-q", f"--rootdir={inner.ROOT}",
+                                        f"--segcheck-cache={segcheck.run.cache_dir}", str(inner.ROOT / "segcheck/plugin/suite"))
+    names = sorted(segcheck.models, key=len, reverse=True)
+    collected = [line for line in done.stdout.lines if "::" in line]
+    models = [next(n for n in names if f"[{n}" in line) for line in collected if "[" in line and any(f"[{n}" in line for n in names)]
+    blocks = [m for i, m in enumerate(models) if i == 0 or models[i - 1] != m]
+    assert len(models) > 60 and sorted(blocks) == sorted(set(models)) and len(set(models)) == 6, blocks
