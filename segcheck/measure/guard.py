@@ -21,7 +21,7 @@ import warnings
 from tqdm import tqdm
 
 from ..errors import SegcheckError
-from .memory import peak_mb
+from .memory import child_peaked, peak_mb
 
 # tqdm's monitor thread could hold tqdm's lock at the moment of a fork, and a child's progress bar would then wait for it
 tqdm.monitor_interval = 0
@@ -71,9 +71,11 @@ def isolated(what: str, work, timeout_s: float = LEAST_S, footprint: dict | None
         raise
     _, status = os.waitpid(pid, 0)
     try:
-        (kind, value), raised, rose_mb = pickle.loads(data)
+        (kind, value), raised, (shared_mb, child_mb) = pickle.loads(data)
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError):
         raise BackendCrash(_death(what, status)) from None
+    child_peaked(child_mb)
+    rose_mb = child_mb - shared_mb
     if footprint is not None:
         footprint[what] = max(footprint.get(what, 0.0), rose_mb)
     for message, category, filename, lineno in raised:  # the child's filters passed them: shown, not filtered again
@@ -94,10 +96,10 @@ def _answer(what: str, work, write_end: int) -> None:
             answer = ("error", err)
     raised = [(str(w.message), w.category, w.filename, w.lineno) for w in caught]
     try:
-        payload = pickle.dumps((answer, raised, peak_mb() - shared_mb))
+        payload = pickle.dumps((answer, raised, (shared_mb, peak_mb())))
     except Exception as err:  # noqa: BLE001 - an answer that cannot travel is an error of its own
         payload = pickle.dumps((("error", SegcheckError(f"{what}: its result cannot be sent back ({err})")), raised,
-                                peak_mb() - shared_mb))
+                                (shared_mb, peak_mb())))
     try:
         with os.fdopen(write_end, "wb") as out:
             out.write(payload)

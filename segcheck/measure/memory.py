@@ -1,5 +1,10 @@
-"""Peak memory of a run: the high-water marks of the resident set (getrusage) of this process and of its largest child
-(forked cases, the peers' runner, subprocesses), and the steps that raised this process's mark, largest first."""
+"""Peak memory of a run: the high-water mark of this process's resident set and of its largest forked child (the cases'
+backend work), and the steps that raised this process's mark, largest first.
+
+The marks are Linux's VmHWM (/proc/self/status), not getrusage's ru_maxrss: a process started by exec from a large one
+inherits that one's ru_maxrss (so a subprocess of a 10 GB pytest reports 10 GB), while VmHWM starts afresh with its
+memory. A forked child starts at the resident set it shares with its parent.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +12,26 @@ import resource
 from dataclasses import dataclass, field
 
 NOTICED_MB = 16.0  # a rise smaller than this is allocator noise, not a step's footprint
+_CHILDREN = {"peak_mb": 0.0}  # the largest peak a forked child of this process reported (guard.isolated)
 
 
 def peak_mb() -> float:
-    """This process's peak resident set so far, MB (Linux reports ru_maxrss in KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's peak resident set so far, MB (VmHWM; ru_maxrss, in KiB on Linux, where /proc is not there)."""
+    try:
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1]) / 1024 for line in status if line.startswith("VmHWM:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def child_peaked(mb: float) -> None:
+    """A forked child's peak resident set (the pages it shares with this process included), as it reported it."""
+    _CHILDREN["peak_mb"] = max(_CHILDREN["peak_mb"], mb)
 
 
 def children_peak_mb() -> float:
-    """The largest peak resident set of a finished child of this process, MB."""
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    """The largest peak resident set a forked child of this process reported, MB (0 when none forked)."""
+    return _CHILDREN["peak_mb"]
 
 
 @dataclass

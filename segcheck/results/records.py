@@ -101,8 +101,9 @@ class ModelResult:
 
 @dataclass(frozen=True)
 class Memory:
-    """A run's peak resident set, MB: the pytest process's, its largest child's (forked cases, the peers' runner,
-    subprocesses), and the tests that raised the process's peak most (measure.memory.Watermark), largest first."""
+    """A run's peak resident set, MB: the pytest process's, its largest forked child's (the cases' backend work; the
+    peers' runner and other subprocesses are not counted), and the tests that raised the process's peak most
+    (measure.memory.Watermark), largest first."""
 
     peak_mb: float
     children_peak_mb: float

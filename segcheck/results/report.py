@@ -170,7 +170,7 @@ def memory_line(results: RunResults) -> str:
     works = ", ".join(f"{name} {max(m.footprint_mb.values()) / 1024:.2f} GB ({max(m.footprint_mb, key=m.footprint_mb.get)})"
                       for name, m in sorted(results.models.items()) if m.footprint_mb)
     return (f"memory: peak resident set {memory.peak_mb / 1024:.2f} GB in the pytest process, "
-            f"{memory.children_peak_mb / 1024:.2f} GB in its largest child" + (f"; raised most by {rose}" if rose else "")
+            f"{memory.children_peak_mb / 1024:.2f} GB in its largest forked child" + (f"; raised most by {rose}" if rose else "")
             + (f"; each model's largest forked work beyond the process: {works}" if works else ""))
 
 
