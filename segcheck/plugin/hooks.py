@@ -115,24 +115,6 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("precision", [pytest.param(p, id=p, marks=getattr(pytest.mark, p)) for p in ("fp32", "int8")])
 
 
-@pytest.hookimpl(trylast=True)
-def pytest_collection_modifyitems(config, items):
-    """Each model's gate tests together, in the order pytest chose within a model (the peer tests' own parameters
-    would otherwise interleave the models), so that a run holds one model's networks at a time (the session releases
-    a model's case after its last test). Other tests keep their places."""
-    if _session(config) is None:
-        return
-
-    def model(item):
-        return getattr(getattr(item, "callspec", None), "params", {}).get("case")
-
-    slots = [i for i, item in enumerate(items) if model(item) is not None]
-    order = list(dict.fromkeys(model(items[i]) for i in slots))
-    grouped = sorted((items[i] for i in slots), key=lambda item: order.index(model(item)))
-    for i, item in zip(slots, grouped):
-        items[i] = item
-
-
 def pytest_report_header(config):
     session = _session(config)
     if session is not None and session.run.tier == "real":

@@ -72,6 +72,11 @@ def _crash(report) -> str:
     return crash.message if crash is not None else str(longrepr).strip().splitlines()[-1] if longrepr else ""
 
 
+def _params(item) -> dict:
+    """The parameters of a collected test (its model under "case", its precision, its peer), or {}."""
+    return getattr(getattr(item, "callspec", None), "params", {})
+
+
 class SegcheckSession:
     def __init__(self, config, project: Project, run: RunConfig, options: GateOptions, table: baselines.Baselines,
                  convention: str, models: dict):
@@ -336,30 +341,35 @@ class SegcheckSession:
 
     # ---- hooks (the session is registered as a plugin)
 
+    @pytest.hookimpl(trylast=True)
     def pytest_collection_modifyitems(self, items):
         """Name each gate test's model and check in its reports, so outcomes reach the results even from xdist
-        workers; give the latency benchmarks a target precision unless --benchmark-precision sets one."""
+        workers; give the latency benchmarks a target precision unless --benchmark-precision sets one; and put each
+        model's gate tests together, in the order pytest chose within a model (the peer tests' own parameters would
+        otherwise interleave the models), so that a run holds one model's networks at a time (release). Other tests
+        keep their places."""
         given = self.config.getoption("benchmark_precision", None) is not None
         timing = pytest.mark.benchmark() if given else pytest.mark.benchmark(precision=latency.PRECISION)
         for item in items:
-            params = getattr(getattr(item, "callspec", None), "params", {})
+            params = _params(item)
             check = of_test(getattr(item, "originalname", ""), params.get("precision"))
             if check and params.get("case") is not None:
                 model = peer_row(params["case"], params["peer"]) if "peer" in params else params["case"]
                 item.user_properties.append((IDENTITY, {"model": model, "check": check}))
                 if "benchmark" in item.fixturenames:
                     item.add_marker(timing)
+        slots = [i for i, item in enumerate(items) if _params(item).get("case") is not None]
+        order = list(dict.fromkeys(_params(items[i])["case"] for i in slots))
+        grouped = sorted((items[i] for i in slots), key=lambda item: order.index(_params(item)["case"]))
+        for i, item in zip(slots, grouped):
+            items[i] = item
 
     def pytest_collection_finish(self, session):
         """Note each model's last test, so that its case is released once that test has run: a run holds one model's
         networks at a time rather than all of them (an xdist worker, which runs what it is sent, keeps its cases)."""
         if self.is_worker:
             return
-        last = {}
-        for item in session.items:
-            params = getattr(getattr(item, "callspec", None), "params", {})
-            if params.get("case") is not None:
-                last[params["case"]] = item.nodeid
+        last = {_params(item)["case"]: item.nodeid for item in session.items if _params(item).get("case") is not None}
         self._last_use = {nodeid: model for model, nodeid in last.items()}
 
     def release(self, name: str) -> None:
