@@ -183,6 +183,15 @@ class Baselines:
             raise BaselineError(f"{self.path}: key 'tiers.{name}' is missing; add the tier or pick another")
         return self.tiers[name]
 
+    def convention(self, tier: str, configured: str | None, config_file) -> str:
+        """The mIoU convention of `tier`'s rows: recorded, else the configuration's, else the tier's default (present on
+        the synthetic tier, GluonCV's on the real one); a configuration that disagrees with the recorded rows is an error."""
+        existing = self.tiers.get(tier)
+        if existing and configured and existing.metric_convention != configured:
+            raise SegcheckError(f"{config_file}: metric_convention {configured!r} differs from the {tier} tier of "
+                                f"{self.path} ({existing.metric_convention!r}); make them agree")
+        return existing.metric_convention if existing else configured or ("present" if tier == "synthetic" else "gluoncv")
+
     def tier_or_new(self, name: str, convention: str) -> Tier:
         """The tier, or the one --update-baselines would create (no rows, unmeasured tolerances) where absent."""
         if name in self.tiers:

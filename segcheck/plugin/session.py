@@ -103,12 +103,7 @@ class SegcheckSession:
             run = run.with_(case_timeout=project.case_timeout)
         table = baselines.load(options.baselines or project.baselines, missing_ok=True)
         _no_effect(options, run, project, table)
-        existing = table.tiers.get(run.tier)
-        if existing and project.metric_convention and existing.metric_convention != project.metric_convention:
-            raise SegcheckError(f"{project.path}: metric_convention {project.metric_convention!r} differs from the "
-                                f"{run.tier} tier of {table.path} ({existing.metric_convention!r}); make them agree")
-        convention = existing.metric_convention if existing else project.metric_convention or (
-            "present" if run.tier == "synthetic" else "gluoncv")
+        convention = table.convention(run.tier, project.metric_convention, project.path)
         models = resolve_all(project.models, run, project.path.name)
         return cls(config, project, run, options, table, convention, models)
 
