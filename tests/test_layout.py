@@ -5,7 +5,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "segcheck"
 # Lowest first: a module may import from its own layer or a lower one, never from a higher one.
-LAYERS = ("errors", "atomic", "strict", "data", "config", "models", "measure", "peers", "cases", "gate", "results", "cli", "plugin")
+LAYERS = ("errors", "atomic", "strict", "data", "config", "models", "measure", "peers", "cases", "gate", "results", "tune", "cli", "plugin")
 SHARED = {"errors", "atomic", "strict"}  # the top-level modules every layer may use
 
 

@@ -39,6 +39,8 @@ SUBCOMMANDS = {
              "segcheck.cli.peer:main"),
     "noise": ("how far every gated figure moves under benign variation (results of runs per tier), and the tolerances "
               "that follow (--write)", "segcheck.results.noise:main"),
+    "tune": ("when INT8 fails the gate, search calibration recipes and layers kept in FP32 for one it passes, with "
+             "its speed cost (--write puts it into segcheck.toml)", "segcheck.cli.tune:main"),
     "migrate": ("rewrite a baseline file and its golden records of an older schema as this segcheck reads them",
                 "segcheck.cli.migrate:main"),
     "fetch": ("download weights and datasets: with `peer install` (pip), the only commands that touch the network", "segcheck.cli.fetch:main"),

@@ -41,6 +41,12 @@ def conv_paths(net) -> list:
     return [path for path, _ in layers(net, mx.gluon.nn.Conv2D)]
 
 
+def conv_names(net) -> dict:
+    """Dotted child path -> the name of the graph node each Conv2D of `net` becomes (<prefix>_fwd), which is also the
+    inner convolution's name inside a fused node."""
+    return {path: layer.name + "_fwd" for path, layer in layers(net, mx.gluon.nn.Conv2D)}
+
+
 def fused_names(net, crop_size: int, paths) -> list:
     """Names, after oneDNN fusion, of the graph nodes that run the convolutions at dotted `paths`.
 

@@ -1,7 +1,8 @@
 """Injects one realistic regression into a pytest run of the gate.
 
 Faults at segcheck's seams step in through its hooks (plugin.hookspecs): a built model replaced, a calibration recipe
-changed, the network exported to the peers or their calibration images replaced. Two faults live below: a bug in segcheck's own metric code and a oneDNN abort, patched in for the run and
+changed, the network exported to the peers or their calibration images replaced. Four faults live below: a bug in segcheck's own metric code, a oneDNN abort, and in MXNet one layer's range collapsed
+or the layers to keep in FP32 quantized, patched in for the run and
 taken out after. Used by the self-tests (tests/test_selfcheck.py) as a plugin object of an in-process run, or by hand:
     SEGCHECK_FAULT=ranges-shrunk PYTHONPATH=tests/plugins python -m pytest -p faults ...
 """
@@ -9,6 +10,7 @@ taken out after. Used by the self-tests (tests/test_selfcheck.py) as a plugin ob
 import ctypes
 import json
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import replace
@@ -184,7 +186,45 @@ def _backend_abort():
     return [(mx.sym, "Group", original)]
 
 
+COLLAPSED_LAYER = "resnetv1s_layers3_conv42_fwd"  # three quarters down the backbone of the FCN and PSP ResNet-101s
+
+
+def _layer_collapsed(layer: str = COLLAPSED_LAYER, factor: float = 1 / 20):
+    """MXNet writes one convolution's calibrated range divided by 20 into the graph (_calibrate_quantized_sym): that
+    layer saturates; kept in FP32 (excluded), it is not quantized and the fault has nothing to change."""
+    from mxnet.contrib import quantization as q
+
+    original = q._calibrate_quantized_sym
+
+    def calibrate(qsym, th_dict):
+        table = dict(th_dict)
+        for node in json.loads(qsym.tojson())["nodes"]:
+            inner = [m["name"] for g in node.get("subgraphs", []) for m in g["nodes"] if m["op"] == "Convolution"]
+            key = node["name"].removeprefix("quantized_") + "_output"
+            if node["name"].startswith("quantized_") and inner and re.sub(r"^[a-z]+[0-9]+_", "", inner[0]) == layer and key in table:
+                table[key] = tuple(factor * v for v in table[key])
+        return original(qsym, table)
+
+    q._calibrate_quantized_sym = calibrate
+    return [(q, "_calibrate_quantized_sym", original)]
+
+
+def _exclusions_ignored():
+    """MXNet's graph pass quantizes the layers it was asked to keep in FP32 (excluded_sym_names dropped)."""
+    from mxnet.contrib import quantization as q
+
+    original = q.quantize_graph
+
+    def quantize_graph(sym, **kwargs):
+        return original(sym=sym, **{**kwargs, "excluded_sym_names": []})
+
+    q.quantize_graph = quantize_graph
+    return [(q, "quantize_graph", original)]
+
+
 FAULTS = {
+    "layer-collapsed": lambda: Patched(_layer_collapsed),
+    "exclusions-ignored": lambda: Patched(_exclusions_ignored),
     "ranges-shrunk": lambda: RangesRescaled(1 / 8),
     "ranges-blown-up": lambda: RangesRescaled(50.0),
     "every-conv-excluded": EveryConvExcluded,

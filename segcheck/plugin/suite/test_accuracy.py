@@ -5,8 +5,9 @@ import pytest
 
 from segcheck.data import loaders
 from segcheck.gate import verdicts
-from segcheck.measure import guard, stats
-from segcheck.models import build, export, pipeline
+from segcheck.config.recipes import EXCLUDE_LAYERS
+from segcheck.measure import calibration, guard, stats
+from segcheck.models import build, export, pipeline, quantize
 from segcheck.models.build import logits
 from segcheck.models.graph import inspect_graph
 
@@ -90,15 +91,28 @@ def test_int8_class_drop(case, segcheck, request):
                                                 segcheck.tolerances(case)))
 
 
+def _kept_in_fp32(case) -> list:
+    """The convolutions the configured recipe keeps in FP32 (its exclude list, and the architecture's), by stable name."""
+    recipe = case.config.calib
+    paths = EXCLUDE_LAYERS.get(case.config.arch, ()) + (tuple(recipe.exclude) if recipe else ())
+    if not paths:
+        return []
+    names = quantize.conv_names(build.build(case.config.network, case.config.crop_size, case.config.base_size))
+    return sorted(calibration.stable(names[p]) for p in paths if p in names)
+
+
 @pytest.mark.int8
 def test_int8_graph_is_quantized_and_calibrated(case, segcheck, request):
-    """Every convolution runs in INT8 (an op silently left in FP32 is a regression), with calibrated ranges."""
+    """Every convolution runs in INT8 but those the recipe keeps in FP32 (an op silently left in FP32 is a regression,
+    and so is an excluded one quantized), with calibrated ranges."""
     graph = case.int8.graph
     segcheck.record(request, case, int8_share=round(graph.int8_share, 4), int8_source=case.int8.source)
     assert graph.convs > 0, f"{case.name}: the INT8 graph ({case.int8.source}) holds no convolution"
-    assert graph.int8_share == 1.0, (
+    kept, left = _kept_in_fp32(case), sorted(calibration.stable(n) for n in graph.fp32_layers)
+    assert left == kept, (
         f"{case.name}: {graph.fp32_convs} of {graph.convs} convolutions left in FP32 "
-        f"({graph.int8_share:.0%} INT8) in {case.int8.source}: {', '.join(graph.fp32_layers[:5])}"
+        f"({graph.int8_share:.0%} INT8) in {case.int8.source}: {', '.join(left[:5]) or 'none'}; the recipe keeps "
+        f"{len(kept)} in FP32: {', '.join(kept[:5]) or 'none'}"
     )
     if case.config.calib is None or case.config.calib.mode != "none":
         assert graph.calibrated_convs == graph.int8_convs, (

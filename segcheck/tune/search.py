@@ -1,0 +1,124 @@
+"""The search of `segcheck tune`, cheapest first, as NNCF's accuracy control and Intel Neural Compressor's basic
+strategy search: the configured recipe; then at most three other recipes (the other calibration mode, int8 throughout,
+twice the images); then layers kept in FP32 one at a time, greedily from the best recipe, ranked by how much SQNR each
+loses by itself (the layers the failing verdict names first), with leave-one-in-FP32 trials over the top few only and
+re-ranking when a revert does not help. It stops at the first trial the gate's INT8 checks pass, or at the budget."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+
+from tqdm import tqdm
+
+from ..config.recipes import CalibRecipe
+from .trial import Bench, Trial, judge
+
+RECIPE_TRIALS = 3  # other recipes tried before any layer is kept in FP32
+TOP = 3  # layers measured left in FP32 one by one per ranking
+SKIPPED_UINT8 = ("uint8 is not tried: it needs non-negative input, and the normalised images have negative values "
+                 "(their mean is subtracted)")
+
+
+@dataclass(frozen=True)
+class Budget:
+    max_trials: int = 20
+    seconds: float = float("inf")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    trials: tuple  # Trial, in the order judged
+    chosen: Trial | None  # the first that passes, else None
+    reason: str  # why the search stopped
+    notes: tuple = ()
+
+    @property
+    def best(self) -> Trial:
+        """The chosen trial, else the configured one."""
+        return self.chosen or self.trials[0]
+
+
+def recipe_candidates(recipe: CalibRecipe, room: int) -> list:
+    """(recipe, why) of the other recipes, cheapest first; `room`: images the calibration split holds before the tuning
+    images (more images may not reach into them)."""
+    other = "entropy" if recipe.mode == "naive" else "naive"
+    found = [(replace(recipe, mode=other), f"{other} calibration")]
+    if recipe.dtype == "auto":
+        found.append((replace(recipe, dtype="int8"), "int8 throughout (auto takes uint8 after a ReLU)"))
+    doubled = replace(recipe, num_batches=2 * recipe.num_batches, mode=recipe.mode if recipe.mode != "none" else "naive")
+    if doubled.images.stop <= room:
+        found.append((doubled, f"twice the calibration images ({doubled.num_examples})"))
+    return found[:RECIPE_TRIALS]
+
+
+def ranked(trial: Trial, paths: dict, floor_db: float) -> list:
+    """Layers of `trial` that a recipe can keep in FP32 (`paths`: stable name -> Gluon path), most to blame first: the
+    layers below the SQNR floor (what the failing verdict names) before the others, each group by the SQNR it loses by
+    itself (the lowest SQNR among its quantized inputs, or the cleanest layer's for the first, less its own)."""
+    sqnr = trial.sqnr
+    if not sqnr:
+        return []
+    cleanest = max(sqnr.values())
+    floored = {n for n, v in sqnr.items() if v < floor_db}
+
+    def own_loss(name):
+        inputs = [sqnr[u] for u in trial.upstream.get(name, []) if u in sqnr]
+        return (min(inputs) if inputs else cleanest) - sqnr[name]
+
+    names = [n for n in sqnr if n in paths and paths[n] not in trial.recipe["exclude"]]
+    return sorted(names, key=lambda n: (n not in floored, -own_loss(n), sqnr[n]))
+
+
+def search(bench: Bench, budget: Budget, progress: bool = True) -> Outcome:
+    """Trials from the configured recipe until one passes the gate's INT8 checks, or the budget ends."""
+    started, trials, tol = time.monotonic(), [], bench.tolerances
+    bar = tqdm(total=budget.max_trials, desc=f"tuning {bench.config.name}", unit="trial", disable=not progress)
+
+    def run(recipe: CalibRecipe, why: str) -> Trial:
+        trial = judge(bench, recipe, why)
+        trials.append(trial)
+        bar.update(1)
+        bar.set_postfix_str(f"{trial.label}: mIoU drop {trial.drop_miou:+.2f}")
+        return trial
+
+    def out_of_budget() -> str:
+        if len(trials) >= budget.max_trials:
+            return f"the budget of {budget.max_trials} trials is spent (--max-trials)"
+        if time.monotonic() - started >= budget.seconds:
+            return f"the time budget of {budget.seconds:g} s is spent (--time-budget)"
+        return ""
+
+    def done(chosen, reason) -> Outcome:
+        bar.close()
+        return Outcome(tuple(trials), chosen, reason, (SKIPPED_UINT8,))
+
+    configured = run(bench.config.calib, "the configured recipe")
+    if configured.passed:
+        return done(configured, "the configured recipe passes the gate's INT8 checks: nothing to tune")
+    room = bench.indices[0]
+    for recipe, why in recipe_candidates(bench.config.calib, room):
+        if out_of_budget():
+            return done(None, out_of_budget())
+        if run(recipe, why).passed:
+            return done(trials[-1], f"{why} passes the gate's INT8 checks")
+    base = min(trials, key=lambda t: (t.excess(tol), t.drop_miou))
+    tried = set()
+    while True:
+        queue = [n for n in ranked(base, bench.paths, tol.sqnr_floor_db) if bench.paths[n] not in tried]
+        if not queue:
+            return done(None, "no layer is left to keep in FP32")
+        measured = []
+        for name in queue[:TOP]:
+            if out_of_budget():
+                return done(None, out_of_budget())
+            path = bench.paths[name]
+            tried.add(path)
+            recipe = replace(base.calib, exclude=tuple(sorted({*base.calib.exclude, path})))
+            trial = run(recipe, f"{path} ({name}, {base.sqnr[name]:.1f} dB) kept in FP32")
+            if trial.passed:
+                return done(trial, f"keeping {', '.join(recipe.exclude)} in FP32 passes the gate's INT8 checks")
+            measured.append(trial)
+        better = min(measured, key=lambda t: (t.excess(tol), t.drop_miou))
+        if (better.excess(tol), better.drop_miou) < (base.excess(tol), base.drop_miou):
+            base = better  # keep the revert that helped most and rank again from its layers

@@ -1,0 +1,166 @@
+"""`segcheck tune`: the search order, the ranking of layers, the recipe written into segcheck.toml in place, and the
+whole loop on a fault injected below segcheck (one layer's range collapsed in MXNet's calibration), which the
+configured recipe and every other recipe fail and keeping that layer in FP32 fixes, verified by a real gate run."""
+
+import shutil
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from segcheck.cli import commands
+from segcheck.config.recipes import CalibRecipe
+from segcheck.errors import SegcheckError
+from segcheck.tune import recipe_file, search
+from segcheck.tune.trial import Judged, Trial
+
+import faults
+import inner
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = "fcn_resnet101_voc"
+SYNTHETIC = CalibRecipe(num_batches=2, batch_size=16)
+
+
+def test_other_recipes_come_cheapest_first_and_never_reach_the_tuning_images():
+    found = [(r.label(), why) for r, why in search.recipe_candidates(SYNTHETIC, room=176)]
+    assert [label for label, _ in found] == ["entropy/auto/2x16/train", "naive/int8/2x16/train", "naive/auto/4x16/train"]
+    assert [r.label() for r, _ in search.recipe_candidates(SYNTHETIC, room=40)] == ["entropy/auto/2x16/train",
+                                                                                     "naive/int8/2x16/train"]
+    entropy = CalibRecipe(mode="entropy", dtype="int8", num_batches=2, batch_size=16)
+    assert [r.label() for r, _ in search.recipe_candidates(entropy, room=176)] == ["naive/int8/2x16/train",
+                                                                                   "entropy/int8/4x16/train"]
+
+
+def _trial(sqnr: dict, upstream: dict, exclude=()) -> Trial:
+    recipe = {**SYNTHETIC.as_dict(), "exclude": list(exclude)}
+    return Trial(recipe, "x", "x", 0.0, 0.0, (0.0, 0.0), 0.0, min(sqnr, key=sqnr.get), min(sqnr.values()), sqnr, upstream,
+                 1.0, 1.0, (Judged("int8-layers", "FAIL", ""),), len(exclude))
+
+
+def test_layers_rank_where_the_error_starts_before_the_layers_that_inherit_it():
+    """b loses 27 dB by itself and c, fed by b, only 0.5 more: b first, though c is lower; a layer above the floor
+    comes after those below it; a layer already kept in FP32, or with no Gluon path, is not offered."""
+    sqnr = {"a": 30.0, "b": 3.0, "c": 2.5, "d": 9.0, "e": 1.0}
+    upstream = {"b": ["a"], "c": ["b"], "d": ["a"], "e": ["d"]}
+    paths = {"a": "conv.a", "b": "conv.b", "c": "conv.c", "d": "conv.d"}
+    assert search.ranked(_trial(sqnr, upstream), paths, floor_db=5.0) == ["b", "c", "d", "a"]
+    assert search.ranked(_trial(sqnr, upstream, exclude=["conv.b"]), paths, floor_db=5.0) == ["c", "d", "a"]
+
+
+CONFIG = """# the team's models
+tier = "synthetic"  # seeded models
+
+[[models]]
+network = "fcn_resnet101_voc"  # the one we ship
+int8 = { mode = "naive" }  # the seed's
+
+[[models]]
+network = "fcn_resnet101_coco"
+"""
+
+
+def test_the_recipe_is_written_in_place_keeping_comments_and_layout(tmp_path):
+    path = tmp_path / "segcheck.toml"
+    path.write_text(CONFIG)
+    tuned = CalibRecipe(num_batches=4, batch_size=16, exclude=("layer3.14.conv1",))
+    diff = recipe_file.write(path, MODEL, tuned, SYNTHETIC)
+    text = path.read_text()
+    assert text == CONFIG.replace('int8 = { mode = "naive" }',
+                                  'int8 = {mode = "naive", batches = 4, exclude = ["layer3.14.conv1"]}'), text
+    assert "\n+int8 = {mode" in diff and "\n-int8 = { mode" in diff and diff.count("\n+") == 2  # the header and the line
+    assert recipe_file.write(path, MODEL, tuned, SYNTHETIC) == ""  # already there: nothing written
+    added = recipe_file.with_recipe(CONFIG, path, "fcn_resnet101_coco", tuned, SYNTHETIC)
+    assert added.endswith('network = "fcn_resnet101_coco"\nint8 = {batches = 4, exclude = ["layer3.14.conv1"]}\n'), added
+    pyproject = tmp_path / "pyproject.toml"
+    nested = "[project]\nname = 'x'\n\n" + CONFIG.replace("[[models]]", "[[tool.segcheck.models]]").replace(
+        'tier = "synthetic"  # seeded models\n', "")
+    assert 'batches = 4' in recipe_file.with_recipe(nested, pyproject, MODEL, tuned, SYNTHETIC)
+    with pytest.raises(SegcheckError, match=r"segcheck.toml: no \[\[models\]\] table is named 'psp'"):
+        recipe_file.with_recipe(CONFIG, path, "psp", tuned, SYNTHETIC)
+    shipped = CONFIG.replace('{ mode = "naive" }', '{ export = "model/x" }')
+    with pytest.raises(SegcheckError, match="shipped INT8 export"):
+        recipe_file.with_recipe(shipped, path, MODEL, tuned, SYNTHETIC)
+
+
+def test_a_model_gated_on_a_shipped_export_has_nothing_to_tune(tmp_path, monkeypatch, capsys):
+    (tmp_path / "segcheck.toml").write_text('tier = "real"\n[[models]]\nnetwork = "fcn_resnet101_voc"\n'
+                                            'dataset = { name = "pascal_voc", root = "data" }\nint8 = { export = "model/x" }\n')
+    monkeypatch.chdir(tmp_path)
+    assert commands.main(["tune"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and "shipped INT8 export" in out[0] and "nothing to tune" in out[0], out
+
+
+def test_bad_input_is_one_message(tmp_path, monkeypatch, capsys):
+    shutil.copy(ROOT / "segcheck.toml", tmp_path)
+    monkeypatch.chdir(tmp_path)
+    assert commands.main(["tune", "fcn"]) == 2
+    assert "no configured model is named 'fcn'" in capsys.readouterr().err
+    assert commands.main(["tune", "--png", "x.png"]) == 2
+    assert "--png draws one model's trials" in capsys.readouterr().err
+
+
+def _project(folder: Path) -> None:
+    for name in ("segcheck.toml", "baselines.json", "baselines.golden.json", "baselines.noise.json"):
+        shutil.copy(ROOT / name, folder)
+
+
+def test_a_model_that_passes_returns_its_recipe_at_once(segcheck, monkeypatch, capsys, tmp_path):
+    _project(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    rc = commands.main(["tune", MODEL, "--segcheck-cache", str(segcheck.run.cache_dir), "--write", "--png", str(tmp_path / "t.png")])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "stopped: the configured recipe passes the gate's INT8 checks: nothing to tune" in out, out
+    assert f"{MODEL}: chosen naive/auto/2x16/train" in out and (tmp_path / "t.png").stat().st_size > 0
+    assert "verifying" not in out and (tmp_path / "segcheck.toml").read_text() == (ROOT / "segcheck.toml").read_text()
+
+
+@pytest.mark.selfcheck
+def test_tune_finds_the_layer_a_fault_below_segcheck_breaks_and_the_gate_verifies_it(segcheck, tmp_path, monkeypatch, capsys):
+    """One layer's calibrated range divided by 20 inside MXNet: the configured recipe and the three other recipes fail
+    the gate's SQNR floor; keeping that layer (and only it) in FP32 passes, a real gate run under the same fault
+    verifies it, and --write puts it into the configuration. A second run resumes from the cached trials."""
+    _project(tmp_path)
+    cache = inner.fresh_int8_cache(segcheck.run.cache_dir, tmp_path / "cache")
+    monkeypatch.chdir(tmp_path)
+    for owner, attribute, original in faults._layer_collapsed():  # in this process (tune's trials), undone at the end
+        patched = getattr(owner, attribute)
+        setattr(owner, attribute, original)
+        monkeypatch.setattr(owner, attribute, patched)
+    monkeypatch.setenv("PYTHONPATH", str(ROOT / "tests" / "plugins"))
+    monkeypatch.setenv("PYTEST_ADDOPTS", "-p faults")
+    monkeypatch.setenv("SEGCHECK_FAULT", "layer-collapsed")
+    args = ["tune", MODEL, "--segcheck-cache", str(cache), "--tune-images", "16", "--write"]
+    assert commands.main(args) == 0, capsys.readouterr().out
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line[:3].strip().isdigit()]
+    assert len(rows) == 5 and all("FAIL int8-layers" in row for row in rows[:4]) and rows[4].endswith("PASS"), out
+    assert f"({faults.COLLAPSED_LAYER}," in out and "layer3.14.conv1" in rows[4], out
+    assert "verifying with the gate" in out and " passed" in out, out
+    written = (tmp_path / "segcheck.toml").read_text()
+    models, configured = tomllib.loads(written)["models"], tomllib.loads((ROOT / "segcheck.toml").read_text())["models"]
+    assert models[0].pop("int8")["exclude"] == ["layer3.14.conv1"] and models == configured, written  # that entry alone
+    assert written.startswith((ROOT / "segcheck.toml").read_text().split("[[models]]")[0])  # comments kept
+    assert commands.main([*args[:-1], "--no-verify"]) == 0
+    again = capsys.readouterr().out
+    assert "stopped: the configured recipe passes" in again and "(cached)" in again, again  # the written recipe, cached
+
+
+@pytest.mark.selfcheck
+def test_the_graph_check_expects_the_configured_exclusions_and_fails_when_they_are_quantized(segcheck, pytester, tmp_path):
+    """A recipe that keeps a layer in FP32 passes the graph check (it used to fail any FP32 layer); the same recipe
+    whose exclusion MXNet's graph pass drops fails it, naming the layer the recipe keeps."""
+    _project(tmp_path)
+    config = tmp_path / "segcheck.toml"
+    kept = CalibRecipe(num_batches=2, batch_size=16, exclude=("layer3.14.conv1",))
+    config.write_text(recipe_file.with_recipe(config.read_text(), config, MODEL, kept, SYNTHETIC))
+    test = f"test_int8_graph_is_quantized_and_calibrated[{MODEL}]"
+    args = ["segcheck/plugin/suite/test_accuracy.py", "-k", f"{MODEL} and int8 and graph", f"--segcheck-config={config}"]
+    done = inner.run(pytester, *args, cache=inner.fresh_int8_cache(segcheck.run.cache_dir, tmp_path / "kept"))
+    assert done.outcomes[test][0] == "passed", done.outcomes
+    done = inner.run(pytester, *args, cache=inner.fresh_int8_cache(segcheck.run.cache_dir, tmp_path / "ignored"),
+                     plugins=[faults.Fault("exclusions-ignored")])
+    outcome, message = done.outcomes[test]
+    assert outcome == "failed" and f"the recipe keeps 1 in FP32: {faults.COLLAPSED_LAYER}" in message, (outcome, message)
