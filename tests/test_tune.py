@@ -2,16 +2,24 @@
 whole loop on a fault injected below segcheck (one layer's range collapsed in MXNet's calibration), which the
 configured recipe and every other recipe fail and keeping that layer in FP32 fixes, verified by a real gate run."""
 
+import json
 import shutil
 import tomllib
 from pathlib import Path
+from dataclasses import replace
+from types import SimpleNamespace
 
+import mxnet as mx
+import numpy as np
 import pytest
 
 from segcheck.cli import commands
 from segcheck.config.recipes import CalibRecipe
 from segcheck.errors import SegcheckError
+from segcheck.models import build
+from segcheck.config.tolerances import Tolerances
 from segcheck.tune import recipe_file, search
+from segcheck.tune import trial as trial_module
 from segcheck.tune.trial import Judged, Trial
 
 import faults
@@ -46,6 +54,102 @@ def test_layers_rank_where_the_error_starts_before_the_layers_that_inherit_it():
     paths = {"a": "conv.a", "b": "conv.b", "c": "conv.c", "d": "conv.d"}
     assert search.ranked(_trial(sqnr, upstream), paths, floor_db=5.0) == ["b", "c", "d", "a"]
     assert search.ranked(_trial(sqnr, upstream, exclude=["conv.b"]), paths, floor_db=5.0) == ["c", "d", "a"]
+
+
+# The search on faked trials: layers a -> b -> c and a -> d -> e; a faulty layer loses 25 dB by itself and adds a point
+# of mIoU drop while it is quantized; the layers it feeds inherit its loss.
+UPSTREAM = {"b": ["a"], "c": ["b"], "d": ["a"], "e": ["d"]}
+PATHS = {n: f"conv.{n}" for n in "abcde"}
+TOLERANCES = Tolerances(pixacc_points=1.0, miou_points=1.0, int8_drop_pixacc_points=1.0, int8_drop_miou_points=1.0,
+                        sqnr_floor_db=5.0)
+
+
+def _faked(monkeypatch, faulty=(), passes=lambda recipe: False):
+    """search.judge replaced by trials computed from the recipe; the labels judged, in order."""
+    judged = []
+
+    def judge(bench, recipe, why):
+        judged.append(recipe.label())
+        quantized = [n for n in "abcde" if PATHS[n] not in recipe.exclude]
+        sqnr = {n: 30.0 for n in quantized}
+        for n in ("a", "b", "c", "d", "e"):
+            if n in sqnr:
+                inherited = min([sqnr[u] for u in UPSTREAM.get(n, []) if u in sqnr] or [30.0])
+                sqnr[n] = min(inherited, 5.0 if n in faulty else 30.0) - (0.5 if n in faulty else 0.0)
+        broken = sum(n in faulty for n in quantized)
+        ok = passes(recipe) or not broken
+        drop = 0.2 if ok else 0.2 + broken
+        return Trial(recipe.as_dict(), recipe.label(), why, 0.0, drop, (drop - 0.3, drop + 0.3), 0.0, min(sqnr, key=sqnr.get),
+                     min(sqnr.values()), sqnr, {n: [u for u in UPSTREAM.get(n, []) if u in sqnr] for n in sqnr}, 10.0, 3.0,
+                     (Judged("int8-drop", "PASS" if ok else "FAIL", ""),), len(recipe.exclude))
+
+    monkeypatch.setattr(search, "judge", judge)
+    bench = SimpleNamespace(config=SimpleNamespace(name="m", calib=SYNTHETIC), tolerances=TOLERANCES,
+                            indices=list(range(176, 224)), paths=PATHS)
+    return bench, judged
+
+
+def test_a_model_that_passes_is_one_trial(monkeypatch):
+    bench, judged = _faked(monkeypatch)
+    outcome = search.search(bench, search.Budget(), progress=False)
+    assert judged == ["naive/auto/2x16/train"] and outcome.chosen is outcome.trials[0] and "nothing to tune" in outcome.reason
+
+
+def test_a_recipe_that_passes_stops_the_search_before_any_layer_is_kept_in_fp32(monkeypatch):
+    bench, judged = _faked(monkeypatch, faulty="b", passes=lambda r: r.mode == "entropy")
+    outcome = search.search(bench, search.Budget(), progress=False)
+    assert judged == ["naive/auto/2x16/train", "entropy/auto/2x16/train"] and outcome.chosen.label == judged[-1]
+
+
+def test_the_layer_where_the_error_starts_is_kept_in_fp32_after_three_recipes(monkeypatch):
+    bench, judged = _faked(monkeypatch, faulty="b")
+    outcome = search.search(bench, search.Budget(), progress=False)
+    assert len(judged) == 5 and judged[4] == "naive/auto/2x16/train/exclude=conv.b", judged
+    assert outcome.chosen.calib.exclude == ("conv.b",) and "keeping conv.b in FP32 passes" in outcome.reason
+
+
+def test_a_revert_that_helps_is_kept_and_the_layers_are_ranked_again(monkeypatch):
+    """Two faulty layers: keeping b in FP32 helps but does not pass; the search keeps it, ranks again from that trial
+    and keeps d too."""
+    bench, judged = _faked(monkeypatch, faulty="bd")
+    outcome = search.search(bench, search.Budget(), progress=False)
+    assert outcome.chosen.calib.exclude == ("conv.b", "conv.d"), judged
+    assert [label.rpartition("/")[2] for label in judged[4:]] == [
+        "exclude=conv.b", "exclude=conv.d", "exclude=conv.c", "exclude=conv.b+conv.d"], judged
+
+
+def test_the_budget_stops_the_search_saying_what_is_left(monkeypatch):
+    bench, judged = _faked(monkeypatch, faulty="b")
+    outcome = search.search(bench, search.Budget(max_trials=2), progress=False)
+    assert len(judged) == 2 and outcome.chosen is None and "budget of 2 trials" in outcome.reason
+    assert outcome.left == "2 other recipes, then layers kept in FP32", outcome.left
+    bench, judged = _faked(monkeypatch, faulty="b")
+    outcome = search.search(bench, search.Budget(max_trials=4), progress=False)
+    assert outcome.left.startswith("5 layers of naive/auto/2x16/train not yet kept in FP32, next conv.b (4.5 dB)"), outcome.left
+    bench, judged = _faked(monkeypatch, faulty="b")
+    outcome = search.search(bench, search.Budget(seconds=1e-9), progress=False)
+    assert len(judged) == 1 and "time budget" in outcome.reason
+
+
+def test_when_no_revert_helps_the_next_layers_are_tried_until_none_is_left(monkeypatch):
+    bench, judged = _faked(monkeypatch, faulty="b", passes=lambda r: False)
+    monkeypatch.setattr(search, "ranked", lambda trial, paths, floor: [n for n in "edca" if paths[n] not in trial.recipe["exclude"]])
+    outcome = search.search(bench, search.Budget(), progress=False)
+    excluded = [label.rpartition("=")[2] for label in judged[4:]]
+    assert excluded == ["conv.e", "conv.d", "conv.c", "conv.a"] and outcome.reason == "no layer is left to keep in FP32"
+
+
+def test_a_trial_is_judged_once_and_a_damaged_entry_again(monkeypatch, tmp_path):
+    calls = []
+    bench = SimpleNamespace(folder=lambda: tmp_path, key=lambda recipe: recipe.label().replace("/", "-"))
+    trial = _trial({"a": 30.0}, {})
+    monkeypatch.setattr(trial_module, "_judged", lambda bench, recipe, why: calls.append(why) or trial)
+    first = trial_module.judge(bench, SYNTHETIC, "first")
+    again = trial_module.judge(bench, SYNTHETIC, "again")
+    assert calls == ["first"] and again.cached and not first.cached and again == replace(first, why="again")
+    next(tmp_path.glob("*.json")).write_text("{")
+    trial_module.judge(bench, SYNTHETIC, "damaged")
+    assert calls == ["first", "damaged"]
 
 
 CONFIG = """# the team's models
@@ -92,13 +196,23 @@ def test_a_model_gated_on_a_shipped_export_has_nothing_to_tune(tmp_path, monkeyp
     assert len(out) == 1 and "shipped INT8 export" in out[0] and "nothing to tune" in out[0], out
 
 
-def test_bad_input_is_one_message(tmp_path, monkeypatch, capsys):
+def test_bad_input_is_one_message(segcheck, tmp_path, monkeypatch, capsys):
     shutil.copy(ROOT / "segcheck.toml", tmp_path)
     monkeypatch.chdir(tmp_path)
     assert commands.main(["tune", "fcn"]) == 2
     assert "no configured model is named 'fcn'" in capsys.readouterr().err
     assert commands.main(["tune", "--png", "x.png"]) == 2
     assert "--png draws one model's trials" in capsys.readouterr().err
+    for budget in (["--max-trials", "0"], ["--time-budget", "0m"]):
+        with pytest.raises(SystemExit) as exit:
+            commands.main(["tune", MODEL, *budget])
+        assert exit.value.code == 2 and "expected a positive" in capsys.readouterr().err
+    config = tmp_path / "segcheck.toml"
+    config.write_text(recipe_file.with_recipe(config.read_text(), config, MODEL, CalibRecipe(exclude=("layer9.conv1",)), SYNTHETIC))
+    assert commands.main(["tune", MODEL, "--segcheck-cache", str(segcheck.run.cache_dir)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"segcheck: error: {MODEL}: int8.exclude names 'layer9.conv1', which is no convolution of {MODEL}; name "
+                   "one by its dotted Gluon path, such as conv1.0"], err
 
 
 def _project(folder: Path) -> None:
@@ -117,6 +231,26 @@ def test_a_model_that_passes_returns_its_recipe_at_once(segcheck, monkeypatch, c
     assert "verifying" not in out and (tmp_path / "segcheck.toml").read_text() == (ROOT / "segcheck.toml").read_text()
 
 
+def test_a_fault_in_the_fp32_weights_is_said_and_not_searched(segcheck, tmp_path, monkeypatch, capsys):
+    """The head's 3x3 convolution disturbed after loading (noise of its own scale): FP32 itself regresses against its
+    baseline row, so tune says so and calibrates nothing."""
+    _project(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    original = build.load_params
+
+    def disturbed(net, *args, **kwargs):
+        original(net, *args, **kwargs)
+        values = net.head.block[0].weight.data().asnumpy()
+        net.head.block[0].weight.set_data(mx.nd.array(values + np.random.default_rng(0).normal(0.0, values.std(), values.shape)))
+
+    monkeypatch.setattr(build, "load_params", disturbed)
+    monkeypatch.setattr(search, "judge", lambda *args: pytest.fail("a trial was judged"))
+    assert commands.main(["tune", MODEL, "--segcheck-cache", str(segcheck.run.cache_dir)]) == 1
+    out = capsys.readouterr().out
+    assert f"{MODEL}: the FP32 model itself fails its baseline, which no INT8 recipe can fix: not searched" in out, out
+    assert "regressed" in out, out
+
+
 @pytest.mark.selfcheck
 def test_tune_finds_the_layer_a_fault_below_segcheck_breaks_and_the_gate_verifies_it(segcheck, tmp_path, monkeypatch, capsys):
     """One layer's calibrated range divided by 20 inside MXNet: the configured recipe and the three other recipes fail
@@ -132,9 +266,13 @@ def test_tune_finds_the_layer_a_fault_below_segcheck_breaks_and_the_gate_verifie
     monkeypatch.setenv("PYTHONPATH", str(ROOT / "tests" / "plugins"))
     monkeypatch.setenv("PYTEST_ADDOPTS", "-p faults")
     monkeypatch.setenv("SEGCHECK_FAULT", "layer-collapsed")
-    args = ["tune", MODEL, "--segcheck-cache", str(cache), "--tune-images", "16", "--write"]
+    args = ["tune", MODEL, "--segcheck-cache", str(cache), "--tune-images", "16", "--json", str(tmp_path / "tune.json"), "--write"]
     assert commands.main(args) == 0, capsys.readouterr().out
     out = capsys.readouterr().out
+    found = json.loads((tmp_path / "tune.json").read_text())[MODEL]
+    assert found["verified"] is True and found["chosen"].endswith("/exclude=layer3.14.conv1") and len(found["trials"]) == 5
+    assert found["speed_cost"]["rounds"] == 40 and 0.5 < found["speed_cost"]["ratio"] < 2.0, found["speed_cost"]
+    assert "speed cost: INT8 " in out and "with the chosen recipe against" in out, out
     rows = [line for line in out.splitlines() if line[:3].strip().isdigit()]
     assert len(rows) == 5 and all("FAIL int8-layers" in row for row in rows[:4]) and rows[4].endswith("PASS"), out
     assert f"({faults.COLLAPSED_LAYER}," in out and "layer3.14.conv1" in rows[4], out

@@ -26,17 +26,25 @@ DEFAULT_IMAGES = {"synthetic": 48, "real": 300}  # the real tier's: NNCF's ranki
 VERIFY_TIMEOUT_S = 3600
 
 
+def _positive_budget(text: str) -> float:
+    seconds = parse_budget(text)
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive duration such as 90m or 2h, got {text!r}")
+    return seconds
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="segcheck tune", description=" ".join(__doc__.split("\n\n")[0].split()))
     p.add_argument("models", nargs="*", metavar="MODEL", help="configured models to tune (default: every one)")
     p.add_argument("--tier", choices=("synthetic", "real"), help="default: the configuration's tier")
     p.add_argument("--segcheck-config", help="segcheck.toml or pyproject.toml (default: found from this folder)")
     p.add_argument("--max-trials", type=options.positive, default=20, help="trials per model at most (default 20)")
-    p.add_argument("--time-budget", type=parse_budget, metavar="DURATION", help="stop starting trials after this (90m, 2h)")
+    p.add_argument("--time-budget", type=_positive_budget, metavar="DURATION", help="stop starting trials after this (90m, 2h)")
     p.add_argument("--tune-images", type=options.positive, metavar="N",
                    help="the last N images of the calibration split judge the trials (synthetic tier 48, real tier 300)")
     p.add_argument("--write", action="store_true", help="write the chosen recipe into the model's [[models]].int8 table")
     p.add_argument("--png", help="also draw the trials (speed-up against INT8 drop) as a PNG here")
+    p.add_argument("--json", dest="json_out", metavar="PATH", help="also write the trials, the choice and its speed cost here")
     p.add_argument("--no-verify", action="store_true", help="skip the gate run that verifies the chosen recipe")
     options.add_to_argparse(p, [o for o in options.RUN if o.dest != "shard"])
     return p
@@ -96,13 +104,17 @@ def main(argv, out=None) -> int:
         raise SegcheckError(f"{project.path}: no configured model is named {unknown[0]!r}; choose among {', '.join(models)}")
     if args.png and len(args.models) != 1:
         raise SegcheckError("--png draws one model's trials: name one MODEL")
+    from .. import atomic
     from ..gate import baselines
-    from ..tune import chart, recipe_file, search, trial
+    from ..gate.checks import REGRESSED
+    from ..measure.environment import fingerprint
+    from ..tune import chart, search, trial
 
     table = baselines.load(project.baselines, missing_ok=True)
     convention = table.convention(run.tier, project.metric_convention, project.path)
     tier = table.tier_or_new(run.tier, convention)
-    status = 0
+    environment = fingerprint(run.cache_dir).key()
+    status, report = 0, {}
     for name in args.models or list(models):
         mc = models[name]
         if isinstance(mc, MissingResource):
@@ -113,7 +125,16 @@ def main(argv, out=None) -> int:
             continue
         tol = tier.tolerances_for(None, mc.tolerances, "int8")
         bench = trial.prepare(mc, tol, convention, args.tune_images or DEFAULT_IMAGES[run.tier])
+        fp32 = trial.fp32_verdict(bench, table.lookup(run.tier, name, environment, mc.setting()), tier)
+        if fp32 is not None and fp32.status == REGRESSED:
+            print(f"{name}: the FP32 model itself fails its baseline, which no INT8 recipe can fix: not searched. "
+                  f"{fp32.message}", file=out)
+            status = 1
+            continue
         outcome = search.search(bench, search.Budget(args.max_trials, args.time_budget or float("inf")))
+        report[name] = {"trials": [{**t.to_dict(), "passed": t.passed, "speedup": round(t.speedup, 3)} for t in outcome.trials],
+                        "chosen": outcome.chosen.label if outcome.chosen else None, "stopped": outcome.reason,
+                        "left": outcome.left}
         print(f"segcheck tune {name}: {len(outcome.trials)} trials on {len(bench.indices)} tuning images "
               f"({bench.images.describe()}); allowed INT8 drop pixAcc {tol.int8_drop_pixacc_points:g}, mIoU "
               f"{tol.int8_drop_miou_points:g}, class IoU {tol.int8_drop_class_iou_points:g} points; SQNR floor "
@@ -125,19 +146,32 @@ def main(argv, out=None) -> int:
         if args.png:
             print(f"chart: {chart.draw(outcome, tol.int8_drop_miou_points, name, args.png)}", file=out)
         if outcome.chosen is None:
-            best = outcome.trials.index(min(outcome.trials, key=lambda t: (t.excess(tol), t.drop_miou))) + 1
-            print(f"{name}: no recipe passed; the closest is trial {best}", file=out)
+            best = min(outcome.trials, key=lambda t: (t.excess(tol), t.drop_miou))
+            print(f"{name}: no recipe passed; the closest is trial {outcome.trials.index(best) + 1}, {best.label}"
+                  + (f"; left untried: {outcome.left}" if outcome.left else ""), file=out)
             status = 1
-            continue
-        chosen = outcome.chosen
-        print(f"{name}: chosen {chosen.label} (speed-up {chosen.speedup:.2f}x, mIoU drop {chosen.drop_miou:+.2f})", file=out)
-        if chosen is outcome.trials[0]:
-            continue  # the configured recipe passes: nothing to write or verify
-        defaults = tier_defaults(run.tier)["calib"]
-        if not args.no_verify and verify(project, run, name, chosen.calib, defaults, out) != 0:
-            print(f"{name}: the gate run with the chosen recipe failed: not written", file=out)
-            status = 1
-            continue
-        if args.write:
-            print(recipe_file.write(project.path, name, chosen.calib, defaults) or f"{project.path}: already holds it", file=out)
+        elif outcome.chosen is not outcome.trials[0]:
+            status = max(status, _adopt(outcome.chosen, bench, project, run, name, args, report[name], out))
+        else:
+            print(f"{name}: chosen {outcome.chosen.label}, as configured", file=out)
+    if args.json_out:
+        print(f"trials: {atomic.write_json(Path(args.json_out), report)}", file=out)
     return status
+
+
+def _adopt(chosen, bench, project: Project, run: RunConfig, name: str, args, report: dict, out) -> int:
+    """The chosen recipe's speed cost against the configured one's, the verifying gate run, then --write."""
+    from ..tune import recipe_file, trial
+
+    cost = trial.speed_cost(bench, chosen.calib, bench.config.calib)
+    report["speed_cost"] = {**vars(cost), "ratio": round(cost.ratio, 4)}
+    print(f"{name}: chosen {chosen.label} (mIoU drop {chosen.drop_miou:+.2f}); speed cost: {cost.describe()}", file=out)
+    defaults = tier_defaults(run.tier)["calib"]
+    if not args.no_verify:
+        report["verified"] = verify(project, run, name, chosen.calib, defaults, out) == 0
+        if not report["verified"]:
+            print(f"{name}: the gate run with the chosen recipe failed: not written", file=out)
+            return 1
+    if args.write:
+        print(recipe_file.write(project.path, name, chosen.calib, defaults) or f"{project.path}: already holds it", file=out)
+    return 0

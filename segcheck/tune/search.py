@@ -32,6 +32,7 @@ class Outcome:
     chosen: Trial | None  # the first that passes, else None
     reason: str  # why the search stopped
     notes: tuple = ()
+    left: str = ""  # what a larger budget would try next, where the budget stopped it
 
     @property
     def best(self) -> Trial:
@@ -89,17 +90,17 @@ def search(bench: Bench, budget: Budget, progress: bool = True) -> Outcome:
             return f"the time budget of {budget.seconds:g} s is spent (--time-budget)"
         return ""
 
-    def done(chosen, reason) -> Outcome:
+    def done(chosen, reason, left="") -> Outcome:
         bar.close()
-        return Outcome(tuple(trials), chosen, reason, (SKIPPED_UINT8,))
+        return Outcome(tuple(trials), chosen, reason, (SKIPPED_UINT8,), left)
 
     configured = run(bench.config.calib, "the configured recipe")
     if configured.passed:
         return done(configured, "the configured recipe passes the gate's INT8 checks: nothing to tune")
-    room = bench.indices[0]
-    for recipe, why in recipe_candidates(bench.config.calib, room):
+    candidates = recipe_candidates(bench.config.calib, bench.indices[0])
+    for k, (recipe, why) in enumerate(candidates):
         if out_of_budget():
-            return done(None, out_of_budget())
+            return done(None, out_of_budget(), f"{len(candidates) - k} other recipes, then layers kept in FP32")
         if run(recipe, why).passed:
             return done(trials[-1], f"{why} passes the gate's INT8 checks")
     base = min(trials, key=lambda t: (t.excess(tol), t.drop_miou))
@@ -109,9 +110,11 @@ def search(bench: Bench, budget: Budget, progress: bool = True) -> Outcome:
         if not queue:
             return done(None, "no layer is left to keep in FP32")
         measured = []
-        for name in queue[:TOP]:
+        for k, name in enumerate(queue[:TOP]):
             if out_of_budget():
-                return done(None, out_of_budget())
+                shown = ", ".join(f"{bench.paths[n]} ({base.sqnr[n]:.1f} dB)" for n in queue[k:k + 3])
+                return done(None, out_of_budget(), f"{len(queue) - k} layers of {base.label} not yet kept in FP32, "
+                                                   f"next {shown}")
             path = bench.paths[name]
             tried.add(path)
             recipe = replace(base.calib, exclude=tuple(sorted({*base.calib.exclude, path})))
@@ -121,4 +124,4 @@ def search(bench: Bench, budget: Budget, progress: bool = True) -> Outcome:
             measured.append(trial)
         better = min(measured, key=lambda t: (t.excess(tol), t.drop_miou))
         if (better.excess(tol), better.drop_miou) < (base.excess(tol), base.drop_miou):
-            base = better  # keep the revert that helped most and rank again from its layers
+            base, tried = better, set()  # keep the revert that helped most and rank again from its layers

@@ -149,13 +149,17 @@ def prepare(config: ModelConfig, tolerances: Tolerances, convention: str, count:
                             "tuning on it would choose a recipe on the gate's own images; calibrate on another split "
                             "(int8.split, --calib-split train)")
     bench = Bench(config, tolerances, convention, split, tuning_indices(split, count, recipe.images))
+    net = build.build(config.network, config.crop_size, config.base_size)
+    bench.paths = {calibration.stable(name): path for path, name in quantize.conv_names(net).items()}
+    unknown = [path for path in recipe.exclude if path not in bench.paths.values()]
+    if unknown:
+        raise SegcheckError(f"{config.name}: int8.exclude names {unknown[0]!r}, which is no convolution of "
+                            f"{config.network.name}; name one by its dotted Gluon path, such as {next(iter(bench.paths.values()))}")
     bench.fp32 = pipeline.fp32_net(config)
     keep = min(len(bench.indices), 48)
     bench.fp32_evaluation = evaluate(bench.fp32, split, bench.indices, config.run.batch_size, config.run.skip_bad,
                                      desc=f"tuning {config.name}: FP32", keep=keep)
     bench.layer_images = [x for x, _, _ in loaders.batches(split, bench.indices[:LAYER_IMAGES], 1)]
-    net = build.build(config.network, config.crop_size, config.base_size)
-    bench.paths = {calibration.stable(name): path for path, name in quantize.conv_names(net).items()}
     return bench
 
 
@@ -211,3 +215,61 @@ def _judged(bench: Bench, recipe: CalibRecipe, why: str) -> Trial:
         verdicts=(Judged("int8-drop", drop.status, drop.message), Judged("int8-class-drop", class_drop.status, class_drop.message),
                   Judged("int8-layers", floor.status, floor.message)),
         fp32_convs=int8.graph.fp32_convs)
+
+
+def fp32_verdict(bench: Bench, lookup, tier):
+    """The FP32 model on the gate's own images against its baseline row (`lookup`, of the baseline `tier`), as the
+    gate's FP32 accuracy check judges it: a fault in the FP32 weights (saturated weights, wrong BN statistics) is no
+    INT8 recipe's to fix. None where there is no row to compare with."""
+    if lookup.row is None:
+        return None
+    mc = bench.config
+    val = pipeline.open_split(mc, mc.split)
+    ev = evaluate(bench.fp32, val, loaders.first(val, mc.num_images), mc.run.batch_size, mc.run.skip_bad,
+                  desc=f"checking {mc.name}: FP32 on the gate's images")
+    tol = tier.tolerances_for(lookup.reference, mc.tolerances, "fp32")
+    return verdicts.against_baseline(f"{mc.name} fp32 on {ev.subset.describe()}", ev.matrix.compute(bench.convention),
+                                     lookup.row, "fp32", tol, lookup.reference, ev.per_image)
+
+
+SPEED_ROUNDS = 40  # interleaved rounds per model when the chosen recipe is timed against the configured one
+
+
+@dataclass(frozen=True)
+class SpeedCost:
+    """The chosen recipe's INT8 latency against the configured recipe's, timed interleaved in one process."""
+
+    chosen_ms: float  # median of the rounds
+    configured_ms: float
+    chosen_iqr_ms: float
+    configured_iqr_ms: float
+    rounds: int
+    crop_size: int
+
+    @property
+    def ratio(self) -> float:
+        """How much slower the chosen INT8 runs (1.05: 5% slower)."""
+        return self.chosen_ms / self.configured_ms
+
+    def describe(self) -> str:
+        return (f"INT8 {self.chosen_ms:.2f} ms with the chosen recipe against {self.configured_ms:.2f} ms with the "
+                f"configured one at {self.crop_size} px: {self.ratio:.3f}x ({self.rounds} interleaved rounds each, "
+                f"interquartile ranges {self.chosen_iqr_ms:.2f} and {self.configured_iqr_ms:.2f} ms)")
+
+
+def speed_cost(bench: Bench, chosen: CalibRecipe, configured: CalibRecipe, rounds: int = SPEED_ROUNDS) -> SpeedCost:
+    """Time both INT8 models (from the model cache) round after round, alternating, so that drift of the machine falls
+    on both alike: at 64 px one layer kept in FP32 costs less than one benchmark's precision."""
+    mc = bench.config
+    models = [pipeline.int8_model(mc.with_(calib=r), r).block for r in (chosen, configured)]
+    x = bench.layer_images[0]
+    for model in models:
+        latency.measure(model, x, 0, 3)
+    times = [[], []]
+    for _ in range(rounds):
+        for k, model in enumerate(models):
+            times[k].extend(latency.measure(model, x, 1, 0).times)
+    ms = [1e3 * np.asarray(t) for t in times]
+    iqr = [float(np.subtract(*np.percentile(m, [75, 25]))) for m in ms]
+    return SpeedCost(round(float(np.median(ms[0])), 3), round(float(np.median(ms[1])), 3), round(iqr[0], 3),
+                     round(iqr[1], 3), rounds, mc.crop_size)
