@@ -187,26 +187,52 @@ def _backend_abort():
 
 
 COLLAPSED_LAYER = "resnetv1s_layers3_conv42_fwd"  # three quarters down the backbone of the FCN and PSP ResNet-101s
+# fcn_resnet101_voc's first, middle and last quantized convolutions (the kill tables' `layer` of each position)
+POSITIONS = {"first": "resnetv1s_conv0_fwd", "middle": "resnetv1s_layers3_conv27_fwd",
+             "last": "_fcnhead0_hybridsequential0_conv1_fwd"}
 
 
-def _layer_collapsed(layer: str = COLLAPSED_LAYER, factor: float = 1 / 20):
-    """MXNet writes one convolution's calibrated range divided by 20 into the graph (_calibrate_quantized_sym): that
-    layer saturates; kept in FP32 (excluded), it is not quantized and the fault has nothing to change."""
+def _neighbour(keys: list, key: str) -> str:
+    """The calibration-table key of the convolution before `key` in graph order (after it, for the first)."""
+    i = keys.index(key)
+    return keys[i - 1] if i else keys[1]
+
+
+# How a pinned fault changes a layer's calibrated range: (table, its key, every quantized convolution's key) -> range
+EDITS = {"scaled-1/20": lambda table, key, keys: tuple(v / 20 for v in table[key]),
+         "max-is-min": lambda table, key, keys: (table[key][0], table[key][0]),
+         "from-another-layer": lambda table, key, keys: table[_neighbour(keys, key)]}
+
+
+def _pinned(edit: str, layer: str):
+    """MXNet writes one convolution's calibrated range changed by EDITS[edit] into the graph (_calibrate_quantized_sym),
+    that convolution found by name, so that keeping it in FP32 (excluded, so not quantized) leaves the fault nothing to
+    change: it does not move to another layer, as a fault picked by position would."""
     from mxnet.contrib import quantization as q
 
-    original = q._calibrate_quantized_sym
+    original, change = q._calibrate_quantized_sym, EDITS[edit]
 
     def calibrate(qsym, th_dict):
         table = dict(th_dict)
+        convs = []
         for node in json.loads(qsym.tojson())["nodes"]:
             inner = [m["name"] for g in node.get("subgraphs", []) for m in g["nodes"] if m["op"] == "Convolution"]
             key = node["name"].removeprefix("quantized_") + "_output"
-            if node["name"].startswith("quantized_") and inner and re.sub(r"^[a-z]+[0-9]+_", "", inner[0]) == layer and key in table:
-                table[key] = tuple(factor * v for v in table[key])
+            if node["name"].startswith("quantized_") and inner and key in table:
+                convs.append((key, re.sub(r"^[a-z]+[0-9]+_", "", inner[0])))
+        keys = [key for key, _ in convs]
+        for key, name in convs:
+            if name == layer:
+                table[key] = change(th_dict, key, keys)
         return original(qsym, table)
 
     q._calibrate_quantized_sym = calibrate
     return [(q, "_calibrate_quantized_sym", original)]
+
+
+def _layer_collapsed():
+    """One layer's calibrated range divided by 20 in MXNet: it saturates (segcheck tune's end-to-end test)."""
+    return _pinned("scaled-1/20", COLLAPSED_LAYER)
 
 
 def _exclusions_ignored():
@@ -239,7 +265,11 @@ FAULTS = {
 
 
 def Fault(name: str):
-    """The plugin object of fault `name`."""
+    """The plugin object of fault `name`; pinned:EDIT:LAYER changes that layer's range (EDITS)."""
+    kind, _, rest = name.partition(":")
+    if kind == "pinned":
+        edit, _, layer = rest.partition(":")
+        return Patched(lambda: _pinned(edit, layer))
     return FAULTS[name]()
 
 
