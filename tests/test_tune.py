@@ -251,7 +251,7 @@ def test_a_fault_in_the_fp32_weights_is_said_and_not_searched(segcheck, tmp_path
     assert "regressed" in out, out
 
 
-@pytest.mark.selfcheck
+@pytest.mark.tune_catalogue  # five calibrations and a gate run (2.5 minutes): with the tune catalogue, opt in
 def test_tune_finds_the_layer_a_fault_below_segcheck_breaks_and_the_gate_verifies_it(segcheck, tmp_path, monkeypatch, capsys):
     """One layer's calibrated range divided by 20 inside MXNet: the configured recipe and the three other recipes fail
     the gate's SQNR floor; keeping that layer (and only it) in FP32 passes, a real gate run under the same fault
