@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from ..cases.plan import fp32_cached, plan, summary
-from ..config import isa, options
-from ..config.project import find
-from ..config.run import RunConfig, resolve_all
-from ..errors import SegcheckError
+from ..config import options
+from .configured import configured
 
 
 def parse_budget(text: str) -> float:
@@ -36,12 +33,7 @@ def main(argv, out=sys.stdout) -> int:
     p.add_argument("--no-probe", action="store_true", help="use only costs probed before on this machine")
     options.add_to_argparse(p, [o for o in options.RUN if o.dest != "shard"])
     args = p.parse_args(argv)
-    project = find(Path.cwd(), args.segcheck_config, Path.cwd())
-    if project is None:
-        raise SegcheckError(f"no segcheck configuration in {Path.cwd()} or above; add segcheck.toml or pass --segcheck-config")
-    isa.select(args.isa or project.isa, "--isa" if args.isa else f"{project.path}: key 'isa'")
-    run = RunConfig.from_options(options.GateOptions.read(vars(args).get), args.tier or project.tier)
-    models = resolve_all(project.models, run, project.path.name)
+    project, run, models = configured(args)
     environment = fingerprint(run.cache_dir)
     lines, estimates = plan(models, environment, run, do_probe=not args.no_probe)
     print(f"segcheck plan: {run.tier} tier, {len(models)} models from {project.path}", file=out)

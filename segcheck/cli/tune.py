@@ -16,10 +16,11 @@ from pathlib import Path
 
 import tomlkit
 
-from ..config import isa, options
-from ..config.project import Project, find
-from ..config.run import RunConfig, resolve_all, tier_defaults
+from ..config import options
+from ..config.project import Project
+from ..config.run import RunConfig, tier_defaults
 from ..errors import MissingResource, SegcheckError
+from .configured import configured
 from .plan import parse_budget
 
 DEFAULT_IMAGES = {"synthetic": 48, "real": 300}  # the real tier's: NNCF's ranking subset
@@ -93,12 +94,7 @@ def verify(project: Project, run: RunConfig, model: str, recipe, defaults, out) 
 def main(argv, out=None) -> int:
     out = out or sys.stdout
     args = parser().parse_args(argv)
-    project = find(Path.cwd(), args.segcheck_config, Path.cwd())
-    if project is None:
-        raise SegcheckError(f"no segcheck configuration in {Path.cwd()} or above; add segcheck.toml or pass --segcheck-config")
-    isa.select(args.isa or project.isa, "--isa" if args.isa else f"{project.path}: key 'isa'")
-    run = RunConfig.from_options(options.GateOptions.read(vars(args).get), args.tier or project.tier)
-    models = resolve_all(project.models, run, project.path.name)
+    project, run, models = configured(args)
     unknown = [m for m in args.models if m not in models]
     if unknown:
         raise SegcheckError(f"{project.path}: no configured model is named {unknown[0]!r}; choose among {', '.join(models)}")
