@@ -13,7 +13,9 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from segcheck.cli import commands
+from segcheck.cli import commands, tune
+from segcheck.config import options
+from segcheck.config.options import GateOptions
 from segcheck.config.recipes import CalibRecipe
 from segcheck.errors import SegcheckError
 from segcheck.models import build
@@ -30,11 +32,22 @@ MODEL = "fcn_resnet101_voc"
 SYNTHETIC = CalibRecipe(num_batches=2, batch_size=16)
 
 
+def test_the_tuning_images_are_the_last_of_the_split_and_never_calibrated_on():
+    split = type("Split", (), {"__len__": lambda self: 224, "source": "the synthetic tier", "split": "train"})()
+    assert trial_module.tuning_indices(split, 48, range(0, 32)) == list(range(176, 224))
+    with pytest.raises(SegcheckError, match="calibrates on images 0-191 of the train split, which overlap the last 48"):
+        trial_module.tuning_indices(split, 48, range(0, 192))
+    with pytest.raises(SegcheckError, match="tuning needs 300 images of the train split, which holds 224"):
+        trial_module.tuning_indices(split, 300, range(0, 32))
+
+
 def test_other_recipes_come_cheapest_first_and_never_reach_the_tuning_images():
     found = [(r.label(), why) for r, why in search.recipe_candidates(SYNTHETIC, room=176)]
     assert [label for label, _ in found] == ["entropy/auto/2x16/train", "naive/int8/2x16/train", "naive/auto/4x16/train"]
     assert [r.label() for r, _ in search.recipe_candidates(SYNTHETIC, room=40)] == ["entropy/auto/2x16/train",
                                                                                      "naive/int8/2x16/train"]
+    uint8 = CalibRecipe(dtype="uint8", num_batches=2, batch_size=16)
+    assert [r.dtype for r, _ in search.recipe_candidates(uint8, room=176)] == ["uint8", "int8", "uint8"]
     entropy = CalibRecipe(mode="entropy", dtype="int8", num_batches=2, batch_size=16)
     assert [r.label() for r, _ in search.recipe_candidates(entropy, room=176)] == ["naive/int8/2x16/train",
                                                                                    "entropy/int8/4x16/train"]
@@ -139,6 +152,18 @@ def test_when_no_revert_helps_the_next_layers_are_tried_until_none_is_left(monke
     assert excluded == ["conv.e", "conv.d", "conv.c", "conv.a"] and outcome.reason == "no layer is left to keep in FP32"
 
 
+def test_a_recipe_that_cannot_be_calibrated_is_a_failed_trial_and_the_search_goes_on(monkeypatch, tmp_path):
+    bench = SimpleNamespace(folder=lambda: tmp_path, key=lambda recipe: recipe.label().replace("/", "-"))
+
+    def crashes(bench, recipe, why):
+        raise SegcheckError("fcn INT8 calibration: the child died of SIGSEGV")
+
+    monkeypatch.setattr(trial_module, "_judged", crashes)
+    failed = trial_module.judge(bench, SYNTHETIC, "configured")
+    assert not failed.passed and failed.error.endswith("SIGSEGV") and failed.excess(TOLERANCES) == float("inf")
+    assert not list(tmp_path.iterdir())  # not cached: a rerun tries again
+
+
 def test_a_trial_is_judged_once_and_a_damaged_entry_again(monkeypatch, tmp_path):
     calls = []
     bench = SimpleNamespace(folder=lambda: tmp_path, key=lambda recipe: recipe.label().replace("/", "-"))
@@ -168,23 +193,32 @@ def test_the_recipe_is_written_in_place_keeping_comments_and_layout(tmp_path):
     path = tmp_path / "segcheck.toml"
     path.write_text(CONFIG)
     tuned = CalibRecipe(num_batches=4, batch_size=16, exclude=("layer3.14.conv1",))
-    diff = recipe_file.write(path, MODEL, tuned, SYNTHETIC)
+    diff = recipe_file.write(path, 0, MODEL, tuned, SYNTHETIC)
     text = path.read_text()
     assert text == CONFIG.replace('int8 = { mode = "naive" }',
                                   'int8 = {mode = "naive", batches = 4, exclude = ["layer3.14.conv1"]}'), text
     assert "\n+int8 = {mode" in diff and "\n-int8 = { mode" in diff and diff.count("\n+") == 2  # the header and the line
-    assert recipe_file.write(path, MODEL, tuned, SYNTHETIC) == ""  # already there: nothing written
-    added = recipe_file.with_recipe(CONFIG, path, "fcn_resnet101_coco", tuned, SYNTHETIC)
+    assert recipe_file.write(path, 0, MODEL, tuned, SYNTHETIC) == ""  # already there: nothing written
+    added = recipe_file.with_recipe(CONFIG, path, 1, "fcn_resnet101_coco", tuned, SYNTHETIC)
     assert added.endswith('network = "fcn_resnet101_coco"\nint8 = {batches = 4, exclude = ["layer3.14.conv1"]}\n'), added
     pyproject = tmp_path / "pyproject.toml"
     nested = "[project]\nname = 'x'\n\n" + CONFIG.replace("[[models]]", "[[tool.segcheck.models]]").replace(
         'tier = "synthetic"  # seeded models\n', "")
-    assert 'batches = 4' in recipe_file.with_recipe(nested, pyproject, MODEL, tuned, SYNTHETIC)
-    with pytest.raises(SegcheckError, match=r"segcheck.toml: no \[\[models\]\] table is named 'psp'"):
-        recipe_file.with_recipe(CONFIG, path, "psp", tuned, SYNTHETIC)
+    written = recipe_file.with_recipe(nested, pyproject, 0, MODEL, tuned, SYNTHETIC)
+    assert tomllib.loads(recipe_file.plain(written, pyproject))["models"][0]["int8"]["batches"] == 4, written
+    with pytest.raises(SegcheckError, match=r"segcheck.toml: has no model 'psp' at \[\[models\]\] 3"):
+        recipe_file.with_recipe(CONFIG, path, 2, "psp", tuned, SYNTHETIC)
     shipped = CONFIG.replace('{ mode = "naive" }', '{ export = "model/x" }')
     with pytest.raises(SegcheckError, match="shipped INT8 export"):
-        recipe_file.with_recipe(shipped, path, MODEL, tuned, SYNTHETIC)
+        recipe_file.with_recipe(shipped, path, 0, MODEL, tuned, SYNTHETIC)
+
+
+def test_the_verifying_gate_run_gets_the_run_options_tune_was_given():
+    given = GateOptions(crop_size=480, num_images="all", shard=(1, 2), skip_bad=True, voc_root="/data/voc", case_timeout=60.0)
+    assert options.as_argv(given, tune.RUN_OPTIONS) == ["--crop-size", "480", "--num-images", "all", "--voc-root",
+                                                      "/data/voc", "--skip-bad", "--case-timeout", "60.0"]
+    assert options.as_argv(given)[4:6] == ["--shard", "1/2"]  # a tuple as its K/N spelling
+    assert not {"--calib-batches", "--shard"} & {o.name for o in tune.RUN_OPTIONS}  # tune starts from the configured recipe
 
 
 def test_a_model_gated_on_a_shipped_export_has_nothing_to_tune(tmp_path, monkeypatch, capsys):
@@ -208,7 +242,7 @@ def test_bad_input_is_one_message(segcheck, tmp_path, monkeypatch, capsys):
             commands.main(["tune", MODEL, *budget])
         assert exit.value.code == 2 and "expected a positive" in capsys.readouterr().err
     config = tmp_path / "segcheck.toml"
-    config.write_text(recipe_file.with_recipe(config.read_text(), config, MODEL, CalibRecipe(exclude=("layer9.conv1",)), SYNTHETIC))
+    config.write_text(recipe_file.with_recipe(config.read_text(), config, 0, MODEL, CalibRecipe(exclude=("layer9.conv1",)), SYNTHETIC))
     assert commands.main(["tune", MODEL, "--segcheck-cache", str(segcheck.run.cache_dir)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"segcheck: error: {MODEL}: int8.exclude names 'layer9.conv1', which is no convolution of {MODEL}; name "
@@ -293,7 +327,7 @@ def test_the_graph_check_expects_the_configured_exclusions_and_fails_when_they_a
     _project(tmp_path)
     config = tmp_path / "segcheck.toml"
     kept = CalibRecipe(num_batches=2, batch_size=16, exclude=("layer3.14.conv1",))
-    config.write_text(recipe_file.with_recipe(config.read_text(), config, MODEL, kept, SYNTHETIC))
+    config.write_text(recipe_file.with_recipe(config.read_text(), config, 0, MODEL, kept, SYNTHETIC))
     test = f"test_int8_graph_is_quantized_and_calibrated[{MODEL}]"
     args = ["segcheck/plugin/suite/test_accuracy.py", "-k", f"{MODEL} and int8 and graph", f"--segcheck-config={config}"]
     done = inner.run(pytester, *args, cache=inner.fresh_int8_cache(segcheck.run.cache_dir, tmp_path / "kept"))

@@ -76,7 +76,7 @@ def test_tune_fixes_a_fault_pinned_to_one_layer(edit, position, segcheck, tmp_pa
     started = time.monotonic()
     gate = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--segcheck-cache", str(cache),
                            "-k", f"{MODEL} and not peer"], cwd=tmp_path, capture_output=True, text=True, timeout=3600)
-    row.update(gate_minutes=round((time.monotonic() - started) / 60, 2), gate=gate.stdout.strip().splitlines()[-1],
+    row.update(gate_minutes=round((time.monotonic() - started) / 60, 2), gate=(gate.stdout.strip().splitlines() or [""])[-1],
                outcome="fixed" if gate.returncode == 0 else "the gate failed with the recipe found")
     _record(segcheck, name, row)
     assert gate.returncode == 0, gate.stdout[-4000:]

@@ -175,6 +175,17 @@ def add_to_argparse(parser: argparse.ArgumentParser, options=RUN) -> None:
         parser.add_argument(*option.flags, **option.kwargs())
 
 
+def as_argv(values, options=RUN) -> list:
+    """The options among `options` given a value in `values` (GateOptions), as command-line words: another process
+    started with them runs with the same values."""
+    argv = []
+    for o in options:
+        value = getattr(values, o.dest)
+        if value is not None:
+            argv += [o.name] if o.flag else [o.name, "/".join(map(str, value)) if isinstance(value, tuple) else str(value)]
+    return argv
+
+
 def flag_of(dest: str) -> str:
     return next(o.name for o in RUN + GATE if o.dest == dest)
 

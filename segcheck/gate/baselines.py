@@ -157,6 +157,12 @@ class Tier:
     match_environment: bool
     entries: tuple
 
+    def least_speedup(self, isa: str, model) -> float | None:
+        """The least INT8 / FP32 speed-up of `model` (a ModelConfig) on `isa`: its configuration's, else this tier's for
+        the model's name, else for its architecture; None where none is recorded."""
+        per_isa = self.min_speedup.get(isa, {})
+        return model.min_speedup.get(isa, per_isa.get(model.name, per_isa.get(model.arch)))
+
     def tolerances_for(self, reference: "Reference | None", own: dict, precision: str = "int8") -> Tolerances:
         """The tolerances of a comparison of `precision` with `reference`: at the tier of what differs from it, with a
         model's own values in place."""

@@ -173,11 +173,7 @@ class SegcheckSession:
         return self.tier.tolerances_for(reference, case.config.tolerances, precision)
 
     def min_speedup(self, case: ModelCase, isa: str) -> float | None:
-        mc = case.config
-        if isa in mc.min_speedup:
-            return mc.min_speedup[isa]
-        per_isa = self.tier.min_speedup.get(isa, {})
-        return per_isa.get(mc.name, per_isa.get(mc.arch))
+        return self.tier.least_speedup(isa, case.config)
 
     def baseline(self, case: ModelCase, precision: str, row: str | None = None) -> baselines.Lookup:
         """The baseline row of `case` (or of its row `row`, a peer's) for this tier, setting and environment: for FP32

@@ -21,8 +21,8 @@ def draw(outcome: Outcome, tolerance: float, model: str, path) -> Path:
     fig, ax = plt.subplots(figsize=(8, 5), layout="constrained")
     for number, trial in enumerate(outcome.trials, 1):
         chosen = trial is outcome.chosen
-        ax.errorbar(trial.drop_miou, trial.speedup, xerr=[[trial.drop_miou - trial.miou_interval[0]],
-                                                          [trial.miou_interval[1] - trial.drop_miou]],
+        low, high = trial.miou_interval  # a percentile interval of a ratio may not hold its own point: clamped
+        ax.errorbar(trial.drop_miou, trial.speedup, xerr=[[max(0.0, trial.drop_miou - low)], [max(0.0, high - trial.drop_miou)]],
                     fmt="*" if chosen else "o", markersize=16 if chosen else 7, capsize=3,
                     color=OK if trial.passed else BAD, zorder=3 if chosen else 2)
         ax.annotate(str(number), (trial.drop_miou, trial.speedup), textcoords="offset points", xytext=(6, 6), fontsize=8)

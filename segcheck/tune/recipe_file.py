@@ -24,13 +24,15 @@ def _entries(doc, path: Path):
     return models
 
 
-def with_recipe(text: str, path: Path, model: str, recipe: CalibRecipe, defaults: CalibRecipe) -> str:
-    """`text` (the configuration at `path`) with model `model`'s int8 table set to `recipe`: every key it holds is
-    updated, a field that differs from the tier's default (`defaults`) is added, the rest of the file is kept."""
+def with_recipe(text: str, path: Path, index: int, model: str, recipe: CalibRecipe, defaults: CalibRecipe) -> str:
+    """`text` (the configuration at `path`) with its `index`th [[models]] table (model `model`) given `recipe` as its
+    int8 table: every key it holds is updated, a field that differs from the tier's default (`defaults`) is added,
+    the rest of the file is kept."""
     doc = tomlkit.parse(text)
-    entry = next((m for m in _entries(doc, path) if m.get("name", m.get("network")) == model), None)
-    if entry is None:
-        raise SegcheckError(f"{path}: no [[models]] table is named {model!r}; tune a configured model")
+    entries = _entries(doc, path)
+    if not 0 <= index < len(entries):
+        raise SegcheckError(f"{path}: has no model {model!r} at [[models]] {index + 1}; tune a configured model")
+    entry = entries[index]
     table = entry.get("int8", tomlkit.inline_table())
     if "export" in table:
         raise SegcheckError(f"{path}: {model} is gated on a shipped INT8 export (int8.export), which has no recipe to write")
@@ -49,14 +51,20 @@ def with_recipe(text: str, path: Path, model: str, recipe: CalibRecipe, defaults
     return tomlkit.dumps(doc)
 
 
+def plain(text: str, path: Path) -> str:
+    """A configuration as a segcheck.toml of its own: [tool.segcheck] of a pyproject.toml, else `text` itself."""
+    return tomlkit.dumps(tomlkit.parse(text)["tool"]["segcheck"]) if path.name == "pyproject.toml" else text
+
+
 def diff(old: str, new: str, path: Path) -> str:
+    """The unified diff of the configuration before and after tuning."""
     return "".join(difflib.unified_diff(old.splitlines(True), new.splitlines(True), f"{path} (before)", f"{path} (tuned)"))
 
 
-def write(path: Path, model: str, recipe: CalibRecipe, defaults: CalibRecipe) -> str:
+def write(path: Path, index: int, model: str, recipe: CalibRecipe, defaults: CalibRecipe) -> str:
     """Write the recipe into the configuration at `path`, atomically; the diff (empty: nothing changed)."""
-    old = path.read_text()
-    new = with_recipe(old, path, model, recipe, defaults)
+    old = path.read_text(encoding="utf-8")
+    new = with_recipe(old, path, index, model, recipe, defaults)
     if new != old:
         atomic.write_text(path, new)
     return diff(old, new, path)

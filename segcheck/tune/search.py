@@ -34,19 +34,14 @@ class Outcome:
     notes: tuple = ()
     left: str = ""  # what a larger budget would try next, where the budget stopped it
 
-    @property
-    def best(self) -> Trial:
-        """The chosen trial, else the configured one."""
-        return self.chosen or self.trials[0]
-
 
 def recipe_candidates(recipe: CalibRecipe, room: int) -> list:
     """(recipe, why) of the other recipes, cheapest first; `room`: images the calibration split holds before the tuning
     images (more images may not reach into them)."""
     other = "entropy" if recipe.mode == "naive" else "naive"
     found = [(replace(recipe, mode=other), f"{other} calibration")]
-    if recipe.dtype == "auto":
-        found.append((replace(recipe, dtype="int8"), "int8 throughout (auto takes uint8 after a ReLU)"))
+    if recipe.dtype != "int8":
+        found.append((replace(recipe, dtype="int8"), "int8 throughout (auto and uint8 take uint8 after a ReLU)"))
     doubled = replace(recipe, num_batches=2 * recipe.num_batches, mode=recipe.mode if recipe.mode != "none" else "naive")
     if doubled.images.stop <= room:
         found.append((doubled, f"twice the calibration images ({doubled.num_examples})"))
@@ -92,7 +87,7 @@ def search(bench: Bench, budget: Budget, progress: bool = True) -> Outcome:
 
     def done(chosen, reason, left="") -> Outcome:
         bar.close()
-        return Outcome(tuple(trials), chosen, reason, (SKIPPED_UINT8,), left)
+        return Outcome(tuple(trials), chosen, reason, (SKIPPED_UINT8,) if len(trials) > 1 else (), left)
 
     configured = run(bench.config.calib, "the configured recipe")
     if configured.passed:

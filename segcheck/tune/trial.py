@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -13,13 +14,13 @@ import numpy as np
 
 from .. import atomic
 from ..config import isa
-from ..config.recipes import CalibRecipe
+from ..config.recipes import EXCLUDE_LAYERS, CalibRecipe
 from ..config.run import ModelConfig
 from ..config.tolerances import Tolerances
 from ..data import loaders
 from ..errors import SegcheckError
 from ..gate import verdicts
-from ..gate.checks import FAILING, PASS
+from ..gate.checks import ERROR, FAILING, PASS, SKIP
 from ..measure import calibration, guard, latency, layers, stats
 from ..measure.environment import threads
 from ..measure.evaluate import evaluate
@@ -41,7 +42,8 @@ class Judged:
 
 @dataclass(frozen=True)
 class Trial:
-    """A recipe judged on the tuning images: its figures, verdicts and speed; `why` says why it was tried."""
+    """A recipe judged on the tuning images: its figures, verdicts and speed; `why` says why it was tried; `error`, what
+    stopped it (its calibration failed or crashed: it is not cached, and a rerun tries again)."""
 
     recipe: dict  # CalibRecipe.as_dict()
     label: str
@@ -58,11 +60,17 @@ class Trial:
     int8_ms: float
     verdicts: tuple  # Judged
     fp32_convs: int  # convolutions left in FP32
+    error: str = ""
     cached: bool = field(default=False, compare=False)
+
+    @classmethod
+    def failed(cls, recipe: CalibRecipe, why: str, error: str) -> "Trial":
+        return cls(recipe.as_dict(), recipe.label(), why, 0.0, 0.0, (0.0, 0.0), 0.0, "", 0.0, {}, {}, 0.0, 0.0,
+                   (Judged("int8-model", ERROR, error),), 0, error)
 
     @property
     def passed(self) -> bool:
-        return all(v.status not in FAILING for v in self.verdicts)
+        return not self.error and all(v.status not in FAILING for v in self.verdicts)
 
     @property
     def speedup(self) -> float:
@@ -77,11 +85,12 @@ class Trial:
 
     def excess(self, tol: Tolerances) -> float:
         """How far the trial is from passing: each judged figure's excess over its tolerance, relative to it, summed
-        (0 for a trial that passes); what the search minimises."""
+        (0 for a trial within every tolerance; infinite for one that errored); what the search minimises."""
+        if self.error:
+            return math.inf
         parts = ((self.drop_pixacc, tol.int8_drop_pixacc_points), (self.drop_miou, tol.int8_drop_miou_points),
-                 (self.class_drop, tol.int8_drop_class_iou_points),
-                 (tol.sqnr_floor_db - self.worst_sqnr_db + abs(tol.sqnr_floor_db), abs(tol.sqnr_floor_db) or 1.0))
-        return sum(max(0.0, value / limit - 1.0) for value, limit in parts if limit > 0)
+                 (self.class_drop, tol.int8_drop_class_iou_points), (-self.worst_sqnr_db, -tol.sqnr_floor_db))
+        return sum(max(0.0, value - limit) / max(abs(limit), 1.0) for value, limit in parts)
 
     def to_dict(self) -> dict:
         doc = asdict(self)
@@ -94,20 +103,22 @@ class Trial:
                       "verdicts": tuple(Judged(**v) for v in doc["verdicts"]), "cached": True})
 
 
-@dataclass
+@dataclass(frozen=True)
 class Bench:
     """What every trial of one model shares: the FP32 model and its evaluation on the tuning images, the images the
-    layers are compared on, the tolerances and where trials are cached."""
+    layers are compared on, the gate's tolerances and minimum speed-up, and the Gluon paths a recipe may exclude."""
 
     config: ModelConfig
     tolerances: Tolerances
     convention: str
-    split: loaders.Split
-    indices: list
-    fp32: object = None
-    fp32_evaluation: object = None
-    layer_images: list = field(default_factory=list)
-    paths: dict = field(default_factory=dict)  # stable layer name -> dotted Gluon path (what a recipe excludes)
+    min_speedup: float | None  # the gate's minimum INT8 speed-up on this ISA (None: not gated here)
+    split: loaders.Split  # the calibration split, whose last images tune on
+    indices: tuple
+    fp32: object  # the fused FP32 block
+    fp32_evaluation: object  # measure.evaluate.Evaluation of FP32 on the tuning images
+    fp32_digest: str
+    layer_images: tuple
+    paths: dict  # stable layer name -> dotted Gluon path (what a recipe excludes); empty for an exported network
 
     @property
     def images(self) -> loaders.Subset:
@@ -118,12 +129,15 @@ class Bench:
 
     def key(self, recipe: CalibRecipe) -> str:
         """The cache key of a trial: everything its figures depend on."""
-        _, fp32_digest = pipeline.fp32_weights(self.config)
-        fields = {"format": FORMAT, "model": self.config.network.name, "fp32": fp32_digest, "crop": self.config.crop_size,
-                  "recipe": recipe.as_dict(), "images": self.images.digest,
+        mc = self.config
+        calibrated = atomic.files_digest(self.split.files(recipe.images)) if recipe.num_examples else ""
+        fields = {"format": FORMAT, "model": mc.network.name, "fp32": self.fp32_digest, "crop": mc.crop_size,
+                  "base": mc.base_size, "batch": mc.run.batch_size, "skip_bad": mc.run.skip_bad,
+                  "recipe": recipe.as_dict(), "always_fp32": list(EXCLUDE_LAYERS.get(mc.arch, ())),
+                  "calibration_files": calibrated, "images": self.images.digest,
                   "files": atomic.files_digest(self.split.files(self.indices)), "convention": self.convention,
-                  "tolerances": asdict(self.tolerances), "versions": cache.versions(), "isa": isa.effective_level(),
-                  "threads": threads()}
+                  "tolerances": asdict(self.tolerances), "min_speedup": self.min_speedup, "versions": cache.versions(),
+                  "isa": isa.effective_level(), "threads": threads()}
         return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
@@ -140,7 +154,8 @@ def tuning_indices(split: loaders.Split, count: int, calibrated: range) -> list:
     return indices
 
 
-def prepare(config: ModelConfig, tolerances: Tolerances, convention: str, count: int) -> Bench:
+def prepare(config: ModelConfig, tolerances: Tolerances, convention: str, count: int,
+            min_speedup: float | None = None) -> Bench:
     """The shared part of every trial: the FP32 model, evaluated once on the tuning images."""
     recipe = config.calib
     split = pipeline.open_split(config, recipe.split)
@@ -148,44 +163,53 @@ def prepare(config: ModelConfig, tolerances: Tolerances, convention: str, count:
         raise SegcheckError(f"{config.name}: the recipe calibrates on the {recipe.split} split, which the gate evaluates: "
                             "tuning on it would choose a recipe on the gate's own images; calibrate on another split "
                             "(int8.split, --calib-split train)")
-    bench = Bench(config, tolerances, convention, split, tuning_indices(split, count, recipe.images))
-    net = build.build(config.network, config.crop_size, config.base_size)
-    bench.paths = {calibration.stable(name): path for path, name in quantize.conv_names(net).items()}
-    unknown = [path for path in recipe.exclude if path not in bench.paths.values()]
+    indices = tuning_indices(split, count, recipe.images)
+    paths = {}
+    if config.network.export is None:
+        net = build.build(config.network, config.crop_size, config.base_size)
+        paths = {calibration.stable(name): path for path, name in quantize.conv_names(net).items()}
+    unknown = [path for path in recipe.exclude if path not in paths.values()]
     if unknown:
         raise SegcheckError(f"{config.name}: int8.exclude names {unknown[0]!r}, which is no convolution of "
-                            f"{config.network.name}; name one by its dotted Gluon path, such as {next(iter(bench.paths.values()))}")
-    bench.fp32 = pipeline.fp32_net(config)
-    keep = min(len(bench.indices), 48)
-    bench.fp32_evaluation = evaluate(bench.fp32, split, bench.indices, config.run.batch_size, config.run.skip_bad,
-                                     desc=f"tuning {config.name}: FP32", keep=keep)
-    bench.layer_images = [x for x, _, _ in loaders.batches(split, bench.indices[:LAYER_IMAGES], 1)]
-    return bench
+                            f"{config.network.name}; name one by its dotted Gluon path, such as {next(iter(paths.values()))}")
+    fp32 = pipeline.fp32_net(config)
+    evaluation = evaluate(fp32, split, indices, config.run.batch_size, config.run.skip_bad,
+                          desc=f"tuning {config.name}: FP32", keep=min(len(indices), 48))
+    layer_images = tuple(x for x, _, _ in loaders.batches(split, indices[:LAYER_IMAGES], 1))
+    return Bench(config, tolerances, convention, min_speedup, split, tuple(indices), fp32, evaluation,
+                 pipeline.fp32_weights(config)[1], layer_images, paths)
 
 
 def judge(bench: Bench, recipe: CalibRecipe, why: str) -> Trial:
-    """The trial of `recipe`, from the cache where it was judged before, else calibrated and judged now."""
+    """The trial of `recipe`, from the cache where it was judged before, else calibrated and judged now; a recipe that
+    cannot be calibrated or run is a failed trial (not cached)."""
     path = bench.folder() / f"{bench.key(recipe)}.json"
     if path.is_file():
         try:
             return replace(Trial.from_dict(json.loads(path.read_text())), why=why)
         except (ValueError, TypeError, KeyError):
             pass  # a damaged entry is judged again and replaced
-    trial = _judged(bench, recipe, why)
+    try:
+        trial = _judged(bench, recipe, why)
+    except SegcheckError as err:  # guard.BackendCrash too: a crash or a hang of the backend
+        return Trial.failed(recipe, why, str(err))
     atomic.write_json(path, trial.to_dict())
     return trial
 
 
 def _judged(bench: Bench, recipe: CalibRecipe, why: str) -> Trial:
+    """Calibrate `recipe` (in a forked child, as the gate does), then judge its INT8 on the tuning images: the drop, the
+    class drop, the per-layer SQNR floor, and the speed-up over FP32 timed here."""
     mc = bench.config.with_(calib=recipe)
     limit = guard.limit(recipe.num_examples + 1, mc.crop_size, mc.run.case_timeout)
+
     def calibrate() -> None:  # in a forked child, as the gate calibrates: a backend crash stays there
         pipeline.int8_model(mc, recipe)
 
     guard.isolated(f"{mc.name} INT8 calibration ({recipe.label()})", calibrate, limit)
     int8 = pipeline.int8_model(mc, recipe)
     tol, classes, fp32_ev = bench.tolerances, mc.kind.classes, bench.fp32_evaluation
-    ev = evaluate(int8.block, bench.split, bench.indices, mc.run.batch_size, mc.run.skip_bad,
+    ev = evaluate(int8.block, bench.split, list(bench.indices), mc.run.batch_size, mc.run.skip_bad,
                   desc=f"tuning {mc.name}: {recipe.label()}", reference=fp32_ev.outputs)
     fp32_scores, int8_scores = fp32_ev.matrix.compute(bench.convention), ev.matrix.compute(bench.convention)
     interval = stats.evaluation_drop(fp32_ev, ev, len(classes), bench.convention)
@@ -193,16 +217,16 @@ def _judged(bench: Bench, recipe: CalibRecipe, why: str) -> Trial:
     drop = verdicts.int8_drop(what, fp32_scores, int8_scores, tol, classes, interval)
     labelled = fp32_ev.matrix.matrix.sum(axis=1)
     class_drop = verdicts.class_drop(what, fp32_scores, int8_scores, labelled, classes, tol)
-    loc = layers.localise(bench.fp32, int8.block, bench.layer_images)
+    loc = layers.localise(bench.fp32, int8.block, list(bench.layer_images))
     sqnr = {layer.name: layer.sqnr_db for layer in loc.layers}
     worst = min(sqnr, key=sqnr.get) if sqnr else ""
-    floor, _ = verdicts.layer_error(what, sqnr, {}, None, loc.upstream, tol)
-    if floor.status not in FAILING:
-        floor = Judged("int8-layers", PASS, f"{what}: every layer above the {tol.sqnr_floor_db:g} dB floor, worst {worst} "
-                                            f"at {sqnr.get(worst, 0.0):.1f} dB")
+    floor = verdicts.layer_error(what, sqnr, {}, None, loc.upstream, tol)[0] if sqnr else None
+    if floor is None or floor.status not in FAILING:
+        floor = Judged("int8-layers", PASS, f"{what}: every layer above the {tol.sqnr_floor_db:g} dB floor"
+                                            + (f", worst {worst} at {sqnr[worst]:.1f} dB" if sqnr else ""))
     x = bench.layer_images[0]
-    fp32_t = latency.measure(bench.fp32, x, TIMED, 2)
-    int8_t = latency.measure(int8.block, x, TIMED, 2)
+    fp32_t, int8_t = latency.measure(bench.fp32, x, TIMED, 2), latency.measure(int8.block, x, TIMED, 2)
+    speed = verdicts.speedup(mc.name, 1e3 * fp32_t.min, 1e3 * int8_t.min, bench.min_speedup, isa.effective_level())
     f, q = fp32_scores.percent(), int8_scores.percent()
     judged = [c for c, n in enumerate(labelled) if n >= tol.class_min_pixels]
     return Trial(
@@ -211,65 +235,8 @@ def _judged(bench: Bench, recipe: CalibRecipe, why: str) -> Trial:
         class_drop=round(max((100 * (np.nan_to_num(fp32_scores.iou[c]) - np.nan_to_num(int8_scores.iou[c])) for c in judged),
                              default=0.0), 4),
         worst_layer=worst, worst_sqnr_db=sqnr.get(worst, 0.0), sqnr=sqnr, upstream=dict(loc.upstream),
-        fp32_ms=round(1e3 * fp32_t.mean, 3), int8_ms=round(1e3 * int8_t.mean, 3),
+        fp32_ms=round(1e3 * fp32_t.min, 3), int8_ms=round(1e3 * int8_t.min, 3),
         verdicts=(Judged("int8-drop", drop.status, drop.message), Judged("int8-class-drop", class_drop.status, class_drop.message),
-                  Judged("int8-layers", floor.status, floor.message)),
+                  Judged("int8-layers", floor.status, floor.message),
+                  Judged("int8-speedup", speed.status if speed.status != SKIP else PASS, speed.message)),
         fp32_convs=int8.graph.fp32_convs)
-
-
-def fp32_verdict(bench: Bench, lookup, tier):
-    """The FP32 model on the gate's own images against its baseline row (`lookup`, of the baseline `tier`), as the
-    gate's FP32 accuracy check judges it: a fault in the FP32 weights (saturated weights, wrong BN statistics) is no
-    INT8 recipe's to fix. None where there is no row to compare with."""
-    if lookup.row is None:
-        return None
-    mc = bench.config
-    val = pipeline.open_split(mc, mc.split)
-    ev = evaluate(bench.fp32, val, loaders.first(val, mc.num_images), mc.run.batch_size, mc.run.skip_bad,
-                  desc=f"checking {mc.name}: FP32 on the gate's images")
-    tol = tier.tolerances_for(lookup.reference, mc.tolerances, "fp32")
-    return verdicts.against_baseline(f"{mc.name} fp32 on {ev.subset.describe()}", ev.matrix.compute(bench.convention),
-                                     lookup.row, "fp32", tol, lookup.reference, ev.per_image)
-
-
-SPEED_ROUNDS = 40  # interleaved rounds per model when the chosen recipe is timed against the configured one
-
-
-@dataclass(frozen=True)
-class SpeedCost:
-    """The chosen recipe's INT8 latency against the configured recipe's, timed interleaved in one process."""
-
-    chosen_ms: float  # median of the rounds
-    configured_ms: float
-    chosen_iqr_ms: float
-    configured_iqr_ms: float
-    rounds: int
-    crop_size: int
-
-    @property
-    def ratio(self) -> float:
-        """How much slower the chosen INT8 runs (1.05: 5% slower)."""
-        return self.chosen_ms / self.configured_ms
-
-    def describe(self) -> str:
-        return (f"INT8 {self.chosen_ms:.2f} ms with the chosen recipe against {self.configured_ms:.2f} ms with the "
-                f"configured one at {self.crop_size} px: {self.ratio:.3f}x ({self.rounds} interleaved rounds each, "
-                f"interquartile ranges {self.chosen_iqr_ms:.2f} and {self.configured_iqr_ms:.2f} ms)")
-
-
-def speed_cost(bench: Bench, chosen: CalibRecipe, configured: CalibRecipe, rounds: int = SPEED_ROUNDS) -> SpeedCost:
-    """Time both INT8 models (from the model cache) round after round, alternating, so that drift of the machine falls
-    on both alike: at 64 px one layer kept in FP32 costs less than one benchmark's precision."""
-    mc = bench.config
-    models = [pipeline.int8_model(mc.with_(calib=r), r).block for r in (chosen, configured)]
-    x = bench.layer_images[0]
-    for model in models:
-        latency.measure(model, x, 0, 3)
-    times = [[], []]
-    for _ in range(rounds):
-        for k, model in enumerate(models):
-            times[k].extend(latency.measure(model, x, 1, 0).times)
-    ms = [1e3 * np.asarray(t) for t in times]
-    iqr = [float(np.subtract(*np.percentile(m, [75, 25]))) for m in ms]
-    return SpeedCost(round(float(np.median(ms[0])), 3), round(float(np.median(ms[1])), 3), round(iqr[0], 3),
-                     round(iqr[1], 3), rounds, mc.crop_size)
