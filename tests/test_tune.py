@@ -3,6 +3,7 @@ whole loop on a fault injected below segcheck (one layer's range collapsed in MX
 configured recipe and every other recipe fail and keeping that layer in FP32 fixes, verified by a real gate run."""
 
 import json
+import os
 import shutil
 import tomllib
 from pathlib import Path
@@ -187,6 +188,19 @@ int8 = { mode = "naive" }  # the seed's
 [[models]]
 network = "fcn_resnet101_coco"
 """
+
+
+def test_a_write_that_fails_half_way_leaves_the_configuration_as_it_was(tmp_path, monkeypatch):
+    path = tmp_path / "segcheck.toml"
+    path.write_text(CONFIG)
+
+    def disk_full(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        recipe_file.write(path, 0, MODEL, CalibRecipe(num_batches=4, batch_size=16), SYNTHETIC)
+    assert path.read_text() == CONFIG and [p.name for p in tmp_path.iterdir()] == ["segcheck.toml"]  # no temporary left
 
 
 def test_the_recipe_is_written_in_place_keeping_comments_and_layout(tmp_path):
