@@ -68,6 +68,8 @@ def test_layers_rank_where_the_error_starts_before_the_layers_that_inherit_it():
     paths = {"a": "conv.a", "b": "conv.b", "c": "conv.c", "d": "conv.d"}
     assert search.ranked(_trial(sqnr, upstream), paths, floor_db=5.0) == ["b", "c", "d", "a"]
     assert search.ranked(_trial(sqnr, upstream, exclude=["conv.b"]), paths, floor_db=5.0) == ["c", "d", "a"]
+    broken_first = {"a": 0.5, "b": 0.4, "c": 0.2, "d": 0.3}  # the first layer broken: every layer is under the floor
+    assert search.ranked(_trial(broken_first, upstream), paths, floor_db=5.0)[0] == "a"
 
 
 # The search on faked trials: layers a -> b -> c and a -> d -> e; a faulty layer loses 25 dB by itself and adds a point

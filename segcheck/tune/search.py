@@ -48,19 +48,20 @@ def recipe_candidates(recipe: CalibRecipe, room: int) -> list:
     return found[:RECIPE_TRIALS]
 
 
+INPUT_DB = 6.02 * 8 + 1.76  # the SQNR of an 8-bit quantized input: the most a layer fed by the image alone can keep
+
+
 def ranked(trial: Trial, paths: dict, floor_db: float) -> list:
     """Layers of `trial` that a recipe can keep in FP32 (`paths`: stable name -> Gluon path), most to blame first: the
     layers below the SQNR floor (what the failing verdict names) before the others, each group by the SQNR it loses by
-    itself (the lowest SQNR among its quantized inputs, or the cleanest layer's for the first, less its own)."""
+    itself (the lowest SQNR among its quantized inputs, or the quantized image's for a layer fed by the image alone,
+    less its own): a layer that breaks drags every layer after it under the floor, but loses the most itself."""
     sqnr = trial.sqnr
-    if not sqnr:
-        return []
-    cleanest = max(sqnr.values())
     floored = {n for n, v in sqnr.items() if v < floor_db}
 
     def own_loss(name):
         inputs = [sqnr[u] for u in trial.upstream.get(name, []) if u in sqnr]
-        return (min(inputs) if inputs else cleanest) - sqnr[name]
+        return (min(inputs) if inputs else INPUT_DB) - sqnr[name]
 
     names = [n for n in sqnr if n in paths and paths[n] not in trial.recipe["exclude"]]
     return sorted(names, key=lambda n: (n not in floored, -own_loss(n), sqnr[n]))
