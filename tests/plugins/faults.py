@@ -192,16 +192,16 @@ POSITIONS = {"first": "resnetv1s_conv0_fwd", "middle": "resnetv1s_layers3_conv27
              "last": "_fcnhead0_hybridsequential0_conv1_fwd"}
 
 
-def _neighbour(keys: list, key: str) -> str:
-    """The calibration-table key of the convolution before `key` in graph order (after it, for the first)."""
-    i = keys.index(key)
-    return keys[i - 1] if i else keys[1]
+def _narrowest(table: dict, keys: list, key: str) -> str:
+    """The calibration-table key of the other convolution with the narrowest range (the smallest largest magnitude):
+    its statistics, collected under `key`, saturate that layer."""
+    return min((k for k in keys if k != key), key=lambda k: max(abs(float(v)) for v in table[k]))
 
 
 # How a pinned fault changes a layer's calibrated range: (table, its key, every quantized convolution's key) -> range
 EDITS = {"scaled-1/20": lambda table, key, keys: tuple(v / 20 for v in table[key]),
          "max-is-min": lambda table, key, keys: (table[key][0], table[key][0]),
-         "from-another-layer": lambda table, key, keys: table[_neighbour(keys, key)]}
+         "from-another-layer": lambda table, key, keys: table[_narrowest(table, keys, key)]}
 
 
 def _pinned(edit: str, layer: str):
