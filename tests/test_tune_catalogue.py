@@ -20,8 +20,8 @@ import pytest
 
 from segcheck import atomic
 from segcheck.cli import commands
-from segcheck.measure.calibration import stable
-from segcheck.models import build, quantize
+from segcheck.measure import calibration
+from segcheck.models import build
 
 import faults
 import inner
@@ -34,8 +34,8 @@ MAX_TRIALS = 10
 def _path_of(segcheck, layer: str) -> str:
     """The dotted Gluon path of the convolution `layer` (a stable name) in the model."""
     config = segcheck.case(MODEL).config
-    names = quantize.conv_names(build.build(config.network, config.crop_size, config.base_size))
-    return next(path for path, name in names.items() if stable(name) == layer)
+    names = calibration.conv_layers(build.build(config.network, config.crop_size, config.base_size))
+    return next(path for path, name in names.items() if name == layer)
 
 
 def _record(segcheck, name: str, row: dict) -> None:

@@ -114,7 +114,7 @@ def main(argv, out=None) -> int:
         if args.png:
             print(f"chart: {chart.draw(outcome, tol.int8_drop_miou_points, name, args.png)}", file=out)
         if outcome.chosen is None:
-            best = min(outcome.trials, key=lambda t: (t.excess(tol), t.drop_miou))
+            best = min(outcome.trials, key=lambda t: t.shortfall(tol))
             print(f"{name}: no recipe passed; the closest is trial {outcome.trials.index(best) + 1}, {best.label}"
                   + (f"; left untried: {outcome.left}" if outcome.left else ""), file=out)
             status = 1

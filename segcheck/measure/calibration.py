@@ -20,6 +20,14 @@ def stable(name: str) -> str:
     return COUNTER.sub("", name)
 
 
+def conv_layers(net) -> dict:
+    """Dotted Gluon path -> stable name of each convolution of the Gluon network `net`: the name the calibration table
+    and the per-layer comparison give the fused node that runs it, and the path a recipe's exclude list takes."""
+    from ..models.quantize import conv_names  # MXNet loads only where a network is at hand
+
+    return {path: stable(name) for path, name in conv_names(net).items()}
+
+
 def node_name(node) -> str:
     """A node's stable name: its first inner convolution's, or its own, without the top-level counter."""
     inner = inner_convs(node)

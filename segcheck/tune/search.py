@@ -95,11 +95,11 @@ def search(bench: Bench, budget: Budget, progress: bool = True) -> Outcome:
         return done(configured, "the configured recipe passes the gate's INT8 checks: nothing to tune")
     candidates = recipe_candidates(bench.config.calib, bench.indices[0])
     for k, (recipe, why) in enumerate(candidates):
-        if out_of_budget():
-            return done(None, out_of_budget(), f"{len(candidates) - k} other recipes, then layers kept in FP32")
+        if spent := out_of_budget():
+            return done(None, spent, f"{len(candidates) - k} other recipes, then layers kept in FP32")
         if run(recipe, why).passed:
             return done(trials[-1], f"{why} passes the gate's INT8 checks")
-    base = min(trials, key=lambda t: (t.excess(tol), t.drop_miou))
+    base = min(trials, key=lambda t: t.shortfall(tol))
     tried = set()
     while True:
         queue = [n for n in ranked(base, bench.paths, tol.sqnr_floor_db) if bench.paths[n] not in tried]
@@ -107,10 +107,9 @@ def search(bench: Bench, budget: Budget, progress: bool = True) -> Outcome:
             return done(None, "no layer is left to keep in FP32")
         measured = []
         for k, name in enumerate(queue[:TOP]):
-            if out_of_budget():
+            if spent := out_of_budget():
                 shown = ", ".join(f"{bench.paths[n]} ({base.sqnr[n]:.1f} dB)" for n in queue[k:k + 3])
-                return done(None, out_of_budget(), f"{len(queue) - k} layers of {base.label} not yet kept in FP32, "
-                                                   f"next {shown}")
+                return done(None, spent, f"{len(queue) - k} layers of {base.label} not yet kept in FP32, next {shown}")
             path = bench.paths[name]
             tried.add(path)
             recipe = replace(base.calib, exclude=tuple(sorted({*base.calib.exclude, path})))
@@ -118,6 +117,6 @@ def search(bench: Bench, budget: Budget, progress: bool = True) -> Outcome:
             if trial.passed:
                 return done(trial, f"keeping {', '.join(recipe.exclude)} in FP32 passes the gate's INT8 checks")
             measured.append(trial)
-        better = min(measured, key=lambda t: (t.excess(tol), t.drop_miou))
-        if (better.excess(tol), better.drop_miou) < (base.excess(tol), base.drop_miou):
+        better = min(measured, key=lambda t: t.shortfall(tol))
+        if better.shortfall(tol) < base.shortfall(tol):
             base, tried = better, set()  # keep the revert that helped most and rank again from its layers

@@ -24,7 +24,7 @@ from ..gate.checks import ERROR, FAILING, PASS, SKIP
 from ..measure import calibration, guard, latency, layers, stats
 from ..measure.environment import threads
 from ..measure.evaluate import evaluate
-from ..models import build, cache, pipeline, quantize
+from ..models import build, cache, pipeline
 
 FORMAT = 1  # of a cached trial: a change to how trials are judged makes the old ones stale
 LAYER_IMAGES = 8  # tuning images the per-layer SQNR is measured on (the gate's per-layer check takes 8 too)
@@ -91,6 +91,10 @@ class Trial:
         parts = ((self.drop_pixacc, tol.int8_drop_pixacc_points), (self.drop_miou, tol.int8_drop_miou_points),
                  (self.class_drop, tol.int8_drop_class_iou_points), (-self.worst_sqnr_db, -tol.sqnr_floor_db))
         return sum(max(0.0, value - limit) / max(abs(limit), 1.0) for value, limit in parts)
+
+    def shortfall(self, tol: Tolerances) -> tuple:
+        """What orders trials from closest to passing: the excess, then the mIoU drop."""
+        return self.excess(tol), self.drop_miou
 
     def to_dict(self) -> dict:
         doc = asdict(self)
@@ -167,7 +171,7 @@ def prepare(config: ModelConfig, tolerances: Tolerances, convention: str, count:
     paths = {}
     if config.network.export is None:
         net = build.build(config.network, config.crop_size, config.base_size)
-        paths = {calibration.stable(name): path for path, name in quantize.conv_names(net).items()}
+        paths = {name: path for path, name in calibration.conv_layers(net).items()}
     unknown = [path for path in recipe.exclude if path not in paths.values()]
     if unknown:
         raise SegcheckError(f"{config.name}: int8.exclude names {unknown[0]!r}, which is no convolution of "

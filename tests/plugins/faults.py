@@ -186,6 +186,20 @@ def _backend_abort():
     return [(mx.sym, "Group", original)]
 
 
+def layer_of(node: dict) -> str:
+    """A fused node's layer as MXNet names it: its first inner Convolution (else the node), without the leading
+    '<network><counter>_' prefix that Gluon adds per process (fcn3_resnetv1s_conv0_fwd -> resnetv1s_conv0_fwd)."""
+    inner = [m["name"] for g in node.get("subgraphs", []) for m in g["nodes"] if m["op"] == "Convolution"]
+    return re.sub(r"^[a-z]+[0-9]+_", "", inner[0] if inner else node["name"])
+
+
+def conv_outputs(qsym) -> list:
+    """(calibration-table key, layer) of the quantized convolutions, in graph order."""
+    nodes = json.loads(qsym.tojson())["nodes"]
+    return [(n["name"][len("quantized_"):] + "_output", layer_of(n)) for n in nodes
+            if n["op"] == "_sg_mkldnn_conv" and n["name"].startswith("quantized_")]
+
+
 COLLAPSED_LAYER = "resnetv1s_layers3_conv42_fwd"  # three quarters down the backbone of the FCN and PSP ResNet-101s
 # fcn_resnet101_voc's first, middle and last quantized convolutions (the kill tables' `layer` of each position)
 POSITIONS = {"first": "resnetv1s_conv0_fwd", "middle": "resnetv1s_layers3_conv27_fwd",
@@ -217,12 +231,7 @@ def _pinned(edit: str, layer: str):
 
     def calibrate(qsym, th_dict):
         table = dict(th_dict)
-        convs = []
-        for node in json.loads(qsym.tojson())["nodes"]:
-            inner = [m["name"] for g in node.get("subgraphs", []) for m in g["nodes"] if m["op"] == "Convolution"]
-            key = node["name"].removeprefix("quantized_") + "_output"
-            if node["name"].startswith("quantized_") and inner and key in table:
-                convs.append((key, re.sub(r"^[a-z]+[0-9]+_", "", inner[0])))
+        convs = [(key, name) for key, name in conv_outputs(qsym) if key in table]
         keys = [key for key, _ in convs]
         for key, name in convs:
             if name == layer:

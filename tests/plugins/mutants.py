@@ -24,7 +24,7 @@ from mxnet.contrib import quantization as q
 
 from segcheck.results.kills import SPEED, STRUCTURE  # the classes judged by one check alone (kills.UNSCORED)
 
-from faults import Int8Slowed, Patched
+from faults import Int8Slowed, Patched, conv_outputs, layer_of
 
 POSITIONS = ("first", "middle", "last")
 SCALES = {"1/20": 1 / 20, "1/8": 1 / 8, "1/4": 1 / 4, "1/2": 1 / 2, "2": 2.0, "4": 4.0, "8": 8.0, "20": 20.0}
@@ -54,26 +54,12 @@ def _pick(items: list, position: str):
     return items[{"first": 0, "quarter": n // 4, "middle": n // 2, "three-quarter": 3 * n // 4, "last": n - 1}[position]]
 
 
-def layer_of(node: dict) -> str:
-    """A fused node's layer as MXNet names it: its first inner Convolution (else the node), without the leading
-    '<network><counter>_' prefix that Gluon adds per process (fcn3_resnetv1s_conv0_fwd -> resnetv1s_conv0_fwd)."""
-    inner = [m["name"] for g in node.get("subgraphs", []) for m in g["nodes"] if m["op"] == "Convolution"]
-    return re.sub(r"^[a-z]+[0-9]+_", "", inner[0] if inner else node["name"])
-
-
-def _conv_outputs(qsym) -> list:
-    """(calibration-table key, layer) of the quantized convolutions, in graph order."""
-    nodes = json.loads(qsym.tojson())["nodes"]
-    return [(n["name"][len("quantized_"):] + "_output", layer_of(n)) for n in nodes
-            if n["op"] == "_sg_mkldnn_conv" and n["name"].startswith("quantized_")]
-
-
 def _edit_table(edit, position, state):
     """Change one layer's calibrated range as MXNet writes it into the graph (_calibrate_quantized_sym)."""
     original = q._calibrate_quantized_sym
 
     def calibrate(qsym, th_dict):
-        key, state["layer"] = _pick([k for k in _conv_outputs(qsym) if k[0] in th_dict], position)
+        key, state["layer"] = _pick([k for k in conv_outputs(qsym) if k[0] in th_dict], position)
         table = dict(th_dict)
         table[key] = edit(*table[key])
         return original(qsym, table)

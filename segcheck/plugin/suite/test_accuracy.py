@@ -7,7 +7,7 @@ from segcheck.data import loaders
 from segcheck.gate import verdicts
 from segcheck.config.recipes import EXCLUDE_LAYERS
 from segcheck.measure import calibration, guard, stats
-from segcheck.models import build, export, pipeline, quantize
+from segcheck.models import build, export, pipeline
 from segcheck.models.build import logits
 from segcheck.models.graph import inspect_graph
 
@@ -97,8 +97,8 @@ def _kept_in_fp32(case) -> list:
     paths = EXCLUDE_LAYERS.get(case.config.arch, ()) + (tuple(recipe.exclude) if recipe else ())
     if not paths:
         return []
-    names = quantize.conv_names(build.build(case.config.network, case.config.crop_size, case.config.base_size))
-    return sorted(calibration.stable(names[p]) for p in paths if p in names)
+    names = calibration.conv_layers(build.build(case.config.network, case.config.crop_size, case.config.base_size))
+    return sorted(names[p] for p in paths if p in names)
 
 
 @pytest.mark.int8
