@@ -8,9 +8,13 @@ memory. A forked child starts at the resident set it shares with its parent.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import gc
 import resource
 from dataclasses import dataclass, field
 
+RECLAIM_MB = 256.0  # a resident set this much above where it was last reclaimed is reclaimed (reclaim)
 NOTICED_MB = 16.0  # a rise smaller than this is allocator noise, not a step's footprint
 _CHILDREN = {"peak_mb": 0.0}  # the largest peak a forked child of this process reported (guard.isolated)
 
@@ -22,6 +26,34 @@ def peak_mb() -> float:
             return next(int(line.split()[1]) / 1024 for line in status if line.startswith("VmHWM:"))
     except (OSError, StopIteration, ValueError, IndexError):
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def resident_mb() -> float:
+    """This process's resident set now, MB (VmRSS; 0 where /proc is not there)."""
+    try:
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1]) / 1024 for line in status if line.startswith("VmRSS:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        return 0.0
+
+
+def _malloc_trim():
+    """glibc's malloc_trim, or None (another C library)."""
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+def reclaim() -> float:
+    """Give back what this process no longer uses, and return its resident set after, MB: collect unreachable cycles
+    (a Gluon network is one: its blocks refer to each other, so it outlives its last reference until a collection) and
+    trim glibc's heaps (MXNet frees CPU arrays into malloc, whose arenas keep the pages; malloc_trim returns them)."""
+    gc.collect()
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+    return resident_mb()
 
 
 def child_peaked(mb: float) -> None:
@@ -36,16 +68,21 @@ def children_peak_mb() -> float:
 
 @dataclass
 class Watermark:
-    """Where this process's peak rose: `step(name)` after each step (a test) credits that step with the rise."""
+    """Where this process's peak rose: `step(name)` after each step (a test) credits that step with the rise, and
+    reclaims what the step left behind once the resident set is RECLAIM_MB above where it was last reclaimed, so that
+    what one step freed is not still held when the next one allocates."""
 
     last_mb: float = field(default_factory=peak_mb)
     rises: dict = field(default_factory=dict)  # step -> MB it added to the peak
+    reclaimed_mb: float = field(default_factory=resident_mb)  # the resident set after the last reclaim
 
     def step(self, name: str) -> None:
         now = peak_mb()
         if now - self.last_mb >= NOTICED_MB:
             self.rises[name] = self.rises.get(name, 0.0) + now - self.last_mb
         self.last_mb = max(self.last_mb, now)
+        if resident_mb() - self.reclaimed_mb >= RECLAIM_MB:
+            self.reclaimed_mb = reclaim()
 
     def largest(self, count: int = 5) -> tuple:
         """The `count` steps that raised the peak most: ((step, MB), ...), largest first."""

@@ -7,7 +7,6 @@ outcomes always agree, and pytest-xdist workers' reports merge on the controller
 
 from __future__ import annotations
 
-import gc
 import os
 import time
 import uuid
@@ -370,7 +369,7 @@ class SegcheckSession:
             self._keep_footprints(case)
             self.config.hook.pytest_segcheck_release(case=case)
             case.release()
-            gc.collect()
+            self.watermark.reclaimed_mb = memory.reclaim()
 
     def _keep_footprints(self, case: ModelCase) -> None:
         """The case's footprints into its results (the larger of each work's, where a case was made again)."""
