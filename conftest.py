@@ -1,8 +1,9 @@
 """Wiring for segcheck's own tests: the hypothesis profiles (pytester, for the self-checks, is enabled in pyproject.toml).
 
 The gate is the segcheck pytest plugin (segcheck.plugin, entry point pytest11), configured for this
-repository by segcheck.toml: the tutorial's six models. This file is also read by the self-checks' inner
-runs of the suite, whose folder lies below it, so it holds nothing but settings.
+repository by segcheck.toml: the tutorial's six models. The self-checks' inner runs skip this file (--noconftest,
+tests/plugins/inner.py): the profiles it registers are process-wide, and a conftest imported by an inner run would keep
+that run's configuration alive.
 """
 
 from hypothesis import Phase, settings

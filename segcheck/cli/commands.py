@@ -222,6 +222,17 @@ def _model(p: Plan):
 
 
 def run(p: Plan, out=sys.stdout) -> int:
+    """Carry out the plan; the networks it built are given back when it returns (memory.reclaim), so that commands run
+    one after another in a process (a script, the tests) need no more memory than the largest of them."""
+    from ..measure import memory
+
+    try:
+        return _run(p, out)
+    finally:
+        memory.reclaim()
+
+
+def _run(p: Plan, out) -> int:
     from ..data import loaders
     from ..measure import latency
     from ..measure.evaluate import evaluate

@@ -465,3 +465,9 @@ class SegcheckSession:
         terminalreporter.section("segcheck Performance table")
         for line in report.markdown(self.results).splitlines() + self.lines:
             terminalreporter.write_line(line, red=line.startswith("segcheck: "))
+
+    def pytest_unconfigure(self, config):
+        """Release the cases the run still holds: a run made in process (pytester, a team's script) leaves no networks
+        behind for whatever keeps its configuration alive."""
+        for name in list(self._cases):
+            self.release(name)

@@ -8,6 +8,7 @@ same configuration made before, in this session or an earlier inner run, so only
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,6 +72,16 @@ class Inner:
     details: dict  # {test name: junit.Outcome}
 
 
+def forget_inner_imports() -> None:
+    """pytester takes the modules an inner run imported back out of sys.modules, but not off their parent packages
+    (segcheck.plugin.suite stays an attribute of segcheck.plugin): such a module keeps the inner run's import hook, its
+    configuration and through them the plugins handed to it, with the networks they hold, alive until the next run."""
+    for name in [name for name in sys.modules if name.startswith("segcheck.")]:
+        for sub in [s for s, value in vars(sys.modules[name]).items() if isinstance(value, type(sys)) and
+                    value.__name__ == f"{name}.{s}" and f"{name}.{s}" not in sys.modules]:
+            delattr(sys.modules[name], sub)
+
+
 def run(pytester, *args, cache=None, results: Path | None = None, rootdir: Path | None = ROOT, plugins=(),
         environ: dict | None = None) -> Inner:
     """pytest `args` in this process: no cache provider, quiet, JUnit XML read back; the repository as rootdir (None:
@@ -91,5 +102,6 @@ def run(pytester, *args, cache=None, results: Path | None = None, rootdir: Path 
         for name, value in (environ or {}).items():
             env.setenv(name, value)
         result = pytester.runpytest_inprocess(*flags, *paths, plugins=list(plugins))
+    forget_inner_imports()
     found = junit_details(junit) if junit.is_file() else {}
     return Inner({name: (o.outcome, o.message) for name, o in found.items()}, result, results, found)
