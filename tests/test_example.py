@@ -17,6 +17,7 @@ from junit import outcomes as junit_outcomes
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "own-model"
+ONE_MODEL_GB = 2.0  # issue 29: a one-model gate from an empty folder
 
 
 def test_the_example_configuration_loads():
@@ -64,7 +65,7 @@ def test_the_example_end_to_end_from_an_empty_folder(tmp_path):
     pytest_ = [python, "-m", "pytest", "-p", "no:cacheprovider", "-q", f"--junitxml={user / 'junit.xml'}"]
 
     text = _run(pytest_ + ["--trace-config"], user, env)
-    plugin = re.search(r"<module 'segcheck\.plugin' from '([^']+)'>", text).group(1)
+    plugin = re.search(r"<module 'segcheck\.plugin\.hooks' from '([^']+)'>", text).group(1)
     assert plugin.startswith(str(venv)), plugin  # the plugin came from the package installed in the new environment
     first = junit_outcomes(user / "junit.xml")
     assert first["test_accuracy[my_fcn-int8]"][0] == "skipped" and "--update-baselines" in first["test_accuracy[my_fcn-int8]"][1]
@@ -76,6 +77,10 @@ def test_the_example_end_to_end_from_an_empty_folder(tmp_path):
     green = junit_outcomes(user / "junit.xml")
     not_passed = [n for n, (o, _) in green.items() if o != "passed" and "[no-peer" not in n]  # the example names no peer
     assert not_passed == ["test_seeded_fp32_model_really_segments[my_fcn]"], green
+    # a team's one-model gate fits a small runner: its peak resident set (pytest or a forked child) within 2 GB
+    memory = _run([str(venv / "bin" / "segcheck"), "report", "--results", str(tmp_path / "cache" / "last-run.json"),
+                   "--max-memory", str(ONE_MODEL_GB)], user, env)
+    assert "memory: peak resident set" in memory, memory
 
     symbol = user / "model" / "my_fcn-int8-symbol.json"
     good = symbol.read_text()
