@@ -103,5 +103,8 @@ def run(pytester, *args, cache=None, results: Path | None = None, rootdir: Path 
             env.setenv(name, value)
         result = pytester.runpytest_inprocess(*flags, *paths, plugins=list(plugins))
     forget_inner_imports()
+    # pytester records every hook call of an inner run and keeps the record until the outer test ends: segcheck's
+    # hooks carry the inner cases and their models (870 MB a run of the FCN); nothing here reads the record
+    getattr(getattr(result, "reprec", None), "calls", []).clear()
     found = junit_details(junit) if junit.is_file() else {}
     return Inner({name: (o.outcome, o.message) for name, o in found.items()}, result, results, found)
