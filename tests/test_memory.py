@@ -100,6 +100,17 @@ def test_a_models_case_is_released_once_its_last_test_has_run(segcheck, pytester
     assert all({"fp32", "fp32-evaluation"} <= set(parts) for parts in kept), kept
 
 
+def test_the_session_holds_one_models_case_at_a_time(segcheck):
+    """Asking for another model's case releases the one held, with what it made: a test outside the gate that uses two
+    models (as the one above) does not leave both held for the rest of the run."""
+    other = "psp_resnet101_voc"
+    first = segcheck.case(MODEL)
+    assert first.val is not None and "val" in first.parts()
+    second = segcheck.case(other)
+    assert list(segcheck.cases) == [other] and not first.parts()
+    assert segcheck.case(other) is second
+
+
 @pytest.mark.parametrize(("bound", "code", "said"), [(2.0, 0, "within"), (1.2, 1, "EXCEEDED")])
 def test_the_memory_bound_fails_a_run_whose_peak_exceeded_it(tmp_path, bound, code, said):
     """CI's bound (segcheck report --max-memory) on the larger of the process's peak and its largest forked child's."""

@@ -139,8 +139,12 @@ class SegcheckSession:
         return found
 
     def case(self, name: str) -> ModelCase:
-        """The case of model `name` (made once per run; plugins step in through segcheck's hooks)."""
+        """The case of model `name` (made once per run; plugins step in through segcheck's hooks). The run holds one
+        model's case at a time: asking for another releases the one held (an xdist worker, sent tests in any order,
+        keeps its cases). A released case is made again where it is asked for again, its parts from the model cache."""
         if name not in self._cases:
+            for held in [] if self.is_worker else list(self._cases):
+                self.release(held)
             self._cases[name] = ModelCase(self.model_config(name), self.unavailable, self.config.hook, self.peer_latency())
         return self._cases[name]
 
