@@ -18,6 +18,8 @@ from inner import Reuse
 from segcheck.cli import commands
 from segcheck.config.recipes import PEERS
 from segcheck.gate.checks import CHANGED, CHECK_ORDER, FAILING, PASS, SKIP, of_test_id
+from segcheck.measure import guard
+from segcheck.models import pipeline
 from segcheck.peers import environment as peers
 from segcheck.results import report
 
@@ -106,8 +108,8 @@ UNTOUCHED = {"ranges-shrunk": ("fp32",), "ranges-blown-up": ("fp32",), "every-co
 @pytest.mark.parametrize("fault", CASES)
 def test_injected_regression_fails_the_right_test_naming_the_cause(fault, segcheck, pytester):
     args, expected = CASES[fault]
-    if args is HANG:
-        segcheck.case(MODEL).int8  # in the cache: the inner run's calibration child only loads it within HANG_TIMEOUT_S
+    if args is HANG:  # the FCN's INT8 model into the cache, in a child: the inner run's children only load it in time
+        guard.isolated(f"{MODEL} INT8 model", lambda: pipeline.int8_model(segcheck.model_config(MODEL)).entry.path)
     outcomes = run_gate(fault, args, segcheck, pytester, reuse=UNTOUCHED[fault], others=OTHERS.get(fault, ()))
     got = failed(outcomes)
     assert set(got) == set(expected), f"{fault}: failed {sorted(got)}, expected {sorted(expected)}"
