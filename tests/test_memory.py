@@ -43,6 +43,32 @@ def test_the_step_that_allocates_is_credited_with_its_rise_and_a_step_that_reuse
     assert [step for step, _ in rises] == ["allocates"] and abs(rises[0][1] - expected) < 20 and peak > 381, (rises, peak, expected)
 
 
+CYCLE = """
+import gc, json, sys, numpy as np
+from segcheck.measure import memory
+gc.disable()  # only an explicit collection finds the cycle
+class Node:
+    pass
+node = Node()
+node.me, node.data = node, np.ones(50_000_000)  # 381 MiB kept by a reference cycle, as a Gluon network's arrays are
+del node
+held = memory.resident_mb()
+mark = memory.Watermark(reclaimed_mb=held - float(sys.argv[1]))  # the resident set that far above the last reclaim
+mark.step("left a cycle behind")
+print(json.dumps([held, memory.resident_mb()]))
+"""
+
+
+@pytest.mark.parametrize(("above_mb", "freed"), [(memory.RECLAIM_MB + 1, True), (memory.RECLAIM_MB - 1, False)])
+def test_a_step_that_leaves_a_dropped_cycle_behind_is_reclaimed_past_the_threshold(above_mb, freed):
+    """Past RECLAIM_MB above the last reclaim, the step after a test collects what it dropped and gives the pages back;
+    below it, no collection runs (a collection after every test would cost the run seconds)."""
+    done = subprocess.run([sys.executable, "-c", CYCLE, str(above_mb)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    held, after = json.loads(done.stdout)
+    assert (held - after > 350) == freed, (held, after)
+
+
 def test_the_table_and_the_results_json_report_the_peak(tmp_path):
     results = RunResults(tier="synthetic", memory=Memory(1536.0, 256.0, (("tests/test_a.py::test_b", 512.0),)))
     text = report.markdown(results)
