@@ -32,9 +32,9 @@ ACCURACY = ["segcheck/plugin/suite/test_accuracy.py", "-k", f"{MODEL} and (test_
 FP32_ACCURACY = ["segcheck/plugin/suite/test_accuracy.py", "-k", f"{MODEL} and test_accuracy and not deploy"]
 LATENCY = ["segcheck/plugin/suite/test_latency.py", "segcheck/plugin/suite/test_accuracy.py", "-k", f"{MODEL} and (latency or speedup or int8_graph)"]
 LAYERS = ["segcheck/plugin/suite/test_quantization.py", "-k", f"({MODEL} or psp_resnet101_voc) and (layer_error or calibration_table)"]
-# a 10 s case timeout: the hang must fail its case within it, and the run go on. The FCN's INT8 model is in the cache
-# before the inner run (this session's, made first if it was not), so its children only load and run within it: the
-# first run of the loaded model and the PSPNet's 48-image INT8 evaluation take 1-3 s here, AVX2 kernels included
+# a 10 s case timeout: the hang must fail its case within it, and the run go on. The FCN's INT8 model is put in the
+# cache before the inner run (calibrated there, in a child, if it was not), so its children only load and run within
+# it: the first run of the loaded model and the PSPNet's 48-image INT8 evaluation take 1-3 s here, AVX2 included
 HANG_TIMEOUT_S = 10
 HANG = ["segcheck/plugin/suite/test_accuracy.py", f"--case-timeout={HANG_TIMEOUT_S}", "-k",
         f"({MODEL} or psp_resnet101_voc) and int8 and not deploy"]

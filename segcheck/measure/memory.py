@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import gc
 import resource
 from dataclasses import dataclass, field
@@ -19,26 +20,29 @@ NOTICED_MB = 16.0  # a rise smaller than this is allocator noise, not a step's f
 _CHILDREN = {"peak_mb": 0.0}  # the largest peak a forked child of this process reported (guard.isolated)
 
 
-def peak_mb() -> float:
-    """This process's peak resident set so far, MB (VmHWM; ru_maxrss, in KiB on Linux, where /proc is not there)."""
+def _status_mb(field_name: str) -> float | None:
+    """A memory field of /proc/self/status ("VmHWM", "VmRSS"), MB; None where /proc is not there."""
     try:
         with open("/proc/self/status") as status:
-            return next(int(line.split()[1]) / 1024 for line in status if line.startswith("VmHWM:"))
+            return next(int(line.split()[1]) / 1024 for line in status if line.startswith(f"{field_name}:"))
     except (OSError, StopIteration, ValueError, IndexError):
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        return None
+
+
+def peak_mb() -> float:
+    """This process's peak resident set so far, MB (VmHWM; ru_maxrss, in KiB on Linux, where /proc is not there)."""
+    found = _status_mb("VmHWM")
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 if found is None else found
 
 
 def resident_mb() -> float:
     """This process's resident set now, MB (VmRSS; 0 where /proc is not there)."""
-    try:
-        with open("/proc/self/status") as status:
-            return next(int(line.split()[1]) / 1024 for line in status if line.startswith("VmRSS:"))
-    except (OSError, StopIteration, ValueError, IndexError):
-        return 0.0
+    return _status_mb("VmRSS") or 0.0
 
 
+@functools.cache
 def _malloc_trim():
-    """glibc's malloc_trim, or None (another C library)."""
+    """glibc's malloc_trim, or None (another C library); looked up once (find_library runs ldconfig)."""
     try:
         return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
     except (OSError, AttributeError):
