@@ -17,7 +17,7 @@ from segcheck.cli import commands
 from segcheck.config.networks import Network
 from segcheck.config.recipes import PEERS
 from segcheck.errors import SegcheckError
-from segcheck.peers import environment, network_install, protocol, scoring
+from segcheck.peers import environment, network_install, protocol, reuse, scoring
 from segcheck.peers import runner as peer_runner
 from segcheck.models import build
 
@@ -116,6 +116,12 @@ def test_int8_peer_gives_predictions_and_a_latency(peer_python, fcn, runtime):
     if runtime == "onnxruntime":
         assert (fcn["folder"] / "onnxruntime-int8" / "int8.onnx").is_file() and "QDQ" in answer["quantizer"]
     assert_latency(answer)
+    again = request(fcn, runtime, "int8", quantized=answer["model"], predict=False)  # a reused run's (peers.reuse)
+    again["out"] += "-timed"
+    timed = protocol.run(peer_python, again, TIMEOUT_S)
+    assert timed["quantizer"] == "made earlier" and timed["model"] == answer["model"] and timed["predictions"] is None
+    assert timed["quantized_ops"] == answer["quantized_ops"] and not list(Path(again["out"]).glob("*.npy"))
+    assert_latency(timed)
 
 
 def test_pspnet_exports_at_a_crop_its_bins_divide(peer_python, tmp_path):
@@ -168,6 +174,21 @@ def test_the_converter_refuses_without_the_shapes_it_needs(tmp_path):
         mx.onnx.export_model(symbol, {}, [(1, 3, CROP, CROP)], np.float32, str(tmp_path / "direct.onnx"))
 
 
+@pytest.mark.parametrize("extra, message", [
+    ({"precision": "fp32", "quantized": "int8.onnx"}, r"'quantized' \(an INT8 model already made\) is for an int8 request only"),
+    ({"predict": "no"}, r"predict must be true or false, got 'no'"),
+    ({"precision": "int8", "calib": "c.npy", "quantized": "int8.onnx"}, r"quantized file int8.onnx not found"),
+], ids=["quantized-fp32", "predict", "quantized-missing"])
+def test_a_reused_runs_request_keys_are_checked(tmp_path, extra, message):
+    for name in ("m.onnx", "e.npy", "c.npy"):
+        (tmp_path / name).write_bytes(b"")
+    asked = {"onnx": "m.onnx", "runtime": "onnxruntime", "precision": "fp32", "eval": "e.npy", "out": "out", **extra}
+    with pytest.raises(peer_runner.RequestError, match=message):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.chdir(tmp_path)
+            peer_runner.check_request(asked)
+
+
 def test_an_unknown_runtime_is_the_runners_own_error_line(tmp_path):
     """The runner reads the request before it imports a runtime, so any Python 3.11 serves for this."""
     asked = {"onnx": "m.onnx", "runtime": "tensorrt", "precision": "fp32", "eval": "e.npy", "out": str(tmp_path / "out")}
@@ -196,7 +217,7 @@ def test_a_gate_runs_peer_log_outlives_its_temporary_folder(segcheck, tmp_path, 
     runner = tmp_path / "runner.py"
     runner.write_text("import sys\nprint('the runtime said why')\nsys.exit(3)\n")
     monkeypatch.setattr(scoring, "usable_python", lambda: Path(sys.executable))
-    monkeypatch.setattr(scoring, "run", functools.partial(protocol.run, runner=runner))
+    monkeypatch.setattr(reuse, "run", functools.partial(protocol.run, runner=runner))
     with pytest.raises(protocol.PeerCrash, match=r"exit status 3 without an answer \(the runtime said why\); its log is (\S+)$") as err:
         scoring.gate_run("onnxruntime", tmp_path / "model.onnx", segcheck.case("fcn_resnet101_voc").val, [0],
                         [mx.nd.zeros((1, 3, 8, 8))], tmp_path / "cache", model="fcn_resnet101_voc")

@@ -100,7 +100,12 @@ def check_request(request: dict) -> dict:
         raise RequestError(f"quantizer {quantizer!r} cannot serve {request['runtime']}; choose one of {', '.join(QUANTIZERS)}")
     if request["precision"] == "int8" and not request.get("calib"):
         raise RequestError("an int8 request needs 'calib', an .npy of calibration images")
-    for key in ("onnx", "eval") + (("calib",) if request["precision"] == "int8" else ()):
+    if request.get("quantized") is not None and request["precision"] != "int8":
+        raise RequestError("'quantized' (an INT8 model already made) is for an int8 request only")
+    if not isinstance(request.get("predict", True), bool):
+        raise RequestError(f"predict must be true or false, got {request['predict']!r}")
+    files = ("onnx", "eval") + (("calib",) if request["precision"] == "int8" else ())
+    for key in files + (("quantized",) if request.get("quantized") is not None else ()):
         if not Path(request[key]).is_file():
             raise RequestError(f"{key} file {request[key]} not found")
     threads = request.get("threads", 1)
@@ -222,10 +227,13 @@ def ov_model(model, threads: int):
 
 
 def prepare(request: dict, out: Path):
-    """The model to run (quantized first for int8) as (infer function, quantizer, settings, model path)."""
+    """The model to run (quantized first for int8, unless the request names the INT8 model an earlier request made)
+    as (infer function, quantizer, settings, model path)."""
     runtime, threads = request["runtime"], request["threads"]
     if request["precision"] == "fp32":
         quantizer, model = "none", request["onnx"]
+    elif request.get("quantized") is not None:
+        quantizer, model = "made earlier", Path(request["quantized"])
     elif runtime == "openvino" and request["quantizer"] in ("auto", "nncf") and nncf_module() is not None:
         model, quantizer = quantize_with_nncf(request, out), f"nncf {nncf_module().__version__}"
     elif request["quantizer"] == "nncf":
@@ -361,14 +369,15 @@ def versions(runtime: str, quantizer: str) -> dict:
 
 
 def serve(request: dict) -> dict:
-    """Carry out a checked request: predictions, the first image's logits and the latency, as the answer."""
+    """Carry out a checked request: predictions, the first image's logits and the latency, as the answer (the
+    latency alone where the request says predict: false)."""
     import numpy as np
 
     out = Path(request["out"])
     images = load_images(request["eval"], "eval")
     infer, quantizer, settings, model = prepare(request, out)
     predictions = None
-    for i in range(len(images)):
+    for i in range(len(images) if request.get("predict", True) else 0):
         logits = np.asarray(infer(np.ascontiguousarray(images[i:i + 1])))
         if logits.ndim != 4 or logits.shape[0] != 1 or logits.shape[2:] != images.shape[2:]:
             raise RequestError(f"the model gives {logits.shape} logits for a {images[i:i + 1].shape} batch, "
@@ -379,13 +388,15 @@ def serve(request: dict) -> dict:
             predictions = np.empty((len(images),) + images.shape[2:], dtype=np.uint8)
             save_array(out / "logits0.npy", logits[0].astype(np.float32))
         predictions[i] = logits[0].argmax(axis=0)
-    save_array(out / "predictions.npy", predictions)
+    if predictions is not None:
+        save_array(out / "predictions.npy", predictions)
     return {"ok": True, "runtime": request["runtime"], "precision": request["precision"], "quantizer": quantizer,
             "versions": versions(request["runtime"], quantizer), "settings": settings, "model": str(model),
             "latency": latency(infer, np.ascontiguousarray(images[:1]), request["latency"]),
             "quantized_ops": quantized_ops(model) if request["precision"] == "int8" else 0,
             "quantized_convs": list(quantized_convs(model)) if request["precision"] == "int8" else [0, 0],
-            "predictions": str(out / "predictions.npy"), "logits0": str(out / "logits0.npy")}
+            "predictions": None if predictions is None else str(out / "predictions.npy"),
+            "logits0": None if predictions is None else str(out / "logits0.npy")}
 
 
 def answer(out: Path, content: dict) -> None:

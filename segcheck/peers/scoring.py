@@ -14,8 +14,9 @@ from ..data import loaders
 from ..errors import SegcheckError
 from ..measure.environment import threads
 from ..measure.latency import PRECISION
+from . import reuse
 from .environment import INSTALL_COMMAND, usable_python
-from .protocol import PeerCrash, run, write_images
+from .protocol import PeerCrash, write_images
 
 LATENCY = {"min_rounds": 5, "max_time_s": 1.0, "precision": PRECISION, "warmup": 1}
 AGREEMENT_IMAGES = 48  # the images whose FP32 predictions are compared with MXNet's, pixel by pixel
@@ -96,9 +97,10 @@ def gate_run(runtime: str, onnx: Path, split, indices, calibration, cache_dir, l
         evaluations, timing, answers = {}, {}, {}
         for precision in ("fp32", "int8"):
             what = f"{runtime} {precision}"
-            answer = run(python, {"onnx": onnx, "runtime": runtime, "precision": precision, "eval": images, "calib": calib,
-                                  "quantizer": QUANTIZER[runtime], "latency": latency, "threads": threads(),
-                                  "out": Path(tmp) / precision}, timeout_s, log=peer_log(cache_dir, model, runtime, precision))
+            answer = reuse.answer(python, {"onnx": onnx, "runtime": runtime, "precision": precision, "eval": images,
+                                           "calib": calib, "quantizer": QUANTIZER[runtime], "latency": latency,
+                                           "threads": threads(), "out": Path(tmp) / precision},
+                                  timeout_s, cache_dir, peer_log(cache_dir, model, runtime, precision))
             predictions = _checked(answer, what, len(ids))
             acc = Accumulator(split.num_classes, split.split)
             for pred, label, image_id in zip(predictions, labels, ids):
