@@ -52,7 +52,7 @@ class ModelCase:
         self._parts = {}
         self._crashes = {}
         self._predictions = {}  # tuple of val ids -> MXNet's FP32 argmax on them (fp32_predictions)
-        self._replaced = set()  # precisions whose model a plugin replaced
+        self._replaced = set()  # precisions whose model a plugin replaced ("onnx": the network exported to the peers)
         self._reused = set()  # parts a plugin handed over
         self._footprints = {}  # "<model> <work>" -> MB a forked child's resident set rose doing it (guard.isolated)
 
@@ -211,6 +211,7 @@ class ModelCase:
             replaced = self._asked("pytest_segcheck_peer_network", net=net)
             if replaced is None:
                 return self._isolated("ONNX export", lambda: pipeline.onnx_model(self.config, net), 1)
+            self._replaced.add("onnx")
             folder = Path(tempfile.mkdtemp(prefix="segcheck-onnx-"))
             weakref.finalize(self, shutil.rmtree, folder, True)
             return self._isolated("ONNX export", lambda: onnx_export.export(replaced, self.config.crop_size, folder / "model.onnx"), 1)
@@ -233,9 +234,12 @@ class ModelCase:
             if replaced is not None and not len(replaced):
                 raise SegcheckError(f"{self.name}: a plugin's pytest_segcheck_peer_calibration returned no batches")
             indices = loaders.shard(loaders.first(self.val, self.config.num_images), self.config.run.shard)
-            return scoring.gate_run(runtime, self.onnx, self.val, indices, batches if replaced is None else replaced,
+            onnx = self.onnx
+            # a plugin's network or calibration images (a fault) are run afresh and never kept, as its models are not
+            reused = () if "onnx" in self._replaced else ("fp32",) if replaced is not None else ("fp32", "int8")
+            return scoring.gate_run(runtime, onnx, self.val, indices, batches if replaced is None else replaced,
                                   self.config.run.cache_dir, self._peer_latency, skip_bad,
-                                  self.timeout(len(indices) + recipe.num_examples), self.name)
+                                  self.timeout(len(indices) + recipe.num_examples), self.name, reused)
 
         return self._remembered(f"peer-{runtime}", gate)
 
