@@ -21,7 +21,6 @@ from segcheck.cli import commands
 from segcheck.config.recipes import PEERS
 from segcheck.gate.checks import CHANGED, CHECK_ORDER, FAILING, PASS, SKIP, of_test_id
 from segcheck.measure import guard
-from segcheck.models import pipeline
 from segcheck.peers import environment as peers
 from segcheck.results import report
 
@@ -34,23 +33,24 @@ ACCURACY = ["segcheck/plugin/suite/test_accuracy.py", "-k", f"{MODEL} and (test_
 FP32_ACCURACY = ["segcheck/plugin/suite/test_accuracy.py", "-k", f"{MODEL} and test_accuracy and not deploy"]
 LATENCY = ["segcheck/plugin/suite/test_latency.py", "segcheck/plugin/suite/test_accuracy.py", "-k", f"{MODEL} and (latency or speedup or int8_graph)"]
 LAYERS = ["segcheck/plugin/suite/test_quantization.py", "-k", f"({MODEL} or psp_resnet101_voc) and (layer_error or calibration_table)"]
-# a 10 s case timeout: the hang must fail its case within it, and the run go on. The FCN's INT8 model is put in the
-# cache before the inner run (calibrated there, in a child, if it was not), so its children only load and run within
-# it: the first run of the loaded model and the PSPNet's 48-image INT8 evaluation take 1-3 s here, AVX2 included
+# a 10 s case timeout: the hang must fail its case within it, and the run go on. The INT8 models and FP32 evaluations
+# of its selection are put in the cache before the inner run (made there, in a child, if they were not), so its
+# children only load and run within it: the first run of the loaded model and the PSPNet's 48-image INT8 evaluation
+# take 1-3 s here, AVX2 included. The inner run, its configuration changed by the timeout, takes nothing of this session's.
 HANG_TIMEOUT_S = 10
+HANG_MODELS = (MODEL, "psp_resnet101_voc")
 HANG = ["segcheck/plugin/suite/test_accuracy.py", f"--case-timeout={HANG_TIMEOUT_S}", "-k",
-        f"({MODEL} or psp_resnet101_voc) and int8 and not deploy"]
+        f"({' or '.join(HANG_MODELS)}) and int8 and not deploy"]
 
 pytestmark = pytest.mark.selfcheck
 
 
-def run_gate(fault, args, segcheck, pytester, reuse=(), others=()):
+def run_gate(fault, args, segcheck, pytester, reuse=()):
     """{test id: (outcome, message)} of a pytest run of `args` with `fault` injected (its results JSON beside it); the
     inner run takes this session's model and evaluation of MODEL in the precisions `reuse` names (those the fault leaves
-    alone), and the models of `others` (which it leaves alone entirely) with their FP32 evaluation."""
+    alone)."""
     parts = [part for precision in reuse for part in (precision, f"{precision}-evaluation")]
     plugins = [Fault(fault)] + ([Reuse(segcheck.case(MODEL), parts=parts)] if parts else [])
-    plugins += [Reuse(*(segcheck.case(name) for name in others), parts=OTHERS_PARTS)] if others else []
     done = inner.run(pytester, *args, cache=segcheck.run.cache_dir, results=pytester.path / f"{fault}.json", plugins=plugins)
     assert done.outcomes, f"the gate did not run:\n{done.result.stdout.str()[-3000:]}"
     return done.outcomes
@@ -95,24 +95,19 @@ CASES = {
 }
 
 
-# The models beside MODEL a fault's selection holds, which it leaves alone: the inner run takes their models (a cold
-# cache would otherwise calibrate them within the hang case's timeout) but evaluates their INT8 itself, in a child
-# forked after the hung one was stopped: the run goes on.
-OTHERS = {"int8-native-hang": ("psp_resnet101_voc",)}
-OTHERS_PARTS = ("fp32", "fp32-evaluation", "int8")
-
 # The precision each fault leaves alone: the inner run reuses this session's model and evaluation there.
 UNTOUCHED = {"ranges-shrunk": ("fp32",), "ranges-blown-up": ("fp32",), "every-conv-excluded": ("fp32",),
              "int8-slowed": ("fp32",), "fp32-weights-perturbed": ("int8",), "backend-abort": ("fp32", "int8"),
-             "int8-native-hang": ("fp32",)}
+             "int8-native-hang": ()}
 
 
 @pytest.mark.parametrize("fault", CASES)
 def test_injected_regression_fails_the_right_test_naming_the_cause(fault, segcheck, pytester):
     args, expected = CASES[fault]
-    if args is HANG:  # the FCN's INT8 model into the cache, in a child: the inner run's children only load it in time
-        guard.isolated(f"{MODEL} INT8 model", lambda: pipeline.int8_model(segcheck.model_config(MODEL)).entry.path)
-    outcomes = run_gate(fault, args, segcheck, pytester, reuse=UNTOUCHED[fault], others=OTHERS.get(fault, ()))
+    for name in HANG_MODELS if args is HANG else ():  # into the cache, in a child: the inner run's children load them in time
+        guard.isolated(f"{name} INT8 model and FP32 evaluation", lambda: bool(segcheck.case(name).make("int8") and
+                                                                              segcheck.case(name).make("fp32-evaluation")))
+    outcomes = run_gate(fault, args, segcheck, pytester, reuse=UNTOUCHED[fault])
     got = failed(outcomes)
     assert set(got) == set(expected), f"{fault}: failed {sorted(got)}, expected {sorted(expected)}"
     passed = [name for name, (outcome, _) in outcomes.items() if outcome == "passed"]
