@@ -30,9 +30,11 @@ def _tiers(segcheck):
 
 
 def _run(segcheck, pytester, *options, plugins=()):
+    reuse = Reuse(segcheck.case(MODEL), parts=("fp32", "fp32-evaluation"))
     done = inner.run(pytester, *JUDGED, *options, cache=segcheck.run.cache_dir, results=pytester.path / "run.json",
-                     plugins=[*plugins, Reuse(segcheck.case(MODEL), parts=("fp32", "fp32-evaluation"))], environ={"CI": "true"})
+                     plugins=[*plugins, reuse], environ={"CI": "true"})
     assert done.details, f"the gate did not run:\n{done.result.stdout.str()[-3000:]}"
+    assert (MODEL, "fp32-evaluation") in reuse.handed, "FP32 does not depend on the recipe: the inner run takes this session's"
     return done, report.load(pytester.path / "run.json").models[MODEL]
 
 

@@ -28,13 +28,14 @@ RANGES = f"{SUITE / 'test_quantization.py'}::test_int8_calibration_table[{MODEL}
 
 def _run(pytester, segcheck, name, *args) -> Path:
     """A run of GATED (and the calibration table) on a cache with no INT8 model: it calibrates for itself. It takes
-    this session's FP32 model, and the whole run its FP32 evaluation too."""
+    this session's FP32 evaluation (the whole run), or its FP32 model (a shard, which evaluates its own images)."""
     target = pytester.path / f"{name}.json"
     cache = inner.fresh_int8_cache(segcheck.run.cache_dir, pytester.path / f"{name}-cache")
-    parts = ("fp32",) if "--shard" in " ".join(args) else ("fp32", "fp32-evaluation")
-    done = inner.run(pytester, *GATED, RANGES, *args, cache=cache, results=target,
-                     plugins=[Reuse(segcheck.case(MODEL), parts=parts)])
+    parts = ("fp32",) if "--shard" in " ".join(args) else ("fp32-evaluation",)
+    reuse = Reuse(segcheck.case(MODEL), parts=parts)
+    done = inner.run(pytester, *GATED, RANGES, *args, cache=cache, results=target, plugins=[reuse])
     assert target.is_file(), done.result.stdout.str()[-3000:]
+    assert {part for _, part in reuse.handed} == set(parts), f"{name} took {reuse.handed} of {parts}"
     assert [p.name for p in (cache / "models").glob("int8-*")], f"{name} calibrated nothing of its own"
     return target
 

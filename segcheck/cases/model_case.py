@@ -235,8 +235,9 @@ class ModelCase:
                 raise SegcheckError(f"{self.name}: a plugin's pytest_segcheck_peer_calibration returned no batches")
             indices = loaders.shard(loaders.first(self.val, self.config.num_images), self.config.run.shard)
             onnx = self.onnx
-            # a plugin's network or calibration images (a fault) are run afresh and never kept, as its models are not
-            reused = () if "onnx" in self._replaced else ("fp32",) if replaced is not None else ("fp32", "int8")
+            # a network a plugin put in place (a fault) is run afresh and not kept: its export's names follow the
+            # process's block counters, so no later run would ask for the same file. Its calibration images are kept.
+            reused = () if "onnx" in self._replaced else ("fp32", "int8")
             return scoring.gate_run(runtime, onnx, self.val, indices, batches if replaced is None else replaced,
                                   self.config.run.cache_dir, self._peer_latency, skip_bad,
                                   self.timeout(len(indices) + recipe.num_examples), self.name, reused)

@@ -9,7 +9,7 @@ same configuration made before, in this session or an earlier inner run, so only
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -26,17 +26,36 @@ MXNET_HOME = mxnet_home()  # read on import, before pytester points HOME at its 
 PEER_ENV = environment_folder()  # the same: the peers' virtualenv is found under HOME's cache
 
 
+# What an inner run may set otherwise without changing a part: where the cache is and how long backend work may take;
+# for the models (not their evaluations or peer runs), which shard is evaluated; for FP32, the calibration recipe.
+NEUTRAL = {"cache_dir": Path(), "case_timeout": None}
+NEUTRAL_TO_MODELS = {**NEUTRAL, "shard": None}
+
+
+def _part_key(config, part: str):
+    """The configuration `part` depends on: settings that do not change it are blanked."""
+    run = replace(config.run, **(NEUTRAL if part.endswith("-evaluation") or part.startswith("peer-") else NEUTRAL_TO_MODELS))
+    if part.startswith("fp32"):
+        return replace(config, calib=None, run=replace(run, calib={}))
+    return replace(config, run=run)
+
+
 class Reuse:
-    """Hands over `parts` of `cases` (made now if they were not yet) to inner cases of the same configuration; with
-    `keep`, also what each inner run's cases make, for the inner runs after it."""
+    """Hands over `parts` of `cases` (made now if they were not yet) to inner cases of a configuration that makes the
+    same part (another cache folder or case timeout; another shard, for the models); with `keep`, also what each inner
+    run's cases make, for the inner runs after it. `handed` lists (model, part) of each part handed over."""
 
     def __init__(self, *cases, parts=PARTS, keep: bool = False):
-        self.made, self.keep = [], keep  # (configuration, part, value): configurations hold dicts, so no mapping
+        self.made, self.keep, self.handed = [], keep, []  # made: (configuration, part, value); configurations hold dicts
         for case in cases:
             self.made += [(case.config, part, case.make(part)) for part in parts]
 
     def pytest_segcheck_reuse(self, case, part):
-        return next((value for config, made, value in self.made if made == part and config == case.config), None)
+        key = _part_key(case.config, part)
+        found = next((value for config, made, value in self.made if made == part and _part_key(config, made) == key), None)
+        if found is not None:
+            self.handed.append((case.name, part))
+        return found
 
     def pytest_segcheck_release(self, case):
         if self.keep:
