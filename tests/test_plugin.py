@@ -38,6 +38,23 @@ def test_a_reuse_hands_over_only_to_a_case_of_the_same_configuration(segcheck):
     assert reuse.pytest_segcheck_reuse(case=other, part="fp32") is None and other.parts() == {}
 
 
+def test_a_reuse_ignores_only_what_changes_no_part(segcheck, tmp_path):
+    """Another cache folder or case timeout changes nothing a case makes; another shard changes the evaluation but not
+    the model; another calibration recipe changes INT8 but not FP32."""
+    made = segcheck.case("fcn_resnet101_voc")
+    config = made.config
+    reuse = Reuse(made, parts=("fp32", "fp32-evaluation", "int8"))
+    handed = lambda changed, part: reuse.pytest_segcheck_reuse(case=ModelCase(changed, segcheck.unavailable), part=part)  # noqa: E731
+    moved = config.with_(run=replace(config.run, cache_dir=tmp_path, case_timeout=10.0))
+    assert all(handed(moved, part) is made.make(part) for part in ("fp32", "fp32-evaluation", "int8"))
+    sharded = config.with_(run=replace(config.run, shard=(1, 3)))
+    assert handed(sharded, "fp32") is made.fp32 and handed(sharded, "fp32-evaluation") is None
+    assert handed(sharded, "int8") is made.int8
+    recipe = config.with_(calib=replace(config.calib, num_batches=1), run=replace(config.run, calib={"num_batches": 1}))
+    assert handed(recipe, "fp32") is made.fp32 and handed(recipe, "fp32-evaluation") is made.evaluation("fp32")
+    assert handed(recipe, "int8") is None
+
+
 def outcomes(pytester, *args, plugins=(), environ=None) -> tuple:
     """(outcomes of an inner run in the pytester folder by test name, its RunResult)."""
     done = inner.run(pytester, *args, rootdir=None, plugins=plugins, environ=environ)
