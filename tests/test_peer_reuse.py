@@ -73,10 +73,17 @@ def test_a_second_run_reads_the_predictions_and_times_the_kept_model_again(tmp_p
         assert kept_model.startswith(second["cached"]) and open(kept_model, "rb").read().startswith(b"quantized ")
 
 
-@pytest.mark.parametrize("changed", ["onnx", "eval", "calib", "threads", "runtime"])
-def test_any_changed_file_or_setting_runs_the_peer_again(tmp_path, files, changed):
-    ask(tmp_path, files)
-    if changed in files:
+@pytest.mark.parametrize("changed", ["onnx", "eval", "calib", "threads", "runtime", "precision", "runner"])
+def test_any_changed_file_or_setting_runs_the_peer_again(tmp_path, files, changed, monkeypatch):
+    ask(tmp_path, files, precision="fp32" if changed == "precision" else "int8")
+    if changed == "runner":  # the peer's runner edited: its quantizer or its argmax may answer otherwise
+        edited = tmp_path / "edited-runner.py"
+        edited.write_text(reuse.RUNNER.read_text() + "\n# edited\n")
+        monkeypatch.setattr(reuse, "RUNNER", edited)
+        again = ask(tmp_path, files)
+    elif changed == "precision":
+        again = ask(tmp_path, files, precision="int8")
+    elif changed in files:
         data = np.load(files[changed])
         data[0, 0, 0, 0] += 1.0
         np.save(files[changed], data)

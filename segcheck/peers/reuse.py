@@ -1,6 +1,6 @@
 """Peer runs reused across runs: a peer's predictions (and, for INT8, the model its quantizer made) depend only on the
 ONNX file, the images sent, the calibration images, the runtime and its quantizer, the peer environment's pins, the
-thread count and the ISA, so an entry of that key is read instead of run again. Its latency is measured again, on the
+runner's own code, the thread count and the ISA, so an entry of that key is read instead of run again. Its latency is measured again, on the
 model kept in the entry, as a run's latency belongs to the run.
 
 Entries live in the model cache (models.cache): written atomically, a damaged one is run again, never trusted. A
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from .. import atomic
 from ..config import isa
 from ..models import cache
 from .environment import requirements_digest
-from .protocol import run
+from .protocol import RUNNER, run
 
 log = logging.getLogger("segcheck.peers")
 
@@ -33,7 +34,7 @@ def fields(request: dict) -> dict | None:
         return None
     return {"format": FORMAT, **{name: atomic.digest_of(request[name]) for name in files},
             **{name: request[name] for name in ("runtime", "precision", "quantizer", "threads")},
-            "pins": requirements_digest(), "isa": isa.effective_level()}
+            "pins": requirements_digest(), "runner": atomic.digest_of(RUNNER), "isa": isa.effective_level()}
 
 
 def answer(python, request: dict, timeout_s: float, cache_dir, log_file: Path) -> dict:
@@ -46,7 +47,9 @@ def answer(python, request: dict, timeout_s: float, cache_dir, log_file: Path) -
     def build(folder: Path) -> dict:
         run(python, {**request, "out": folder}, timeout_s, log=log_file)
         for extra in folder.iterdir():
-            if extra.name not in KEPT:
+            if extra.is_dir():
+                shutil.rmtree(extra)
+            elif extra.name not in KEPT:
                 extra.unlink()
         return {"peer": f"{request['runtime']} {request['precision']}"}
 
@@ -54,7 +57,8 @@ def answer(python, request: dict, timeout_s: float, cache_dir, log_file: Path) -
     try:
         kept = _kept(entry, request["precision"])
     except (OSError, ValueError, KeyError, TypeError) as err:  # intact on disk, but not an answer this code reads
-        log.warning("cached peer run %s is unreadable (%s); running the peer again", entry.path, err)
+        log.warning("cached peer run %s is unreadable (%s); removed, and the peer run again", entry.path, err)
+        shutil.rmtree(entry.path, ignore_errors=True)  # the next run builds it afresh
         return run(python, request, timeout_s, log=log_file)
     if entry.built:
         return kept
