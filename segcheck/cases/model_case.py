@@ -233,7 +233,7 @@ class ModelCase:
             replaced = self._asked("pytest_segcheck_peer_calibration", batches=batches)
             if replaced is not None and not len(replaced):
                 raise SegcheckError(f"{self.name}: a plugin's pytest_segcheck_peer_calibration returned no batches")
-            indices = loaders.shard(loaders.first(self.val, self.config.num_images), self.config.run.shard)
+            indices = self.indices
             onnx = self.onnx
             # a network a plugin put in place (a fault) is run afresh and not kept: its export's names follow the
             # process's block counters, so no later run would ask for the same file. Its calibration images are kept.
@@ -250,8 +250,7 @@ class ModelCase:
         images of the FP32 evaluation and it keeps that many (evaluated one image per batch; 48 at 64 px, 6 at 480), its
         classes there are taken."""
         key = tuple(ids)
-        images = len(loaders.shard(loaders.first(self.val, self.config.num_images), self.config.run.shard))
-        keeps = compared_images(self.config.kind.num_classes, self.config.crop_size, images) >= len(key)
+        keeps = compared_images(self.config.kind.num_classes, self.config.crop_size, len(self.indices)) >= len(key)
         if key not in self._predictions and keeps and self.config.run.batch_size == 1:
             reference = self.evaluation("fp32")  # the gate's own, from the FP32 cache where it is there
             if reference.outputs is not None and reference.subset.ids[:len(key)] == key:
@@ -277,6 +276,11 @@ class ModelCase:
                 self._crashes[part] = err
             raise
 
+    @property
+    def indices(self) -> list:
+        """The positions in the val split of the images this run evaluates (its shard's, when sharded)."""
+        return loaders.shard(loaders.first(self.val, self.config.num_images), self.config.run.shard)
+
     @cached_property
     def whole(self) -> loaders.Subset:
         """The images a run evaluates when not sharded (a shard evaluates a contiguous block of them)."""
@@ -287,7 +291,7 @@ class ModelCase:
         compared_images), INT8 compared with them image by image."""
         def run():
             model = self.model(precision)
-            indices = loaders.shard(loaders.first(self.val, self.config.num_images), self.config.run.shard)
+            indices = self.indices
             keep = compared_images(self.config.kind.num_classes, self.config.crop_size, len(indices)) if precision == "fp32" else 0
             reference = self.evaluation("fp32").outputs if precision == "int8" else None
 

@@ -1,7 +1,7 @@
 """Peer runs reused across runs: a peer's predictions (and, for INT8, the model its quantizer made) depend only on the
 ONNX file, the images sent, the calibration images, the runtime and its quantizer, the peer environment's pins, the
-runner's own code, the thread count and the ISA, so an entry of that key is read instead of run again. Its latency is measured again, on the
-model kept in the entry, as a run's latency belongs to the run.
+runner's own code, the thread count and the ISA, so an entry of that key is read instead of run again. Its latency is
+measured again, on the model kept in the entry, as a run's latency belongs to the run.
 
 Entries live in the model cache (models.cache): written atomically, a damaged one is run again, never trusted. A
 changed export or calibration (a plugin's fault) changes the files' digests, so it never meets another's entry.
@@ -37,10 +37,11 @@ def fields(request: dict) -> dict | None:
             "pins": requirements_digest(), "runner": atomic.digest_of(RUNNER), "isa": isa.effective_level()}
 
 
-def answer(python, request: dict, timeout_s: float, cache_dir, log_file: Path) -> dict:
+def answer(python, request: dict, timeout_s: float, cache_dir, log_file: Path, keep: bool = True) -> dict:
     """The runner's answer to `request` (its "out" unused: an entry's folder holds the files), from the cache where
-    an entry of the same key holds it, its latency measured again; else run, and kept for the next run."""
-    key = fields(request)
+    an entry of the same key holds it, its latency measured again; else run, and kept for the next run. Without
+    `keep`, run in "out" and neither read from the cache nor kept."""
+    key = fields(request) if keep else None
     if key is None:
         return run(python, request, timeout_s, log=log_file)
 

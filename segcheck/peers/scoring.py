@@ -101,9 +101,8 @@ def gate_run(runtime: str, onnx: Path, split, indices, calibration, cache_dir, l
             what = f"{runtime} {precision}"
             request = {"onnx": onnx, "runtime": runtime, "precision": precision, "eval": images, "calib": calib,
                        "quantizer": QUANTIZER[runtime], "latency": latency, "threads": threads(), "out": Path(tmp) / precision}
-            log = peer_log(cache_dir, model, runtime, precision)
-            answer = reuse.answer(python, request, timeout_s, cache_dir, log) if precision in reused else \
-                reuse.run(python, request, timeout_s, log=log)
+            answer = reuse.answer(python, request, timeout_s, cache_dir, peer_log(cache_dir, model, runtime, precision),
+                                  keep=precision in reused)
             predictions = _checked(answer, what, len(ids))
             acc = Accumulator(split.num_classes, split.split)
             for pred, label, image_id in zip(predictions, labels, ids):
