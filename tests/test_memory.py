@@ -1,5 +1,5 @@
-"""Memory as a figure: a run's peak resident set (the pytest process's and its largest forked child's) and the tests
-that raised it most, in the results JSON and the table's footer."""
+"""Memory as a figure: a run's peak resident set (the pytest process's and its largest forked child's), the tests
+that raised it most and each phase's peak, in the results JSON and the table's footer."""
 
 import io
 import json
@@ -59,6 +59,44 @@ print(json.dumps([held, memory.resident_mb()]))
 """
 
 
+PHASES = """
+import json, numpy as np
+from segcheck.measure import guard, memory
+mark = memory.Watermark()
+mark.open()
+early = np.ones(80_000_000)  # 610 MiB, touched and freed before any phase: the run's peak, no phase's
+del early
+with memory.phase("outer"):
+    with memory.phase("allocates"):
+        base = memory.resident_mb()
+        held = np.ones(50_000_000)  # 381 MiB
+        del held
+    with memory.phase("small"):
+        small = np.ones(1000)
+child = guard.isolated("a child's work", lambda: (np.ones(25_000_000).sum(), memory.peak_mb())[1], 60, phase="calibration")
+mark.close()
+with memory.phase("unrecorded"):  # no run measures now
+    pass
+print(json.dumps([mark.phases, mark.child_phases, base, child, memory.peak_mb()]))
+"""
+
+
+def test_each_phase_gets_its_own_peak_and_the_run_keeps_its_peak_across_them():
+    """Phases nest and each gets the largest resident set it had: the one that held 381 MiB that much above where it
+    began, the one around it as much, the one after it less, and none the 610 MiB freed before them, which stays the
+    run's peak. A forked child's peak counts for its work, and is its own, not its parent's earlier peak."""
+    done = subprocess.run([sys.executable, "-c", PHASES], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    phases, children, base, child, peak = json.loads(done.stdout)
+    if not phases:
+        pytest.skip("this kernel does not let a process reset its peak (/proc/self/clear_refs): no phase was measured")
+    assert set(phases) == {"outer", "allocates", "small"}, phases
+    assert abs(phases["allocates"] - (base + 381)) < 20 and phases["outer"] >= phases["allocates"], (phases, base)
+    assert phases["small"] < phases["allocates"] - 300 and peak > phases["allocates"] + 150, (phases, peak)
+    assert list(children) == ["calibration"] and abs(children["calibration"] - child) < 20, (children, child)
+    assert base + 150 < child < peak - 150, (base, child, peak)  # 190 MiB above what it shared, below the parent's peak
+
+
 @pytest.mark.parametrize(("above_mb", "freed"), [(memory.RECLAIM_MB + 1, True), (memory.RECLAIM_MB - 1, False)])
 def test_a_step_that_leaves_a_dropped_cycle_behind_is_reclaimed_past_the_threshold(above_mb, freed):
     """Past RECLAIM_MB above the last reclaim, the step after a test collects what it dropped and gives the pages back;
@@ -70,10 +108,12 @@ def test_a_step_that_leaves_a_dropped_cycle_behind_is_reclaimed_past_the_thresho
 
 
 def test_the_table_and_the_results_json_report_the_peak(tmp_path):
-    results = RunResults(tier="synthetic", memory=Memory(1536.0, 256.0, (("tests/test_a.py::test_b", 512.0),)))
+    results = RunResults(tier="synthetic", memory=Memory(1536.0, 256.0, (("tests/test_a.py::test_b", 512.0),),
+                                                         (("accuracy", 1536.0), ("fit", 1024.0)), (("calibration", 256.0),)))
     text = report.markdown(results)
     assert ("memory: peak resident set 1.50 GB in the pytest process, 0.25 GB in its largest forked child; raised most by "
-            "tests/test_a.py::test_b (+0.50 GB)") in text
+            "tests/test_a.py::test_b (+0.50 GB); by phase, the process: accuracy 1.50 GB, fit 1.00 GB; its forked work: "
+            "calibration 0.25 GB") in text
     assert report.load(report.save(results, tmp_path / "run.json")) == results
     assert "memory:" not in report.markdown(RunResults(tier="synthetic"))  # a merge of shards measured none
     results.model(MODEL).footprint_mb = {"int8 evaluation": 700.0, "INT8 model (calibration and first run)": 950.0}
@@ -94,6 +134,9 @@ def test_a_gate_run_measures_its_memory(segcheck, pytester):
     assert f"memory: peak resident set {measured.peak_mb / 1024:.2f} GB in the pytest process" in done.result.stdout.str()
     footprint = report.load(pytester.path / "run.json").models[MODEL].footprint_mb
     assert set(footprint) == {"fp32 evaluation"} and footprint["fp32 evaluation"] > 0, footprint
+    phases, forked = dict(measured.phases), dict(measured.child_phases)
+    assert set(phases) == {"accuracy"} and 0 < phases["accuracy"] <= measured.peak_mb, measured  # the FP32 network was handed over: no fit
+    assert set(forked) == {"evaluation"} and forked["evaluation"] <= measured.children_peak_mb, measured
 
 
 class Released:

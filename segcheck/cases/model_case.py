@@ -24,7 +24,7 @@ from ..errors import MissingResource, SegcheckError
 from ..models import export, pipeline
 from ..peers import scoring
 from ..peers.environment import PeerMissing, usable_python
-from ..measure import fp32_cache, guard, layers
+from ..measure import fp32_cache, guard, layers, memory
 from ..measure.evaluate import Evaluation, compared_images, evaluate, predict
 
 LAYER_IMAGES = 8  # the fixed images (the split's first) per-layer error is measured on: enough for an interval
@@ -116,13 +116,14 @@ class ModelCase:
         self._replaced.add(precision)
         return replaced
 
-    def _isolated(self, what: str, work, images: int):
+    def _isolated(self, what: str, work, images: int, phase: str):
         """`work` over `images` images in a forked child (guard.isolated), stopped past the case's timeout for that much
-        work (guard.limit); a crash is raised again for every later call of the same work."""
+        work (guard.limit), its peak counted for the run's `phase`; a crash is raised again for every later call of the
+        same work."""
         if what in self._crashes:
             raise self._crashes[what]
         try:
-            return guard.isolated(f"{self.name} {what}", work, self.timeout(images), self._footprints)
+            return guard.isolated(f"{self.name} {what}", work, self.timeout(images), self._footprints, phase)
         except guard.BackendCrash as crash:
             self._crashes[what] = crash
             raise
@@ -134,7 +135,11 @@ class ModelCase:
     @property
     def fp32(self):
         """The fused FP32 model."""
-        return self._part("fp32", lambda: self._stepped_in("fp32", pipeline.fp32_net(self.config)))
+        def build():
+            with memory.phase("fit"):  # fitted on the synthetic tier (or loaded from the model cache), then fused
+                return self._stepped_in("fp32", pipeline.fp32_net(self.config))
+
+        return self._part("fp32", build)
 
     @property
     def recipe(self):
@@ -168,7 +173,8 @@ class ModelCase:
             def calibrate_and_run() -> None:  # in the child: what it makes reaches this process through the cache
                 pipeline.int8_model(self.config, recipe)
 
-            self._isolated("INT8 model (calibration and first run)", calibrate_and_run, recipe.num_examples + 1 if recipe else 1)
+            self._isolated("INT8 model (calibration and first run)", calibrate_and_run, recipe.num_examples + 1 if recipe else 1,
+                           "calibration")
             return self._stepped_in("int8", pipeline.int8_model(self.config, recipe))
 
         return self._part("int8", build)
@@ -191,7 +197,8 @@ class ModelCase:
         def compare():
             images = [x for x, _, _ in loaders.batches(self.val, loaders.first(self.val, min(LAYER_IMAGES, len(self.val))), 1)]
             fp32, int8 = self.fp32, self.int8.block
-            return self._isolated("per-layer comparison", lambda: layers.localise(fp32, int8, images), 2 * len(images))
+            return self._isolated("per-layer comparison", lambda: layers.localise(fp32, int8, images), 2 * len(images),
+                                  "per-layer comparison")
 
         return self._part("localisation", compare)
 
@@ -210,11 +217,12 @@ class ModelCase:
             net = pipeline.fp32_net(self.config, fused=False)
             replaced = self._asked("pytest_segcheck_peer_network", net=net)
             if replaced is None:
-                return self._isolated("ONNX export", lambda: pipeline.onnx_model(self.config, net), 1)
+                return self._isolated("ONNX export", lambda: pipeline.onnx_model(self.config, net), 1, "ONNX export")
             self._replaced.add("onnx")
             folder = Path(tempfile.mkdtemp(prefix="segcheck-onnx-"))
             weakref.finalize(self, shutil.rmtree, folder, True)
-            return self._isolated("ONNX export", lambda: onnx_export.export(replaced, self.config.crop_size, folder / "model.onnx"), 1)
+            return self._isolated("ONNX export", lambda: onnx_export.export(replaced, self.config.crop_size, folder / "model.onnx"),
+                                  1, "ONNX export")
 
         return self._remembered("onnx", export)
 
@@ -262,7 +270,7 @@ class ModelCase:
             def predict_all():
                 return np.concatenate([predict(model, x) for x, _, _ in loaders.batches(self.val, [where[i] for i in ids], 1)])
 
-            self._predictions[key] = self._isolated(f"FP32 predictions of {len(ids)} images", predict_all, len(ids))
+            self._predictions[key] = self._isolated(f"FP32 predictions of {len(ids)} images", predict_all, len(ids), "evaluation")
         return self._predictions[key]
 
     def _remembered(self, part: str, make):
@@ -298,7 +306,7 @@ class ModelCase:
             def evaluated():
                 return self._isolated(f"{precision} evaluation", lambda: evaluate(
                     model, self.val, indices, self.config.run.batch_size, self.config.run.skip_bad,
-                    desc=f"evaluating {self.name} {precision}", keep=keep, reference=reference), len(indices))
+                    desc=f"evaluating {self.name} {precision}", keep=keep, reference=reference), len(indices), "evaluation")
 
             if precision != "fp32":
                 return evaluated()

@@ -49,10 +49,11 @@ def limit(images: int, crop: int, configured: float | None = None) -> float:
     return max(LEAST_S, 3 * images * SECONDS_PER_IMAGE_AT_64 * (crop / 64) ** 2)
 
 
-def isolated(what: str, work, timeout_s: float = LEAST_S, footprint: dict | None = None):
+def isolated(what: str, work, timeout_s: float = LEAST_S, footprint: dict | None = None, phase: str | None = None):
     """`work()` run in a forked child; its result, or its exception raised here. `what` names the work in a crash
     ("fcn_resnet101_voc int8 evaluation"); a child that has not answered within `timeout_s` is stopped. `footprint`,
-    where given, gets footprint[what]: the MB the child's resident set rose above what it shared at the fork."""
+    where given, gets footprint[what]: the MB the child's resident set rose above what it shared at the fork. The
+    child's peak counts for the run's phase `phase` (calibration, evaluation, ...; `what` where not given)."""
     if in_process():
         return work()
     sys.stdout.flush()
@@ -74,7 +75,7 @@ def isolated(what: str, work, timeout_s: float = LEAST_S, footprint: dict | None
         (kind, value), raised, (shared_mb, child_mb) = pickle.loads(data)
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError):
         raise BackendCrash(_death(what, status)) from None
-    child_peaked(child_mb)
+    child_peaked(child_mb, phase or what)
     rose_mb = child_mb - shared_mb
     if footprint is not None:
         footprint[what] = max(footprint.get(what, 0.0), rose_mb)

@@ -1,9 +1,11 @@
 """Peak memory of a run: the high-water mark of this process's resident set and of its largest forked child (the cases'
-backend work), and the steps that raised this process's mark, largest first.
+backend work), the steps that raised this process's mark, largest first, and the peak of each phase (fit,
+calibration, evaluation, benchmarks, ...).
 
 The marks are Linux's VmHWM (/proc/self/status), not getrusage's ru_maxrss: a process started by exec from a large one
 inherits that one's ru_maxrss (so a subprocess of a 10 GB pytest reports 10 GB), while VmHWM starts afresh with its
-memory. A forked child starts at the resident set it shares with its parent.
+memory. A forked child starts at the resident set it shares with its parent. A phase's own peak needs the mark reset as it
+begins (Linux's /proc/self/clear_refs); the run's peak is then kept here across the resets.
 """
 
 from __future__ import annotations
@@ -12,12 +14,26 @@ import ctypes
 import ctypes.util
 import functools
 import gc
+import os
 import resource
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 RECLAIM_MB = 256.0  # a resident set this much above where it was last reclaimed is reclaimed (reclaim)
 NOTICED_MB = 16.0  # a rise smaller than this is allocator noise, not a step's footprint
 _CHILDREN = {"peak_mb": 0.0}  # the largest peak a forked child of this process reported (guard.isolated)
+_RESETS = {"peak_mb": 0.0, "open": []}  # this process's peak before its mark was last reset; the open phases' peaks
+_ACTIVE: list = []  # the Watermarks measuring now (an in-process inner run's opened inside its outer run's)
+
+
+def _forget_parents_marks() -> None:
+    """A forked child's marks are its own: its parent's peak and phases are not."""
+    _RESETS.update(peak_mb=0.0, open=[])
+    _CHILDREN["peak_mb"] = 0.0
+    _ACTIVE.clear()
+
+
+os.register_at_fork(after_in_child=_forget_parents_marks)
 
 
 def _status_mb(field_name: str) -> float | None:
@@ -29,10 +45,60 @@ def _status_mb(field_name: str) -> float | None:
         return None
 
 
-def peak_mb() -> float:
-    """This process's peak resident set so far, MB (VmHWM; ru_maxrss, in KiB on Linux, where /proc is not there)."""
+def _mark_mb() -> float:
+    """This process's mark: its peak resident set since the mark was last reset, MB (VmHWM; ru_maxrss, in KiB on Linux,
+    where /proc is not there)."""
     found = _status_mb("VmHWM")
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 if found is None else found
+
+
+def peak_mb() -> float:
+    """This process's peak resident set so far, MB."""
+    return max(_mark_mb(), _RESETS["peak_mb"])
+
+
+class _Region:
+    """An open phase's peak so far, MB (compared by identity: two phases may share a peak)."""
+
+    __slots__ = ("mb",)
+
+    def __init__(self, mb: float):
+        self.mb = mb
+
+
+def _fold() -> None:
+    """The mark into the run's peak and into every open phase's, before it is reset or a phase ends."""
+    now = _mark_mb()
+    _RESETS["peak_mb"] = max(_RESETS["peak_mb"], now)
+    for region in _RESETS["open"]:
+        region.mb = max(region.mb, now)
+
+
+def _reset_mark() -> bool:
+    """Reset this process's mark to its resident set now; False where the kernel does not allow it."""
+    try:
+        with open("/proc/self/clear_refs", "w") as clear:
+            clear.write("5")
+    except OSError:
+        return False
+    return True
+
+
+@contextmanager
+def phase(name: str):
+    """The block as phase `name` of the runs measuring now: each gets the largest resident set this process had in
+    it (the larger, where the phase ran before). Phases nest. Nothing is recorded where the mark cannot be reset."""
+    _fold()
+    measured = _reset_mark()
+    region = _Region(resident_mb())
+    _RESETS["open"].append(region)
+    try:
+        yield
+    finally:
+        _fold()
+        _RESETS["open"].remove(region)
+        for mark in _ACTIVE if measured else ():
+            mark.phases[name] = max(mark.phases.get(name, 0.0), region.mb)
 
 
 def resident_mb() -> float:
@@ -60,9 +126,12 @@ def reclaim() -> float:
     return resident_mb()
 
 
-def child_peaked(mb: float) -> None:
-    """A forked child's peak resident set (the pages it shares with this process included), as it reported it."""
+def child_peaked(mb: float, work: str) -> None:
+    """A forked child's peak resident set (the pages it shares with this process included), as it reported it, doing
+    `work` (calibration, evaluation, ...)."""
     _CHILDREN["peak_mb"] = max(_CHILDREN["peak_mb"], mb)
+    for mark in _ACTIVE:
+        mark.child_phases[work] = max(mark.child_phases.get(work, 0.0), mb)
 
 
 def children_peak_mb() -> float:
@@ -70,7 +139,7 @@ def children_peak_mb() -> float:
     return _CHILDREN["peak_mb"]
 
 
-@dataclass
+@dataclass(eq=False)
 class Watermark:
     """Where this process's peak rose: `step(name)` after each step (a test) credits that step with the rise, and
     reclaims what the step left behind once the resident set is RECLAIM_MB above where it was last reclaimed, so that
@@ -79,6 +148,16 @@ class Watermark:
     last_mb: float = field(default_factory=peak_mb)
     rises: dict = field(default_factory=dict)  # step -> MB it added to the peak
     reclaimed_mb: float = field(default_factory=resident_mb)  # the resident set after the last reclaim
+    phases: dict = field(default_factory=dict)  # phase -> this process's peak in it, MB (phase(), while open)
+    child_phases: dict = field(default_factory=dict)  # work -> the largest peak a forked child doing it reported, MB
+
+    def open(self) -> None:
+        """Record the phases that run from now on (until close)."""
+        _ACTIVE.append(self)
+
+    def close(self) -> None:
+        if self in _ACTIVE:
+            _ACTIVE.remove(self)
 
     def step(self, name: str) -> None:
         now = peak_mb()

@@ -8,6 +8,7 @@ outcomes always agree, and pytest-xdist workers' reports merge on the controller
 from __future__ import annotations
 
 import os
+from pathlib import Path
 import time
 import uuid
 from functools import cached_property
@@ -71,6 +72,25 @@ def _crash(report) -> str:
     return crash.message if crash is not None else str(longrepr).strip().splitlines()[-1] if longrepr else ""
 
 
+# the phase of the run each module of the gate's suite is, for the memory it needs (measure.memory.phase)
+SUITE_PHASES = {Path(__file__).resolve().parent / "suite" / f"{module}.py": phase for module, phase in (
+    ("test_accuracy", "accuracy"), ("test_quantization", "quantization checks"), ("test_latency", "benchmarks"),
+    ("test_peers", "peers"))}
+
+
+def _phase(item) -> str:
+    """The phase of the run a test is: its gate module's, the self-checks (a project's own tests of the gate), or
+    another test module's own."""
+    if item.path in SUITE_PHASES:
+        return SUITE_PHASES[item.path]
+    return "self-checks" if item.get_closest_marker("selfcheck") else item.path.stem
+
+
+def _by_peak(peaks: dict) -> tuple:
+    """((phase, MB), ...), largest first."""
+    return tuple(sorted(peaks.items(), key=lambda item: -item[1]))
+
+
 def _params(item) -> dict:
     """The parameters of a collected test (its model under "case", its precision, its peer), or {}."""
     return getattr(getattr(item, "callspec", None), "params", {})
@@ -104,7 +124,9 @@ class SegcheckSession:
         _no_effect(options, run, project, table)
         convention = table.convention(run.tier, project.metric_convention, project.path)
         models = resolve_all(project.models, run, project.path.name)
-        return cls(config, project, run, options, table, convention, models)
+        session = cls(config, project, run, options, table, convention, models)
+        session.watermark.open()
+        return session
 
     @property
     def is_worker(self) -> bool:
@@ -381,6 +403,12 @@ class SegcheckSession:
             kept = self.results.models[case.name].footprint_mb
             kept.update({what: max(mb, kept.get(what, 0.0)) for what, mb in case.footprints().items()})
 
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_protocol(self, item, nextitem):
+        """Each test counted for its phase of the run's memory."""
+        with memory.phase(_phase(item)):
+            return (yield)
+
     def pytest_runtest_logreport(self, report):
         if report.when == "teardown":
             if report.nodeid in self._last_use:
@@ -420,7 +448,9 @@ class SegcheckSession:
             return False
         self.results.environment = self.environment.to_dict()
         xdist = self.config.pluginmanager.has_plugin("dsession")  # the workers' processes hold the models, unmeasured here
-        self.results.memory = None if xdist else Memory(memory.peak_mb(), memory.children_peak_mb(), self.watermark.largest())
+        mark = self.watermark
+        self.results.memory = None if xdist else Memory(memory.peak_mb(), memory.children_peak_mb(), mark.largest(),
+                                                        _by_peak(mark.phases), _by_peak(mark.child_phases))
         for case in self._cases.values():  # those not released
             self._keep_footprints(case)
         failed = False
@@ -475,3 +505,4 @@ class SegcheckSession:
         behind for whatever keeps its configuration alive."""
         for name in list(self._cases):
             self.release(name)
+        self.watermark.close()

@@ -108,10 +108,15 @@ class Memory:
     peak_mb: float
     children_peak_mb: float
     rose_in: tuple = ()  # ((test id, MB it added), ...)
+    phases: tuple = ()  # ((phase, this process's peak in it, MB), ...): fit, accuracy, benchmarks, peers, self-checks, ...
+    child_phases: tuple = ()  # ((work, its forked children's largest peak, MB), ...): calibration, evaluation, export, ...
 
     @classmethod
     def from_dict(cls, doc: dict) -> "Memory":
-        return cls(float(doc["peak_mb"]), float(doc["children_peak_mb"]), tuple((str(s), float(mb)) for s, mb in doc.get("rose_in", ())))
+        def pairs(key):
+            return tuple((str(s), float(mb)) for s, mb in doc.get(key, ()))
+
+        return cls(float(doc["peak_mb"]), float(doc["children_peak_mb"]), pairs("rose_in"), pairs("phases"), pairs("child_phases"))
 
 
 @dataclass

@@ -163,14 +163,21 @@ def markdown(results: RunResults) -> str:
     return "\n".join(lines + [""] + notes + ([""] + failing if failing else [])) + "\n"
 
 
+PHASES_SHOWN = 8  # the footer's phases of the process, largest first (the results JSON has them all)
+
+
 def memory_line(results: RunResults) -> str:
-    """The run's peak resident set, the tests that raised it most, and each model's largest forked work."""
+    """The run's peak resident set, the tests that raised it most, the peak of each phase, and each model's largest
+    forked work."""
     memory = results.memory
     rose = ", ".join(f"{step} (+{mb / 1024:.2f} GB)" for step, mb in memory.rose_in)
     works = ", ".join(f"{name} {max(m.footprint_mb.values()) / 1024:.2f} GB ({max(m.footprint_mb, key=m.footprint_mb.get)})"
                       for name, m in sorted(results.models.items()) if m.footprint_mb)
+    phases = ", ".join(f"{name} {mb / 1024:.2f} GB" for name, mb in memory.phases[:PHASES_SHOWN])
+    forked = ", ".join(f"{name} {mb / 1024:.2f} GB" for name, mb in memory.child_phases)
     return (f"memory: peak resident set {memory.peak_mb / 1024:.2f} GB in the pytest process, "
             f"{memory.children_peak_mb / 1024:.2f} GB in its largest forked child" + (f"; raised most by {rose}" if rose else "")
+            + (f"; by phase, the process: {phases}" if phases else "") + (f"; its forked work: {forked}" if forked else "")
             + (f"; each model's largest forked work beyond the process: {works}" if works else ""))
 
 

@@ -157,4 +157,4 @@ def test_deploy_round_trip(case, tmp_path):
         for x, _, _ in loaders.batches(case.val, loaders.first(case.val, images), 1):
             np.testing.assert_array_equal(logits(deployed, x).asnumpy(), logits(block, x).asnumpy())
 
-    guard.isolated(f"{case.name} deploy round trip", round_trip, case.timeout(2 * images))
+    guard.isolated(f"{case.name} deploy round trip", round_trip, case.timeout(2 * images), phase="deploy round trip")
