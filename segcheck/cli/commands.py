@@ -17,7 +17,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import isa, options
+from ..config import isa, options, threads
 from ..config.networks import BACKBONES, SEGMENTATION_MODELS, Network
 from ..data.kinds import ALIASES, dataset
 from ..errors import SegcheckError
@@ -338,6 +338,7 @@ def main(argv=None) -> int:
             return _subcommand(argv[0])(argv[1:])
         p = plan(argv)
         isa.select(p.args.isa, "--isa")
+        threads.select()
         return run(p)
     except SegcheckError as err:
         print(f"segcheck: error: {err}", file=sys.stderr)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ..config import isa, options
+from ..config import isa, options, threads
 from ..config.project import find
 from ..errors import SegcheckError
 
@@ -39,7 +39,9 @@ def _session(config):
 
 
 def _select_isa(level: str | None, project) -> None:
-    """Cap oneDNN as --isa (`level`), else the configuration's `isa`, says (amx: with the tile permission)."""
+    """Cap oneDNN as --isa (`level`), else the configuration's `isa`, says (amx: with the tile permission), and give
+    MXNet its OpenMP threads (config.threads)."""
+    threads.select()
     if level is not None:
         isa.select(level, "--isa")
     elif project is not None and project.isa:
