@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -129,10 +130,13 @@ def test_omp_threads_are_set_where_unset_and_mxnet_not_loaded(monkeypatch):
     assert threads.select() == 6 and os.environ[threads.VARIABLE] == "6"
 
 
-def test_a_pytest_run_gives_mxnet_the_physical_cores(pytester, monkeypatch):
-    """The plugin sets OMP_NUM_THREADS before any test module loads MXNet, where the environment did not."""
+@pytest.mark.parametrize("ini", [None, "pyproject.toml"], ids=["a-plain-folder", "this-repository's-configuration"])
+def test_a_pytest_run_gives_mxnet_the_physical_cores(pytester, monkeypatch, ini):
+    """The plugin sets OMP_NUM_THREADS before anything loads MXNet, where the environment did not: this repository's
+    configuration included (its warning filters import the module of each warning class they name)."""
     monkeypatch.delenv(threads.VARIABLE, raising=False)
     pytester.makepyfile(test_omp="import os\n\ndef test_threads():\n    print('threads', os.environ.get('OMP_NUM_THREADS'))\n")
-    done = pytester.runpytest_subprocess("-s", "-p", "no:cacheprovider")
+    config = ["-c", str(Path(__file__).parents[1] / ini), f"--rootdir={pytester.path}"] if ini else []
+    done = pytester.runpytest_subprocess(*config, "-s", "-p", "no:cacheprovider", "test_omp.py")
     done.assert_outcomes(passed=1)
     assert f"threads {threads.physical_cores()}" in done.stdout.str()
