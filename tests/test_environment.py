@@ -3,6 +3,7 @@ follows the cap (a cached probe never labels a capped run with another ISA), and
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -133,8 +134,11 @@ def test_omp_threads_are_set_where_unset_and_mxnet_not_loaded(monkeypatch):
 @pytest.mark.parametrize("ini", [None, "pyproject.toml"], ids=["a-plain-folder", "this-repository's-configuration"])
 def test_a_pytest_run_gives_mxnet_the_physical_cores(pytester, monkeypatch, ini):
     """The plugin sets OMP_NUM_THREADS before anything loads MXNet, where the environment did not: this repository's
-    configuration included (its warning filters import the module of each warning class they name)."""
+    configuration included (its warning filters import the module of each warning class they name, and reading its
+    segcheck.toml loads GluonCV's model zoo)."""
     monkeypatch.delenv(threads.VARIABLE, raising=False)
+    if ini:
+        shutil.copy(Path(__file__).parents[1] / "segcheck.toml", pytester.path)
     pytester.makepyfile(test_omp="import os\n\ndef test_threads():\n    print('threads', os.environ.get('OMP_NUM_THREADS'))\n")
     config = ["-c", str(Path(__file__).parents[1] / ini), f"--rootdir={pytester.path}"] if ini else []
     done = pytester.runpytest_subprocess(*config, "-s", "-p", "no:cacheprovider", "test_omp.py")

@@ -332,13 +332,13 @@ def _subcommand(name: str):
 
 
 def main(argv=None) -> int:
+    threads.select()  # before a configuration or a network name loads GluonCV, and with it MXNet
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if argv[:1] and argv[0] in SUBCOMMANDS:
             return _subcommand(argv[0])(argv[1:])
         p = plan(argv)
         isa.select(p.args.isa, "--isa")
-        threads.select()
         return run(p)
     except SegcheckError as err:
         print(f"segcheck: error: {err}", file=sys.stderr)
