@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ..config import isa, options, threads
+from ..config import isa, options
 from ..config.project import find
 from ..errors import SegcheckError
 
@@ -50,9 +50,7 @@ def _select_isa(level: str | None, project) -> None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_load_initial_conftests(early_config, parser, args):
-    """MXNet's threads are given first, before reading the configuration loads GluonCV and MXNet (config.threads), and
-    the ISA cap is set here, before any conftest or test module can make MXNet run: oneDNN reads it once."""
-    threads.select()
+    """The ISA cap is set here, before any conftest or test module can make MXNet run: oneDNN reads it once."""
     known = early_config.known_args_namespace
     try:
         project = find(early_config.rootpath, getattr(known, "segcheck_config", None), early_config.invocation_params.dir)
