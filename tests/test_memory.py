@@ -74,6 +74,7 @@ with memory.phase("outer"):
     with memory.phase("small"):
         small = np.ones(1000)
 child = guard.isolated("a child's work", lambda: (np.ones(25_000_000).sum(), memory.peak_mb())[1], 60, phase="calibration")
+guard.isolated("a work of no phase", lambda: None, 60)
 mark.close()
 with memory.phase("unrecorded"):  # no run measures now
     pass
@@ -84,7 +85,8 @@ print(json.dumps([mark.phases, mark.child_phases, base, child, memory.peak_mb()]
 def test_each_phase_gets_its_own_peak_and_the_run_keeps_its_peak_across_them():
     """Phases nest and each gets the largest resident set it had: the one that held 381 MiB that much above where it
     began, the one around it as much, the one after it less, and none the 610 MiB freed before them, which stays the
-    run's peak. A forked child's peak counts for its work, and is its own, not its parent's earlier peak."""
+    run's peak. A forked child's peak counts for its work (where that is a phase), and is its own, not its parent's
+    earlier peak."""
     done = subprocess.run([sys.executable, "-c", PHASES], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     phases, children, base, child, peak = json.loads(done.stdout)

@@ -53,7 +53,7 @@ def isolated(what: str, work, timeout_s: float = LEAST_S, footprint: dict | None
     """`work()` run in a forked child; its result, or its exception raised here. `what` names the work in a crash
     ("fcn_resnet101_voc int8 evaluation"); a child that has not answered within `timeout_s` is stopped. `footprint`,
     where given, gets footprint[what]: the MB the child's resident set rose above what it shared at the fork. The
-    child's peak counts for the run's phase `phase` (calibration, evaluation, ...; `what` where not given)."""
+    child's peak counts for the run's phase `phase` (calibration, evaluation, ...), where given."""
     if in_process():
         return work()
     sys.stdout.flush()
@@ -75,7 +75,7 @@ def isolated(what: str, work, timeout_s: float = LEAST_S, footprint: dict | None
         (kind, value), raised, (shared_mb, child_mb) = pickle.loads(data)
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError):
         raise BackendCrash(_death(what, status)) from None
-    child_peaked(child_mb, phase or what)
+    child_peaked(child_mb, phase)
     rose_mb = child_mb - shared_mb
     if footprint is not None:
         footprint[what] = max(footprint.get(what, 0.0), rose_mb)

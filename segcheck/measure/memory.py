@@ -126,11 +126,11 @@ def reclaim() -> float:
     return resident_mb()
 
 
-def child_peaked(mb: float, work: str) -> None:
+def child_peaked(mb: float, work: str | None) -> None:
     """A forked child's peak resident set (the pages it shares with this process included), as it reported it, doing
-    `work` (calibration, evaluation, ...)."""
+    `work` (calibration, evaluation, ...; None: a work that is no phase of a run)."""
     _CHILDREN["peak_mb"] = max(_CHILDREN["peak_mb"], mb)
-    for mark in _ACTIVE:
+    for mark in _ACTIVE if work is not None else ():
         mark.child_phases[work] = max(mark.child_phases.get(work, 0.0), mb)
 
 
