@@ -109,7 +109,7 @@ def probe(mc: ModelConfig, repeats: int = 3) -> Cost:
         warnings.simplefilter("ignore", UserWarning)  # MXNet's notes on an exported graph's input types
         forwards = 3 * (repeats + 1) + 1  # three graphs timed, and the one-image calibration
         cost = guard.isolated(f"{mc.name} cost probe", lambda: _probe(mc, repeats),
-                              guard.limit(forwards * mc.run.batch_size, mc.crop_size, mc.run.case_timeout), footprint, "cost probe")
+                              guard.limit(forwards * mc.run.batch_size, mc.crop_size, mc.run.case_timeout), footprint)
     return replace(cost, memory_mb=round(footprint.get(f"{mc.name} cost probe", 0.0), 1) or None)
 
 

@@ -87,9 +87,21 @@ def isolated(what: str, work, timeout_s: float = LEAST_S, footprint: dict | None
 
 
 def _answer(what: str, work, write_end: int) -> None:
-    """The child: run `work`, send back (result or exception, warnings), and leave at once (no atexit, no teardown)."""
+    """The child: run `work`, send back (result or exception, warnings), and leave at once (no atexit, no teardown),
+    whatever happens here: the child never goes on into its parent's code."""
+    status = 1
+    try:
+        status = _send(what, work, write_end)
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+
+
+def _send(what: str, work, write_end: int) -> int:
+    """Run `work` and write its answer to `write_end`; the child's exit status."""
     faulthandler.disable()  # a crash is reported by the parent; SEGCHECK_IN_PROCESS=1 shows its native traceback
-    status, shared_mb = 0, peak_mb()  # a fork starts at the resident set it shares with its parent
+    shared_mb = peak_mb()  # a fork starts at the resident set it shares with its parent
     with warnings.catch_warnings(record=True) as caught:  # under this process's filters, as in process
         try:
             answer = ("result", work())
@@ -105,10 +117,8 @@ def _answer(what: str, work, write_end: int) -> None:
         with os.fdopen(write_end, "wb") as out:
             out.write(payload)
     except OSError:
-        status = 1
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(status)
+        return 1
+    return 0
 
 
 def _death(what: str, status: int) -> str:

@@ -22,18 +22,29 @@ from dataclasses import dataclass, field
 RECLAIM_MB = 256.0  # a resident set this much above where it was last reclaimed is reclaimed (reclaim)
 NOTICED_MB = 16.0  # a rise smaller than this is allocator noise, not a step's footprint
 _CHILDREN = {"peak_mb": 0.0}  # the largest peak a forked child of this process reported (guard.isolated)
-_RESETS = {"peak_mb": 0.0, "open": []}  # this process's peak before its mark was last reset; the open phases' peaks
-_ACTIVE: list = []  # the Watermarks measuring now (an in-process inner run's opened inside its outer run's)
+_ACTIVE: list = []  # the Watermarks measuring now; the innermost (an in-process inner run's) gets the phases
+
+
+@dataclass
+class _Resets:
+    """This process's peak before its mark was last reset, and the peak so far of each phase open now."""
+
+    peak_mb: float = 0.0
+    open: list = field(default_factory=list)  # _Region, innermost last
+
+
+_RESETS = _Resets()
 
 
 def _forget_parents_marks() -> None:
     """A forked child's marks are its own: its parent's peak and phases are not."""
-    _RESETS.update(peak_mb=0.0, open=[])
+    _RESETS.peak_mb, _RESETS.open = 0.0, []
     _CHILDREN["peak_mb"] = 0.0
     _ACTIVE.clear()
 
 
-os.register_at_fork(after_in_child=_forget_parents_marks)
+if hasattr(os, "register_at_fork"):  # where there is no fork, work runs in process (guard.in_process)
+    os.register_at_fork(after_in_child=_forget_parents_marks)
 
 
 def _status_mb(field_name: str) -> float | None:
@@ -54,7 +65,7 @@ def _mark_mb() -> float:
 
 def peak_mb() -> float:
     """This process's peak resident set so far, MB."""
-    return max(_mark_mb(), _RESETS["peak_mb"])
+    return max(_mark_mb(), _RESETS.peak_mb)
 
 
 class _Region:
@@ -69,8 +80,8 @@ class _Region:
 def _fold() -> None:
     """The mark into the run's peak and into every open phase's, before it is reset or a phase ends."""
     now = _mark_mb()
-    _RESETS["peak_mb"] = max(_RESETS["peak_mb"], now)
-    for region in _RESETS["open"]:
+    _RESETS.peak_mb = max(_RESETS.peak_mb, now)
+    for region in _RESETS.open:
         region.mb = max(region.mb, now)
 
 
@@ -86,18 +97,19 @@ def _reset_mark() -> bool:
 
 @contextmanager
 def phase(name: str):
-    """The block as phase `name` of the runs measuring now: each gets the largest resident set this process had in
-    it (the larger, where the phase ran before). Phases nest. Nothing is recorded where the mark cannot be reset."""
+    """The block as phase `name` of the run measuring now (the innermost): it gets the largest resident set this
+    process had in it (the larger, where the phase ran before). Phases nest. Nothing is recorded where the mark cannot
+    be reset."""
     _fold()
     measured = _reset_mark()
     region = _Region(resident_mb())
-    _RESETS["open"].append(region)
+    _RESETS.open.append(region)
     try:
         yield
     finally:
         _fold()
-        _RESETS["open"].remove(region)
-        for mark in _ACTIVE if measured else ():
+        _RESETS.open.remove(region)
+        for mark in _ACTIVE[-1:] if measured else ():
             mark.phases[name] = max(mark.phases.get(name, 0.0), region.mb)
 
 
@@ -130,7 +142,7 @@ def child_peaked(mb: float, work: str | None) -> None:
     """A forked child's peak resident set (the pages it shares with this process included), as it reported it, doing
     `work` (calibration, evaluation, ...; None: a work that is no phase of a run)."""
     _CHILDREN["peak_mb"] = max(_CHILDREN["peak_mb"], mb)
-    for mark in _ACTIVE if work is not None else ():
+    for mark in _ACTIVE[-1:] if work is not None else ():
         mark.child_phases[work] = max(mark.child_phases.get(work, 0.0), mb)
 
 
@@ -143,7 +155,7 @@ def children_peak_mb() -> float:
 class Watermark:
     """Where this process's peak rose: `step(name)` after each step (a test) credits that step with the rise, and
     reclaims what the step left behind once the resident set is RECLAIM_MB above where it was last reclaimed, so that
-    what one step freed is not still held when the next one allocates."""
+    what one step freed is not still held when the next one allocates. While open, it gets the run's phases."""
 
     last_mb: float = field(default_factory=peak_mb)
     rises: dict = field(default_factory=dict)  # step -> MB it added to the peak
@@ -156,6 +168,7 @@ class Watermark:
         _ACTIVE.append(self)
 
     def close(self) -> None:
+        """Stop recording phases: the run has ended."""
         if self in _ACTIVE:
             _ACTIVE.remove(self)
 

@@ -8,10 +8,10 @@ outcomes always agree, and pytest-xdist workers' reports merge on the controller
 from __future__ import annotations
 
 import os
-from pathlib import Path
 import time
 import uuid
 from functools import cached_property
+from pathlib import Path
 
 import pytest
 
@@ -72,18 +72,16 @@ def _crash(report) -> str:
     return crash.message if crash is not None else str(longrepr).strip().splitlines()[-1] if longrepr else ""
 
 
+SUITE = Path(__file__).resolve().parent / "suite"
 # the phase of the run each module of the gate's suite is, for the memory it needs (measure.memory.phase)
-SUITE_PHASES = {Path(__file__).resolve().parent / "suite" / f"{module}.py": phase for module, phase in (
-    ("test_accuracy", "accuracy"), ("test_quantization", "quantization checks"), ("test_latency", "benchmarks"),
-    ("test_peers", "peers"))}
+SUITE_PHASES = {"test_accuracy": "accuracy", "test_quantization": "quantization checks", "test_latency": "benchmarks",
+                "test_peers": "peers"}
 
 
 def _phase(item) -> str:
-    """The phase of the run a test is: its gate module's, the self-checks (a project's own tests of the gate), or
-    another test module's own."""
-    if item.path in SUITE_PHASES:
-        return SUITE_PHASES[item.path]
-    return "self-checks" if item.get_closest_marker("selfcheck") else item.path.stem
+    """The phase of the run a test is: its gate module's, or, for a project's other tests, their module's name."""
+    path = item.path.resolve()
+    return SUITE_PHASES.get(path.stem, path.stem) if path.parent == SUITE else path.stem
 
 
 def _by_peak(peaks: dict) -> tuple:

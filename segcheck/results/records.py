@@ -102,14 +102,14 @@ class ModelResult:
 @dataclass(frozen=True)
 class Memory:
     """A run's peak resident set, MB: the pytest process's, its largest forked child's (the cases' backend work; the
-    peers' runner and other subprocesses are not counted), and the tests that raised the process's peak most
-    (measure.memory.Watermark), largest first."""
+    peers' runner and other subprocesses are not counted), the tests that raised the process's peak most
+    (measure.memory.Watermark), and the peak of each phase, largest first."""
 
     peak_mb: float
     children_peak_mb: float
     rose_in: tuple = ()  # ((test id, MB it added), ...)
-    phases: tuple = ()  # ((phase, this process's peak in it, MB), ...): fit, accuracy, benchmarks, peers, self-checks, ...
-    child_phases: tuple = ()  # ((work, its forked children's largest peak, MB), ...): calibration, evaluation, export, ...
+    phases: tuple = ()  # ((phase, MB), ...): this process's peak in each (fit, accuracy, benchmarks, peers, test modules)
+    child_phases: tuple = ()  # ((work, MB), ...): the largest peak of a forked child doing it (calibration, evaluation, ...)
 
     @classmethod
     def from_dict(cls, doc: dict) -> "Memory":

@@ -210,7 +210,7 @@ def _judged(bench: Bench, recipe: CalibRecipe, why: str) -> Trial:
     def calibrate() -> None:  # in a forked child, as the gate calibrates: a backend crash stays there
         pipeline.int8_model(mc, recipe)
 
-    guard.isolated(f"{mc.name} INT8 calibration ({recipe.label()})", calibrate, limit, phase="calibration")
+    guard.isolated(f"{mc.name} INT8 calibration ({recipe.label()})", calibrate, limit)
     int8 = pipeline.int8_model(mc, recipe)
     tol, classes, fp32_ev = bench.tolerances, mc.kind.classes, bench.fp32_evaluation
     ev = evaluate(int8.block, bench.split, list(bench.indices), mc.run.batch_size, mc.run.skip_bad,
