@@ -11,3 +11,8 @@ class MissingResource(SegcheckError):
 
 class BadSample(SegcheckError):
     """One unreadable or inconsistent dataset sample; --skip-bad turns it into a warning."""
+
+
+class BadSampleWarning(UserWarning):
+    """A sample left out under --skip-bad. (Here, not beside the loaders: a warning filter naming it imports its
+    module, and must not load MXNet before segcheck gives it its threads.)"""

@@ -1,14 +1,16 @@
-"""The environment a run measures on: ISA levels and oneDNN's cap, AMX's tile permission, and an environment key that
-follows the cap (a cached probe never labels a capped run with another ISA)."""
+"""The environment a run measures on: ISA levels and oneDNN's cap, AMX's tile permission, an environment key that
+follows the cap (a cached probe never labels a capped run with another ISA), and the OpenMP threads MXNet runs with."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from segcheck.config import isa
+from segcheck.config import isa, threads
 from segcheck.errors import SegcheckError
 from segcheck.measure import environment
 
@@ -99,3 +101,46 @@ def test_on_a_cpu_with_amx_a_run_of_another_isa_says_what_amx_gives(tmp_path):
     assert report.store_amx(run("amx", 60.0, 13.4), tmp_path) == report.amx_path(tmp_path, vnni.environment)
     note = report.amx_note(vnni, tmp_path, cpu_has_amx=True)
     assert "under --isa amx the INT8 speed-ups were fcn_resnet101_voc 4.48x" in note and '"crop_size": 64' in note
+
+
+def _topology(root, cores):
+    """A fabricated /sys/devices/system/cpu: CPU i on (package, core) cores[i]."""
+    for cpu, (package, core) in enumerate(cores):
+        folder = root / f"cpu{cpu}" / "topology"
+        folder.mkdir(parents=True)
+        (folder / "physical_package_id").write_text(f"{package}\n")
+        (folder / "core_id").write_text(f"{core}\n")
+    return root
+
+
+def test_physical_cores_count_a_cores_hyperthreads_once(tmp_path, monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    assert threads.physical_cores(_topology(tmp_path / "ht", [(0, 0), (0, 1), (0, 0), (0, 1)])) == 2
+    assert threads.physical_cores(_topology(tmp_path / "two", [(0, 0), (1, 0), (0, 1), (1, 1)])) == 4  # two packages
+    assert threads.physical_cores(tmp_path / "unreadable") == 4  # no topology: the CPUs themselves
+
+
+def test_omp_threads_are_set_where_unset_and_mxnet_not_loaded(monkeypatch):
+    """MXNet's own default is half the logical CPUs: on a 2-core machine without hyperthreads, one thread of two."""
+    monkeypatch.setattr(threads, "physical_cores", lambda: 6)
+    monkeypatch.setenv(threads.VARIABLE, "3")
+    assert threads.select() == 3 and os.environ[threads.VARIABLE] == "3"  # the user's setting is kept
+    monkeypatch.delenv(threads.VARIABLE)
+    assert threads.select() == max(1, (os.cpu_count() or 1) // 2) and threads.VARIABLE not in os.environ  # MXNet loaded
+    monkeypatch.delitem(sys.modules, "mxnet")
+    assert threads.select() == 6 and os.environ[threads.VARIABLE] == "6"
+
+
+@pytest.mark.parametrize("ini", [None, "pyproject.toml"], ids=["a-plain-folder", "this-repository's-configuration"])
+def test_a_pytest_run_gives_mxnet_the_physical_cores(pytester, monkeypatch, ini):
+    """The plugin sets OMP_NUM_THREADS before anything loads MXNet, where the environment did not: this repository's
+    configuration included (its warning filters import the module of each warning class they name, and reading its
+    segcheck.toml loads GluonCV's model zoo)."""
+    monkeypatch.delenv(threads.VARIABLE, raising=False)
+    if ini:
+        shutil.copy(Path(__file__).parents[1] / "segcheck.toml", pytester.path)
+    pytester.makepyfile(test_omp="import os\n\ndef test_threads():\n    print('threads', os.environ.get('OMP_NUM_THREADS'))\n")
+    config = ["-c", str(Path(__file__).parents[1] / ini), f"--rootdir={pytester.path}"] if ini else []
+    done = pytester.runpytest_subprocess(*config, "-s", "-p", "no:cacheprovider", "test_omp.py")
+    done.assert_outcomes(passed=1)
+    assert f"threads {threads.physical_cores()}" in done.stdout.str()

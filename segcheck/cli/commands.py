@@ -17,7 +17,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import isa, options
+from ..config import isa, options, threads
 from ..config.networks import BACKBONES, SEGMENTATION_MODELS, Network
 from ..data.kinds import ALIASES, dataset
 from ..errors import SegcheckError
@@ -332,6 +332,7 @@ def _subcommand(name: str):
 
 
 def main(argv=None) -> int:
+    threads.select()  # before a configuration or a network name loads GluonCV, and with it MXNet
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if argv[:1] and argv[0] in SUBCOMMANDS:

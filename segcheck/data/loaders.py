@@ -21,15 +21,11 @@ import mxnet as mx
 import numpy as np
 from PIL import Image, ImageFile
 
-from ..errors import BadSample, MissingResource, SegcheckError
+from ..errors import BadSample, BadSampleWarning, MissingResource, SegcheckError
 from .kinds import ALL, IGNORE_LABELS, DatasetKind
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
-
-
-class BadSampleWarning(UserWarning):
-    """A sample left out under --skip-bad."""
 
 
 def missing(kind: DatasetKind, looked_at: Path, source: str) -> MissingResource:

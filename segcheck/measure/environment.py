@@ -18,6 +18,7 @@ from pathlib import Path
 
 from .. import atomic
 from ..config import isa
+from ..config import threads as omp
 from ..errors import SegcheckError
 
 # The tile permission AMX needs (config.isa.request_amx), asked for before MXNet loads in the probe's own process.
@@ -148,5 +149,5 @@ def fingerprint(cache_dir) -> Environment:
 
 
 def threads() -> int:
-    value = os.environ.get("OMP_NUM_THREADS", "")
-    return int(value) if value.isdigit() else os.cpu_count() or 1
+    """The OpenMP threads MXNet runs with here (config.threads)."""
+    return omp.in_force()

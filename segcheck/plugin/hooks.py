@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ..config import isa, options
+from ..config import isa, options, threads
 from ..config.project import find
 from ..errors import SegcheckError
 
@@ -50,7 +50,9 @@ def _select_isa(level: str | None, project) -> None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_load_initial_conftests(early_config, parser, args):
-    """The ISA cap is set here, before any conftest or test module can make MXNet run: oneDNN reads it once."""
+    """MXNet's threads are given first, before reading the configuration loads GluonCV and MXNet (config.threads), and
+    the ISA cap is set here, before any conftest or test module can make MXNet run: oneDNN reads it once."""
+    threads.select()
     known = early_config.known_args_namespace
     try:
         project = find(early_config.rootpath, getattr(known, "segcheck_config", None), early_config.invocation_params.dir)
