@@ -4,6 +4,8 @@ crashed and how, and the process that asked goes on."""
 import ctypes
 import os
 import signal
+import subprocess
+import sys
 import time
 import warnings
 
@@ -109,3 +111,25 @@ def test_a_peer_run_takes_the_case_timeout(segcheck, monkeypatch):
     case = cases.ModelCase(mc.with_(run=mc.run.with_(case_timeout=7.0)), on_missing=lambda err: None, hooks=_Handed())
     case.peer("onnxruntime")
     assert asked == [("fcn_resnet101_voc", 7.0)]
+
+
+FORK_AFTER_OPENMP = """
+import mxnet as mx
+from segcheck.measure import guard
+net = mx.gluon.nn.HybridSequential()
+net.add(mx.gluon.nn.Conv2D(64, 3, padding=1), mx.gluon.nn.Conv2D(64, 3, padding=1))
+net.initialize()
+net.hybridize(static_alloc=True, static_shape=True)
+x = mx.nd.random.uniform(shape=(1, 3, 128, 128))
+net(x).asnumpy()  # oneDNN's reorder, on this main thread, in an OpenMP team of two
+print(guard.isolated("a read in a child", lambda: net(x).asnumpy().shape, 20))
+"""
+
+
+def test_a_child_forked_after_a_two_thread_openmp_region_answers():
+    """GNU libgomp keeps the team of threads a parent's main thread ran with, and a fork does not copy them: without
+    config.threads.alone_in_this_thread, the child's first region (oneDNN reordering the array it reads) waits for
+    them until the case timeout stops it."""
+    done = subprocess.run([sys.executable, "-c", FORK_AFTER_OPENMP], capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, OMP_NUM_THREADS="2"))
+    assert done.returncode == 0 and "(1, 64, 128, 128)" in done.stdout, done.stderr[-2000:]

@@ -5,6 +5,7 @@ core), so on a machine without them, such as a 2-core CI runner, it ran one thre
 
 from __future__ import annotations
 
+import ctypes
 import os
 import sys
 from pathlib import Path
@@ -43,3 +44,14 @@ def select() -> int:
 def in_force() -> int:
     """OMP_NUM_THREADS where set, else MXNet's own default (half the logical CPUs, at least one)."""
     return _set() or max(1, (os.cpu_count() or 1) // 2)
+
+
+def alone_in_this_thread() -> None:
+    """OpenMP parallel regions started by this thread run on it alone. For a forked child's main thread: GNU libgomp
+    keeps the team of threads the parent's main thread ran with, which the fork did not copy, so a region here (oneDNN
+    reordering an array as it is read) waits for them forever. MXNet's engine threads, new in the child, make their
+    own teams and keep every thread."""
+    try:
+        ctypes.CDLL("libgomp.so.1").omp_set_num_threads(1)
+    except (OSError, AttributeError):  # no GNU OpenMP here (mxnet-mkl's Intel OpenMP is fork-safe)
+        pass

@@ -20,6 +20,7 @@ import warnings
 
 from tqdm import tqdm
 
+from ..config import threads
 from ..errors import SegcheckError
 from .memory import child_peaked, peak_mb
 
@@ -101,6 +102,7 @@ def _answer(what: str, work, write_end: int) -> None:
 def _send(what: str, work, write_end: int) -> int:
     """Run `work` and write its answer to `write_end`; the child's exit status."""
     faulthandler.disable()  # a crash is reported by the parent; SEGCHECK_IN_PROCESS=1 shows its native traceback
+    threads.alone_in_this_thread()  # the parent's OpenMP team did not come along
     shared_mb = peak_mb()  # a fork starts at the resident set it shares with its parent
     with warnings.catch_warnings(record=True) as caught:  # under this process's filters, as in process
         try:
