@@ -21,25 +21,25 @@ from dataclasses import dataclass, field
 
 RECLAIM_MB = 256.0  # a resident set this much above where it was last reclaimed is reclaimed (reclaim)
 NOTICED_MB = 16.0  # a rise smaller than this is allocator noise, not a step's footprint
-_CHILDREN = {"peak_mb": 0.0}  # the largest peak a forked child of this process reported (guard.isolated)
 _ACTIVE: list = []  # the Watermarks measuring now; the innermost (an in-process inner run's) gets the phases
 
 
 @dataclass
-class _Resets:
-    """This process's peak before its mark was last reset, and the peak so far of each phase open now."""
+class _Marks:
+    """This process's peak before its mark was last reset, the largest peak a forked child of it reported
+    (guard.isolated), and the peak so far of each phase open now."""
 
     peak_mb: float = 0.0
+    children_peak_mb: float = 0.0
     open: list = field(default_factory=list)  # _Region, innermost last
 
 
-_RESETS = _Resets()
+_MARKS = _Marks()
 
 
 def _forget_parents_marks() -> None:
-    """A forked child's marks are its own: its parent's peak and phases are not."""
-    _RESETS.peak_mb, _RESETS.open = 0.0, []
-    _CHILDREN["peak_mb"] = 0.0
+    """A forked child's marks are its own: its parent's peaks and phases are not."""
+    _MARKS.peak_mb, _MARKS.children_peak_mb, _MARKS.open = 0.0, 0.0, []
     _ACTIVE.clear()
 
 
@@ -65,7 +65,7 @@ def _mark_mb() -> float:
 
 def peak_mb() -> float:
     """This process's peak resident set so far, MB."""
-    return max(_mark_mb(), _RESETS.peak_mb)
+    return max(_mark_mb(), _MARKS.peak_mb)
 
 
 class _Region:
@@ -80,8 +80,8 @@ class _Region:
 def _fold() -> None:
     """The mark into the run's peak and into every open phase's, before it is reset or a phase ends."""
     now = _mark_mb()
-    _RESETS.peak_mb = max(_RESETS.peak_mb, now)
-    for region in _RESETS.open:
+    _MARKS.peak_mb = max(_MARKS.peak_mb, now)
+    for region in _MARKS.open:
         region.mb = max(region.mb, now)
 
 
@@ -103,12 +103,12 @@ def phase(name: str):
     _fold()
     measured = _reset_mark()
     region = _Region(resident_mb())
-    _RESETS.open.append(region)
+    _MARKS.open.append(region)
     try:
         yield
     finally:
         _fold()
-        _RESETS.open.remove(region)
+        _MARKS.open.remove(region)
         for mark in _ACTIVE[-1:] if measured else ():
             mark.phases[name] = max(mark.phases.get(name, 0.0), region.mb)
 
@@ -141,14 +141,14 @@ def reclaim() -> float:
 def child_peaked(mb: float, work: str | None) -> None:
     """A forked child's peak resident set (the pages it shares with this process included), as it reported it, doing
     `work` (calibration, evaluation, ...; None: a work that is no phase of a run)."""
-    _CHILDREN["peak_mb"] = max(_CHILDREN["peak_mb"], mb)
+    _MARKS.children_peak_mb = max(_MARKS.children_peak_mb, mb)
     for mark in _ACTIVE[-1:] if work is not None else ():
         mark.child_phases[work] = max(mark.child_phases.get(work, 0.0), mb)
 
 
 def children_peak_mb() -> float:
     """The largest peak resident set a forked child of this process reported, MB (0 when none forked)."""
-    return _CHILDREN["peak_mb"]
+    return _MARKS.children_peak_mb
 
 
 @dataclass(eq=False)

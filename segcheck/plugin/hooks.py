@@ -14,9 +14,10 @@ import pytest
 from ..config import isa, options, threads
 from ..config.project import find
 from ..errors import SegcheckError
+from . import suite
 
 SESSION = pytest.StashKey["SegcheckSession"]()
-SUITE = Path(__file__).resolve().parent / "suite"
+SUITE = suite.FOLDER
 MARKERS = {
     "fp32": "FP32 (fused oneDNN) model cases", "int8": "INT8 model cases", "bench": "latency benchmarks (pytest-benchmark)",
     "peer": "the models exported to ONNX and gated on a peer runtime (--peer; segcheck peer install)",

@@ -11,7 +11,6 @@ import os
 import time
 import uuid
 from functools import cached_property
-from pathlib import Path
 
 import pytest
 
@@ -30,6 +29,7 @@ from ..peers import environment as peer_environment
 from ..peers.scoring import LATENCY as PEER_LATENCY
 from ..results import chart, report
 from ..results.records import Memory, RunResults
+from . import suite
 
 IDENTITY, RECORD, VERDICT = "segcheck", "segcheck-record", "segcheck-verdict"
 
@@ -72,7 +72,6 @@ def _crash(report) -> str:
     return crash.message if crash is not None else str(longrepr).strip().splitlines()[-1] if longrepr else ""
 
 
-SUITE = Path(__file__).resolve().parent / "suite"
 # the phase of the run each module of the gate's suite is, for the memory it needs (measure.memory.phase)
 SUITE_PHASES = {"test_accuracy": "accuracy", "test_quantization": "quantization checks", "test_latency": "benchmarks",
                 "test_peers": "peers"}
@@ -81,7 +80,7 @@ SUITE_PHASES = {"test_accuracy": "accuracy", "test_quantization": "quantization 
 def _phase(item) -> str:
     """The phase of the run a test is: its gate module's, or, for a project's other tests, their module's name."""
     path = item.path.resolve()
-    return SUITE_PHASES.get(path.stem, path.stem) if path.parent == SUITE else path.stem
+    return SUITE_PHASES.get(path.stem, path.stem) if path.parent == suite.FOLDER else path.stem
 
 
 def _by_peak(peaks: dict) -> tuple:
