@@ -16,3 +16,15 @@ class BadSample(SegcheckError):
 class BadSampleWarning(UserWarning):
     """A sample left out under --skip-bad. (Here, not beside the loaders: a warning filter naming it imports its
     module, and must not load MXNet before segcheck gives it its threads.)"""
+
+
+class RefusedRanges(SegcheckError):
+    """MXNet refuses a quantized graph because of some layers' calibrated ranges; `layers` names them by dotted Gluon
+    path (what int8.exclude takes), so that tune can keep them in FP32 first."""
+
+    def __init__(self, message: str, layers: tuple = ()):
+        super().__init__(message, tuple(layers))  # both in args: the error is pickled back from a forked child
+        self.layers = tuple(layers)
+
+    def __str__(self) -> str:
+        return self.args[0]

@@ -9,7 +9,7 @@ from pathlib import Path
 import mxnet as mx
 
 from ..config.recipes import EXCLUDE_LAYERS, CalibRecipe
-from ..errors import SegcheckError
+from ..errors import RefusedRanges, SegcheckError
 from .build import child, layers
 from .graph import inner_convs
 
@@ -97,6 +97,14 @@ def quantize(net, arch: str, recipe: CalibRecipe, calib_batches: list, crop_size
         mx.nd.waitall()
     except mx.base.MXNetError as err:
         if "data_min < 0" in str(err):
+            refused = negative_after_relu(qnet, net)
+            if refused:
+                shown = "; ".join(f"{path} [{low:g}, {high:g}]" for path, low, high in refused)
+                raise RefusedRanges(
+                    f"MXNet refuses the quantized graph: the calibrated range of {shown} reaches below zero, but a "
+                    "fused ReLU makes that output unsigned (uint8), which the next quantized layer cannot take "
+                    "(data_min < 0); the calibration statistics are wrong: recalibrate, or keep the layer in FP32 "
+                    "(int8.exclude)", tuple(path for path, _, _ in refused)) from None
             dtype = input_dtype(qnet) or recipe.dtype
             raise SegcheckError(
                 f"the quantized graph takes its input as {dtype} (the recipe asked for {recipe.dtype}), which needs "
@@ -105,6 +113,24 @@ def quantize(net, arch: str, recipe: CalibRecipe, calib_batches: list, crop_size
             ) from None
         raise
     return qnet
+
+
+def negative_after_relu(qnet, net) -> list:
+    """(dotted path, min, max) of each quantized convolution of `qnet` whose fused activation makes its output unsigned
+    while its calibrated range reaches below zero: a range MXNet's next quantized layer refuses (data_min < 0)."""
+    graph = getattr(qnet, "_cached_graph", ())
+    if not graph:
+        return []
+    path_of = {name: path for path, name in conv_names(net).items()}
+    found = []
+    for node in json.loads(graph[1].tojson())["nodes"]:
+        attrs = node.get("attrs", {})
+        unsigned = "true" in (attrs.get("with_act"), attrs.get("with_postsum_act"))
+        if node["op"] == "_sg_mkldnn_conv" and unsigned and float(attrs.get("min_calib_range", 0.0)) < 0:
+            inner = inner_convs(node)
+            found.append((path_of.get(inner[0], node["name"]) if inner else node["name"],
+                          float(attrs["min_calib_range"]), float(attrs["max_calib_range"])))
+    return found
 
 
 def input_dtype(qnet) -> str | None:

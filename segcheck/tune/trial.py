@@ -61,12 +61,13 @@ class Trial:
     verdicts: tuple  # Judged
     fp32_convs: int  # convolutions left in FP32
     error: str = ""
+    blamed: tuple = ()  # dotted paths of the layers whose ranges made MXNet refuse the graph (errors.RefusedRanges)
     cached: bool = field(default=False, compare=False)
 
     @classmethod
-    def failed(cls, recipe: CalibRecipe, why: str, error: str) -> "Trial":
+    def failed(cls, recipe: CalibRecipe, why: str, error: str, blamed: tuple = ()) -> "Trial":
         return cls(recipe.as_dict(), recipe.label(), why, 0.0, 0.0, (0.0, 0.0), 0.0, "", 0.0, {}, {}, 0.0, 0.0,
-                   (Judged("int8-model", ERROR, error),), 0, error)
+                   (Judged("int8-model", ERROR, error),), 0, error, tuple(blamed))
 
     @property
     def passed(self) -> bool:
@@ -103,7 +104,7 @@ class Trial:
 
     @classmethod
     def from_dict(cls, doc: dict) -> "Trial":
-        return cls(**{**doc, "miou_interval": tuple(doc["miou_interval"]),
+        return cls(**{**doc, "miou_interval": tuple(doc["miou_interval"]), "blamed": tuple(doc.get("blamed", ())),
                       "verdicts": tuple(Judged(**v) for v in doc["verdicts"]), "cached": True})
 
 
@@ -196,7 +197,7 @@ def judge(bench: Bench, recipe: CalibRecipe, why: str) -> Trial:
     try:
         trial = _judged(bench, recipe, why)
     except SegcheckError as err:  # guard.BackendCrash too: a crash or a hang of the backend
-        return Trial.failed(recipe, why, str(err))
+        return Trial.failed(recipe, why, str(err), getattr(err, "layers", ()))
     atomic.write_json(path, trial.to_dict())
     return trial
 

@@ -207,12 +207,11 @@ POSITIONS = {"first": "resnetv1s_conv0_fwd", "middle": "resnetv1s_layers3_conv27
 
 
 def _narrowest(table: dict, keys: list, key: str) -> str:
-    """The calibration-table key of the other convolution with the narrowest range (the smallest largest magnitude) of
-    the same sign (a one-sided range given to a two-sided layer would make MXNet refuse the graph, not saturate it):
-    its statistics, collected under `key`, saturate that layer."""
-    signed = float(table[key][0]) < 0
-    return min((k for k in keys if k != key and (float(table[k][0]) < 0) == signed),
-               key=lambda k: max(abs(float(v)) for v in table[k]))
+    """The calibration-table key of the other convolution with the narrowest range (the smallest largest magnitude),
+    whatever its sign, as a collector that files statistics under the wrong layer would give: its range saturates the
+    layer, and a two-sided range given to a layer whose fused ReLU makes its output unsigned makes MXNet refuse the graph
+    (data_min < 0), which tune must trace to the layer."""
+    return min((k for k in keys if k != key), key=lambda k: max(abs(float(v)) for v in table[k]))
 
 
 # How a pinned fault changes a layer's calibrated range: (table, its key, every quantized convolution's key) -> range
