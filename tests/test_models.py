@@ -17,10 +17,12 @@ from segcheck.config.networks import SEEDED_ARCHITECTURES, Network, seed_network
 from segcheck.config.project import STORE, DataEntry, ModelEntry
 from segcheck.config.recipes import MIN_CROP, CalibRecipe
 from segcheck.config.run import RunConfig, resolve
-from segcheck.errors import MissingResource, SegcheckError
+from segcheck.errors import MissingResource, RefusedRanges, SegcheckError
 from segcheck.models import build, cache, export, pipeline, quantize
 from segcheck.models.build import logits
-from segcheck.models.graph import inspect_graph
+from segcheck.models.graph import NegativeRange, inspect_graph, negative_unsigned_ranges
+
+import faults
 
 SMALL = Network.from_zoo("fcn_resnet50_voc")
 SMALL_CROP = 32
@@ -236,6 +238,55 @@ def test_the_error_names_the_dtype_mxnet_was_asked_for_not_the_recipes(tiny_net,
     monkeypatch.setattr(quantization, "quantize_net_v2", lambda net, **kw: original(net, **{**kw, "quantized_dtype": "uint8"}))
     with pytest.raises(SegcheckError, match=r"takes its input as uint8 \(the recipe asked for auto\)"):
         _quantized(tiny_net, dtype="auto")
+
+
+def test_a_range_below_zero_under_a_fused_relu_is_named_by_its_layer(tiny_net, monkeypatch):
+    """A calibration fault below segcheck gives the first convolution, fused with its ReLU (so its output is uint8), a
+    range below zero: MXNet refuses the graph at the next layer naming no node ("data_min < 0"). segcheck's error names
+    the layer by the path int8.exclude takes; it used to blame the input's type."""
+    from mxnet.contrib import quantization
+
+    original = quantization._calibrate_quantized_sym
+
+    def calibrate(qsym, th_dict):
+        first = faults.conv_outputs(qsym)[0][0]
+        return original(qsym, {**th_dict, first: (-1.0, float(th_dict[first][1]))})
+
+    monkeypatch.setattr(quantization, "_calibrate_quantized_sym", calibrate)
+    first = quantize.conv_paths(tiny_net)[0]
+    with pytest.raises(RefusedRanges, match=rf'the calibrated range of {first} \[-1, .*int8.exclude = \["{first}"\]') as refused:
+        _quantized(tiny_net)
+    assert refused.value.layers == (first,)
+
+
+def _fused_conv(low: float, attrs: dict, activations: list) -> dict:
+    inner = [{"op": "Convolution", "name": "net0_conv0_fwd"}] + [{"op": op, "name": f"act{k}", "attrs": a}
+                                                                 for k, (op, a) in enumerate(activations)]
+    return {"op": "_sg_mkldnn_conv", "name": "quantized_sg_mkldnn_conv_0", "subgraphs": [{"nodes": inner}],
+            "attrs": {"quantized": "true", "min_calib_range": str(low), "max_calib_range": "2.0", **attrs}}
+
+
+RELU, TANH = ("Activation", {"act_type": "relu"}), ("Activation", {"act_type": "tanh"})
+
+
+@pytest.mark.parametrize("attrs, activations, unsigned", [
+    ({"with_act": "true"}, [RELU], True),
+    ({"with_act": "true"}, [("Activation", {"act_type": "sigmoid"})], True),
+    ({"with_act": "true"}, [TANH], False),
+    ({"with_act": "true"}, [("clip", {"a_min": "0", "a_max": "6"})], True),
+    ({"with_act": "true"}, [("clip", {"a_min": "-1", "a_max": "1"})], False),
+    ({"with_act": "true"}, [("LeakyReLU", {"act_type": "leaky", "slope": "0.1"})], False),
+    ({"with_act": "true", "with_sum": "true"}, [RELU], False),  # ReLU, then the sum: the output is int8
+    ({"with_sum": "true", "with_postsum_act": "true"}, [RELU], True),
+    ({"with_act": "true", "with_sum": "true", "with_postsum_act": "true"}, [TANH, RELU], True),
+    ({"with_act": "true", "with_sum": "true", "with_postsum_act": "true"}, [RELU, TANH], False),
+    ({}, [], False),
+], ids=["relu", "sigmoid", "tanh", "relu6", "clip", "leaky", "relu-sum", "sum-relu", "tanh-sum-relu", "relu-sum-tanh", "none"])
+def test_a_negative_range_is_refused_only_where_mxnet_makes_the_output_unsigned(attrs, activations, unsigned):
+    """MXNet's IsOutputUInt8: an unsigned activation with no sum after it, or one after the sum."""
+    for low, expected in ((-0.5, unsigned), (0.0, False)):
+        found = negative_unsigned_ranges(json.dumps({"nodes": [_fused_conv(low, attrs, activations)]}))
+        assert found == ([NegativeRange("net0_conv0_fwd", low, 2.0)] if expected else []), (low, found)
 
 
 def test_entropy_thresholds_differ_from_naive(recipes, tmp_path):

@@ -6,8 +6,8 @@ import json
 import os
 import shutil
 import tomllib
-from pathlib import Path
 from dataclasses import replace
+from pathlib import Path
 from types import SimpleNamespace
 
 import mxnet as mx
@@ -18,11 +18,10 @@ from segcheck.cli import commands, tune
 from segcheck.config import options
 from segcheck.config.options import GateOptions
 from segcheck.config.recipes import CalibRecipe
-from segcheck.errors import RefusedRanges, SegcheckError
-from segcheck.data import loaders
-from segcheck.measure import calibration, guard
-from segcheck.models import build, pipeline, quantize
 from segcheck.config.tolerances import Tolerances
+from segcheck.errors import RefusedRanges, SegcheckError
+from segcheck.measure import guard
+from segcheck.models import build
 from segcheck.tune import recipe_file, search
 from segcheck.tune import trial as trial_module
 from segcheck.tune.trial import Judged, Trial
@@ -157,30 +156,45 @@ def test_when_no_revert_helps_the_next_layers_are_tried_until_none_is_left(monke
     assert excluded == ["conv.e", "conv.d", "conv.c", "conv.a"] and outcome.reason == "no layer is left to keep in FP32"
 
 
-def test_a_graph_refused_for_a_layers_range_keeps_that_layer_in_fp32_next(monkeypatch):
-    """MXNet refuses every recipe's graph while c is quantized, so no trial measures a layer: the layer the refusal
-    names is kept in FP32 in the second trial, not after three recipes that fail the same way (or never: without the
-    name, no layer would be ranked)."""
-    bench, judged = _faked(monkeypatch)
+def _refusing(monkeypatch, faulty=(), refused="c"):
+    """_faked, with MXNet refusing the graph of every recipe that quantizes layer `refused` (no layer measured)."""
+    bench, judged = _faked(monkeypatch, faulty=faulty)
     faked = search.judge
 
     def judge(bench, recipe, why):
-        if PATHS["c"] not in recipe.exclude:
-            judged.append(recipe.label())
-            return Trial.failed(recipe, why, "MXNet refuses the quantized graph: conv.c ...", blamed=(PATHS["c"],))
-        return faked(bench, recipe, why)
+        if PATHS[refused] in recipe.exclude:
+            return faked(bench, recipe, why)
+        judged.append(recipe.label())
+        return Trial.failed(recipe, why, f"MXNet refuses the quantized graph: {PATHS[refused]} ...", blamed=(PATHS[refused],))
 
     monkeypatch.setattr(search, "judge", judge)
+    return bench, judged
+
+
+def test_a_graph_refused_for_a_layers_range_keeps_that_layer_in_fp32_next(monkeypatch):
+    """MXNet refuses every recipe's graph while c is quantized, so no trial measures a layer: the layer the refusal
+    names is kept in FP32 in the second trial, not after three recipes refused alike (or never: with no layer
+    measured, none would be ranked)."""
+    bench, judged = _refusing(monkeypatch)
     outcome = search.search(bench, search.Budget(), progress=False)
     assert judged == ["naive/auto/2x16/train", "naive/auto/2x16/train/exclude=conv.c"], judged
     assert outcome.chosen.calib.exclude == ("conv.c",) and "keeping conv.c in FP32 passes" in outcome.reason
-    bench, judged = _faked(monkeypatch)
-    monkeypatch.setattr(search, "judge", judge)
+
+
+def test_the_other_recipes_keep_the_refused_layer_and_the_budget_says_it_comes_next(monkeypatch):
+    """Keeping c builds the graph but b is still faulty: the other recipes keep c too (the fault is in every recipe),
+    then b joins it; with a budget of one trial, what is left says c comes next."""
+    bench, judged = _refusing(monkeypatch, faulty="b")
+    outcome = search.search(bench, search.Budget(), progress=False)
+    assert all(label.endswith("exclude=conv.c") for label in judged[1:5]), judged
+    assert outcome.chosen.calib.exclude == ("conv.b", "conv.c"), judged
+    bench, judged = _refusing(monkeypatch, faulty="b")
     outcome = search.search(bench, search.Budget(max_trials=1), progress=False)
     assert outcome.chosen is None and outcome.left == "conv.c kept in FP32, then other recipes", outcome.left
 
 
 def test_the_layers_a_refused_graph_names_reach_tune_through_the_forked_calibration(monkeypatch, tmp_path):
+    monkeypatch.delenv("SEGCHECK_IN_PROCESS", raising=False)  # the error crosses a real fork, pickled
     bench = SimpleNamespace(folder=lambda: tmp_path, key=lambda recipe: recipe.label().replace("/", "-"))
 
     def refused(bench, recipe, why):
@@ -191,25 +205,6 @@ def test_the_layers_a_refused_graph_names_reach_tune_through_the_forked_calibrat
     monkeypatch.setattr(trial_module, "_judged", refused)
     failed = trial_module.judge(bench, SYNTHETIC, "configured")
     assert failed.blamed == ("layer3.9.conv1",) and failed.error.startswith("MXNet refuses the quantized graph: layer3")
-
-
-def test_a_collector_fault_below_segcheck_names_the_refused_layer(segcheck):
-    """A layer given another layer's two-sided range under its fused ReLU (tests/plugins/faults.py, in MXNet's
-    calibration): MXNet refuses the graph with 'data_min < 0' and no layer name; segcheck's error names the layer by the
-    path int8.exclude takes, where it once blamed the graph's input type."""
-    mc = segcheck.case(MODEL).config
-    net = pipeline.fp32_net(mc, fused=False)
-    path = next(p for p, name in calibration.conv_layers(net).items() if name == faults.POSITIONS["middle"])
-    source, _ = pipeline.calibration_images(mc, mc.calib)
-    batches = [b for b, _, _ in loaders.batches(source, range(8), 8, False)]
-    undo = faults._pinned("from-another-layer", faults.POSITIONS["middle"])
-    try:
-        with pytest.raises(RefusedRanges) as refused:
-            quantize.quantize(net, mc.arch, replace(mc.calib, num_batches=1, batch_size=8), batches, mc.crop_size)
-    finally:
-        for owner, attribute, original in undo:
-            setattr(owner, attribute, original)
-    assert refused.value.layers == (path,) and f"the calibrated range of {path} [-" in str(refused.value)
 
 
 def test_a_recipe_that_cannot_be_calibrated_is_a_failed_trial_and_the_search_goes_on(monkeypatch, tmp_path):

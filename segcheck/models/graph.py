@@ -47,3 +47,44 @@ def inspect_graph(symbol_json: str) -> GraphReport:
                 fp32 += 1
                 fp32_layers.extend(inner_convs(node) or [node["name"]])
     return GraphReport(int8, fp32, calibrated, tuple(fp32_layers), unfused)
+
+
+# Fused activations after which MXNet's quantized convolution gives an unsigned (uint8) output (IsOutputUInt8 in
+# src/operator/subgraph/mkldnn/mkldnn_conv.cc): ReLU, sigmoid, softrelu, and a clip from 0 (bounded ReLU).
+UNSIGNED_ACTIVATIONS = ("relu", "sigmoid", "softrelu")
+
+
+@dataclass(frozen=True)
+class NegativeRange:
+    """A quantized convolution whose output MXNet makes unsigned while its calibrated range reaches below zero: the
+    next quantized layer refuses it (MXNet: "Expect int8 when data_min < 0.0", naming no node)."""
+
+    layer: str  # its inner convolution's name, as the graph names it
+    low: float
+    high: float
+
+
+def _unsigned(activation: dict) -> bool:
+    attrs = activation.get("attrs", {})
+    if activation["op"] == "Activation":
+        return attrs.get("act_type") in UNSIGNED_ACTIVATIONS
+    return activation["op"] == "clip" and float(attrs.get("a_min", "-1")) == 0.0
+
+
+def negative_unsigned_ranges(symbol_json: str) -> list:
+    """NegativeRange of each quantized convolution of the graph whose output is uint8 (a fused unsigned activation
+    with no sum after it, or one after the sum) but whose calibrated range reaches below zero, in graph order."""
+    found = []
+    for node in json.loads(symbol_json)["nodes"]:
+        attrs = node.get("attrs", {})
+        if node["op"] != "_sg_mkldnn_conv" or attrs.get("quantized") != "true" or "min_calib_range" not in attrs:
+            continue
+        acts = [m for g in node.get("subgraphs", []) for m in g["nodes"] if m["op"] in ("Activation", "LeakyReLU", "clip")]
+        if attrs.get("with_act") == "true" and attrs.get("with_sum") != "true":
+            unsigned = bool(acts) and _unsigned(acts[0])
+        else:
+            unsigned = attrs.get("with_postsum_act") == "true" and bool(acts) and _unsigned(acts[-1])
+        if unsigned and float(attrs["min_calib_range"]) < 0:
+            found.append(NegativeRange((inner_convs(node) or [node["name"]])[0], float(attrs["min_calib_range"]),
+                                       float(attrs["max_calib_range"])))
+    return found

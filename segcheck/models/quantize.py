@@ -11,7 +11,7 @@ import mxnet as mx
 from ..config.recipes import EXCLUDE_LAYERS, CalibRecipe
 from ..errors import RefusedRanges, SegcheckError
 from .build import child, layers
-from .graph import inner_convs
+from .graph import inner_convs, negative_unsigned_ranges
 
 
 class _Batches(mx.io.DataIter):
@@ -97,14 +97,9 @@ def quantize(net, arch: str, recipe: CalibRecipe, calib_batches: list, crop_size
         mx.nd.waitall()
     except mx.base.MXNetError as err:
         if "data_min < 0" in str(err):
-            refused = negative_after_relu(qnet, net)
+            refused = _refused_layers(qnet, net)
             if refused:
-                shown = "; ".join(f"{path} [{low:g}, {high:g}]" for path, low, high in refused)
-                raise RefusedRanges(
-                    f"MXNet refuses the quantized graph: the calibrated range of {shown} reaches below zero, but a "
-                    "fused ReLU makes that output unsigned (uint8), which the next quantized layer cannot take "
-                    "(data_min < 0); the calibration statistics are wrong: recalibrate, or keep the layer in FP32 "
-                    "(int8.exclude)", tuple(path for path, _, _ in refused)) from None
+                raise refused from None
             dtype = input_dtype(qnet) or recipe.dtype
             raise SegcheckError(
                 f"the quantized graph takes its input as {dtype} (the recipe asked for {recipe.dtype}), which needs "
@@ -115,22 +110,20 @@ def quantize(net, arch: str, recipe: CalibRecipe, calib_batches: list, crop_size
     return qnet
 
 
-def negative_after_relu(qnet, net) -> list:
-    """(dotted path, min, max) of each quantized convolution of `qnet` whose fused activation makes its output unsigned
-    while its calibrated range reaches below zero: a range MXNet's next quantized layer refuses (data_min < 0)."""
+def _refused_layers(qnet, net) -> RefusedRanges | None:
+    """The error naming the convolutions whose range MXNet's next quantized layer refuses (graph.NegativeRange), by the
+    dotted path int8.exclude takes where `net` has one; None where no range explains the refusal."""
     graph = getattr(qnet, "_cached_graph", ())
-    if not graph:
-        return []
+    found = graph and negative_unsigned_ranges(graph[1].tojson())
+    if not found:
+        return None
     path_of = {name: path for path, name in conv_names(net).items()}
-    found = []
-    for node in json.loads(graph[1].tojson())["nodes"]:
-        attrs = node.get("attrs", {})
-        unsigned = "true" in (attrs.get("with_act"), attrs.get("with_postsum_act"))
-        if node["op"] == "_sg_mkldnn_conv" and unsigned and float(attrs.get("min_calib_range", 0.0)) < 0:
-            inner = inner_convs(node)
-            found.append((path_of.get(inner[0], node["name"]) if inner else node["name"],
-                          float(attrs["min_calib_range"]), float(attrs["max_calib_range"])))
-    return found
+    paths = tuple(path_of[r.layer] for r in found if r.layer in path_of)
+    shown = "; ".join(f"{path_of.get(r.layer, r.layer)} [{r.low:g}, {r.high:g}]" for r in found)
+    remedy = f"recalibrate, or keep it in FP32 (int8.exclude = {json.dumps(list(paths))})" if paths else "recalibrate"
+    return RefusedRanges(f"MXNet refuses the quantized graph: the calibrated range of {shown} reaches below zero, but "
+                         "its fused activation makes that output unsigned (uint8), which the next quantized layer cannot "
+                         f"take (data_min < 0); the calibration statistics are wrong: {remedy}", paths)
 
 
 def input_dtype(qnet) -> str | None:

@@ -1,8 +1,9 @@
 """The search of `segcheck tune`, cheapest first, as NNCF's accuracy control and Intel Neural Compressor's basic
-strategy search: the configured recipe; then at most three other recipes (the other calibration mode, int8 throughout,
-twice the images); then layers kept in FP32 one at a time, greedily from the best recipe, ranked by how much SQNR each
-loses by itself (the layers the failing verdict names first; where MXNet refuses the graph for some layers' ranges,
-those layers at once), with leave-one-in-FP32 trials over the top few only and re-ranking when a revert does not help. It stops at the first trial the gate's INT8 checks pass, or at the budget."""
+strategy search: the configured recipe (where MXNet refuses its graph for some layers' ranges, next the same recipe with
+those layers in FP32); then at most three other recipes (the other calibration mode, int8 throughout, twice the
+images); then layers kept in FP32 one at a time, greedily from the best recipe, ranked by how much SQNR each loses by
+itself (the layers the failing verdict names first), with leave-one-in-FP32 trials over the top few only and
+re-ranking when a revert does not help. It stops at the first trial the gate's INT8 checks pass, or at the budget."""
 
 from __future__ import annotations
 
@@ -93,14 +94,17 @@ def search(bench: Bench, budget: Budget, progress: bool = True) -> Outcome:
     configured = run(bench.config.calib, "the configured recipe")
     if configured.passed:
         return done(configured, "the configured recipe passes the gate's INT8 checks: nothing to tune")
+    start = configured
     if configured.blamed:  # MXNet refused the graph for these layers' ranges: no layer was measured, they go first
         if spent := out_of_budget():
             return done(None, spent, f"{', '.join(configured.blamed)} kept in FP32, then other recipes")
         kept = tuple(sorted({*configured.calib.exclude, *configured.blamed}))
-        if run(replace(configured.calib, exclude=kept),
-               f"{', '.join(configured.blamed)} kept in FP32: MXNet refused the graph for their ranges").passed:
-            return done(trials[-1], f"keeping {', '.join(kept)} in FP32 passes the gate's INT8 checks")
-    candidates = recipe_candidates(bench.config.calib, bench.indices[0])
+        trial = run(replace(configured.calib, exclude=kept),
+                    f"{', '.join(configured.blamed)} kept in FP32: MXNet refused the graph for their ranges")
+        if trial.passed:
+            return done(trial, f"keeping {', '.join(kept)} in FP32 passes the gate's INT8 checks")
+        start = configured if trial.error else trial  # the other recipes keep them too: the fault is in every recipe
+    candidates = recipe_candidates(start.calib, bench.indices[0])
     for k, (recipe, why) in enumerate(candidates):
         if spent := out_of_budget():
             return done(None, spent, f"{len(candidates) - k} other recipes, then layers kept in FP32")

@@ -18,7 +18,7 @@ from ..config.recipes import EXCLUDE_LAYERS, CalibRecipe
 from ..config.run import ModelConfig
 from ..config.tolerances import Tolerances
 from ..data import loaders
-from ..errors import SegcheckError
+from ..errors import RefusedRanges, SegcheckError
 from ..gate import verdicts
 from ..gate.checks import ERROR, FAILING, PASS, SKIP
 from ..measure import calibration, guard, latency, layers, stats
@@ -197,7 +197,7 @@ def judge(bench: Bench, recipe: CalibRecipe, why: str) -> Trial:
     try:
         trial = _judged(bench, recipe, why)
     except SegcheckError as err:  # guard.BackendCrash too: a crash or a hang of the backend
-        return Trial.failed(recipe, why, str(err), getattr(err, "layers", ()))
+        return Trial.failed(recipe, why, str(err), err.layers if isinstance(err, RefusedRanges) else ())
     atomic.write_json(path, trial.to_dict())
     return trial
 
