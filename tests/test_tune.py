@@ -24,6 +24,8 @@ from segcheck.measure import guard
 from segcheck.models import build
 from segcheck.tune import recipe_file, search
 from segcheck.tune import trial as trial_module
+from segcheck.tune.report import Tuned
+from segcheck.tune.speed import SpeedCost
 from segcheck.tune.trial import Judged, Trial
 
 import faults
@@ -242,6 +244,19 @@ int8 = { mode = "naive" }  # the seed's
 [[models]]
 network = "fcn_resnet101_coco"
 """
+
+
+def test_the_json_report_holds_the_trials_the_choice_its_speed_cost_and_its_verification(monkeypatch):
+    bench, _ = _faked(monkeypatch, faulty="b")
+    outcome = search.search(bench, search.Budget(), progress=False)
+    cost = SpeedCost(3.1, 3.0, 0.1, 0.1, 40, 64)
+    doc = json.loads(json.dumps(Tuned(outcome, cost, True).to_dict()))
+    assert doc["chosen"] == "naive/auto/2x16/train/exclude=conv.b" and doc["verified"] is True and doc["left"] == ""
+    assert [t["passed"] for t in doc["trials"]] == [False] * 4 + [True] and doc["trials"][0]["verdicts"][0]["check"]
+    assert doc["speed_cost"]["ratio"] == round(3.1 / 3.0, 4) and doc["speed_cost"]["rounds"] == 40
+    assert Trial.from_dict({k: v for k, v in doc["trials"][4].items() if k not in ("passed", "speedup")}).calib.exclude == ("conv.b",)
+    unverified = Tuned(search.search(bench, search.Budget(max_trials=1), progress=False)).to_dict()
+    assert unverified["chosen"] is None and "verified" not in unverified and "speed_cost" not in unverified
 
 
 def test_a_write_that_fails_half_way_leaves_the_configuration_as_it_was(tmp_path, monkeypatch):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from ..config import options
@@ -73,12 +74,13 @@ def main(argv, out=None) -> int:
     from ..gate.checks import REGRESSED
     from ..measure.environment import fingerprint
     from ..tune import chart, fp32_check, search, trial
+    from ..tune.report import Tuned
 
     table = baselines.load(project.baselines, missing_ok=True)
     convention = table.convention(run.tier, project.metric_convention, project.path)
     tier = table.tier_or_new(run.tier, convention)
     environment = fingerprint(run.cache_dir)
-    status, report = 0, {}
+    status, reports = 0, {}
     for name in args.models or list(models):
         mc = models[name]
         if isinstance(mc, MissingResource):
@@ -100,9 +102,7 @@ def main(argv, out=None) -> int:
             status = 1
             continue
         outcome = search.search(bench, search.Budget(args.max_trials, args.time_budget or float("inf")))
-        report[name] = {"trials": [{**t.to_dict(), "passed": t.passed, "speedup": round(t.speedup, 3)} for t in outcome.trials],
-                        "chosen": outcome.chosen.label if outcome.chosen else None, "stopped": outcome.reason,
-                        "left": outcome.left}
+        reports[name] = Tuned(outcome)
         print(f"segcheck tune {name}: {len(outcome.trials)} trials on {len(bench.indices)} tuning images "
               f"({bench.images.describe()}); allowed INT8 drop pixAcc {tol.int8_drop_pixacc_points:g}, mIoU "
               f"{tol.int8_drop_miou_points:g}, class IoU {tol.int8_drop_class_iou_points:g} points; SQNR floor "
@@ -120,23 +120,25 @@ def main(argv, out=None) -> int:
             status = 1
         elif outcome.chosen is not outcome.trials[0]:
             index = [e.name for e in project.models].index(name)
-            status = max(status, _adopt(outcome.chosen, bench, project, index, args, report[name], out))
+            adopted, reports[name] = _adopt(reports[name], bench, project, index, args, out)
+            status = max(status, adopted)
         else:
             print(f"{name}: chosen {outcome.chosen.label}, as configured", file=out)
         if args.json_out:  # after each model: a later one that fails loses nothing
-            atomic.write_json(Path(args.json_out), report)
+            atomic.write_json(Path(args.json_out), {model: tuned.to_dict() for model, tuned in reports.items()})
     if args.json_out:
         print(f"trials: {args.json_out}", file=out)
     return status
 
 
-def _adopt(chosen, bench, project: Project, index: int, args, report: dict, out) -> int:
-    """The chosen recipe's speed cost against the configured one's, the verifying gate run, then --write."""
+def _adopt(tuned, bench, project: Project, index: int, args, out) -> tuple:
+    """(exit status, `tuned` completed): the chosen recipe's speed cost against the configured one's, the verifying
+    gate run, then --write."""
     from ..tune import recipe_file, speed, verify
 
-    name, run = bench.config.name, bench.config.run
+    name, run, chosen = bench.config.name, bench.config.run, tuned.outcome.chosen
     cost = speed.cost(bench, chosen.calib, bench.config.calib)
-    report["speed_cost"] = {**vars(cost), "ratio": round(cost.ratio, 4)}
+    tuned = replace(tuned, speed_cost=cost)
     print(f"{name}: chosen {chosen.label} (mIoU drop {chosen.drop_miou:+.2f}); speed cost: {cost.describe()}", file=out)
     defaults = tier_defaults(run.tier)["calib"]
     if not args.no_verify:
@@ -146,11 +148,11 @@ def _adopt(chosen, bench, project: Project, index: int, args, report: dict, out)
         verified = verify.gate(project, index, name, chosen.calib, defaults, argv)
         print(f"verifying with the gate: {verified.command}", file=out)
         print("\n".join(f"  | {line}" for line in verified.tail), file=out)
-        report["verified"] = verified.passed
+        tuned = replace(tuned, verified=verified.passed)
         if not verified.passed:
             print(f"{name}: the gate run with the chosen recipe failed: not written", file=out)
-            return 1
+            return 1, tuned
     if args.write:
         print(recipe_file.write(project.path, index, name, chosen.calib, defaults) or f"{project.path}: already holds it",
               file=out)
-    return 0
+    return 0, tuned
