@@ -214,12 +214,17 @@ def digest(what: str, now: dict, golden: dict | None, reference: Reference | Non
     return Verdict(status, f"{what}: {message}{_against(reference)}", compared)
 
 
+def class_drops(fp32: Scores, int8: Scores, labelled, tol: Tolerances) -> list:
+    """(IoU drop in points, class) of each class labelled at least the minimum in this subset, largest drop first."""
+    judged = [c for c, n in enumerate(labelled) if n >= tol.class_min_pixels]
+    return sorted(((100 * (np.nan_to_num(fp32.iou[c]) - np.nan_to_num(int8.iou[c])), c) for c in judged), reverse=True)
+
+
 def class_drop(what: str, fp32: Scores, int8: Scores, labelled, classes: tuple, tol: Tolerances) -> Verdict:
     """Per class: INT8 IoU may fall at most the tolerance below FP32; classes labelled less than the minimum
     in this subset are left out, and named."""
     left_out = [classes[c] for c, n in enumerate(labelled) if 0 < n < tol.class_min_pixels]
-    judged = [c for c, n in enumerate(labelled) if n >= tol.class_min_pixels]
-    drops = sorted(((100 * (np.nan_to_num(fp32.iou[c]) - np.nan_to_num(int8.iou[c])), c) for c in judged), reverse=True)
+    drops = class_drops(fp32, int8, labelled, tol)
     bad = [(d, c) for d, c in drops if d > tol.int8_drop_class_iou_points]
     note = f"; left out (fewer than {tol.class_min_pixels:g} labelled pixels): {', '.join(left_out)}" if left_out else ""
     if bad:

@@ -10,7 +10,6 @@ import math
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
 
 from .. import atomic
 from ..config import isa
@@ -233,12 +232,10 @@ def _judged(bench: Bench, recipe: CalibRecipe, why: str) -> Trial:
     fp32_t, int8_t = latency.measure(bench.fp32, x, TIMED, 2), latency.measure(int8.block, x, TIMED, 2)
     speed = verdicts.speedup(mc.name, 1e3 * fp32_t.min, 1e3 * int8_t.min, bench.min_speedup, isa.effective_level())
     f, q = fp32_scores.percent(), int8_scores.percent()
-    judged = [c for c, n in enumerate(labelled) if n >= tol.class_min_pixels]
     return Trial(
         recipe=recipe.as_dict(), label=recipe.label(), why=why, drop_pixacc=round(f[0] - q[0], 4),
         drop_miou=round(f[1] - q[1], 4), miou_interval=(round(interval.miou[1], 4), round(interval.miou[2], 4)),
-        class_drop=round(max((100 * (np.nan_to_num(fp32_scores.iou[c]) - np.nan_to_num(int8_scores.iou[c])) for c in judged),
-                             default=0.0), 4),
+        class_drop=round(max((d for d, _ in verdicts.class_drops(fp32_scores, int8_scores, labelled, tol)), default=0.0), 4),
         worst_layer=worst, worst_sqnr_db=sqnr.get(worst, 0.0), sqnr=sqnr, upstream=dict(loc.upstream),
         fp32_ms=round(1e3 * fp32_t.min, 3), int8_ms=round(1e3 * int8_t.min, 3),
         verdicts=(Judged("int8-drop", drop.status, drop.message), Judged("int8-class-drop", class_drop.status, class_drop.message),
