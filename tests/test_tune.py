@@ -22,7 +22,7 @@ from segcheck.config.tolerances import Tolerances
 from segcheck.errors import RefusedRanges, SegcheckError
 from segcheck.measure import guard
 from segcheck.models import build
-from segcheck.tune import recipe_file, search
+from segcheck.tune import recipe_file, search, speed
 from segcheck.tune import trial as trial_module
 from segcheck.tune.report import Tuned
 from segcheck.tune.speed import SpeedCost
@@ -255,6 +255,8 @@ def test_the_json_report_holds_the_trials_the_choice_its_speed_cost_and_its_veri
     assert [t["passed"] for t in doc["trials"]] == [False] * 4 + [True] and doc["trials"][0]["verdicts"][0]["check"]
     assert doc["speed_cost"]["ratio"] == round(3.1 / 3.0, 4) and doc["speed_cost"]["rounds"] == 40
     assert Trial.from_dict({k: v for k, v in doc["trials"][4].items() if k not in ("passed", "speedup")}).calib.exclude == ("conv.b",)
+    fp32 = SpeedCost(3.0, 10.0, 0.1, 0.1, 40, 64, speed.FP32)  # the configured recipe built no INT8 model to time
+    assert Tuned(outcome, fp32).to_dict()["speed_cost"]["reference"] == "FP32" and "speed-up of 3.33x" in fp32.describe()
     unverified = Tuned(search.search(bench, search.Budget(max_trials=1), progress=False)).to_dict()
     assert unverified["chosen"] is None and "verified" not in unverified and "speed_cost" not in unverified
 

@@ -22,6 +22,7 @@ from segcheck import atomic
 from segcheck.cli import commands
 from segcheck.measure import calibration
 from segcheck.models import build
+from segcheck.tune import speed
 
 import faults
 import inner
@@ -65,8 +66,12 @@ def test_tune_fixes_a_fault_pinned_to_one_layer(edit, position, segcheck, tmp_pa
     out = capsys.readouterr().out
     found = json.loads((tmp_path / "tune.json").read_text())[MODEL]
     trials = found["trials"]
+    cost = found.get("speed_cost", {})
+    against_configured = cost.get("reference") == speed.CONFIGURED  # else FP32: the configured recipe built no INT8
     row = {"layer": layer, "trials": len(trials), "tune_minutes": round(tuned / 60, 2), "chosen": found["chosen"],
-           "speed_cost": found.get("speed_cost", {}).get("ratio"), "configured_failed": [
+           "speed_cost": cost.get("ratio") if against_configured else None,
+           "speedup_over_fp32": round(1 / cost["ratio"], 3) if cost and not against_configured else None,
+           "configured_failed": [
                v["check"] for v in trials[0]["verdicts"] if v["status"] in ("FAIL", "REGRESSED", "ERROR")]}
     if trials[0]["passed"]:
         _record(segcheck, name, {**row, "outcome": "not harmful to the gate: the configured recipe passes under it"})

@@ -137,7 +137,8 @@ def _adopt(tuned, bench, project: Project, index: int, args, out) -> tuple:
     from ..tune import recipe_file, speed, verify
 
     name, run, chosen = bench.config.name, bench.config.run, tuned.outcome.chosen
-    cost = speed.cost(bench, chosen.calib, bench.config.calib)
+    configured = tuned.outcome.trials[0]
+    cost = speed.cost(bench, chosen.calib, None if configured.error else bench.config.calib)
     tuned = replace(tuned, speed_cost=cost)
     print(f"{name}: chosen {chosen.label} (mIoU drop {chosen.drop_miou:+.2f}); speed cost: {cost.describe()}", file=out)
     defaults = tier_defaults(run.tier)["calib"]

@@ -15,33 +15,45 @@ from .trial import Bench
 ROUNDS = 40  # interleaved rounds per model
 
 
+CONFIGURED, FP32 = "the configured recipe's INT8", "FP32"  # what the chosen recipe's INT8 is timed against
+
+
 @dataclass(frozen=True)
 class SpeedCost:
-    """The chosen recipe's INT8 latency against the configured recipe's, timed interleaved in one process."""
+    """The chosen recipe's INT8 latency against the configured recipe's INT8, timed interleaved in one process; against
+    FP32 where the configured recipe has no INT8 model to time (MXNet refused its graph, or its calibration failed)."""
 
     chosen_ms: float  # median of the rounds
-    configured_ms: float
+    reference_ms: float
     chosen_iqr_ms: float
-    configured_iqr_ms: float
+    reference_iqr_ms: float
     rounds: int
     crop_size: int
+    reference: str = CONFIGURED
 
     @property
     def ratio(self) -> float:
-        """How much slower the chosen INT8 runs (1.05: 5% slower)."""
-        return self.chosen_ms / self.configured_ms
+        """The chosen INT8's latency over the reference's (against the configured INT8, 1.05: 5% slower)."""
+        return self.chosen_ms / self.reference_ms
 
     def describe(self) -> str:
-        return (f"INT8 {self.chosen_ms:.2f} ms with the chosen recipe against {self.configured_ms:.2f} ms with the "
-                f"configured one at {self.crop_size} px: {self.ratio:.3f}x ({self.rounds} interleaved rounds each, "
-                f"interquartile ranges {self.chosen_iqr_ms:.2f} and {self.configured_iqr_ms:.2f} ms)")
+        rounds = (f"{self.rounds} interleaved rounds each, interquartile ranges {self.chosen_iqr_ms:.2f} and "
+                  f"{self.reference_iqr_ms:.2f} ms")
+        if self.reference == FP32:
+            return (f"the configured recipe has no INT8 model to time against (its trial failed); the chosen INT8 runs "
+                    f"{self.chosen_ms:.2f} ms against FP32's {self.reference_ms:.2f} ms at {self.crop_size} px, a "
+                    f"speed-up of {1 / self.ratio:.2f}x ({rounds})")
+        return (f"INT8 {self.chosen_ms:.2f} ms with the chosen recipe against {self.reference_ms:.2f} ms with the "
+                f"configured one at {self.crop_size} px: {self.ratio:.3f}x ({rounds})")
 
 
-def cost(bench: Bench, chosen: CalibRecipe, configured: CalibRecipe, rounds: int = ROUNDS) -> SpeedCost:
-    """Time both INT8 models (from the model cache) round after round, alternating, so that drift of the machine falls
-    on both alike: at 64 px one layer kept in FP32 costs less than one benchmark's precision."""
+def cost(bench: Bench, chosen: CalibRecipe, configured: CalibRecipe | None, rounds: int = ROUNDS) -> SpeedCost:
+    """Time the chosen INT8 model (from the model cache) and the configured one's (None: FP32 instead) round after
+    round, alternating, so that drift of the machine falls on both alike: at 64 px one layer kept in FP32 costs less
+    than one benchmark's precision."""
     mc = bench.config
-    models = [pipeline.int8_model(mc.with_(calib=r), r).block for r in (chosen, configured)]
+    models = [pipeline.int8_model(mc.with_(calib=chosen), chosen).block,
+              pipeline.int8_model(mc.with_(calib=configured), configured).block if configured else bench.fp32]
     x = bench.layer_images[0]
     for model in models:
         latency.measure(model, x, 0, 3)
@@ -52,4 +64,4 @@ def cost(bench: Bench, chosen: CalibRecipe, configured: CalibRecipe, rounds: int
     ms = [1e3 * np.asarray(t) for t in times]
     iqr = [float(np.subtract(*np.percentile(m, [75, 25]))) for m in ms]
     return SpeedCost(round(float(np.median(ms[0])), 3), round(float(np.median(ms[1])), 3), round(iqr[0], 3),
-                     round(iqr[1], 3), rounds, mc.crop_size)
+                     round(iqr[1], 3), rounds, mc.crop_size, CONFIGURED if configured else FP32)
