@@ -1,6 +1,6 @@
 """The tune catalogue (opt in: `pytest -m tune_catalogue`, `tox -e tune-catalogue`): for one fault per class and
 position, pinned to its layer by name below segcheck (tests/plugins/faults.py EDITS: a range scaled, min/max mixed up,
-a layer's statistics from the layer with the narrowest range), `segcheck tune fcn_resnet101_voc --write` must find
+a layer's statistics from the layer whose range is most unlike its own), `segcheck tune fcn_resnet101_voc --write` must find
 within 10 trials a recipe the gate verifies, whose FP32 fallback (where it has one) holds that layer, and
 `pytest -k "fcn_resnet101_voc and not peer"` must then pass under the same fault. A fault the configured recipe already
 passes is not harmful to the gate: its case skips, saying so.

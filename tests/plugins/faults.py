@@ -9,6 +9,7 @@ taken out after. Used by the self-tests (tests/test_selfcheck.py) as a plugin ob
 
 import ctypes
 import json
+import math
 import os
 import re
 import shutil
@@ -206,18 +207,22 @@ POSITIONS = {"first": "resnetv1s_conv0_fwd", "middle": "resnetv1s_layers3_conv27
              "last": "_fcnhead0_hybridsequential0_conv1_fwd"}
 
 
-def _narrowest(table: dict, keys: list, key: str) -> str:
-    """The calibration-table key of the other convolution with the narrowest range (the smallest largest magnitude),
-    whatever its sign, as a collector that files statistics under the wrong layer would give: its range saturates the
-    layer, and a two-sided range given to a layer whose fused ReLU makes its output unsigned makes MXNet refuse the graph
-    (data_min < 0), which tune must trace to the layer."""
-    return min((k for k in keys if k != key), key=lambda k: max(abs(float(v)) for v in table[k]))
+def _most_unlike(table: dict, keys: list, key: str) -> str:
+    """The calibration-table key of the other convolution whose range is most unlike the layer's own (the largest
+    magnitudes furthest apart, by ratio), whatever its sign, as a collector filing statistics under the wrong layer
+    would give: a narrower range saturates the layer, a wider one loses its resolution, and a two-sided range given to a
+    layer whose fused ReLU makes its output unsigned makes MXNet refuse the graph (data_min < 0), which tune must trace
+    to the layer."""
+    def magnitude(k):
+        return max(1e-12, *(abs(float(v)) for v in table[k]))
+
+    return max((k for k in keys if k != key), key=lambda k: abs(math.log(magnitude(k) / magnitude(key))))
 
 
 # How a pinned fault changes a layer's calibrated range: (table, its key, every quantized convolution's key) -> range
 EDITS = {"scaled-1/20": lambda table, key, keys: tuple(v / 20 for v in table[key]),
          "max-is-min": lambda table, key, keys: (table[key][0], table[key][0]),
-         "from-another-layer": lambda table, key, keys: table[_narrowest(table, keys, key)]}
+         "from-another-layer": lambda table, key, keys: table[_most_unlike(table, keys, key)]}
 
 
 def _pinned(edit: str, layer: str):
