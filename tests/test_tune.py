@@ -256,7 +256,7 @@ def test_the_json_report_holds_the_trials_the_choice_its_speed_cost_and_its_veri
     assert doc["speed_cost"]["ratio"] == round(3.1 / 3.0, 4) and doc["speed_cost"]["rounds"] == 40
     assert Trial.from_dict({k: v for k, v in doc["trials"][4].items() if k not in ("passed", "speedup")}).calib.exclude == ("conv.b",)
     fp32 = SpeedCost(3.0, 10.0, 0.1, 0.1, 40, 64, speed.FP32)  # the configured recipe built no INT8 model to time
-    assert Tuned(outcome, fp32).to_dict()["speed_cost"]["reference"] == "FP32" and "speed-up of 3.33x" in fp32.describe()
+    assert Tuned(outcome, fp32).to_dict()["speed_cost"]["reference"] == "fp32" and "speed-up of 3.33x" in fp32.describe()
     unverified = Tuned(search.search(bench, search.Budget(max_trials=1), progress=False)).to_dict()
     assert unverified["chosen"] is None and "verified" not in unverified and "speed_cost" not in unverified
 

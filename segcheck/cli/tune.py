@@ -131,9 +131,9 @@ def main(argv, out=None) -> int:
     return status
 
 
-def _adopt(tuned, bench, project: Project, index: int, args, out) -> tuple:
-    """(exit status, `tuned` completed): the chosen recipe's speed cost against the configured one's, the verifying
-    gate run, then --write."""
+def _adopt(tuned, bench, project: Project, index: int, args, out) -> tuple[int, object]:
+    """(exit status, `tuned` completed): the chosen recipe's speed cost against the configured one's (against FP32
+    where the configured trial, always the first, errored), the verifying gate run, then --write."""
     from ..tune import recipe_file, speed, verify
 
     name, run, chosen = bench.config.name, bench.config.run, tuned.outcome.chosen

@@ -1,5 +1,6 @@
-"""The chosen recipe's speed cost: its INT8 latency against the configured recipe's, timed interleaved in one process
-with enough rounds to resolve one layer kept in FP32, which at 64 px costs less than a single trial's timing can see."""
+"""The chosen recipe's speed cost: its INT8 latency against the configured recipe's (against FP32 where the configured
+recipe's trial errored and left no INT8 model), timed interleaved in one process with enough rounds to resolve one layer
+kept in FP32, which at 64 px costs less than a single trial's timing can see."""
 
 from __future__ import annotations
 
@@ -15,13 +16,13 @@ from .trial import Bench
 ROUNDS = 40  # interleaved rounds per model
 
 
-CONFIGURED, FP32 = "the configured recipe's INT8", "FP32"  # what the chosen recipe's INT8 is timed against
+CONFIGURED, FP32 = "configured", "fp32"  # what the chosen recipe's INT8 is timed against (the JSON's `reference`)
 
 
 @dataclass(frozen=True)
 class SpeedCost:
     """The chosen recipe's INT8 latency against the configured recipe's INT8, timed interleaved in one process; against
-    FP32 where the configured recipe has no INT8 model to time (MXNet refused its graph, or its calibration failed)."""
+    FP32 where the configured recipe's trial errored (MXNet refused its graph, its calibration crashed or hung)."""
 
     chosen_ms: float  # median of the rounds
     reference_ms: float
@@ -40,7 +41,7 @@ class SpeedCost:
         rounds = (f"{self.rounds} interleaved rounds each, interquartile ranges {self.chosen_iqr_ms:.2f} and "
                   f"{self.reference_iqr_ms:.2f} ms")
         if self.reference == FP32:
-            return (f"the configured recipe has no INT8 model to time against (its trial failed); the chosen INT8 runs "
+            return (f"the configured recipe's trial errored, leaving no INT8 model of it to time; the chosen INT8 runs "
                     f"{self.chosen_ms:.2f} ms against FP32's {self.reference_ms:.2f} ms at {self.crop_size} px, a "
                     f"speed-up of {1 / self.ratio:.2f}x ({rounds})")
         return (f"INT8 {self.chosen_ms:.2f} ms with the chosen recipe against {self.reference_ms:.2f} ms with the "

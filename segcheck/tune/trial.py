@@ -10,7 +10,6 @@ import math
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-
 from .. import atomic
 from ..config import isa
 from ..config.recipes import EXCLUDE_LAYERS, CalibRecipe

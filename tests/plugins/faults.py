@@ -214,9 +214,13 @@ def _most_unlike(table: dict, keys: list, key: str) -> str:
     layer whose fused ReLU makes its output unsigned makes MXNet refuse the graph (data_min < 0), which tune must trace
     to the layer."""
     def magnitude(k):
-        return max(1e-12, *(abs(float(v)) for v in table[k]))
+        return max(abs(float(v)) for v in table[k])
 
-    return max((k for k in keys if k != key), key=lambda k: abs(math.log(magnitude(k) / magnitude(key))))
+    own = magnitude(key)
+    if not math.isfinite(own) or own <= 0:
+        raise ValueError(f"{key}: calibrated range {table[key]} has no magnitude to compare other layers' with")
+    usable = [k for k in keys if k != key and math.isfinite(magnitude(k)) and magnitude(k) > 0]
+    return max(usable, key=lambda k: abs(math.log(magnitude(k) / own)))
 
 
 # How a pinned fault changes a layer's calibrated range: (table, its key, every quantized convolution's key) -> range
