@@ -49,6 +49,12 @@ def inspect_graph(symbol_json: str) -> GraphReport:
     return GraphReport(int8, fp32, calibrated, tuple(fp32_layers), unfused)
 
 
+def input_dtype(symbol_json: str) -> str | None:
+    """The type a quantized graph quantizes its input to (its data quantize node's out_type), as MXNet built it."""
+    return next((node.get("attrs", {}).get("out_type") for node in json.loads(symbol_json)["nodes"]
+                 if node["op"] == "_contrib_quantize_v2"), None)
+
+
 # Fused activations after which MXNet's quantized convolution gives an unsigned (uint8) output (IsOutputUInt8 in
 # src/operator/subgraph/mkldnn/mkldnn_conv.cc): ReLU, sigmoid, softrelu, and a clip from 0 (bounded ReLU).
 UNSIGNED_ACTIVATIONS = ("relu", "sigmoid", "softrelu")

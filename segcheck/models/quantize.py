@@ -11,7 +11,8 @@ import mxnet as mx
 from ..config.recipes import EXCLUDE_LAYERS, CalibRecipe
 from ..errors import RefusedRanges, SegcheckError
 from .build import child, layers
-from .graph import inner_convs, negative_unsigned_ranges
+from .export import graph_json
+from .graph import inner_convs, input_dtype, negative_unsigned_ranges
 
 
 class _Batches(mx.io.DataIter):
@@ -97,10 +98,11 @@ def quantize(net, arch: str, recipe: CalibRecipe, calib_batches: list, crop_size
         mx.nd.waitall()
     except mx.base.MXNetError as err:
         if "data_min < 0" in str(err):
-            refused = _refused_layers(qnet, net)
+            symbol_json = graph_json(qnet)  # built before it ran: MXNet refuses a graph it has
+            refused = _refused_layers(symbol_json, net)
             if refused:
                 raise refused from None
-            dtype = input_dtype(qnet) or recipe.dtype
+            dtype = input_dtype(symbol_json) or recipe.dtype
             raise SegcheckError(
                 f"the quantized graph takes its input as {dtype} (the recipe asked for {recipe.dtype}), which needs "
                 "non-negative input, but the normalised images have negative values; quantize to int8 "
@@ -110,11 +112,11 @@ def quantize(net, arch: str, recipe: CalibRecipe, calib_batches: list, crop_size
     return qnet
 
 
-def _refused_layers(qnet, net) -> RefusedRanges | None:
-    """The error naming the convolutions whose range MXNet's next quantized layer refuses (graph.NegativeRange), by the
-    dotted path int8.exclude takes where `net` has one; None where no range explains the refusal."""
-    graph = getattr(qnet, "_cached_graph", ())
-    found = graph and negative_unsigned_ranges(graph[1].tojson())
+def _refused_layers(symbol_json: str, net) -> RefusedRanges | None:
+    """The error naming the convolutions of the quantized graph whose range MXNet's next quantized layer refuses
+    (graph.NegativeRange), by the dotted path int8.exclude takes where `net` has one; None where no range explains the
+    refusal."""
+    found = negative_unsigned_ranges(symbol_json)
     if not found:
         return None
     path_of = {name: path for path, name in conv_names(net).items()}
@@ -124,12 +126,3 @@ def _refused_layers(qnet, net) -> RefusedRanges | None:
     return RefusedRanges(f"MXNet refuses the quantized graph: the calibrated range of {shown} reaches below zero, but "
                          "its fused activation makes that output unsigned (uint8), which the next quantized layer cannot "
                          f"take (data_min < 0); the calibration statistics are wrong: {remedy}", paths)
-
-
-def input_dtype(qnet) -> str | None:
-    """The type the quantized graph quantizes its input to (its data quantize node's out_type), as MXNet built it."""
-    graph = getattr(qnet, "_cached_graph", ())
-    if not graph:
-        return None
-    return next((node.get("attrs", {}).get("out_type") for node in json.loads(graph[1].tojson())["nodes"]
-                 if node["op"] == "_contrib_quantize_v2"), None)
