@@ -87,8 +87,8 @@ def convert_adaptive_avg_pooling(node, **kwargs):
 @mx_op.register("null", OPSET_VERSION)
 def convert_weights_as_raw_data(node, **kwargs):
     """mx2onnx converter for a graph's weights and inputs: a weight as one raw little-endian block (numpy_helper),
-    where mx2onnx's own writes it as a Python list of its values, a third of a ResNet-101 export's time; the same
-    values either way. Inputs are mx2onnx's."""
+    where mx2onnx's own writes it as a Python list of its values (half a ResNet-101 export's time); the same values
+    either way. Inputs are mx2onnx's."""
     if kwargs["is_input"] is not False:
         return convert_weights_and_inputs(node, **kwargs)
     from onnx import helper, numpy_helper
