@@ -73,14 +73,44 @@ def test_a_per_image_figure_is_the_mean_change_with_its_interval():
 
 def test_a_layer_is_charged_its_own_change_not_the_one_it_inherits():
     up = {"a": [], "b": ["a"], "c": ["b"]}
-    then = {"a": [30.0, 30.0], "b": [25.0, 25.0], "c": [20.0, 20.0]}
-    now = {"a": [24.0, 24.0], "b": [19.0, 19.0], "c": [12.0, 12.0]}  # a fell 6 dB; b inherits it; c loses 2 dB more
+    then = {k: (v, [1.0, 2.0]) for k, v in {"a": [30.0, 30.0], "b": [25.0, 25.0], "c": [20.0, 20.0]}.items()}
+    now = {k: (v, [1.0, 2.0]) for k, v in {"a": [24.0, 24.0], "b": [19.0, 19.0], "c": [12.0, 12.0]}.items()}
+    # a fell 6 dB; b inherits it; c loses 2 dB more
     shifts = {s.figure: s for s in harm.layers(now, then, up, {}, 1.0, 6.0, 0.95)}
     assert shifts["layer a"].change == pytest.approx(-6.0) and shifts["layer a"].status == "REGRESSED"
     assert shifts["layer b"].change == pytest.approx(0.0) and shifts["layer b"].status == "PASS"
     assert shifts["layer c"].change == pytest.approx(-2.0) and shifts["layer c"].status == "CHANGED"
     assert harm.layers(now, then, up, {"c": 2.5}, 1.0, 6.0, 0.95)[-1].status == "PASS"  # c's own band holds it
     assert harm.layers(now, {}, up, {}, 1.0, 6.0, 0.95) == []
+    assert harm.layers(now, {k: (v[0], ()) for k, v in then.items()}, up, {}, 1.0, 6.0, 0.95) == []  # no energies to pool
+
+
+def _clipped(n=48, hot=6, fall=12.0, every=0.0):
+    """A layer's (per-image SQNR, energy) on n images: the first `hot` carry 10x the energy; they fall by `fall` dB
+    (a range that clips the largest activations), every image by `every` dB (a coarser step)."""
+    signal = [10.0] * hot + [1.0] * (n - hot)
+    then = [30.0] * n
+    now = [30.0 - every - (fall if i < hot else 0.0) for i in range(n)]
+    return {"conv0": (now, signal)}, {"conv0": (then, signal)}
+
+
+def test_a_layer_is_judged_on_its_pooled_sqnr_so_clipping_the_loudest_images_is_harm():
+    """Clipping the few images with the largest activations lets their noise rule the layer: the pooled SQNR falls
+    by about 9 dB while the mean of per-image dB falls by 1.5; a step coarse on every image alike falls as much pooled
+    as per image."""
+    now, then = _clipped()
+    clipped = harm.layers(now, then, {}, {}, 2.6, 6.0, 0.95)[0]
+    assert clipped.change < -8.0 and clipped.status == "REGRESSED"
+    assert np.mean(now["conv0"][0]) - np.mean(then["conv0"][0]) == pytest.approx(-1.5)  # what a mean of dB would see
+    now, then = _clipped(fall=0.0, every=4.0)
+    coarse = harm.layers(now, then, {}, {}, 2.6, 6.0, 0.95)[0]
+    assert coarse.change == pytest.approx(-4.0) and coarse.status == "CHANGED"
+
+
+def test_layers_pair_the_first_images_both_measured():
+    now, then = _clipped(n=48)
+    short = {k: (v[0][:8], v[1][:8]) for k, v in now.items()}
+    assert harm.layers(short, then, {}, {}, 2.6, 6.0, 0.95)[0].images == 8
 
 
 def test_the_accuracy_verdict_names_what_it_compared_and_keeps_an_xfail_row():

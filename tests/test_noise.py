@@ -22,8 +22,8 @@ def _run(int8_miou, agreement, sqnr, lowest=20.0, hi=4.0, drop=0.2):
     m.fp32 = Figures(pixacc=92.0, miou=int8_miou + drop, iou=[90.0, 50.0], matrix=[[5000, 0], [0, 5000]])
     m.int8 = Figures(pixacc=91.9, miou=int8_miou, iou=[90.0, 50.0 - drop], agreement=agreement, output_sqnr=[20.0, 20.0])
     m.int8_key, m.tolerances = "naive/auto/2x16/train", {"class_min_pixels": 1000}
-    m.layers = [{"name": "a", "sqnr_db": lowest + 10, "per_image": sqnr[0], "upstream": []},
-                {"name": "b", "sqnr_db": lowest, "per_image": sqnr[1], "upstream": ["a"]}]
+    m.layers = [{"name": "a", "sqnr_db": lowest + 10, "per_image": sqnr[0], "signal": [1.0, 1.0], "upstream": []},
+                {"name": "b", "sqnr_db": lowest, "per_image": sqnr[1], "signal": [1.0, 1.0], "upstream": ["a"]}]
     m.ranges = {"a": {"range": [0.0, hi]}}
     return results
 

@@ -225,7 +225,7 @@ def test_a_folder_segcheck_never_generated_is_gated(pytester, segcheck):
     rows = json.loads((folder / "baselines.json").read_text())["tiers"]["real"]["entries"]
     assert [list(e["rows"]) for e in rows] == [["my_fcn"]] and rows[0]["setting"]["crop_size"] == 64
     recorded_golden = json.loads((folder / "baselines.golden.json").read_text())["tiers"]["real"][0]["models"]["my_fcn"]
-    assert set(recorded_golden) == {"ranges", "sqnr_db", "sqnr_per_image", "digest", "class_iou", "per_image", "agreement", "output_sqnr"}
+    assert set(recorded_golden) == {"ranges", "sqnr_db", "sqnr_per_image", "signal_per_image", "digest", "class_iou", "per_image", "agreement", "output_sqnr"}
 
     again, result = outcomes(pytester, *cache, plugins=[keep])
     assert all(outcome == "passed" for name, (outcome, _) in again.items() if "seeded" not in name and name not in no_peer), again

@@ -82,23 +82,29 @@ def test_the_layer_where_error_starts_ranks_first_and_harm_is_judged_on_its_own_
     """b breaks (a 13 dB fall of its own on every image); c and d inherit its error and lose a little more: b is named
     first and REGRESSED; a layer whose own change stays short of harm is CHANGED; within its band, PASS."""
     up = {"a": [], "b": ["a"], "c": ["b"], "d": ["c"]}
-    golden_curve = {"a": [30.0, 31.0], "b": [25.0, 26.0], "c": [22.0, 23.0], "d": [20.0, 21.0]}
-    now = {"a": [30.0, 31.0], "b": [12.0, 13.0], "c": [8.5, 9.5], "d": [7.9, 8.9]}
-    pooled = {n: float(np.mean(v)) for n, v in now.items()}
+
+    def curve(**db):  # layer -> (its SQNR on two images, the FP32 energy of each)
+        return {n: ([v, v], [1.0, 3.0]) for n, v in db.items()}
+
+    golden_curve = curve(a=30.0, b=25.0, c=22.0, d=20.0)
+    now = curve(a=30.0, b=12.0, c=8.5, d=7.9)
+    pooled = {n: v[0][0] for n, v in now.items()}
     tol = Tolerances(0.5, 1.0, 1.0, 2.0, sqnr_drop_db=1.0, sqnr_floor_db=5.0)
     verdict, shifts = verdicts.layer_error("m", pooled, now, golden_curve, up, tol)
     assert verdict.status == "REGRESSED" and verdict.failed
     assert [s.figure for s in shifts[:2]] == ["layer b", "layer c"] and shifts[0].change == pytest.approx(-13.0)
-    assert verdict.message.split("by their own change: ")[1].startswith("layer b 25.50 -> 12.50 dB (-13.00")
-    small = {**golden_curve, "b": [22.0, 23.0], "c": [19.0, 20.0], "d": [17.0, 18.0]}
-    changed, _ = verdicts.layer_error("m", {n: float(np.mean(v)) for n, v in small.items()}, small, golden_curve, up, tol)
+    assert verdict.message.split("by their own change: ")[1].startswith("layer b 25.00 -> 12.00 dB (-13.00")
+    small = curve(a=30.0, b=22.0, c=19.0, d=17.0)
+    changed, _ = verdicts.layer_error("m", {n: v[0][0] for n, v in small.items()}, small, golden_curve, up, tol)
     assert changed.status == "CHANGED" and not changed.failed and "none shown harmful" in changed.message
-    banded, _ = verdicts.layer_error("m", {n: float(np.mean(v)) for n, v in small.items()}, small, golden_curve, up, tol, {"b": 4.0})
+    banded, _ = verdicts.layer_error("m", {n: v[0][0] for n, v in small.items()}, small, golden_curve, up, tol, {"b": 4.0})
     assert banded.status == "PASS"
     floored, _ = verdicts.layer_error("m", {**pooled, "d": 4.0}, now, None, up, tol)
     assert floored.status == "FAIL" and "below the 5 dB floor: d: 4.0 dB" in floored.message
     alone, _ = verdicts.layer_error("m", pooled, now, None, up, tol)
     assert alone.status == "SKIP" and alone.compared == "none" and "no golden per-layer curve" in alone.message
+    unpooled, _ = verdicts.layer_error("m", pooled, now, {n: (v[0], ()) for n, v in golden_curve.items()}, up, tol)
+    assert unpooled.status == "SKIP" and "holds no per-image energies" in unpooled.message
     version = Reference("golden records", {"mxnet": "1.9.1"}, "version")
     same, _ = verdicts.layer_error("m", pooled, golden_curve, golden_curve, up, tol, None, version)
     assert same.status == "PASS" and same.compared == "version" and "(tolerance tier: version)" in same.message

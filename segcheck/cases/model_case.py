@@ -27,7 +27,9 @@ from ..peers.environment import PeerMissing, usable_python
 from ..measure import fp32_cache, guard, layers, memory
 from ..measure.evaluate import Evaluation, compared_images, evaluate, predict
 
-LAYER_IMAGES = 8  # the fixed images (the split's first) per-layer error is measured on: enough for an interval
+LAYER_IMAGES = 8  # the fixed images (the split's first) per-layer error is measured on against a record of this run's kind
+LAYER_IMAGES_ACROSS = 48  # ... when recording, or against a reference that differs (ISA, MXNet, recipe): a clipped range
+# harms the few images with the largest activations, and 8 images hold too few of them to tell that from noise
 # What a case makes, each once, by name: a plugin may hand any of them over (pytest_segcheck_reuse).
 PARTS = ("fp32", "int8", "val", "fp32_symbol", "localisation", "fp32-evaluation", "int8-evaluation", "onnx",
          *(f"peer-{runtime}" for runtime in PEERS))
@@ -191,11 +193,11 @@ class ModelCase:
         """The graph the fused FP32 model runs, as JSON (its fusion is checked)."""
         return self._part("fp32_symbol", lambda: export.graph_json(self.fp32))
 
-    @property
-    def localisation(self) -> layers.Localisation:
-        """Per-layer SQNR and cosine of INT8 against the fused FP32, and the low-margin flip rate, on fixed images."""
+    def localisation(self, count: int = LAYER_IMAGES) -> layers.Localisation:
+        """Per-layer SQNR and cosine of INT8 against the fused FP32, and the low-margin flip rate, on the split's first
+        `count` images (at most the split); made once per case, at the count first asked."""
         def compare():
-            images = [x for x, _, _ in loaders.batches(self.val, loaders.first(self.val, min(LAYER_IMAGES, len(self.val))), 1)]
+            images = [x for x, _, _ in loaders.batches(self.val, loaders.first(self.val, min(count, len(self.val))), 1)]
             fp32, int8 = self.fp32, self.int8.block
             return self._isolated("per-layer comparison", lambda: layers.localise(fp32, int8, images), 2 * len(images),
                                   "per-layer comparison")

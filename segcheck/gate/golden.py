@@ -16,7 +16,7 @@ from .baselines import (Reference, check_schema, difference, dumps, entry_for, m
                         read_older)
 
 SCHEMA = 2  # as baselines.SCHEMA: each entry keyed by its INT8 key too
-KINDS = ("ranges", "sqnr_db", "sqnr_per_image", "digest", "class_iou", "per_image", "agreement", "output_sqnr")
+KINDS = ("ranges", "sqnr_db", "sqnr_per_image", "signal_per_image", "digest", "class_iou", "per_image", "agreement", "output_sqnr")
 
 
 def path_for(baselines_path) -> Path:
@@ -31,6 +31,7 @@ class Golden:
     ranges: dict = field(default_factory=dict)  # calibration.table()
     sqnr_db: dict = field(default_factory=dict)  # stable layer name -> SQNR
     sqnr_per_image: dict = field(default_factory=dict)  # stable layer name -> SQNR on each of the layer images, dB
+    signal_per_image: dict = field(default_factory=dict)  # stable layer name -> the FP32 output's energy on each of them
     digest: dict = field(default_factory=dict)  # precision -> {"sha256", "images", "pixels"}
     class_iou: dict = field(default_factory=dict)  # precision -> per-class IoU in percent (None: absent)
     per_image: dict = field(default_factory=dict)  # precision -> each image's confusion matrix, sparse, in order

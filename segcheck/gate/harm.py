@@ -95,25 +95,36 @@ def per_image(figure: str, unit: str, now: list, then: list, tolerance: float, h
                  confidence)
 
 
+def _pooled(weights: np.ndarray, curve: tuple, n: int) -> np.ndarray:
+    """A layer's pooled SQNR (dB) under each row of `weights` over its first `n` images: signal and noise energy summed
+    over the images drawn, then the ratio. `curve`: (per-image SQNR in dB, per-image FP32 signal energy)."""
+    db, signal = (np.asarray(v[:n], np.float64) for v in curve)
+    noise = signal * 10.0 ** (-db / 10.0)
+    return 10.0 * np.log10(np.maximum(weights @ signal, 1e-30) / np.maximum(weights @ noise, 1e-30))
+
+
 def layers(now: dict, then: dict, upstream: dict, bands: dict, band: float, harm: float, confidence: float) -> list:
-    """Per layer, its own SQNR change against the reference's, image by image: its change (now - reference, dB; a fall
-    is negative) less the largest fall among the layers feeding it, so that an error is charged to the layer where it
-    starts; the mean over the images with its interval. `now`, `then`: layer -> per-image SQNR (dB) on the same images;
-    `bands`: layer -> its own noise band (measured), else `band`. Largest own fall first."""
-    names = [n for n in now if n in then and len(now[n]) == len(then[n]) and len(now[n])]
+    """Per layer, its own change in pooled SQNR against the reference's, over the images both measured (the first ones,
+    in the same order): its change (now - reference, dB; a fall is negative) less the largest fall among the layers
+    feeding it, so that an error is charged to the layer where it starts; the interval from resampling the images.
+    Pooled, not a mean of per-image dB: a range that clips the few images with the largest activations lets their noise
+    rule the layer's error, and only the pooled figure falls with it. `now`, `then`: layer -> (per-image SQNR in dB,
+    per-image FP32 signal energy); `bands`: layer -> its own noise band (measured), else `band`. Largest own fall first."""
+    names = [k for k in now if k in then and all(len(c[0]) and len(c[0]) == len(c[1]) for c in (now[k], then[k]))]
     if not names:
         return []
-    index = {n: i for i, n in enumerate(names)}
-    change = np.asarray([now[n] for n in names], np.float64) - np.asarray([then[n] for n in names], np.float64)
+    n = min(min(len(now[k][0]), len(then[k][0])) for k in names)
+    weights = np.vstack([np.ones(n), stats.resampling(n)])  # the point, then the resamples
+    index = {k: i for i, k in enumerate(names)}
+    pooled = {k: (_pooled(weights, now[k], n), _pooled(weights, then[k], n)) for k in names}
+    change = np.stack([pooled[k][0] - pooled[k][1] for k in names])  # layers x (1 + resamples)
     fell = np.minimum(change, 0.0)
-    inherited = np.stack([np.min([fell[index[u]] for u in upstream.get(n, []) if u in index] or [np.zeros(change.shape[1])],
-                                 axis=0) for n in names])
-    own = change - inherited  # layers x images
-    n = own.shape[1]
-    resampled = stats.resampling(n) @ own.T / n  # resamples x layers
+    inherited = np.stack([np.min([fell[index[u]] for u in upstream.get(k, []) if u in index] or [np.zeros(change.shape[1])],
+                                 axis=0) for k in names])
+    own = change - inherited
     out = []
     for i, name in enumerate(names):
-        low, high = stats.percentiles(resampled[:, i], confidence)
-        out.append(Shift(f"layer {name}", "dB", float(np.mean(now[name])), float(np.mean(then[name])), float(own[i].mean()),
+        low, high = stats.percentiles(own[i, 1:], confidence)
+        out.append(Shift(f"layer {name}", "dB", float(pooled[name][0][0]), float(pooled[name][1][0]), float(own[i, 0]),
                          low, high, bands.get(name, band), harm, n, confidence))
     return sorted(out, key=lambda s: s.change)

@@ -162,9 +162,9 @@ def calibration_table(what: str, now: dict, golden: dict | None, problems: list,
 def layer_error(what: str, sqnr: dict, now: dict, golden: dict | None, upstream: dict, tol: Tolerances,
                 bands: dict | None = None, reference: Reference | None = None) -> tuple:
     """(Verdict, shifts) of per-layer SQNR of INT8 against FP32: any layer below the floor fails (`sqnr`: layer -> SQNR
-    over the images). Against the golden curve (`golden`: layer -> per-image SQNR, `now` likewise), each layer's own
-    change (harm.layers: its change less the largest fall of its inputs, so the layer where an error starts is named
-    first) within its noise band (`bands`: measured per layer, else the tier's) passes; beyond it, REGRESSED where the
+    over the images). Against the golden curve (`golden`: layer -> (per-image SQNR, per-image FP32 energy), `now`
+    likewise), each layer's own change in pooled SQNR (harm.layers: its change less the largest fall of its inputs, so
+    the layer where an error starts is named first) within its noise band (`bands`: measured per layer, else the tier's) passes; beyond it, REGRESSED where the
     interval reaches the harm threshold, else CHANGED. Without a golden curve a table above the floor is a SKIP."""
     floored = sorted((n for n, v in sqnr.items() if v < tol.sqnr_floor_db), key=sqnr.get)
     worst = min(sqnr, key=sqnr.get)
@@ -174,9 +174,11 @@ def layer_error(what: str, sqnr: dict, now: dict, golden: dict | None, upstream:
                        _compared(reference if golden else None)), []
     shifts = harm.layers(now, golden or {}, upstream, bands or {}, tol.sqnr_drop_db, tol.harm_layer_sqnr_db, tol.confidence)
     if not shifts:
-        return Verdict(SKIP, f"{what}: no golden per-layer curve at this setting to compare with (record one with "
-                             f"--update-baselines); every layer above the {tol.sqnr_floor_db:g} dB floor, worst {worst} "
-                             f"at {sqnr[worst]:.1f} dB", "none"), []
+        why = ("the golden per-layer curve at this setting holds no per-image energies to pool (recorded before segcheck "
+               "kept them): record it again" if golden else "no golden per-layer curve at this setting to compare with: "
+               "record one")
+        return Verdict(SKIP, f"{what}: {why} with --update-baselines; every layer above the {tol.sqnr_floor_db:g} dB floor, "
+                             f"worst {worst} at {sqnr[worst]:.1f} dB", "none"), []
     moved = [s for s in shifts if s.status != PASS]
     if not moved:
         return Verdict(PASS, f"{what}: every layer's own SQNR change within its noise band (largest own change "

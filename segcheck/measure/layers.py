@@ -15,7 +15,6 @@ from dataclasses import dataclass
 import mxnet as mx
 import numpy as np
 
-from ..models.build import logits
 from ..models.export import graph, graph_json
 from .calibration import node_name
 
@@ -28,6 +27,7 @@ class LayerError:
     sqnr_db: float  # over all the images
     cosine: float
     per_image: tuple = ()  # SQNR on each image, dB, in order
+    signal: tuple = ()  # the FP32 output's energy (sum of squares) on each image, in order: with per_image, it pools
 
 
 @dataclass(frozen=True)
@@ -65,13 +65,20 @@ def upstream(symbol_json: str) -> dict:
 
 
 def _block(model, outputs: list) -> mx.gluon.SymbolBlock:
-    """`model`'s graph with `outputs` (internal outputs) as its outputs, on `model`'s own parameters (shared, not copied)."""
-    internals = graph(model).get_internals()
-    group = mx.sym.Group([internals[o] for o in outputs])
+    """`model`'s graph with `outputs` (internal outputs) and then its main output as its outputs, on `model`'s own
+    parameters (shared, not copied): one forward gives every layer and the logits."""
+    symbol = graph(model)
+    internals = symbol.get_internals()
+    group = mx.sym.Group([internals[o] for o in outputs] + [symbol[0]])
     return mx.gluon.SymbolBlock(group, mx.sym.var("data"), params=model.collect_params())
 
 
 CLEAN_DB = 99.0  # the SQNR of an output equal to FP32's (no error), instead of infinity
+
+
+def significant(value: float) -> float:
+    """`value` to 6 significant digits, as the per-image energies are kept."""
+    return float(f"{value:.6g}")
 
 
 def sqnr(signal: float, noise: float) -> float:
@@ -92,6 +99,7 @@ def localise(fp32_model, int8_model, images) -> Localisation:
     int8_block = _block(int8_model, [f"{int8_nodes[n]}_output{s}" for n in names for s in ("", "_min", "_max")])
     sums = np.zeros((len(names), 4))  # sum f^2, sum (f - q)^2, sum f q, sum q^2
     per_image = np.zeros((len(names), len(images)))
+    signal = np.zeros((len(names), len(images)))
     margins, flips = [], []
     for k, x in enumerate(images):
         f_out, q_out = fp32_block(x), int8_block(x)
@@ -102,15 +110,16 @@ def localise(fp32_model, int8_model, images) -> Localisation:
             q = data.asnumpy().astype(np.float64) * (max(abs(lo), abs(hi)) / levels)
             image = ((f * f).sum(), ((f - q) ** 2).sum(), (f * q).sum(), (q * q).sum())
             sums[i] += image
-            per_image[i, k] = sqnr(image[0], image[1])
-        a, b = logits(fp32_model, x).asnumpy(), logits(int8_model, x).asnumpy()
+            per_image[i, k], signal[i, k] = sqnr(image[0], image[1]), image[0]
+        a, b = f_out[-1].asnumpy(), q_out[-1].asnumpy()
         top = np.sort(a, axis=1)
         margins.append((top[:, -1] - top[:, -2]).ravel())
         flips.append((a.argmax(axis=1) != b.argmax(axis=1)).ravel())
     errors = []
-    for name, (ff, err, fq, qq), each in zip(names, sums, per_image):
+    for name, (ff, err, fq, qq), each, energy in zip(names, sums, per_image, signal):
         cosine = float(fq / np.sqrt(ff * qq)) if ff > 0 and qq > 0 else 1.0
-        errors.append(LayerError(name, round(sqnr(ff, err), 3), round(cosine, 6), tuple(round(float(v), 3) for v in each)))
+        errors.append(LayerError(name, round(sqnr(ff, err), 3), round(cosine, 6), tuple(round(float(v), 3) for v in each),
+                                 tuple(significant(v) for v in energy)))
     margin, flip = np.concatenate(margins), np.concatenate(flips)
     low = margin <= np.quantile(margin, LOW_MARGIN)
     up = upstream(int8_symbol_json)

@@ -14,7 +14,7 @@ from functools import cached_property
 
 import pytest
 
-from ..cases.model_case import ModelCase
+from ..cases.model_case import LAYER_IMAGES, LAYER_IMAGES_ACROSS, ModelCase
 from ..config import isa
 from ..config.options import CALIBRATION, ROOTS, GateOptions, flag_of
 from ..config.project import Project
@@ -316,13 +316,21 @@ class SegcheckSession:
         return verdicts.agreement_shift(what, (ev.agreement, ev.output_sqnr), (recorded.agreement, recorded.output_sqnr),
                                         tol, recorded.reference)
 
+    def localisation(self, case: ModelCase):
+        """The case's per-layer comparison, on LAYER_IMAGES_ACROSS images where it is recorded or its golden curve's
+        reference differs from this run (the harm a clipped range does shows in a few images), else on LAYER_IMAGES."""
+        recorded = self.golden(case, "int8")
+        across = self.options.update_baselines or bool(recorded and recorded.sqnr_per_image and recorded.reference.differs)
+        return case.localisation(LAYER_IMAGES_ACROSS if across else LAYER_IMAGES)
+
     def layers_verdict(self, case: ModelCase) -> tuple:
         """(Verdict, per-layer shifts) of per-layer SQNR against the golden curve, each layer at its own noise band."""
-        loc = case.localisation
+        loc = self.localisation(case)
         sqnr = {layer.name: layer.sqnr_db for layer in loc.layers}
-        now = {layer.name: layer.per_image for layer in loc.layers}
+        now = {layer.name: (layer.per_image, layer.signal) for layer in loc.layers}
         recorded = self.golden(case, "int8")
-        curve = recorded.sqnr_per_image if recorded and recorded.sqnr_per_image else None
+        curve = ({k: (v, recorded.signal_per_image.get(k, ())) for k, v in recorded.sqnr_per_image.items()}
+                 if recorded and recorded.sqnr_per_image else None)
         reference = recorded.reference if curve else None
         tol = self.tolerances(case, reference)
         own = "sqnr_drop_db" in case.config.tolerances  # a model's own band replaces the measured ones

@@ -58,8 +58,8 @@ def deviations(ref: ModelResult, run: ModelResult) -> tuple:
             found[key] = abs(_mean(b) - _mean(a))
     layers = {}
     if ref.layers and run.layers:
-        then = {layer["name"]: layer.get("per_image", ()) for layer in ref.layers}
-        now = {layer["name"]: layer.get("per_image", ()) for layer in run.layers}
+        then = {layer["name"]: (layer.get("per_image", ()), layer.get("signal", ())) for layer in ref.layers}
+        now = {layer["name"]: (layer.get("per_image", ()), layer.get("signal", ())) for layer in run.layers}
         upstream = {layer["name"]: layer.get("upstream", []) for layer in run.layers}
         layers = {s.figure.removeprefix("layer "): abs(s.change)
                   for s in harm.layers(now, then, upstream, {}, 0.0, math.inf, 0.95)}

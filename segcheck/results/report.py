@@ -249,6 +249,7 @@ def golden_of(m) -> Golden:
     return Golden(
         ranges=m.ranges, sqnr_db={layer["name"]: layer["sqnr_db"] for layer in m.layers},
         sqnr_per_image={layer["name"]: list(layer.get("per_image", ())) for layer in m.layers},
+        signal_per_image={layer["name"]: list(layer.get("signal", ())) for layer in m.layers if layer.get("signal")},
         digest={p: {"sha256": f.digest, "images": f.image_digests, "pixels": f.predicted}
                 for p, f in (("fp32", m.fp32), ("int8", m.int8)) if f.digest},
         class_iou={p: f.iou for p, f in (("fp32", m.fp32), ("int8", m.int8)) if f.iou is not None},
