@@ -41,7 +41,8 @@ def test_spreads_are_the_largest_deviation_per_tier_and_layers_are_charged_their
                                      "sqnr_drop_db": 0.0, "lowest_sqnr_db": 0.0, "range_rtol": 0.0, "class_iou_points": 0.0}
     recipe = table.spread["recipe"]
     assert recipe["int8_miou_points"] == pytest.approx(0.4) and recipe["agreement_points"] == pytest.approx(0.15)
-    assert recipe["range_rtol"] == pytest.approx(0.1) and recipe["lowest_sqnr_db"] == pytest.approx(1.0)
+    # the worst layer, b, fell 2 dB in start-32 on the images both runs measured
+    assert recipe["range_rtol"] == pytest.approx(0.1) and recipe["lowest_sqnr_db"] == pytest.approx(2.0)
     # start-32: a fell 2 dB and b with it (own 0); start-64: b fell 1 dB by itself
     assert table.layers["fcn_resnet101_voc"]["recipe"] == {"a": 2.0, "b": 1.0} and recipe["sqnr_drop_db"] == pytest.approx(2.0)
     assert table.within["int8_drop_miou_points"] == pytest.approx(0.5) and table.within["lowest_sqnr_db"] == 19.0
@@ -50,7 +51,7 @@ def test_spreads_are_the_largest_deviation_per_tier_and_layers_are_charged_their
     assert derived.tiers["exact"]["agreement_points"].value == tolerances.COMPARED["agreement_points"]  # the resolution
     assert not derived.tiers["isa"]["agreement_points"].measured  # no run: unmeasured, saying so
     assert derived.within_run["int8_drop_miou_points"] == tolerances.Tolerance(1.0, 0.5, 2.0)
-    assert derived.within_run["sqnr_floor_db"] == tolerances.Tolerance(17.0, 1.0, 2.0, lowest=19.0)
+    assert derived.within_run["sqnr_floor_db"] == tolerances.Tolerance(15.0, 2.0, 2.0, lowest=19.0)
     text = noise.markdown(table, derived)
     assert "recipe | recalibrations on other images of the same distribution | start-32, start-64" in text
     assert "int8_miou_points | 0 -> 0.0001 | - | - | 0.4 -> 0.8" in text

@@ -61,12 +61,14 @@ def deviations(ref: ModelResult, run: ModelResult) -> tuple:
         then = {layer["name"]: (layer.get("per_image", ()), layer.get("signal", ())) for layer in ref.layers}
         now = {layer["name"]: (layer.get("per_image", ()), layer.get("signal", ())) for layer in run.layers}
         upstream = {layer["name"]: layer.get("upstream", []) for layer in run.layers}
-        layers = {s.figure.removeprefix("layer "): abs(s.change)
-                  for s in harm.layers(now, then, upstream, {}, 0.0, math.inf, 0.95)}
+        shifts = harm.layers(now, then, upstream, {}, 0.0, math.inf, 0.95)
+        layers = {s.figure.removeprefix("layer "): abs(s.change) for s in shifts}
         if layers:
             found["sqnr_drop_db"] = max(layers.values())
-        lowest = [min(layer["sqnr_db"] for layer in m.layers) for m in (ref, run)]
-        found["lowest_sqnr_db"] = abs(lowest[1] - lowest[0])  # how far the model's worst layer moves: the floor's spread
+        # how far the model's worst layer moves (the floor's spread), on the images both measured where they pool
+        lowest = ([min(s.now for s in shifts), min(s.then for s in shifts)] if shifts else
+                  [min(layer["sqnr_db"] for layer in m.layers) for m in (run, ref)])
+        found["lowest_sqnr_db"] = abs(lowest[0] - lowest[1])
     common = [n for n in ref.ranges if n in run.ranges]
     if common:
         found["range_rtol"] = max(_relative_range(ref.ranges[n], run.ranges[n]) for n in common)
