@@ -226,6 +226,8 @@ def test_a_folder_segcheck_never_generated_is_gated(pytester, segcheck):
     assert [list(e["rows"]) for e in rows] == [["my_fcn"]] and rows[0]["setting"]["crop_size"] == 64
     recorded_golden = json.loads((folder / "baselines.golden.json").read_text())["tiers"]["real"][0]["models"]["my_fcn"]
     assert set(recorded_golden) == {"ranges", "sqnr_db", "sqnr_per_image", "signal_per_image", "digest", "class_iou", "per_image", "agreement", "output_sqnr"}
+    curves = [recorded_golden[k]["resnetv1s_conv0_fwd"] for k in ("sqnr_per_image", "signal_per_image")]
+    assert [len(c) for c in curves] == [6, 6] and min(curves[1]) > 0  # every val image (fewer than 48), with its energy
 
     again, result = outcomes(pytester, *cache, plugins=[keep])
     assert all(outcome == "passed" for name, (outcome, _) in again.items() if "seeded" not in name and name not in no_peer), again
