@@ -147,6 +147,18 @@ def test_the_layer_whose_sqnr_moved_most_comes_first_and_layers_in_one_run_are_n
     assert "layers appeared: new_head\nlayers vanished: old_fc\n" in text
 
 
+def test_layers_measured_on_48_and_on_8_images_are_compared_on_the_first_8():
+    """A recording measures layers on 48 images and a run of the same kind on 8: their first 8 are the same images, so
+    equal figures there are no move, whatever the other 40 held."""
+    before, after = _before(), _after()
+    for results, n in ((before, 48), (after, 8)):
+        results.models["fcn_resnet101_voc"].layers = [
+            {"name": "conv0", "sqnr_db": 30.0 if n == 8 else 25.0, "cosine": 0.99,
+             "per_image": ([30.0] * 8 + [20.0] * 40)[:n], "signal": [1.0] * n}]
+    fcn = compare.compare(before, after).models[0]
+    assert not fcn.layers and not fcn.layers_changed
+
+
 def test_the_range_that_moved_most_comes_first(comparison):
     fcn = comparison.models[0]
     assert [(r.name, r.relative) for r in fcn.ranges] == [("conv0", pytest.approx(0.5)), ("conv1", pytest.approx(0.1))]

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from segcheck.gate import harm, verdicts
 from segcheck.gate.baselines import Reference, Row, Tolerances
+from segcheck.measure import sqnr
 from segcheck.measure.metrics import ConfusionMatrix
 
 
@@ -100,17 +101,26 @@ def test_a_layer_is_judged_on_its_pooled_sqnr_so_clipping_the_loudest_images_is_
     as per image."""
     now, then = _clipped()
     clipped = harm.layers(now, then, {}, {}, 2.6, 6.0, 0.95)[0]
-    assert clipped.change < -8.0 and clipped.status == "REGRESSED"
-    assert np.mean(now["conv0"][0]) - np.mean(then["conv0"][0]) == pytest.approx(-1.5)  # what a mean of dB would see
+    assert clipped.change < -8.0 and clipped.status == "REGRESSED"  # a mean of per-image dB would see -1.5
     now, then = _clipped(fall=0.0, every=4.0)
     coarse = harm.layers(now, then, {}, {}, 2.6, 6.0, 0.95)[0]
     assert coarse.change == pytest.approx(-4.0) and coarse.status == "CHANGED"
 
 
 def test_layers_pair_the_first_images_both_measured():
+    """8 images measured now against a record of 48: the first 8 of each (the clipped ones lead), not any other 8."""
     now, then = _clipped(n=48)
     short = {k: (v[0][:8], v[1][:8]) for k, v in now.items()}
-    assert harm.layers(short, then, {}, {}, 2.6, 6.0, 0.95)[0].images == 8
+    paired = harm.layers(short, then, {}, {}, 2.6, 6.0, 0.95)[0]
+    assert paired.images == 8 and paired.change == pytest.approx(10 * np.log10(62 / (60 * 10 ** -1.8 + 2e-3)) - 30.0)
+
+
+def test_pooled_sqnr_keeps_the_noise_of_an_all_zero_image_and_a_clean_layer_clean():
+    one = np.ones((1, 2))
+    db = [sqnr.sqnr(0.0, 4.0), sqnr.sqnr(1.0, 0.01)]  # an image whose FP32 output is all zero, but INT8's is not
+    assert sqnr.pooled(one, db, [0.0, 1.0])[0] == pytest.approx(10 * np.log10(1.0 / 4.01), abs=1e-3)
+    assert sqnr.pooled(one, [sqnr.CLEAN_DB] * 2, [0.0, 0.0])[0] == sqnr.CLEAN_DB  # no noise anywhere: clean, not 0 dB
+    assert sqnr.pooled(one, [sqnr.CLEAN_DB, 20.0], [5.0, 1.0])[0] == pytest.approx(10 * np.log10(6.0 / 0.01))
 
 
 def test_the_accuracy_verdict_names_what_it_compared_and_keeps_an_xfail_row():

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..measure import stats
+from ..measure import sqnr, stats
 from .checks import CHANGED, PASS, REGRESSED
 
 
@@ -95,14 +95,6 @@ def per_image(figure: str, unit: str, now: list, then: list, tolerance: float, h
                  confidence)
 
 
-def _pooled(weights: np.ndarray, curve: tuple, n: int) -> np.ndarray:
-    """A layer's pooled SQNR (dB) under each row of `weights` over its first `n` images: signal and noise energy summed
-    over the images drawn, then the ratio. `curve`: (per-image SQNR in dB, per-image FP32 signal energy)."""
-    db, signal = (np.asarray(v[:n], np.float64) for v in curve)
-    noise = signal * 10.0 ** (-db / 10.0)
-    return 10.0 * np.log10(np.maximum(weights @ signal, 1e-30) / np.maximum(weights @ noise, 1e-30))
-
-
 def layers(now: dict, then: dict, upstream: dict, bands: dict, band: float, harm: float, confidence: float) -> list:
     """Per layer, its own change in pooled SQNR against the reference's, over the images both measured (the first ones,
     in the same order): its change (now - reference, dB; a fall is negative) less the largest fall among the layers
@@ -110,13 +102,15 @@ def layers(now: dict, then: dict, upstream: dict, bands: dict, band: float, harm
     Pooled, not a mean of per-image dB: a range that clips the few images with the largest activations lets their noise
     rule the layer's error, and only the pooled figure falls with it. `now`, `then`: layer -> (per-image SQNR in dB,
     per-image FP32 signal energy); `bands`: layer -> its own noise band (measured), else `band`. Largest own fall first."""
-    names = [k for k in now if k in then and all(len(c[0]) and len(c[0]) == len(c[1]) for c in (now[k], then[k]))]
-    if not names:
+    names = [k for k in now if k in then]
+    # nothing in common, or a side without energies to pool: no layer is judged (a layer judged without one it is fed
+    # by would be charged the fall it inherits)
+    if not names or not all(len(c[0]) and len(c[0]) == len(c[1]) for k in names for c in (now[k], then[k])):
         return []
     n = min(min(len(now[k][0]), len(then[k][0])) for k in names)
     weights = np.vstack([np.ones(n), stats.resampling(n)])  # the point, then the resamples
     index = {k: i for i, k in enumerate(names)}
-    pooled = {k: (_pooled(weights, now[k], n), _pooled(weights, then[k], n)) for k in names}
+    pooled = {k: tuple(sqnr.pooled(weights, c[0][:n], c[1][:n]) for c in (now[k], then[k])) for k in names}
     change = np.stack([pooled[k][0] - pooled[k][1] for k in names])  # layers x (1 + resamples)
     fell = np.minimum(change, 0.0)
     inherited = np.stack([np.min([fell[index[u]] for u in upstream.get(k, []) if u in index] or [np.zeros(change.shape[1])],

@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from ..data import loaders
 from ..models.build import logits
-from .layers import sqnr
+from .sqnr import sqnr
 from .metrics import ConfusionMatrix
 
 

@@ -1,6 +1,6 @@
 """Where INT8 loses accuracy: per quantized layer, the SQNR and cosine similarity between the FP32 network's
-output of that layer and the dequantized INT8 output, on a few fixed images; and the flip rate of the pixels
-the FP32 model was least sure about.
+output of that layer and the dequantized INT8 output, on fixed images, with each image's SQNR and FP32 energy (so that
+a comparison can pool them over any subset); and the flip rate of the pixels the FP32 model was least sure about.
 
 The FP32 side is the fused FP32 graph the gate runs (oneDNN fuses convolution, batch norm, sum and
 activation as quantization does), so each fused FP32 node faces the INT8 node made from it; both are
@@ -17,6 +17,7 @@ import numpy as np
 
 from ..models.export import graph, graph_json
 from .calibration import node_name
+from .sqnr import sqnr
 
 LOW_MARGIN = 0.1  # the flip rate is reported for the tenth of pixels with the smallest FP32 top-1/top-2 gap
 
@@ -73,17 +74,14 @@ def _block(model, outputs: list) -> mx.gluon.SymbolBlock:
     return mx.gluon.SymbolBlock(group, mx.sym.var("data"), params=model.collect_params())
 
 
-CLEAN_DB = 99.0  # the SQNR of an output equal to FP32's (no error), instead of infinity
+def _outputs(out) -> list:
+    """A block's outputs as a list (a one-output block returns its array alone)."""
+    return list(out) if isinstance(out, (list, tuple)) else [out]
 
 
 def significant(value: float) -> float:
     """`value` to 6 significant digits, as the per-image energies are kept."""
     return float(f"{value:.6g}")
-
-
-def sqnr(signal: float, noise: float) -> float:
-    """10 log10(signal / noise) in dB; CLEAN_DB where there is no noise."""
-    return CLEAN_DB if noise == 0 else float(10.0 * np.log10(max(signal, 1e-30) / noise))
 
 
 def localise(fp32_model, int8_model, images) -> Localisation:
@@ -102,7 +100,7 @@ def localise(fp32_model, int8_model, images) -> Localisation:
     signal = np.zeros((len(names), len(images)))
     margins, flips = [], []
     for k, x in enumerate(images):
-        f_out, q_out = fp32_block(x), int8_block(x)
+        f_out, q_out = _outputs(fp32_block(x)), _outputs(int8_block(x))
         for i in range(len(names)):
             f = f_out[i].asnumpy().astype(np.float64)
             data, lo, hi = q_out[3 * i], q_out[3 * i + 1].asscalar(), q_out[3 * i + 2].asscalar()

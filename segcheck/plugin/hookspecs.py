@@ -8,7 +8,8 @@ import pytest
 @pytest.hookspec(firstresult=True)
 def pytest_segcheck_reuse(case, part):
     """A part of `case` (cases.model_case.PARTS: 'fp32', 'int8', 'fp32-evaluation', 'localisation', ...) made already in
-    this process for a case of the same configuration: return it, and the case does not make it again; or None."""
+    this process for a case of the same configuration: return it, and the case does not make it again (a localisation on
+    fewer images than the run compares on is made again); or None."""
 
 
 @pytest.hookspec

@@ -15,10 +15,12 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
+
 from .. import atomic
 from ..errors import SegcheckError
 from ..gate.checks import SEED_PREFIX
-from ..measure import calibration
+from ..measure import calibration, sqnr
 from ..measure.environment import KEY_FIELDS
 from . import report
 from .chart import BAD, NEUTRAL, OK
@@ -126,9 +128,21 @@ def _classes(before: ModelResult, after: ModelResult) -> tuple[list, list]:
     return moved, undefined
 
 
+def _layer_sqnr(before: ModelResult, after: ModelResult) -> tuple[dict, dict]:
+    """Each layer's SQNR in the two results: pooled over the images both measured where both kept each image's figures
+    (a run measures 8 or 48), else as each run measured it."""
+    curves = [{layer["name"]: (layer.get("per_image", ()), layer.get("signal", ())) for layer in m.layers}
+              for m in (before, after)]
+    lengths = {len(c[0]) for curve in curves for c in curve.values() if len(c[0]) == len(c[1])}
+    if not lengths or any(len(c[0]) != len(c[1]) or not len(c[0]) for curve in curves for c in curve.values()):
+        return tuple({layer["name"]: layer["sqnr_db"] for layer in m.layers} for m in (before, after))
+    n = min(lengths)
+    return tuple({k: round(float(sqnr.pooled(np.ones((1, n)), c[0][:n], c[1][:n])[0]), 3) for k, c in curve.items()}
+                 for curve in curves)
+
+
 def _layers(before: ModelResult, after: ModelResult) -> tuple[list, list]:
-    old = {layer["name"]: layer["sqnr_db"] for layer in before.layers}
-    new = {layer["name"]: layer["sqnr_db"] for layer in after.layers}
+    old, new = _layer_sqnr(before, after)
     moved, changed = [], []
     for name in list(old) + [n for n in new if n not in old]:
         if name not in old or name not in new:

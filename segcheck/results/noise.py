@@ -62,6 +62,9 @@ def deviations(ref: ModelResult, run: ModelResult) -> tuple:
         now = {layer["name"]: (layer.get("per_image", ()), layer.get("signal", ())) for layer in run.layers}
         upstream = {layer["name"]: layer.get("upstream", []) for layer in run.layers}
         shifts = harm.layers(now, then, upstream, {}, 0.0, math.inf, 0.95)
+        if not shifts and set(now) & set(then):
+            raise SegcheckError(f"{run.name}: the per-layer results hold no per-image energies (made before segcheck kept "
+                                "them): make the runs again")
         layers = {s.figure.removeprefix("layer "): abs(s.change) for s in shifts}
         if layers:
             found["sqnr_drop_db"] = max(layers.values())

@@ -54,7 +54,8 @@ class ModelResult:
     tolerances: dict = field(default_factory=dict)  # the tolerances (baselines.Tolerances) applied to this model
     shard: dict | None = None  # {"index": K, "count": N, "ids": [...], "of": {"count": M, "digest": ...}}
     ranges: dict = field(default_factory=dict)  # the INT8 calibration table (calibration.table)
-    layers: list = field(default_factory=list)  # per quantized layer: {"name", "sqnr_db", "cosine"}, in graph order
+    layers: list = field(default_factory=list)  # per quantized layer, in graph order: measure.layers.LayerError's fields
+    # ("name", "sqnr_db", "cosine", "per_image" SQNR and "signal" energy on each image) and its "upstream" layers
     flip: dict = field(default_factory=dict)  # flip rate of low-margin pixels and of all pixels, on the layer images
     drop_interval: dict = field(default_factory=dict)  # stats.Interval of the INT8 drop
     baseline_class_iou: dict = field(default_factory=dict)  # precision -> per-class IoU of the golden run

@@ -32,8 +32,9 @@ def test_int8_calibration_table(case, segcheck, request):
 
 @pytest.mark.int8
 def test_int8_layer_error(case, segcheck, request):
-    """Per-layer SQNR of INT8 against FP32 on a few fixed images: none below the floor; against the golden curve, a
-    layer's own change beyond the noise band is CHANGED, REGRESSED where it reaches the harm threshold."""
+    """Per-layer SQNR of INT8 against FP32 on the split's first images (8, or 48 where recording or the reference
+    differs): none below the floor; against the golden curve, a layer's own change in pooled SQNR beyond the noise band
+    is CHANGED, REGRESSED where it reaches the harm threshold."""
     loc = segcheck.localisation(case)
     segcheck.record(request, case, layers=[{**vars(layer), "upstream": loc.upstream.get(layer.name, [])} for layer in loc.layers],
                     flip={"low_margin": round(loc.flip_low_margin, 5), "all": round(loc.flip_all, 5), "images": loc.images})
