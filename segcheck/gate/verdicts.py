@@ -164,8 +164,9 @@ def layer_error(what: str, sqnr: dict, now: dict, golden: dict | None, upstream:
     """(Verdict, shifts) of per-layer SQNR of INT8 against FP32: any layer below the floor fails (`sqnr`: layer -> SQNR
     over the images). Against the golden curve (`golden`: layer -> (per-image SQNR, per-image FP32 energy), `now`
     likewise), each layer's own change in pooled SQNR (harm.layers: its change less the largest fall of its inputs, so
-    the layer where an error starts is named first) within its noise band (`bands`: measured per layer, else the tier's) passes; beyond it, REGRESSED where the
-    interval reaches the harm threshold, else CHANGED. Without a golden curve a table above the floor is a SKIP."""
+    the layer where an error starts is named first) within its noise band (`bands`: measured per layer, else the
+    tier's) passes; beyond it, REGRESSED where the interval reaches the harm threshold, else CHANGED. Without a golden
+    curve a table above the floor is a SKIP."""
     floored = sorted((n for n, v in sqnr.items() if v < tol.sqnr_floor_db), key=sqnr.get)
     worst = min(sqnr, key=sqnr.get)
     if floored:

@@ -131,8 +131,7 @@ def _classes(before: ModelResult, after: ModelResult) -> tuple[list, list]:
 def _layer_sqnr(before: ModelResult, after: ModelResult) -> tuple[dict, dict]:
     """Each layer's SQNR in the two results: pooled over the images both measured where both kept each image's figures
     (a run measures 8 or 48), else as each run measured it."""
-    curves = [{layer["name"]: (layer.get("per_image", ()), layer.get("signal", ())) for layer in m.layers}
-              for m in (before, after)]
+    curves = [before.layer_curves(), after.layer_curves()]
     lengths = {len(c[0]) for curve in curves for c in curve.values() if len(c[0]) == len(c[1])}
     if not lengths or any(len(c[0]) != len(c[1]) or not len(c[0]) for curve in curves for c in curve.values()):
         return tuple({layer["name"]: layer["sqnr_db"] for layer in m.layers} for m in (before, after))

@@ -58,8 +58,7 @@ def deviations(ref: ModelResult, run: ModelResult) -> tuple:
             found[key] = abs(_mean(b) - _mean(a))
     layers = {}
     if ref.layers and run.layers:
-        then = {layer["name"]: (layer.get("per_image", ()), layer.get("signal", ())) for layer in ref.layers}
-        now = {layer["name"]: (layer.get("per_image", ()), layer.get("signal", ())) for layer in run.layers}
+        then, now = ref.layer_curves(), run.layer_curves()
         upstream = {layer["name"]: layer.get("upstream", []) for layer in run.layers}
         shifts = harm.layers(now, then, upstream, {}, 0.0, math.inf, 0.95)
         if not shifts and set(now) & set(then):

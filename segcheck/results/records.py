@@ -71,6 +71,11 @@ class ModelResult:
     def figures(self, precision: str) -> Figures:
         return self.int8 if precision == "int8" else self.fp32
 
+    def layer_curves(self) -> dict:
+        """layer -> (its SQNR on each image, dB; its FP32 energy on each image), as gate.harm.layers pools them (empty
+        tuples where a run kept none)."""
+        return {layer["name"]: (layer.get("per_image", ()), layer.get("signal", ())) for layer in self.layers}
+
     def speedup(self) -> float | None:
         """FP32 over INT8 latency (minimum of the rounds), where both were measured."""
         return speedup(self.fp32.latency_ms, self.int8.latency_ms)
