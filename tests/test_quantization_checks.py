@@ -39,6 +39,8 @@ def test_the_table_names_layers_stably_and_finds_what_moved():
     changes = calibration.moved(table, moved, 1e-4)
     assert [name for name, _, _ in changes] == ["data_quantize", "resnetv1s_conv0_fwd"]
     assert calibration.moved(table, calibration.table(one.replace('"13.0"', '"13.0001"')), 1e-4) == []
+    scaled = calibration.table(one.replace('"13.0"', '"130.0"').replace('"2.5"', '"2.6"'))
+    assert [name for name, _, _ in calibration.moved(table, scaled, 1e-4)] == ["resnetv1s_conv0_fwd", "data_quantize"]
     verdict = verdicts.calibration_table("m", moved, table, [], 1e-4)
     assert verdict.status == "CHANGED" and "resnetv1s_conv0_fwd: [0, 13] -> [0, 0.65]" in verdict.message
     assert "data_quantize: [-2, 2.5] out_type=auto -> [-2, 2.5] out_type=int8" in verdict.message
@@ -90,17 +92,18 @@ def test_the_layer_where_error_starts_ranks_first_and_harm_is_judged_on_its_own_
     now = curve(a=30.0, b=12.0, c=8.5, d=7.9)
     pooled = {n: v[0][0] for n, v in now.items()}
     tol = Tolerances(0.5, 1.0, 1.0, 2.0, sqnr_drop_db=1.0, sqnr_floor_db=5.0)
-    verdict, shifts = verdicts.layer_error("m", pooled, now, golden_curve, up, tol)
+    verdict, named = verdicts.layer_error("m", pooled, now, golden_curve, up, tol)
     assert verdict.status == "REGRESSED" and verdict.failed
-    assert [s.figure for s in shifts[:2]] == ["layer b", "layer c"] and shifts[0].change == pytest.approx(-13.0)
+    assert named[0] == "b"
     assert verdict.message.split("by their own change: ")[1].startswith("layer b 25.00 -> 12.00 dB (-13.00")
     small = curve(a=30.0, b=22.0, c=19.0, d=17.0)
     changed, _ = verdicts.layer_error("m", {n: v[0][0] for n, v in small.items()}, small, golden_curve, up, tol)
     assert changed.status == "CHANGED" and not changed.failed and "none shown harmful" in changed.message
     banded, _ = verdicts.layer_error("m", {n: v[0][0] for n, v in small.items()}, small, golden_curve, up, tol, {"b": 4.0})
     assert banded.status == "PASS"
-    floored, _ = verdicts.layer_error("m", {**pooled, "d": 4.0}, now, None, up, tol)
-    assert floored.status == "FAIL" and "below the 5 dB floor: d: 4.0 dB" in floored.message
+    floored, named = verdicts.layer_error("m", {**pooled, "d": 4.0}, now, None, up, tol)
+    assert floored.status == "FAIL" and "below the 5 dB floor, starting at d (fed by layers above it): d: 4.0 dB" in floored.message
+    assert named == ["d"]
     alone, _ = verdicts.layer_error("m", pooled, now, None, up, tol)
     assert alone.status == "SKIP" and alone.compared == "none" and "no golden per-layer curve" in alone.message
     unpooled, _ = verdicts.layer_error("m", pooled, now, {n: (v[0], ()) for n, v in golden_curve.items()}, up, tol)
@@ -108,6 +111,17 @@ def test_the_layer_where_error_starts_ranks_first_and_harm_is_judged_on_its_own_
     version = Reference("golden records", {"mxnet": "1.9.1"}, "version")
     same, _ = verdicts.layer_error("m", pooled, golden_curve, golden_curve, up, tol, None, version)
     assert same.status == "PASS" and same.compared == "version" and "(tolerance tier: version)" in same.message
+
+
+def test_a_floor_failure_names_the_layer_where_the_error_starts_not_the_lowest():
+    """b breaks below the floor and c, d after it fall further: b, the first floored layer fed only by layers above the
+    floor, is named first, then the rest lowest first; an error that starts again after a clean layer is a start too."""
+    up = {"a": [], "b": ["a"], "c": ["b"], "d": ["c"], "e": ["d"], "f": ["e"]}
+    tol = Tolerances(0.5, 1.0, 1.0, 2.0, sqnr_drop_db=1.0, sqnr_floor_db=5.0)
+    sqnr = {"a": 30.0, "b": 4.0, "c": 2.0, "d": 1.0, "e": 12.0, "f": 3.0}
+    verdict, named = verdicts.layer_error("m", sqnr, {}, None, up, tol)
+    assert verdict.status == "FAIL" and named == ["b", "f", "d", "c"], named
+    assert "4 layers are below the 5 dB floor, starting at b, f (fed by layers above it): b: 4.0 dB; f: 3.0 dB" in verdict.message
 
 
 def _digest(images, pixels):

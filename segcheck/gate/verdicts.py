@@ -161,18 +161,22 @@ def calibration_table(what: str, now: dict, golden: dict | None, problems: list,
 
 def layer_error(what: str, sqnr: dict, now: dict, golden: dict | None, upstream: dict, tol: Tolerances,
                 bands: dict | None = None, reference: Reference | None = None) -> tuple:
-    """(Verdict, shifts) of per-layer SQNR of INT8 against FP32: any layer below the floor fails (`sqnr`: layer -> SQNR
-    over the images). Against the golden curve (`golden`: layer -> (per-image SQNR, per-image FP32 energy), `now`
+    """(Verdict, the layers it names, most to blame first) of per-layer SQNR of INT8 against FP32: any layer below the
+    floor fails (`sqnr`: layer -> SQNR over the images, in graph order), naming first the floored layers whose inputs
+    are above it (where the error starts; `upstream`: layer -> the layers feeding it). Against the golden curve (`golden`: layer -> (per-image SQNR, per-image FP32 energy), `now`
     likewise), each layer's own change in pooled SQNR (harm.layers: its change less the largest fall of its inputs, so
     the layer where an error starts is named first) within its noise band (`bands`: measured per layer, else the
     tier's) passes; beyond it, REGRESSED where the interval reaches the harm threshold, else CHANGED. Without a golden
     curve a table above the floor is a SKIP."""
-    floored = sorted((n for n, v in sqnr.items() if v < tol.sqnr_floor_db), key=sqnr.get)
+    floored = {n for n, v in sqnr.items() if v < tol.sqnr_floor_db}
     worst = min(sqnr, key=sqnr.get)
     if floored:
-        shown = "; ".join(f"{n}: {sqnr[n]:.1f} dB" for n in floored[:5])
-        return Verdict(FAIL, f"{what}: {len(floored)} layers are below the {tol.sqnr_floor_db:g} dB floor: {shown}",
-                       _compared(reference if golden else None)), []
+        starts = [n for n in sqnr if n in floored and not floored.intersection(upstream.get(n, []))]
+        named = starts + sorted(floored.difference(starts), key=sqnr.get)
+        shown = "; ".join(f"{n}: {sqnr[n]:.1f} dB" for n in named[:5])
+        return Verdict(FAIL, f"{what}: {len(floored)} layers are below the {tol.sqnr_floor_db:g} dB floor, starting at "
+                             f"{', '.join(starts[:3])} (fed by layers above it): {shown}",
+                       _compared(reference if golden else None)), named
     shifts = harm.layers(now, golden or {}, upstream, bands or {}, tol.sqnr_drop_db, tol.harm_layer_sqnr_db, tol.confidence)
     if not shifts:
         why = ("the golden per-layer curve at this setting holds no per-image energies to pool (recorded before segcheck "
@@ -181,16 +185,17 @@ def layer_error(what: str, sqnr: dict, now: dict, golden: dict | None, upstream:
         return Verdict(SKIP, f"{what}: {why} with --update-baselines; every layer above the {tol.sqnr_floor_db:g} dB floor, "
                              f"worst {worst} at {sqnr[worst]:.1f} dB", "none"), []
     moved = [s for s in shifts if s.status != PASS]
+    named = [s.figure.removeprefix("layer ") for s in moved]
     if not moved:
         return Verdict(PASS, f"{what}: every layer's own SQNR change within its noise band (largest own change "
                              f"{shifts[0].change:+.2f} dB, {shifts[0].figure}); worst layer {worst} at {sqnr[worst]:.1f} dB"
-                             f"{_against(reference)}", _compared(reference)), shifts
+                             f"{_against(reference)}", _compared(reference)), named
     status = harm.worst(moved)
     shown = "; ".join(s.describe() for s in moved[:5])
     head = (f"regressed: {sum(s.status == REGRESSED for s in moved)} layers fell by themselves beyond their noise band, "
             f"with a fall of {tol.harm_layer_sqnr_db:g} dB (harm) inside the interval" if status == REGRESSED else
             f"{len(moved)} layers' own SQNR moved beyond their noise band, none shown harmful: {CHANGED_HINT}")
-    return Verdict(status, f"{what}: {head}; by their own change: {shown}{_against(reference)}", _compared(reference)), shifts
+    return Verdict(status, f"{what}: {head}; by their own change: {shown}{_against(reference)}", _compared(reference)), named
 
 
 def digest(what: str, now: dict, golden: dict | None, reference: Reference | None = None,

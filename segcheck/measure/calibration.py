@@ -8,6 +8,7 @@ its first inner convolution with the top-level counter removed (resnetv1s_conv0_
 from __future__ import annotations
 
 import json
+import math
 import re
 
 from ..models.graph import inner_convs
@@ -67,18 +68,26 @@ def invariants(symbol_json: str) -> list:
 
 def moved(golden: dict, now: dict, rtol: float) -> list:
     """(name, what it was, what it is) of every node whose range moved by more than `rtol` (relative to the
-    larger bound), whose settings changed, or that appeared or vanished; in graph order."""
+    larger bound), whose settings changed, or that appeared or vanished; largest change first (structure and settings,
+    then by how far the range's magnitude moved, as a ratio either way), so the layer a fault hit is named before the
+    small moves around it (another recipe or ISA moves every range a little)."""
     changes = []
     for name in list(golden) + [n for n in now if n not in golden]:
         old, new = golden.get(name), now.get(name)
         if old is None or new is None:
-            changes.append((name, old, new))
+            changes.append((math.inf, name, old, new))
             continue
-        scale = max(abs(old["range"][0]), abs(old["range"][1]), 1e-12)
-        if any(abs(a - b) > rtol * scale for a, b in zip(old["range"], new["range"])) or \
-                any(old.get(k) != new.get(k) for k in SETTINGS):
-            changes.append((name, old, new))
-    return changes
+        scale = _magnitude(old)
+        if any(old.get(k) != new.get(k) for k in SETTINGS):
+            changes.append((math.inf, name, old, new))
+        elif any(abs(a - b) > rtol * scale for a, b in zip(old["range"], new["range"])):
+            changes.append((abs(math.log(_magnitude(new) / scale)), name, old, new))
+    return [(name, old, new) for _, name, old, new in sorted(changes, key=lambda c: -c[0])]
+
+
+def _magnitude(entry) -> float:
+    """The larger bound's magnitude, which sets the INT8 scale."""
+    return max(abs(entry["range"][0]), abs(entry["range"][1]), 1e-12)
 
 
 def describe(entry) -> str:

@@ -324,7 +324,7 @@ class SegcheckSession:
         return case.localisation(LAYER_IMAGES_ACROSS if across else LAYER_IMAGES)
 
     def layers_verdict(self, case: ModelCase) -> tuple:
-        """(Verdict, per-layer shifts) of per-layer SQNR against the golden curve, each layer at its own noise band."""
+        """(Verdict, the layers it names) of per-layer SQNR against the golden curve, each layer at its own noise band."""
         loc = self.localisation(case)
         sqnr = {layer.name: layer.sqnr_db for layer in loc.layers}
         now = {layer.name: (layer.per_image, layer.signal) for layer in loc.layers}

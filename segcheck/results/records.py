@@ -59,8 +59,8 @@ class ModelResult:
     flip: dict = field(default_factory=dict)  # flip rate of low-margin pixels and of all pixels, on the layer images
     drop_interval: dict = field(default_factory=dict)  # stats.Interval of the INT8 drop
     baseline_class_iou: dict = field(default_factory=dict)  # precision -> per-class IoU of the golden run
-    ranges_moved: list = field(default_factory=list)  # layers whose calibrated range moved, in graph order
-    layers_ranked: list = field(default_factory=list)  # layers the per-layer check names, worst own fall first
+    ranges_moved: list = field(default_factory=list)  # layers whose calibrated range moved, largest change first
+    layers_ranked: list = field(default_factory=list)  # layers the per-layer check names, most to blame first (gate.verdicts.layer_error)
     min_speedup: float | None = None  # the speed-up gate's minimum for this ISA, where one is recorded
     footprint_mb: dict = field(default_factory=dict)  # forked work -> MB it added beyond the pytest process (cases.ModelCase.footprints)
     agreement_pct: float | None = None  # a peer's row: its FP32 argmax equal to MXNet's, percent of the pixels compared
