@@ -39,8 +39,19 @@ def test_the_table_names_layers_stably_and_finds_what_moved():
     changes = calibration.moved(table, moved, 1e-4)
     assert [name for name, _, _ in changes] == ["data_quantize", "resnetv1s_conv0_fwd"]
     assert calibration.moved(table, calibration.table(one.replace('"13.0"', '"13.0001"')), 1e-4) == []
-    scaled = calibration.table(one.replace('"13.0"', '"130.0"').replace('"2.5"', '"2.6"'))
-    assert [name for name, _, _ in calibration.moved(table, scaled, 1e-4)] == ["resnetv1s_conv0_fwd", "data_quantize"]
+    # largest change first, a ratio either way: conv0 shrunk 10x outranks data grown 8x (more by difference or relative),
+    # which outranks conv1 grown 1.1x; a layer another MXNet's graph dropped is reported, not ranked
+    two = _graph(json.loads(one)["nodes"][0], _conv("quantized_sg_a", "fcn5_resnetv1s_conv0_fwd", 0, 13.0, [0]),
+                 _conv("quantized_sg_b", "fcn5_resnetv1s_conv1_fwd", 0, 1.0, [1]), _conv("quantized_sg_c", "fcn5_extra_fwd", 0, 1.0, [2]))
+    scaled = {**calibration.table(two), "data_quantize": {"range": [-2.0, 20.0], "out_type": "auto"},
+              "resnetv1s_conv0_fwd": {"range": [0.0, 1.3]}, "resnetv1s_conv1_fwd": {"range": [0.0, 1.1]}}
+    assert [name for name, _, _ in calibration.moved(calibration.table(two), scaled, 1e-4)] == [
+        "resnetv1s_conv0_fwd", "data_quantize", "resnetv1s_conv1_fwd"]
+    dropped = {k: v for k, v in scaled.items() if k != "extra_fwd"}
+    judged, structural = verdicts.range_changes(calibration.table(two), dropped, 1e-4, Reference("golden", {"mxnet": "1.8"}, "version"))
+    assert [n for n, _, _ in judged] == ["resnetv1s_conv0_fwd", "data_quantize", "resnetv1s_conv1_fwd"]
+    assert [n for n, _, _ in structural] == ["extra_fwd"]
+    assert [n for n, _, _ in verdicts.range_changes(calibration.table(two), dropped, 1e-4, None)[0]][0] == "extra_fwd"
     verdict = verdicts.calibration_table("m", moved, table, [], 1e-4)
     assert verdict.status == "CHANGED" and "resnetv1s_conv0_fwd: [0, 13] -> [0, 0.65]" in verdict.message
     assert "data_quantize: [-2, 2.5] out_type=auto -> [-2, 2.5] out_type=int8" in verdict.message
@@ -94,7 +105,7 @@ def test_the_layer_where_error_starts_ranks_first_and_harm_is_judged_on_its_own_
     tol = Tolerances(0.5, 1.0, 1.0, 2.0, sqnr_drop_db=1.0, sqnr_floor_db=5.0)
     verdict, named = verdicts.layer_error("m", pooled, now, golden_curve, up, tol)
     assert verdict.status == "REGRESSED" and verdict.failed
-    assert named[0] == "b"
+    assert named == ["b", "d"]  # c's own change (-0.5 dB) is within its band; d rose by itself (+1.4 dB)
     assert verdict.message.split("by their own change: ")[1].startswith("layer b 25.00 -> 12.00 dB (-13.00")
     small = curve(a=30.0, b=22.0, c=19.0, d=17.0)
     changed, _ = verdicts.layer_error("m", {n: v[0][0] for n, v in small.items()}, small, golden_curve, up, tol)
@@ -102,7 +113,7 @@ def test_the_layer_where_error_starts_ranks_first_and_harm_is_judged_on_its_own_
     banded, _ = verdicts.layer_error("m", {n: v[0][0] for n, v in small.items()}, small, golden_curve, up, tol, {"b": 4.0})
     assert banded.status == "PASS"
     floored, named = verdicts.layer_error("m", {**pooled, "d": 4.0}, now, None, up, tol)
-    assert floored.status == "FAIL" and "below the 5 dB floor, starting at d (fed by layers above it): d: 4.0 dB" in floored.message
+    assert floored.status == "FAIL" and "below the 5 dB floor, the error starting at d (no input below the floor): d: 4.0 dB" in floored.message
     assert named == ["d"]
     alone, _ = verdicts.layer_error("m", pooled, now, None, up, tol)
     assert alone.status == "SKIP" and alone.compared == "none" and "no golden per-layer curve" in alone.message
@@ -116,12 +127,13 @@ def test_the_layer_where_error_starts_ranks_first_and_harm_is_judged_on_its_own_
 def test_a_floor_failure_names_the_layer_where_the_error_starts_not_the_lowest():
     """b breaks below the floor and c, d after it fall further: b, the first floored layer fed only by layers above the
     floor, is named first, then the rest lowest first; an error that starts again after a clean layer is a start too."""
-    up = {"a": [], "b": ["a"], "c": ["b"], "d": ["c"], "e": ["d"], "f": ["e"]}
+    up = {"a": [], "b": ["a"], "c": ["b"], "d": ["c"], "e": ["d"], "f": ["e"], "g": ["a", "d"]}
     tol = Tolerances(0.5, 1.0, 1.0, 2.0, sqnr_drop_db=1.0, sqnr_floor_db=5.0)
-    sqnr = {"a": 30.0, "b": 4.0, "c": 2.0, "d": 1.0, "e": 12.0, "f": 3.0}
+    sqnr = {"a": 30.0, "b": 4.0, "c": 2.0, "d": 1.0, "e": 12.0, "f": 3.0, "g": 4.5}  # g: one input clean, one floored
     verdict, named = verdicts.layer_error("m", sqnr, {}, None, up, tol)
-    assert verdict.status == "FAIL" and named == ["b", "f", "d", "c"], named
-    assert "4 layers are below the 5 dB floor, starting at b, f (fed by layers above it): b: 4.0 dB; f: 3.0 dB" in verdict.message
+    assert verdict.status == "FAIL" and named == ["b", "f", "d", "c", "g"], named
+    assert ("5 layers are below the 5 dB floor, the error starting at b, f (no input below the floor): b: 4.0 dB; "
+            "f: 3.0 dB; d: 1.0 dB") in verdict.message
 
 
 def _digest(images, pixels):

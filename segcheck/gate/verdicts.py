@@ -130,6 +130,15 @@ def harmed(changed: str, judged: Verdict | None) -> tuple:
     return CHANGED, f"{changed}; {how}, so it is not shown harmful: {CHANGED_HINT}"
 
 
+def range_changes(golden: dict, now: dict, rtol: float, reference: Reference | None) -> tuple:
+    """(the moved ranges the range check judges, largest change first; the nodes another MXNet's graph added or dropped,
+    which it only reports): calibration.moved split by whether the reference was made by another MXNet."""
+    changes = calibration.moved(golden, now, rtol)
+    other_graph = reference is not None and "version" in reference.differs
+    structural = [(name, old, new) for name, old, new in changes if other_graph and (old is None or new is None)]
+    return [c for c in changes if c not in structural], structural
+
+
 def calibration_table(what: str, now: dict, golden: dict | None, problems: list, rtol: float,
                       reference: Reference | None = None, judged: Verdict | None = None) -> Verdict:
     """Every quantized node's calibrated range (and quantization settings) against the golden table, and the
@@ -143,10 +152,7 @@ def calibration_table(what: str, now: dict, golden: dict | None, problems: list,
     if golden is None:
         return Verdict(SKIP, f"{what}: {len(now)} calibrated ranges, all present, concat inputs aligned, but no golden table "
                              "at this setting to compare them with (record one with --update-baselines)", "none")
-    changes = calibration.moved(golden, now, rtol)
-    other_graph = reference is not None and "version" in reference.differs
-    structural = [(name, old, new) for name, old, new in changes if other_graph and (old is None or new is None)]
-    changes = [c for c in changes if c not in structural]
+    changes, structural = range_changes(golden, now, rtol, reference)
     note = ("; another MXNet builds another graph: " + ", ".join(f"{name} {'appeared' if old is None else 'vanished'}"
                                                                  for name, old, _ in structural[:6])) if structural else ""
     if changes:
@@ -161,21 +167,22 @@ def calibration_table(what: str, now: dict, golden: dict | None, problems: list,
 
 def layer_error(what: str, sqnr: dict, now: dict, golden: dict | None, upstream: dict, tol: Tolerances,
                 bands: dict | None = None, reference: Reference | None = None) -> tuple:
-    """(Verdict, the layers it names, most to blame first) of per-layer SQNR of INT8 against FP32: any layer below the
-    floor fails (`sqnr`: layer -> SQNR over the images, in graph order), naming first the floored layers whose inputs
-    are above it (where the error starts; `upstream`: layer -> the layers feeding it). Against the golden curve (`golden`: layer -> (per-image SQNR, per-image FP32 energy), `now`
-    likewise), each layer's own change in pooled SQNR (harm.layers: its change less the largest fall of its inputs, so
-    the layer where an error starts is named first) within its noise band (`bands`: measured per layer, else the
-    tier's) passes; beyond it, REGRESSED where the interval reaches the harm threshold, else CHANGED. Without a golden
-    curve a table above the floor is a SKIP."""
+    """(Verdict, the layers it names, most to blame first) of per-layer SQNR of INT8 against FP32: any layer below
+    the floor fails (`sqnr`: layer -> SQNR over the images, in graph order), naming first the floored layers whose
+    inputs are above it (where the error starts; `upstream`: layer -> the layers feeding it). Against the golden
+    curve (`golden`: layer -> (per-image SQNR, per-image FP32 energy), `now` likewise), each layer's own change in
+    pooled SQNR (harm.layers: its change less the largest fall of its inputs, so the layer where an error starts is
+    named first) within its noise band (`bands`: measured per layer, else the tier's) passes; beyond it, REGRESSED
+    where the interval reaches the harm threshold, else CHANGED. Without a golden curve a table above the floor is a
+    SKIP."""
     floored = {n for n, v in sqnr.items() if v < tol.sqnr_floor_db}
     worst = min(sqnr, key=sqnr.get)
     if floored:
         starts = [n for n in sqnr if n in floored and not floored.intersection(upstream.get(n, []))]
         named = starts + sorted(floored.difference(starts), key=sqnr.get)
         shown = "; ".join(f"{n}: {sqnr[n]:.1f} dB" for n in named[:5])
-        return Verdict(FAIL, f"{what}: {len(floored)} layers are below the {tol.sqnr_floor_db:g} dB floor, starting at "
-                             f"{', '.join(starts[:3])} (fed by layers above it): {shown}",
+        return Verdict(FAIL, f"{what}: {len(floored)} layers are below the {tol.sqnr_floor_db:g} dB floor, the error "
+                             f"starting at {', '.join(starts[:3])} (no input below the floor): {shown}",
                        _compared(reference if golden else None)), named
     shifts = harm.layers(now, golden or {}, upstream, bands or {}, tol.sqnr_drop_db, tol.harm_layer_sqnr_db, tol.confidence)
     if not shifts:

@@ -21,7 +21,7 @@ def test_int8_calibration_table(case, segcheck, request):
     golden = segcheck.golden(case)
     reference = golden.reference if golden and golden.ranges else None
     rtol = segcheck.tolerances(case, reference).range_rtol
-    moved = calibration.moved(golden.ranges, table, rtol) if reference else []
+    moved = verdicts.range_changes(golden.ranges, table, rtol, reference)[0] if reference else []
     if reference:
         segcheck.record(request, case, ranges_moved=[name for name, _, _ in moved])
     verdict = verdicts.calibration_table(f"{case.name} ({case.int8.source})", table, golden.ranges if reference else None,
