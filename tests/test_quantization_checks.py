@@ -1,6 +1,7 @@
 """The finer INT8 checks on their own: calibration tables and their invariants, ranking layers by their own
 fall, the digest verdict, the per-class gate, the golden store, and the bootstrap interval (with its coverage)."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -115,6 +116,12 @@ def test_the_layer_where_error_starts_ranks_first_and_harm_is_judged_on_its_own_
     floored, named = verdicts.layer_error("m", {**pooled, "d": 4.0}, now, None, up, tol)
     assert floored.status == "FAIL" and "below the 5 dB floor, the error starting at d (no input below the floor): d: 4.0 dB" in floored.message
     assert named == ["d"]
+    # b clips and falls 13 dB by itself but stays above a 10 dB floor, while c and d inherit it below: the floor fails
+    # from c, and the layers named are still led by b, whose own fall the golden curve shows
+    clipped, named = verdicts.layer_error("m", pooled, now, golden_curve, up, dataclasses.replace(tol, sqnr_floor_db=10.0))
+    assert clipped.status == "FAIL" and named[0] == "b", named
+    assert "the error starting at c (no input below the floor)" in clipped.message
+    assert "by its own change against the golden curve, first layer b 25.00 -> 12.00 dB (-13.00" in clipped.message
     alone, _ = verdicts.layer_error("m", pooled, now, None, up, tol)
     assert alone.status == "SKIP" and alone.compared == "none" and "no golden per-layer curve" in alone.message
     unpooled, _ = verdicts.layer_error("m", pooled, now, {n: (v[0], ()) for n, v in golden_curve.items()}, up, tol)

@@ -167,32 +167,34 @@ def calibration_table(what: str, now: dict, golden: dict | None, problems: list,
 
 def layer_error(what: str, sqnr: dict, now: dict, golden: dict | None, upstream: dict, tol: Tolerances,
                 bands: dict | None = None, reference: Reference | None = None) -> tuple:
-    """(Verdict, the layers it names, most to blame first) of per-layer SQNR of INT8 against FP32: any layer below
-    the floor fails (`sqnr`: layer -> SQNR over the images, in graph order), naming first the floored layers whose
-    inputs are above it (where the error starts; `upstream`: layer -> the layers feeding it). Against the golden
-    curve (`golden`: layer -> (per-image SQNR, per-image FP32 energy), `now` likewise), each layer's own change in
-    pooled SQNR (harm.layers: its change less the largest fall of its inputs, so the layer where an error starts is
-    named first) within its noise band (`bands`: measured per layer, else the tier's) passes; beyond it, REGRESSED
-    where the interval reaches the harm threshold, else CHANGED. Without a golden curve a table above the floor is a
-    SKIP."""
+    """(Verdict, the layers it names, most to blame first) of per-layer SQNR of INT8 against FP32. Any layer below
+    the floor fails (`sqnr`: layer -> SQNR over the images, in graph order); its message names the floored layers
+    whose inputs are above it, where the error starts (`upstream`: layer -> the layers feeding it). Against the
+    golden curve (`golden`: layer -> (per-image SQNR, per-image FP32 energy), `now` likewise), each layer's own
+    change in pooled SQNR (harm.layers: its change less the largest fall of its inputs) within its noise band
+    (`bands`: measured per layer, else the tier's) passes; beyond it, REGRESSED where the interval reaches the harm
+    threshold, else CHANGED. The layers named are those beyond their band, largest own fall first (it charges an
+    error to where it starts, also under the floor, where a layer that clips may stay above it), else the floor's.
+    Without a golden curve a table above the floor is a SKIP."""
     floored = {n for n, v in sqnr.items() if v < tol.sqnr_floor_db}
     worst = min(sqnr, key=sqnr.get)
+    shifts = harm.layers(now, golden or {}, upstream, bands or {}, tol.sqnr_drop_db, tol.harm_layer_sqnr_db, tol.confidence)
+    moved = [s for s in shifts if s.status != PASS]
+    named = [s.figure.removeprefix("layer ") for s in moved]
     if floored:
         starts = [n for n in sqnr if n in floored and not floored.intersection(upstream.get(n, []))]
-        named = starts + sorted(floored.difference(starts), key=sqnr.get)
-        shown = "; ".join(f"{n}: {sqnr[n]:.1f} dB" for n in named[:5])
+        below = starts + sorted(floored.difference(starts), key=sqnr.get)
+        shown = "; ".join(f"{n}: {sqnr[n]:.1f} dB" for n in below[:5])
+        own = f"; by its own change against the golden curve, first {moved[0].describe()}" if moved else ""
         return Verdict(FAIL, f"{what}: {len(floored)} layers are below the {tol.sqnr_floor_db:g} dB floor, the error "
-                             f"starting at {', '.join(starts[:3])} (no input below the floor): {shown}",
-                       _compared(reference if golden else None)), named
-    shifts = harm.layers(now, golden or {}, upstream, bands or {}, tol.sqnr_drop_db, tol.harm_layer_sqnr_db, tol.confidence)
+                             f"starting at {', '.join(starts[:3])} (no input below the floor): {shown}{own}",
+                       _compared(reference if golden else None)), named or below
     if not shifts:
         why = ("the golden per-layer curve at this setting holds no per-image energies to pool (recorded before segcheck "
                "kept them): record it again" if golden else "no golden per-layer curve at this setting to compare with: "
                "record one")
         return Verdict(SKIP, f"{what}: {why} with --update-baselines; every layer above the {tol.sqnr_floor_db:g} dB floor, "
                              f"worst {worst} at {sqnr[worst]:.1f} dB", "none"), []
-    moved = [s for s in shifts if s.status != PASS]
-    named = [s.figure.removeprefix("layer ") for s in moved]
     if not moved:
         return Verdict(PASS, f"{what}: every layer's own SQNR change within its noise band (largest own change "
                              f"{shifts[0].change:+.2f} dB, {shifts[0].figure}); worst layer {worst} at {sqnr[worst]:.1f} dB"
