@@ -71,7 +71,9 @@ def _block(model, outputs: list) -> mx.gluon.SymbolBlock:
     symbol = graph(model)
     internals = symbol.get_internals()
     group = mx.sym.Group([internals[o] for o in outputs] + [symbol[0]])
-    return mx.gluon.SymbolBlock(group, mx.sym.var("data"), params=model.collect_params())
+    block = mx.gluon.SymbolBlock(group, mx.sym.var("data"), params=model.collect_params())
+    block.hybridize(static_alloc=True, static_shape=True)
+    return block
 
 
 def _outputs(out) -> list:
