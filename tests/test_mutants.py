@@ -7,7 +7,8 @@ and to $SEGCHECK_KILL_TABLES where set (docs/kill-tables/ holds the committed on
 kept as it is made (<cache>/kill-tables/progress-<environment>.json), and a rerun makes only the missing ones.
 
 A clean control runs first, on the same selection, and must pass (CHANGED allowed: another environment or recipe is
-a change); the oracle's reference is its INT8 model. A kill is an assertion of a non-latency check, or an error whose
+a change); the oracle's reference is its INT8 model. The gated one runs CLEAN_RUNS times in all, calibrating afresh each
+time: no clean run may fail. A kill is an assertion of a non-latency check, or an error whose
 message names its cause (a SegcheckError); the latency checks judge the speed variant alone. Runs need golden records
 for this setting (`pytest --update-baselines` on a clean run).
 """
@@ -43,6 +44,9 @@ GATED = [str(SUITE), "-k", f"{MODEL} and not latency and not speedup and not pee
 TIMED = [str(SUITE / "test_latency.py"), "-k", MODEL]
 LATENCY_CHECKS = set(LATENCY.names()) | {SPEEDUP.name()}
 NAMING = ("int8-ranges", "int8-layers")
+# The gated clean control runs this often, each run calibrating afresh: a rerun of the unchanged model is the most benign
+# change there is, and none may fail (the issue's "0 in 5 clean reruns", measured in every catalogue run).
+CLEAN_RUNS = 5
 # The share of single-layer variants whose layer each naming check names first, at least (measured: docs/kill-tables/).
 NAMED_FIRST = {"int8-ranges": 0.9, "int8-layers": 0.5}
 # A variant under which no INT8 model could be made (its calibration failed) harms the task outright: nothing ships.
@@ -154,6 +158,20 @@ def test_clean_control_passes(selection, segcheck, fresh_int8_cache, pytester, f
         CONTROL["oracle"] = figures
 
 
+@pytest.mark.parametrize("run", range(2, CLEAN_RUNS + 1))
+def test_clean_control_reruns_pass(run, segcheck, fresh_int8_cache, pytester, forwarded):
+    """The gated clean control again, calibrating afresh: nothing fails and nothing skips (CHANGED allowed, as in the
+    first run). The oracle's reference stays the first run's INT8 model."""
+    if "gated" not in CONTROL:
+        pytest.fail("the first clean control did not run or failed: a rerun has nothing to repeat")
+    done, _, _ = _run(segcheck, fresh_int8_cache, pytester, GATED, [], forwarded, None)
+    failed = {n: o.message for n, o in done.details.items() if o.outcome == "failed"}
+    skipped = {n: o.message for n, o in done.details.items() if o.outcome == "skipped"}
+    CONTROL.setdefault("reruns", []).append(not failed and not skipped)
+    assert not failed, f"clean rerun {run} of {CLEAN_RUNS} failed: {failed}"
+    assert not skipped, f"clean rerun {run} of {CLEAN_RUNS} compared nothing in {sorted(skipped)}: {skipped}"
+
+
 @pytest.mark.parametrize("name", list(MUTANTS))
 def test_variant_is_judged(name, segcheck, fresh_int8_cache, pytester, forwarded, held_out, progress):
     """A harmful variant (by the oracle) fails the gate; a benign one does not (CHANGED allowed); both recorded."""
@@ -191,11 +209,15 @@ def test_variant_is_judged(name, segcheck, fresh_int8_cache, pytester, forwarded
 def test_error_rates(segcheck, recipe):
     """At least 95 % of the oracle-harmful variants fail in the default mode and at most 5 % of the benign ones, with
     at least 30 harmful (10 within twice the thresholds) and 10 benign scored; the speed variant killed; each naming
-    check names a single-layer variant's layer first at least as often as NAMED_FIRST says; the table written."""
+    check names a single-layer variant's layer first at least as often as NAMED_FIRST says; every clean run passed;
+    the table written."""
     if len(RESULTS) < len(MUTANTS):
         pytest.skip(f"{len(RESULTS)} of {len(MUTANTS)} variants ran: run the whole catalogue (pytest -m mutants)")
-    control = ", ".join(f"{s}: {len(CONTROL[s][0])} checks" for s in ("gated", "timed") if s in CONTROL) or "passed in an earlier run"
-    table = kills.KillTable(segcheck.environment.to_dict(), datetime.date.today().isoformat(), MODEL, f"passed ({control})",
+    reruns = CONTROL.get("reruns", [])
+    checks = ", ".join(f"{s}: {len(CONTROL[s][0])} checks" for s in ("gated", "timed") if s in CONTROL)
+    first = int("gated" in CONTROL)
+    control = f"passed {first + sum(reruns)} of {1 + len(reruns)} gated clean runs, each calibrating afresh ({checks})"
+    table = kills.KillTable(segcheck.environment.to_dict(), datetime.date.today().isoformat(), MODEL, control,
                             tuple(RESULTS[n] for n in MUTANTS), NAMING, recipe)
     written = [kills.save(table, segcheck.run.cache_dir / "kill-tables")]
     if os.environ.get("SEGCHECK_KILL_TABLES"):
@@ -203,6 +225,7 @@ def test_error_rates(segcheck, recipe):
     text = kills.markdown(table)
     print("\n" + text + "\n" + "\n".join(str(p) for pair in written for p in pair))
     c = table.counts()
+    assert first and len(reruns) == CLEAN_RUNS - 1 and all(reruns), f"clean runs: {control}"
     assert c["harmful"] >= 30 and c["near_threshold"] >= 10 and c["benign"] >= 10, text
     assert c["harmful_caught"] >= 0.95 * c["harmful"] and c["benign_failed"] <= 0.05 * c["benign"], text
     assert c["speed"] == [True] and c["structure"] and all(c["structure"]), text
