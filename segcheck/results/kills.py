@@ -63,7 +63,7 @@ class KillTable:
     environment: dict  # the run's environment (key and provenance)
     date: str
     model: str
-    control: str  # how the clean control run ended ("passed: N checks")
+    control: str  # how the clean control runs ended ("passed 5 of 5 gated clean runs, ...")
     rows: tuple  # MutantRow
     naming_checks: tuple = ("int8-ranges", "int8-layers")
     recipe: str = ""  # the INT8 recipe the inner runs calibrated with, where it is not the recorded one (a recipe change)
