@@ -120,6 +120,20 @@ def _run(segcheck, cache, pytester, selection, plugins, forwarded, held):
     return done, report.load(results).models[MODEL], figures
 
 
+def _clean_run(segcheck, cache, pytester, selection, forwarded, held, what: str):
+    """An inner run of `selection` without a variant (what _run returns), which must neither fail nor skip. A gated one
+    counts in CONTROL["clean"] from its start, as failed until it has passed, whatever stops it."""
+    counted = CONTROL.setdefault("clean", []) if selection is GATED else []
+    counted.append(False)
+    done, model, figures = _run(segcheck, cache, pytester, selection, [], forwarded, held)
+    failed = {n: o.message for n, o in done.details.items() if o.outcome == "failed"}
+    assert not failed, f"{what} did not pass: {failed}"
+    skipped = {n: o.message for n, o in done.details.items() if o.outcome == "skipped"}
+    assert not skipped, f"{what} compared nothing in {sorted(skipped)}: {skipped}"
+    counted[-1] = True
+    return done, model, figures
+
+
 def _named_cause(message: str) -> bool:
     """An error names its cause when segcheck raised it (its one-line message says what is wrong and what to do)."""
     kind = message.partition(":")[0]
@@ -148,15 +162,9 @@ def test_clean_control_passes(selection, segcheck, fresh_int8_cache, pytester, f
     """The selections the variants run (the speed variant: the latency checks), without a variant: nothing fails and
     the speed-up gate has a minimum here, so a failure under a variant is the variant's. Its INT8 model is the
     oracle's reference."""
-    clean = CONTROL.setdefault("clean", []) if selection == "gated" else []
-    clean.append(False)  # until it has passed, whatever stops it
-    done, model, figures = _run(segcheck, fresh_int8_cache, pytester, GATED if selection == "gated" else TIMED, [], forwarded,
-                                held_out if selection == "gated" else None)
-    failed = {n: o.message for n, o in done.details.items() if o.outcome == "failed"}
-    assert not failed, f"the clean control ({selection}) did not pass: {failed}"
-    skipped = {n: o.message for n, o in done.details.items() if o.outcome == "skipped"}
-    assert not skipped, f"the clean control ({selection}) compared nothing in {sorted(skipped)}: {skipped}"
-    clean[-1] = True
+    gated = selection == "gated"
+    done, model, figures = _clean_run(segcheck, fresh_int8_cache, pytester, GATED if gated else TIMED, forwarded,
+                                      held_out if gated else None, f"the clean control ({selection})")
     CONTROL[selection] = (done.details, model)
     if figures is not None:
         CONTROL["oracle"] = figures
@@ -168,14 +176,7 @@ def test_clean_control_reruns_pass(run, segcheck, fresh_int8_cache, pytester, fo
     first run). The oracle's reference stays the first run's INT8 model."""
     if "gated" not in CONTROL:
         pytest.fail("the first clean control did not run or failed: a rerun has nothing to repeat")
-    clean = CONTROL.setdefault("clean", [])
-    clean.append(False)  # until it has passed, whatever stops it
-    done, _, _ = _run(segcheck, fresh_int8_cache, pytester, GATED, [], forwarded, None)
-    failed = {n: o.message for n, o in done.details.items() if o.outcome == "failed"}
-    skipped = {n: o.message for n, o in done.details.items() if o.outcome == "skipped"}
-    assert not failed, f"clean rerun {run} of {CLEAN_RUNS} failed: {failed}"
-    assert not skipped, f"clean rerun {run} of {CLEAN_RUNS} compared nothing in {sorted(skipped)}: {skipped}"
-    clean[-1] = True
+    _clean_run(segcheck, fresh_int8_cache, pytester, GATED, forwarded, None, f"clean rerun {run} of {CLEAN_RUNS}")
 
 
 @pytest.mark.parametrize("name", list(MUTANTS))
