@@ -24,7 +24,7 @@ from ..errors import MissingResource, SegcheckError
 from ..models import export, pipeline
 from ..peers import scoring
 from ..peers.environment import PeerMissing, usable_python
-from ..measure import fp32_cache, guard, layers, memory
+from ..measure import evaluation_cache, guard, layers, memory
 from ..measure.evaluate import Evaluation, compared_images, evaluate, predict
 
 # The images (the split's first) per-layer error is measured on. A clipped range harms the few images with the largest
@@ -203,16 +203,32 @@ class ModelCase:
         wanted = min(count, len(self.val))
 
         def compare():
-            images = [x for x, _, _ in loaders.batches(self.val, loaders.first(self.val, wanted), 1)]
+            indices = loaders.first(self.val, wanted)
             fp32, int8 = self.fp32, self.int8.block
-            return self._isolated("per-layer comparison", lambda: layers.localise(fp32, int8, images), 2 * len(images),
-                                  "per-layer comparison")
+
+            def compared():
+                images = [x for x, _, _ in loaders.batches(self.val, indices, 1)]
+                return self._isolated("per-layer comparison", lambda: layers.localise(fp32, int8, images), 2 * len(images),
+                                      "per-layer comparison")
+
+            models = [(fp32, self._weights("fp32")), (int8, self._weights("int8"))]
+            return evaluation_cache.localisation(self.config, models, self.val, indices, compared)
 
         held = self._part("localisation", compare)
         if held.images < wanted:
             held = self._parts["localisation"] = compare()
             self._reused.discard("localisation")
         return held
+
+    def _weights(self, precision: str) -> str | None:
+        """The digest of the weights file the `precision` model was built from here, or None for a model a plugin put
+        in place or handed over (its evaluations are never cached: evaluation_cache)."""
+        if precision not in self._parts or precision in self._replaced or precision in self._reused:
+            return None
+        if precision == "fp32":
+            return pipeline.fp32_weights(self.config)[1]
+        entry = self.int8.entry
+        return self.int8_key if entry is None else entry.manifest["files"]["model-0000.params"]
 
     def _asked(self, hook: str, **arguments):
         """A plugin's answer to segcheck's hook `hook` about this case, or None."""
@@ -272,7 +288,7 @@ class ModelCase:
         key = tuple(ids)
         keeps = compared_images(self.config.kind.num_classes, self.config.crop_size, len(self.indices)) >= len(key)
         if key not in self._predictions and keeps and self.config.run.batch_size == 1:
-            reference = self.evaluation("fp32")  # the gate's own, from the FP32 cache where it is there
+            reference = self.evaluation("fp32")  # the gate's own, from the evaluation cache where it is there
             if reference.outputs is not None and reference.subset.ids[:len(key)] == key:
                 self._predictions[key] = reference.outputs.classes[:len(key)]
         if key not in self._predictions:
@@ -320,10 +336,7 @@ class ModelCase:
                     model, self.val, indices, self.config.run.batch_size, self.config.run.skip_bad,
                     desc=f"evaluating {self.name} {precision}", keep=keep, reference=reference), len(indices), "evaluation")
 
-            if precision != "fp32":
-                return evaluated()
-            own = "fp32" in self._parts and "fp32" not in self._replaced and "fp32" not in self._reused
-            weights = pipeline.fp32_weights(self.config)[1] if own else None
-            return fp32_cache.evaluation(self.config, model, self.val, indices, evaluated, weights)
+            return evaluation_cache.evaluation(self.config, model, self.val, indices, evaluated, self._weights(precision),
+                                               reference, precision)
 
         return self._part(f"{precision}-evaluation", run)

@@ -64,7 +64,7 @@ class RunConfig:
     cache_dir: Path = field(default_factory=default_dir)
     mxnet_home: Path = field(default_factory=mxnet_home)
     skip_bad: bool = False
-    fp32_cache: bool = True  # FP32 evaluations read from the cache where the key matches (measure.fp32_cache)
+    eval_cache: bool = True  # evaluations read from the cache where the key matches (measure.evaluation_cache)
     case_timeout: float | None = None  # seconds a case's backend work may take (None: scaled to the work, guard.limit)
     # --peer: the peer runtimes of every model (None: each model's configured ones); which peers a run adds changes none
     # of a model's parts, so two runs that differ only there hand their models over to each other (compare=False)
@@ -91,7 +91,7 @@ class RunConfig:
             calib={f: getattr(options, o) for f, o in CALIB_OPTIONS.items() if getattr(options, o) is not None},
             roots={key: Path(getattr(options, dest)).expanduser() for dest, key in ROOTS.items() if getattr(options, dest)},
             cache_dir=Path(cache).expanduser() if cache else default_dir(), skip_bad=bool(options.skip_bad),
-            fp32_cache=not options.no_fp32_cache, peers=options.peer, case_timeout=options.case_timeout,
+            eval_cache=not options.no_eval_cache, peers=options.peer, case_timeout=options.case_timeout,
         )
 
     def with_(self, **changes) -> "RunConfig":

@@ -64,7 +64,7 @@ class Evaluation:
     digest: str = ""  # sha256 of the argmax predictions, image after image
     image_digests: list = field(default_factory=list)  # a short digest of each image's predictions
     predicted: list = field(default_factory=list)  # predicted pixels per class, over whole images
-    cached: bool = False  # read from the FP32 evaluation cache (fp32_cache), not evaluated in this run
+    cached: bool = False  # read from the evaluation cache (evaluation_cache), not evaluated in this run
     outputs: Outputs | None = None  # the first images' outputs, kept where asked (FP32's, for INT8 to be compared with)
     agreement: list = field(default_factory=list)  # per compared image: pixels whose class equals the reference's, %
     output_sqnr: list = field(default_factory=list)  # per compared image: SQNR of the logits against the reference's, dB
@@ -73,13 +73,15 @@ class Evaluation:
         """Everything but the kept outputs (Outputs.save), as JSON."""
         return {"matrix": self.matrix.matrix.tolist(), "split": self.subset.split, "ids": list(self.subset.ids),
                 "skipped": self.skipped, "per_image": self.per_image, "digest": self.digest,
-                "image_digests": self.image_digests, "predicted": self.predicted}
+                "image_digests": self.image_digests, "predicted": self.predicted, "agreement": self.agreement,
+                "output_sqnr": self.output_sqnr}
 
     @classmethod
     def from_dict(cls, doc: dict, cached: bool = False, outputs: Outputs | None = None) -> "Evaluation":
         matrix = np.asarray(doc["matrix"], dtype=np.int64)
         return cls(ConfusionMatrix(len(matrix), matrix), loaders.Subset(doc["split"], tuple(doc["ids"])), doc["skipped"],
-                   doc["per_image"], doc["digest"], doc["image_digests"], doc["predicted"], cached, outputs)
+                   doc["per_image"], doc["digest"], doc["image_digests"], doc["predicted"], cached, outputs,
+                   doc["agreement"], doc["output_sqnr"])
 
 
 class Accumulator:

@@ -32,7 +32,7 @@ class Figures:
     digest: str | None = None  # sha256 of the argmax predictions, image after image
     image_digests: list | None = None
     predicted: list | None = None  # predicted pixels per class
-    cached: bool | None = None  # the figures come from an FP32 evaluation of an earlier run (measure.fp32_cache)
+    cached: bool | None = None  # the figures come from an evaluation of an earlier run (measure.evaluation_cache)
     agreement: list | None = None  # INT8: per compared image, its pixels whose class equals FP32's, percent
     output_sqnr: list | None = None  # INT8: per compared image, its logits' SQNR against FP32's, dB
 

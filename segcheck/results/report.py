@@ -51,7 +51,7 @@ def _cell(value, baseline=None, pct=False) -> str:
     return text
 
 
-CACHED_MARK = " (c)"  # figures of an FP32 evaluation read from the cache, not made in this run
+CACHED_MARK = " (c)"  # figures of an evaluation read from the cache, not made in this run
 HEADER = ("model", "fp32 latency(ms)", "s8 latency(ms)", "speed-up", "fp32 pixAcc", "fp32 mIoU", "s8 pixAcc", "s8 mIoU", "status")
 
 
@@ -136,11 +136,11 @@ def markdown(results: RunResults) -> str:
         setting_notes = [f"setting: {_fmt(next(iter(settings.values())))}"]
     else:
         setting_notes = [f"setting of {n}: {_fmt(setting)}" for n, setting in sorted(known.items())]
-    cached = sorted(n for n, m in results.models.items() if m.fp32.cached)
+    cached = [f"{n} {p}" for n, m in sorted(results.models.items()) for p in ("fp32", "int8") if m.figures(p).cached]
     notes = [
         f"tier: {results.tier}; mIoU convention: {results.convention}",
-        *([f"{CACHED_MARK.strip()}: FP32 evaluated in an earlier run and read from the cache (same graph, weights, images, "
-           f"setting and environment): {', '.join(cached)}; --no-fp32-cache evaluates again"] if cached else []),
+        *([f"{CACHED_MARK.strip()}: evaluated in an earlier run and read from the cache (same graph, weights, images, "
+           f"setting, environment and code): {', '.join(cached)}; --no-eval-cache evaluates again"] if cached else []),
         *setting_notes,
         f"environment: {', '.join(f'{k} {v}' for k, v in results.environment.items() if v != '')}",
         comparisons(results),

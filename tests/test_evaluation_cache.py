@@ -1,16 +1,18 @@
-"""FP32 evaluations reused across runs (measure.fp32_cache): read back where graph, weights, images, setting and
-environment are the same (a changed calibration recipe among them), evaluated again where any of them changed, and
-never trusted when damaged; the cached read costs a small part of an evaluation (a benchmark, as a ratio)."""
+"""Evaluations reused across runs (measure.evaluation_cache): FP32 and INT8 evaluations and the per-layer comparison
+read back where graphs, weights, images, setting, environment and code are the same (for FP32, a changed calibration
+recipe among them), made again where any of them changed, and never trusted when damaged; the cached read costs a
+small part of an evaluation (a benchmark, as a ratio)."""
 
 import shutil
 
+import numpy as np
 import pytest
 from PIL import Image
 
 from segcheck.config.recipes import CalibRecipe
 from segcheck.data import loaders
-from segcheck.measure import fp32_cache
-from segcheck.measure.evaluate import evaluate
+from segcheck.measure import evaluation_cache, layers
+from segcheck.measure.evaluate import Outputs, evaluate
 from segcheck.models import pipeline
 
 MODEL = "fcn_resnet101_voc"
@@ -27,7 +29,7 @@ def _evaluate(fresh, count=8, mc=None, split=None, weights=None):
         calls.append(1)
         return evaluate(block, split, indices)
 
-    return fp32_cache.evaluation(mc, block, split, indices, evaluated, weights or digest), len(calls)
+    return evaluation_cache.evaluation(mc, block, split, indices, evaluated, weights or digest), len(calls)
 
 
 @pytest.fixture
@@ -46,7 +48,7 @@ def test_a_second_run_reads_the_fp32_evaluation_and_a_changed_recipe_does_not_ma
     assert evaluated == 0 and again.cached
     assert (again.matrix.matrix == first.matrix.matrix).all() and again.per_image == first.per_image
     assert again.digest == first.digest and again.subset == first.subset
-    assert _evaluate(fresh, mc=mc.with_(run=mc.run.with_(fp32_cache=False)))[1] == 1  # --no-fp32-cache
+    assert _evaluate(fresh, mc=mc.with_(run=mc.run.with_(eval_cache=False)))[1] == 1  # --no-eval-cache
 
 
 def test_changed_weights_images_or_setting_evaluate_again(fresh, tmp_path):
@@ -58,7 +60,7 @@ def test_changed_weights_images_or_setting_evaluate_again(fresh, tmp_path):
     assert _evaluate(fresh, mc=mc.with_(run=mc.run.with_(skip_bad=True)))[1] == 1  # another setting
     replaced = []
     for _ in range(2):  # a model a plugin replaced (weights None): evaluated every time, never cached
-        fp32_cache.evaluation(mc, fresh[1], split, loaders.first(split, 8), lambda: replaced.append(1) or evaluate(
+        evaluation_cache.evaluation(mc, fresh[1], split, loaders.first(split, 8), lambda: replaced.append(1) or evaluate(
             fresh[1], split, loaders.first(split, 8)), None)
     assert len(replaced) == 2
     copy = tmp_path / "voc"
@@ -81,13 +83,67 @@ def test_a_damaged_entry_is_evaluated_again_never_trusted(fresh):
     assert evaluated == 1 and not again.cached and again.digest == first.digest
 
 
+@pytest.fixture
+def int8(segcheck, fresh):
+    """fcn_resnet101_voc's INT8 model, its weights digest, and FP32's outputs on the first 8 images (INT8's reference)."""
+    int8_model, split = segcheck.case(MODEL).int8, fresh[2]
+    outputs = evaluate(fresh[1], split, loaders.first(split, 8), keep=8).outputs
+    return int8_model.block, int8_model.entry.manifest["files"]["model-0000.params"], outputs
+
+
+def test_an_int8_evaluation_is_read_back_with_its_comparison_and_a_changed_reference_evaluates_again(fresh, int8):
+    mc, split = fresh[0], fresh[2]
+    block, weights, outputs = int8
+    indices, calls = loaders.first(split, 8), []
+
+    def through_cache(reference=outputs, weights=weights):
+        def evaluated():
+            calls.append(1)
+            return evaluate(block, split, indices, reference=reference)
+
+        return evaluation_cache.evaluation(mc, block, split, indices, evaluated, weights, reference, "int8")
+
+    first, again = through_cache(), through_cache()
+    assert len(calls) == 1 and not first.cached and again.cached and len(first.agreement) == 8
+    assert len(list((mc.run.cache_dir / "models").glob("int8-eval-*"))) == 1
+    assert (again.agreement, again.output_sqnr, again.per_image, again.digest) == (
+        first.agreement, first.output_sqnr, first.per_image, first.digest)
+    through_cache(reference=Outputs(outputs.classes, outputs.logits + np.float16(0.5)))  # FP32's outputs moved
+    assert len(calls) == 2
+    for _ in range(2):  # a model a plugin put in place (weights None): evaluated every time
+        through_cache(weights=None)
+    assert len(calls) == 4
+
+
+def test_a_per_layer_comparison_is_read_back_equal_and_a_changed_or_damaged_one_is_made_again(fresh, int8):
+    mc, fp32, split, digest = fresh
+    block, weights, _ = int8
+    indices, calls = loaders.first(split, 2), []
+
+    def through_cache(int8_weights=weights, config=mc):
+        def compared():
+            calls.append(1)
+            return layers.localise(fp32, block, [x for x, _, _ in loaders.batches(split, indices, 1)])
+
+        return evaluation_cache.localisation(config, [(fp32, digest), (block, int8_weights)], split, indices, compared)
+
+    first, again = through_cache(), through_cache()
+    assert len(calls) == 1 and again == first and len(first.layers) > 100 and first.images == 2
+    (entry,) = (mc.run.cache_dir / "models").glob("layers-*")
+    (entry / "localisation.json").write_text('{"layers": [["conv0", 1.0]]}')
+    assert through_cache() == first and len(calls) == 2
+    through_cache(int8_weights="another INT8 weights file")
+    through_cache(config=mc.with_(run=mc.run.with_(eval_cache=False)))  # --no-eval-cache
+    assert len(calls) == 4
+
+
 @pytest.mark.parametrize("read", ["evaluated", "cached"])
 def test_fp32_evaluation_time(read, fresh, benchmark):
     mc = fresh[0]
     if read == "cached":
         _evaluate(fresh, count=16)
     else:
-        mc = mc.with_(run=mc.run.with_(fp32_cache=False))
+        mc = mc.with_(run=mc.run.with_(eval_cache=False))
     result, _ = benchmark.pedantic(_evaluate, args=(fresh, 16, mc), rounds=3, warmup_rounds=0)
     assert result.cached == (read == "cached")
     if benchmark.stats is not None:

@@ -1,0 +1,133 @@
+"""Evaluations reused across runs: an evaluation (FP32 or INT8) and the per-layer comparison depend only on the
+graphs and weights they run, the images, the setting, the environment and segcheck's measuring code, so a run that
+finds an entry of the same key reads it instead of evaluating again. A run that changes only the INT8 side (the
+calibration recipe, a shipped INT8 file) reads FP32; a second run of the same models reads all three.
+
+The key digests the fused graph each model runs (Gluon's per-process counters cut) and its weights file, the image and
+mask files themselves, the images' ids, the setting, the environment (versions, the libmxnet.so, ISA level, threads),
+the code that measures and, for INT8, the FP32 outputs it is compared with. An entry is written atomically and a
+damaged one is evaluated again, never trusted (models.cache). A model a plugin put in place of the built one (a fault)
+or handed over is never read from the cache: its weights are not a file's known here. Off with --no-eval-cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+from .. import atomic
+from ..config import isa
+from ..models import build, cache
+from ..models.export import graph_json
+from . import calibration, evaluate as evaluate_module, layers, metrics, sqnr
+from .calibration import stable
+from .environment import threads
+from .evaluate import Evaluation, Outputs
+from .layers import LayerError, Localisation
+
+log = logging.getLogger("segcheck.evaluation_cache")
+
+
+def graph_digest(block) -> str:
+    """The fused graph: its nodes' ops, inputs, attributes and names without per-process counters."""
+    digest = hashlib.sha256()
+    for node in json.loads(graph_json(block))["nodes"]:
+        digest.update(json.dumps([node["op"], stable(node["name"]), node.get("attrs", {}), node.get("inputs", [])],
+                                 sort_keys=True).encode())
+    return digest.hexdigest()[:20]
+
+
+FORMAT = 3  # of an entry; 3: INT8 evaluations (their comparison with FP32's outputs) and per-layer comparisons too
+OUTPUTS = "outputs.npz"  # the first images' FP32 outputs, which INT8 is compared with (evaluate.Outputs)
+MEASURING = (evaluate_module, metrics, sqnr, build)  # the code an evaluation's figures come from (build: its forward)
+COMPARING = MEASURING + (layers, calibration)  # and a per-layer comparison's
+
+
+def _code(modules) -> str:
+    return atomic.files_digest([Path(m.__file__) for m in modules])
+
+
+def _fields(mc, split, indices, models, modules) -> dict | None:
+    """The key of a measurement of `models` ((block, weights digest) pairs) on `split`'s samples at `indices`, or None
+    where a model's weights are unknown (a plugin's model: never cached) or the cache is off."""
+    if not mc.run.eval_cache or any(weights is None for _, weights in models):
+        return None
+    return {"format": FORMAT, "models": [[graph_digest(block), weights] for block, weights in models],
+            "files": atomic.files_digest(split.files(indices)), "images": _ids_digest(split, indices),
+            "setting": {"crop_size": mc.crop_size, "base_size": mc.base_size, "batch_size": mc.run.batch_size,
+                        "skip_bad": mc.run.skip_bad},
+            "versions": cache.versions(), "isa": isa.effective_level(), "threads": threads(), "code": _code(modules)}
+
+
+def evaluation(mc, block, split, indices, evaluate, weights: str | None, reference: Outputs | None = None,
+               precision: str = "fp32") -> Evaluation:
+    """The `precision` evaluation of `block` (a model of `mc` whose weights file has digest `weights`; None: a model not
+    built from that file here, never cached) on `split`'s samples at `indices`, compared image by image with `reference`
+    (FP32's outputs, for INT8): from the cache where an entry of the same key holds it, else `evaluate()`, kept for the
+    next run."""
+    fields = _fields(mc, split, indices, [(block, weights)], MEASURING)
+    if fields is None:
+        return evaluate()
+    if reference is not None:
+        fields["reference"] = hashlib.sha256(reference.classes.tobytes() + reference.logits.tobytes()).hexdigest()[:20]
+    made = {}
+
+    def build(folder):
+        made["evaluation"] = found = evaluate()
+        atomic.write_json(folder / "evaluation.json", found.to_dict())
+        if found.outputs is not None:  # the folder is staged: published whole, with the JSON, by one rename
+            found.outputs.save(folder / OUTPUTS)
+        return {"model": mc.name, "evaluated_images": len(indices)}
+
+    entry = cache.get_or_build(mc.run.cache_dir, f"{precision}-eval", fields, build)
+    if entry.built:
+        return made["evaluation"]
+    try:
+        kept = entry.file(OUTPUTS)
+        return Evaluation.from_dict(json.loads(entry.file("evaluation.json").read_text()), cached=True,
+                                    outputs=Outputs.load(kept) if kept.is_file() else None)
+    except (OSError, ValueError, KeyError, TypeError, EOFError) as err:  # intact on disk, but not an evaluation this code reads
+        log.warning("cached evaluation %s is unreadable (%s); evaluating again", entry.path, err)
+        return evaluate()
+
+
+def localisation(mc, models, split, indices, compare) -> Localisation:
+    """The per-layer comparison of `models` ((FP32 block, weights digest), (INT8 block, weights digest)) on `split`'s
+    samples at `indices`: from the cache where an entry of the same key holds it, else `compare()`, kept for the next run."""
+    fields = _fields(mc, split, indices, models, COMPARING)
+    if fields is None:
+        return compare()
+    made = {}
+
+    def build(folder):
+        made["localisation"] = found = compare()
+        atomic.write_json(folder / "localisation.json", _localisation_doc(found))
+        return {"model": mc.name, "compared_images": found.images}
+
+    entry = cache.get_or_build(mc.run.cache_dir, "layers", fields, build)
+    if entry.built:
+        return made["localisation"]
+    try:
+        return _localisation_of(json.loads(entry.file("localisation.json").read_text()))
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        log.warning("cached per-layer comparison %s is unreadable (%s); comparing again", entry.path, err)
+        return compare()
+
+
+def _localisation_doc(found: Localisation) -> dict:
+    return {"layers": [[e.name, e.sqnr_db, e.cosine, list(e.per_image), list(e.signal)] for e in found.layers],
+            "upstream": found.upstream, "flip_low_margin": found.flip_low_margin, "flip_all": found.flip_all,
+            "images": found.images}
+
+
+def _localisation_of(doc: dict) -> Localisation:
+    errors = tuple(LayerError(name, sqnr_db, cosine, tuple(each), tuple(energy))
+                   for name, sqnr_db, cosine, each, energy in doc["layers"])
+    return Localisation(errors, {name: list(up) for name, up in doc["upstream"].items()}, doc["flip_low_margin"],
+                        doc["flip_all"], doc["images"])
+
+
+def _ids_digest(split, indices) -> str:
+    return hashlib.sha256("\n".join(split.ids[i] for i in indices).encode()).hexdigest()[:20]
