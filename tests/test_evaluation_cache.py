@@ -13,7 +13,7 @@ from segcheck.config.recipes import CalibRecipe
 from segcheck.data import loaders
 from segcheck.measure import evaluation_cache, layers
 from segcheck.measure.evaluate import Outputs, evaluate
-from segcheck.models import pipeline
+from segcheck.models import cache, pipeline
 
 MODEL = "fcn_resnet101_voc"
 TIMES = {}
@@ -29,7 +29,7 @@ def _evaluate(fresh, count=8, mc=None, split=None, weights=None):
         calls.append(1)
         return evaluate(block, split, indices)
 
-    return evaluation_cache.evaluation(mc, block, split, indices, evaluated, weights or digest), len(calls)
+    return evaluation_cache.evaluation(mc, "fp32", block, split, indices, evaluated, weights or digest), len(calls)
 
 
 @pytest.fixture
@@ -60,7 +60,7 @@ def test_changed_weights_images_or_setting_evaluate_again(fresh, tmp_path):
     assert _evaluate(fresh, mc=mc.with_(run=mc.run.with_(skip_bad=True)))[1] == 1  # another setting
     replaced = []
     for _ in range(2):  # a model a plugin replaced (weights None): evaluated every time, never cached
-        evaluation_cache.evaluation(mc, fresh[1], split, loaders.first(split, 8), lambda: replaced.append(1) or evaluate(
+        evaluation_cache.evaluation(mc, "fp32", fresh[1], split, loaders.first(split, 8), lambda: replaced.append(1) or evaluate(
             fresh[1], split, loaders.first(split, 8)), None)
     assert len(replaced) == 2
     copy = tmp_path / "voc"
@@ -77,7 +77,7 @@ def test_changed_weights_images_or_setting_evaluate_again(fresh, tmp_path):
 
 def test_a_damaged_entry_is_evaluated_again_never_trusted(fresh):
     first, _ = _evaluate(fresh)
-    (entry,) = (fresh[0].run.cache_dir / "models").glob("fp32-eval-*")
+    (entry,) = cache.entries(fresh[0].run.cache_dir, "fp32-eval")
     (entry / "evaluation.json").write_text('{"matrix": [[1]]}')
     again, evaluated = _evaluate(fresh)
     assert evaluated == 1 and not again.cached and again.digest == first.digest
@@ -101,11 +101,11 @@ def test_an_int8_evaluation_is_read_back_with_its_comparison_and_a_changed_refer
             calls.append(1)
             return evaluate(block, split, indices, reference=reference)
 
-        return evaluation_cache.evaluation(mc, block, split, indices, evaluated, weights, reference, "int8")
+        return evaluation_cache.evaluation(mc, "int8", block, split, indices, evaluated, weights, reference)
 
     first, again = through_cache(), through_cache()
     assert len(calls) == 1 and not first.cached and again.cached and len(first.agreement) == 8
-    assert len(list((mc.run.cache_dir / "models").glob("int8-eval-*"))) == 1
+    assert len(cache.entries(mc.run.cache_dir, "int8-eval")) == 1
     assert (again.agreement, again.output_sqnr, again.per_image, again.digest) == (
         first.agreement, first.output_sqnr, first.per_image, first.digest)
     through_cache(reference=Outputs(outputs.classes, outputs.logits + np.float16(0.5)))  # FP32's outputs moved
@@ -129,7 +129,7 @@ def test_a_per_layer_comparison_is_read_back_equal_and_a_changed_or_damaged_one_
 
     first, again = through_cache(), through_cache()
     assert len(calls) == 1 and again == first and len(first.layers) > 100 and first.images == 2
-    (entry,) = (mc.run.cache_dir / "models").glob("layers-*")
+    (entry,) = cache.entries(mc.run.cache_dir, "layers")
     (entry / "localisation.json").write_text('{"layers": [["conv0", 1.0]]}')
     assert through_cache() == first and len(calls) == 2
     through_cache(int8_weights="another INT8 weights file")

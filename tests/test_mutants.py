@@ -32,6 +32,7 @@ from segcheck import atomic
 from segcheck.config.options import CALIBRATION, flag_of
 from segcheck.gate.checks import CHANGED, LATENCY, SPEEDUP, of_test_id
 from segcheck.models import export
+from segcheck.models.cache import entries
 from segcheck.plugin.hooks import SUITE
 from segcheck.results import kills, report
 
@@ -112,10 +113,11 @@ def _run(segcheck, cache, pytester, selection, plugins, forwarded, held):
     results = pytester.path / "run.json"
     done = inner.run(pytester, *selection, *forwarded, "--benchmark-max-time=0.2", cache=cache, results=results,
                      plugins=[*plugins, Reuse(segcheck.case(MODEL), parts=("fp32", "fp32-evaluation"))])
-    calibrated = sorted((cache / "models").glob("int8-*"))
+    calibrated = entries(cache, "int8")
     figures = held.figures(export.load(calibrated[0] / "model")) if held is not None and calibrated else None
-    for stale in calibrated:  # the next run calibrates anew too
-        shutil.rmtree(stale)
+    stale = calibrated + entries(cache, "int8-eval") + entries(cache, "layers")  # the next run calibrates, evaluates anew
+    for entry in stale:
+        shutil.rmtree(entry)
     assert done.details and results.is_file(), f"the inner run did not finish:\n{done.result.stdout.str()[-3000:]}"
     return done, report.load(results).models[MODEL], figures
 

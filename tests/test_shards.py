@@ -13,6 +13,7 @@ from segcheck.cli import commands
 from segcheck.data import loaders
 from segcheck.errors import SegcheckError
 from segcheck.gate.checks import Check
+from segcheck.models.cache import entries
 from segcheck.plugin.hooks import SUITE
 from segcheck.results import merge, report
 from segcheck.results.records import Figures, ModelResult, RunResults
@@ -38,7 +39,7 @@ def _run(pytester, segcheck, name, *args) -> Path:
     done = inner.run(pytester, *GATED, RANGES, *args, cache=cache, results=target, plugins=[reuse])
     assert target.is_file(), done.result.stdout.str()[-3000:]
     assert {part for _, part in reuse.handed} == set(parts), f"{name} took {reuse.handed} of {parts}"
-    assert not sharded or [p.name for p in (cache / "models").glob("int8-*")], f"{name} calibrated nothing of its own"
+    assert not sharded or entries(cache, "int8"), f"{name} calibrated nothing of its own"
     return target
 
 

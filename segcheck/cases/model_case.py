@@ -336,7 +336,7 @@ class ModelCase:
                     model, self.val, indices, self.config.run.batch_size, self.config.run.skip_bad,
                     desc=f"evaluating {self.name} {precision}", keep=keep, reference=reference), len(indices), "evaluation")
 
-            return evaluation_cache.evaluation(self.config, model, self.val, indices, evaluated, self._weights(precision),
-                                               reference, precision)
+            return evaluation_cache.evaluation(self.config, precision, model, self.val, indices, evaluated,
+                                               self._weights(precision), reference)
 
         return self._part(f"{precision}-evaluation", run)

@@ -194,11 +194,17 @@ def plan(models: dict, environment, run: RunConfig, do_probe: bool = True) -> tu
 
 
 def fp32_cached(run: RunConfig) -> set:
-    """Models with an FP32 evaluation in the cache (its key also holds graph, weights, files and environment)."""
+    """Models with an FP32 evaluation in the cache that this code can read (its key also holds graph, weights, files,
+    environment and code; an entry of an older format is never read again)."""
+    from ..measure.evaluation_cache import FORMAT
+    from ..models import cache
+
     found = set()
-    for manifest in (Path(run.cache_dir) / "models").glob("fp32-eval-*/manifest.json"):
+    for entry in cache.entries(run.cache_dir, "fp32-eval"):
         try:
-            found.add(json.loads(manifest.read_text())["model"])
+            manifest = json.loads((entry / "manifest.json").read_text())
+            if manifest["fields"]["format"] == FORMAT:
+                found.add(manifest["model"])
         except (OSError, ValueError, KeyError, TypeError):
             continue
     return found
@@ -240,7 +246,8 @@ def summary(estimates: list, environment, target_s: float | None = None, cached:
     saved = sum(e.fp32_evaluation for e in estimates if e.name in cached)
     lines.append(f"FP32 evaluations are reused from the cache when only the INT8 side changes (a calibration recipe, a "
                  f"shipped INT8 file): up to {span(sum(e.fp32_evaluation for e in estimates))} of a run; cached here now for "
-                 f"{len([e for e in estimates if e.name in cached])} of {len(estimates)} models, saving {span(saved)}")
+                 f"{len([e for e in estimates if e.name in cached])} of {len(estimates)} models, saving {span(saved)} (a "
+                 "second run of the same models also reads INT8's evaluation and the per-layer comparison)")
     if target_s is not None:
         calibration = sum(e.calibration for e in estimates)
         for calibrated, how in ((False, "each shard calibrating"), (True, "with the calibration shared")):

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from .. import atomic
 from ..config import isa
-from ..models import build, cache
-from ..models.export import graph_json
+from ..data import kinds
+from ..models import build, cache, export, graph
 from . import calibration, evaluate as evaluate_module, layers, metrics, sqnr
 from .calibration import stable
 from .environment import threads
@@ -33,7 +33,7 @@ log = logging.getLogger("segcheck.evaluation_cache")
 def graph_digest(block) -> str:
     """The fused graph: its nodes' ops, inputs, attributes and names without per-process counters."""
     digest = hashlib.sha256()
-    for node in json.loads(graph_json(block))["nodes"]:
+    for node in json.loads(export.graph_json(block))["nodes"]:
         digest.update(json.dumps([node["op"], stable(node["name"]), node.get("attrs", {}), node.get("inputs", [])],
                                  sort_keys=True).encode())
     return digest.hexdigest()[:20]
@@ -41,8 +41,9 @@ def graph_digest(block) -> str:
 
 FORMAT = 3  # of an entry; 3: INT8 evaluations (their comparison with FP32's outputs) and per-layer comparisons too
 OUTPUTS = "outputs.npz"  # the first images' FP32 outputs, which INT8 is compared with (evaluate.Outputs)
-MEASURING = (evaluate_module, metrics, sqnr, build)  # the code an evaluation's figures come from (build: its forward)
-COMPARING = MEASURING + (layers, calibration)  # and a per-layer comparison's
+# the code an evaluation's figures come from: its forward (build), the metric and the labels it ignores (kinds)
+MEASURING = (evaluate_module, metrics, sqnr, build, kinds)
+COMPARING = MEASURING + (layers, calibration, export, graph)  # and a per-layer comparison's: the layers it pairs
 
 
 def _code(modules) -> str:
@@ -61,72 +62,68 @@ def _fields(mc, split, indices, models, modules) -> dict | None:
             "versions": cache.versions(), "isa": isa.effective_level(), "threads": threads(), "code": _code(modules)}
 
 
-def evaluation(mc, block, split, indices, evaluate, weights: str | None, reference: Outputs | None = None,
-               precision: str = "fp32") -> Evaluation:
+def _reused(mc, kind: str, fields: dict | None, make, write, read):
+    """`make()`'s result, kept in a `kind` entry of key `fields` (`write(result, folder)`) and read back from it by
+    later runs (`read(entry)`); made afresh where `fields` is None or an intact entry holds what this code cannot read."""
+    if fields is None:
+        return make()
+    made = []
+
+    def made_now(folder):
+        made.append(make())
+        return write(made[0], folder)
+
+    entry = cache.get_or_build(mc.run.cache_dir, kind, fields, made_now)
+    if entry.built:
+        return made[0]
+    try:
+        return read(entry)
+    except (OSError, ValueError, KeyError, TypeError, EOFError) as err:  # intact on disk, but not what this code reads
+        log.warning("cached %s %s is unreadable (%s); made again", kind, entry.path, err)
+        return make()
+
+
+def evaluation(mc, precision: str, block, split, indices, evaluate, weights: str | None,
+               reference: Outputs | None = None) -> Evaluation:
     """The `precision` evaluation of `block` (a model of `mc` whose weights file has digest `weights`; None: a model not
     built from that file here, never cached) on `split`'s samples at `indices`, compared image by image with `reference`
-    (FP32's outputs, for INT8): from the cache where an entry of the same key holds it, else `evaluate()`, kept for the
-    next run."""
+    (FP32's outputs, for INT8): from the cache where an entry of the same key holds it, else `evaluate()`, kept."""
     fields = _fields(mc, split, indices, [(block, weights)], MEASURING)
-    if fields is None:
-        return evaluate()
-    if reference is not None:
+    if fields is not None and reference is not None:
         fields["reference"] = hashlib.sha256(reference.classes.tobytes() + reference.logits.tobytes()).hexdigest()[:20]
-    made = {}
 
-    def build(folder):
-        made["evaluation"] = found = evaluate()
+    def write(found, folder):
         atomic.write_json(folder / "evaluation.json", found.to_dict())
         if found.outputs is not None:  # the folder is staged: published whole, with the JSON, by one rename
             found.outputs.save(folder / OUTPUTS)
         return {"model": mc.name, "evaluated_images": len(indices)}
 
-    entry = cache.get_or_build(mc.run.cache_dir, f"{precision}-eval", fields, build)
-    if entry.built:
-        return made["evaluation"]
-    try:
+    def read(entry):
         kept = entry.file(OUTPUTS)
         return Evaluation.from_dict(json.loads(entry.file("evaluation.json").read_text()), cached=True,
                                     outputs=Outputs.load(kept) if kept.is_file() else None)
-    except (OSError, ValueError, KeyError, TypeError, EOFError) as err:  # intact on disk, but not an evaluation this code reads
-        log.warning("cached evaluation %s is unreadable (%s); evaluating again", entry.path, err)
-        return evaluate()
+
+    return _reused(mc, f"{precision}-eval", fields, evaluate, write, read)
 
 
 def localisation(mc, models, split, indices, compare) -> Localisation:
     """The per-layer comparison of `models` ((FP32 block, weights digest), (INT8 block, weights digest)) on `split`'s
-    samples at `indices`: from the cache where an entry of the same key holds it, else `compare()`, kept for the next run."""
-    fields = _fields(mc, split, indices, models, COMPARING)
-    if fields is None:
-        return compare()
-    made = {}
-
-    def build(folder):
-        made["localisation"] = found = compare()
-        atomic.write_json(folder / "localisation.json", _localisation_doc(found))
+    samples at `indices`: from the cache where an entry of the same key holds it, else `compare()`, kept."""
+    def write(found, folder):
+        atomic.write_json(folder / "localisation.json", {
+            "layers": [[e.name, e.sqnr_db, e.cosine, list(e.per_image), list(e.signal)] for e in found.layers],
+            "upstream": found.upstream, "flip_low_margin": found.flip_low_margin, "flip_all": found.flip_all,
+            "images": found.images})
         return {"model": mc.name, "compared_images": found.images}
 
-    entry = cache.get_or_build(mc.run.cache_dir, "layers", fields, build)
-    if entry.built:
-        return made["localisation"]
-    try:
-        return _localisation_of(json.loads(entry.file("localisation.json").read_text()))
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        log.warning("cached per-layer comparison %s is unreadable (%s); comparing again", entry.path, err)
-        return compare()
+    def read(entry):
+        doc = json.loads(entry.file("localisation.json").read_text())
+        errors = tuple(LayerError(name, sqnr_db, cosine, tuple(each), tuple(energy))
+                       for name, sqnr_db, cosine, each, energy in doc["layers"])
+        return Localisation(errors, {name: list(up) for name, up in doc["upstream"].items()}, doc["flip_low_margin"],
+                            doc["flip_all"], doc["images"])
 
-
-def _localisation_doc(found: Localisation) -> dict:
-    return {"layers": [[e.name, e.sqnr_db, e.cosine, list(e.per_image), list(e.signal)] for e in found.layers],
-            "upstream": found.upstream, "flip_low_margin": found.flip_low_margin, "flip_all": found.flip_all,
-            "images": found.images}
-
-
-def _localisation_of(doc: dict) -> Localisation:
-    errors = tuple(LayerError(name, sqnr_db, cosine, tuple(each), tuple(energy))
-                   for name, sqnr_db, cosine, each, energy in doc["layers"])
-    return Localisation(errors, {name: list(up) for name, up in doc["upstream"].items()}, doc["flip_low_margin"],
-                        doc["flip_all"], doc["images"])
+    return _reused(mc, "layers", _fields(mc, split, indices, models, COMPARING), compare, write, read)
 
 
 def _ids_digest(split, indices) -> str:

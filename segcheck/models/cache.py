@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import time
 from dataclasses import dataclass
@@ -130,6 +131,11 @@ def rebuilt_since(cache_dir, started: float, run: str = "") -> list:
         except (ValueError, KeyError, TypeError, AttributeError):
             continue
     return list(dict.fromkeys(found))
+
+
+def entries(cache_dir, kind: str) -> list:
+    """The folders of `kind`'s entries, sorted (exactly that kind: "int8" does not list "int8-eval" entries)."""
+    return sorted(p for p in (Path(cache_dir) / "models").glob(f"{kind}-*") if re.fullmatch(rf"{kind}-[0-9a-f]{{20}}", p.name))
 
 
 def get_or_build(cache_dir, kind: str, fields: dict, build) -> Entry:

@@ -144,12 +144,14 @@ class Int8Slowed:
 
 
 class Patched:
-    """A fault patched in from configure to unconfigure: `patch()` returns [(owner, attribute, original)]."""
+    """A fault patched in from configure to unconfigure: `patch()` returns [(owner, attribute, original)]. Its run reads
+    no evaluation from the cache (--no-eval-cache): the cache's key sees files, not code patched in a process."""
 
     def __init__(self, patch):
         self.patch, self.undo = patch, []
 
-    def pytest_configure(self, config):
+    def pytest_configure(self, config):  # before segcheck's (trylast), which reads the option
+        config.option.no_eval_cache = True
         self.undo = self.patch()
 
     def pytest_unconfigure(self, config):
