@@ -163,7 +163,13 @@ def merge_model(name: str, parts: list, convention: str, isa: str, gate_drop_int
         reference = Reference(**recorded["reference"])
         merged.checks[DIGEST.name(precision)] = verdicts.digest(
             f"{what} {precision}", now, recorded, reference, merged.checks.get(ACCURACY.name(precision)))
-    if merged.fp32.latency_ms and merged.int8.latency_ms:
+    paired = [m.speedup_paired for _, m in ordered]
+    if all(paired):  # each shard's FP32 and INT8 timed in turn: the minimum of all of them, as the gate judges one run
+        merged.speedup_paired = {"fp32_ms": min(p["fp32_ms"] for p in paired), "int8_ms": min(p["int8_ms"] for p in paired),
+                                 "rounds": sum(p["rounds"] for p in paired)}
+        merged.checks[SPEEDUP.name()] = verdicts.speedup(name, merged.speedup_paired["fp32_ms"], merged.speedup_paired["int8_ms"],
+                                                         first.min_speedup, isa, f"timed in turn, minimum over {len(ordered)} shards' rounds")
+    elif merged.fp32.latency_ms and merged.int8.latency_ms:
         merged.checks[SPEEDUP.name()] = verdicts.speedup(name, merged.fp32.latency_ms, merged.int8.latency_ms, first.min_speedup, isa,
                                                     f"minimum over {len(ordered)} shards' rounds")
     return merged

@@ -62,6 +62,8 @@ class ModelResult:
     ranges_moved: list = field(default_factory=list)  # layers whose calibrated range moved, largest change first
     layers_ranked: list = field(default_factory=list)  # layers the per-layer check names, most to blame first (gate.verdicts.layer_error)
     min_speedup: float | None = None  # the speed-up gate's minimum for this ISA, where one is recorded
+    speedup_paired: dict = field(default_factory=dict)  # what the speed-up gate judged: FP32 and INT8 timed in turn
+    # ("fp32_ms", "int8_ms": the minimum of each one's "rounds"), as measure.latency.alternating times them
     footprint_mb: dict = field(default_factory=dict)  # forked work -> MB it added beyond the pytest process (cases.ModelCase.footprints)
     agreement_pct: float | None = None  # a peer's row: its FP32 argmax equal to MXNet's, percent of the pixels compared
     golden_digest: dict = field(default_factory=dict)  # a shard's: precision -> the golden digest and its reference, for merge
@@ -77,7 +79,10 @@ class ModelResult:
         return {layer["name"]: (layer.get("per_image", ()), layer.get("signal", ())) for layer in self.layers}
 
     def speedup(self) -> float | None:
-        """FP32 over INT8 latency (minimum of the rounds), where both were measured."""
+        """FP32 over INT8 latency (minimum of the rounds), where both were measured: the speed-up gate's paired timing
+        where it ran, else the two benchmarks'."""
+        if self.speedup_paired:
+            return speedup(self.speedup_paired["fp32_ms"], self.speedup_paired["int8_ms"])
         return speedup(self.fp32.latency_ms, self.int8.latency_ms)
 
     def status(self, strict_changes: bool = False) -> str:
@@ -150,8 +155,8 @@ class RunResults:
         for key in ("baseline", "reference", "accuracy_tolerances", "golden_digest", "baseline_per_image"):  # per precision
             if key in payload:
                 setattr(result, key, {**getattr(result, key), **payload[key]})
-        for key in ("subset", "setting", "int8_key", "int8_share", "int8_source", "classes", "tolerances", "min_speedup", "shard",
-                    "ranges", "layers", "flip", "drop_interval", "baseline_class_iou", "ranges_moved", "layers_ranked", "agreement_pct"):
+        for key in ("subset", "setting", "int8_key", "int8_share", "int8_source", "classes", "tolerances", "min_speedup",
+                    "speedup_paired", "shard", "ranges", "layers", "flip", "drop_interval", "baseline_class_iou", "ranges_moved", "layers_ranked", "agreement_pct"):
             if key in payload:
                 setattr(result, key, payload[key])
 

@@ -55,14 +55,7 @@ def cost(bench: Bench, chosen: CalibRecipe, configured: CalibRecipe | None, roun
     mc = bench.config
     models = [pipeline.int8_model(mc.with_(calib=chosen), chosen).block,
               pipeline.int8_model(mc.with_(calib=configured), configured).block if configured else bench.fp32]
-    x = bench.layer_images[0]
-    for model in models:
-        latency.measure(model, x, 0, 3)
-    times = [[], []]
-    for _ in range(rounds):
-        for k, model in enumerate(models):
-            times[k].extend(latency.measure(model, x, 1, 0).times)
-    ms = [1e3 * np.asarray(t) for t in times]
+    ms = [1e3 * np.asarray(t.times) for t in latency.alternating(models, bench.layer_images[0], rounds)]
     iqr = [float(np.subtract(*np.percentile(m, [75, 25]))) for m in ms]
     return SpeedCost(round(float(np.median(ms[0])), 3), round(float(np.median(ms[1])), 3), round(iqr[0], 3),
                      round(iqr[1], 3), rounds, mc.crop_size, CONFIGURED if configured else FP32)
