@@ -24,17 +24,17 @@ class Host:
 
 
 def test_a_slow_stretch_over_one_models_rounds_moves_a_sequential_ratio_and_not_an_alternating_one(monkeypatch):
-    host = Host(slow=23)  # the warm-up and every FP32 round of a sequential measurement
+    host = Host(slow=26)  # 26 passes: more than the warm-up and every FP32 round of a sequential measurement
     monkeypatch.setattr(latency.time, "perf_counter", lambda: host.now)
     x = mx.nd.zeros((1, 3, 4, 4))
     fp32, int8 = host.model("fp32", 0.004), host.model("int8", 0.002)
     sequential = latency.measure(fp32, x, 20, 3).min / latency.measure(int8, x, 20, 3).min
     assert round(sequential, 3) == 7.0  # 14 ms against 2 ms: the slow stretch held every FP32 round
 
-    host = Host(slow=23)
+    host = Host(slow=26)  # timed in turn, 10 rounds of each in the stretch: all FP32 rounds first would take 20
     monkeypatch.setattr(latency.time, "perf_counter", lambda: host.now)
     fp32, int8 = host.model("fp32", 0.004), host.model("int8", 0.002)
     timed = latency.alternating([fp32, int8], x, 20, warmup=3)
     assert [len(t.times) for t in timed] == [20, 20]
-    assert host.order[6:12] == ["fp32", "int8"] * 3  # after three warm-up passes each, one pass each in turn
+    assert host.order[6:12] == ["fp32", "int8", "int8", "fp32", "fp32", "int8"]  # after 3 warm-up passes each, in turn
     assert round(timed[0].min / timed[1].min, 3) == 2.0  # the true ratio: the stretch fell on both alike

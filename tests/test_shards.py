@@ -112,6 +112,21 @@ def test_fabricated_shards_add_up_and_are_gated(tmp_path):
     assert commands.main(["merge", *map(str, _files(tmp_path, failing))]) == 1
 
 
+def test_merge_judges_the_speedup_on_the_median_shards_pair_timed_in_turn(tmp_path):
+    """Each shard's FP32 and INT8 timed in turn stay together: the median shard's pair is judged (its benchmarks
+    would give 2.0x); where a shard did not time them in turn, the benchmarks' minima are, and the message says so."""
+    pairs = [{"fp32_ms": 30.0, "int8_ms": 20.0, "rounds": 20}, {"fp32_ms": 40.0, "int8_ms": 10.0, "rounds": 20},
+             {"fp32_ms": 20.0, "int8_ms": 20.0, "rounds": 20}]
+    runs = [_shard(k + 1, 3, IDS[2 * k:2 * k + 2], IDS, min_speedup=1.4, speedup_paired=p) for k, p in enumerate(pairs)]
+    merged = merge.merge(_files(tmp_path, runs)).models[MODEL]
+    assert merged.speedup_paired == pairs[0] and merged.speedup() == 1.5
+    assert merged.checks["speedup"].status == "PASS" and "speed-up 1.50x" in merged.checks["speedup"].message
+    runs[2].models[MODEL].speedup_paired = {}
+    merged = merge.merge(_files(tmp_path, runs)).models[MODEL]
+    assert merged.checks["speedup"].status == "PASS" and "speed-up 2.00x" in merged.checks["speedup"].message
+    assert "2 of 3 shards timed FP32 and INT8 in turn" in merged.checks["speedup"].message
+
+
 def test_merge_judges_the_digests_and_the_drop_on_its_interval_as_one_run_would(tmp_path):
     """Each shard carries the golden digest of the whole run (and the run's --gate-drop-interval): the merged per-image
     digests are compared with it, the drop judged on the merged images' interval where the shards were asked so."""

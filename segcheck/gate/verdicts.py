@@ -108,7 +108,7 @@ def int8_drop(what: str, fp32: Scores, int8: Scores, tol: Tolerances, classes: t
 def speedup(what: str, fp32_ms: float, int8_ms: float, minimum: float | None, isa: str, spread: str = "") -> Verdict:
     """INT8 over FP32 latency measured in the same process, against the minimum for this ISA.
 
-    `spread` says how steady the two measurements were (rounds, interquartile range).
+    `spread` says how they were measured and what else was (the rounds, the benchmarks beside them).
     """
     ratio = fp32_ms / int8_ms
     figures = f"FP32 {fp32_ms:.2f} ms, INT8 {int8_ms:.2f} ms, speed-up {ratio:.2f}x" + (f"; {spread}" if spread else "")

@@ -51,11 +51,12 @@ def measure(model, x, iterations: int, warmup: int) -> Timing:
 
 def alternating(models, x, rounds: int, warmup: int = 3) -> list:
     """A Timing of each of `models`, timed one waited forward pass each in turn for `rounds` rounds (after `warmup`
-    untimed passes each): drift of a shared host (a slow second) falls on all of them alike, so their ratios hold."""
+    untimed passes each), the order reversed every other round: drift of a shared host (a slow second) falls on all of
+    them alike, and none always runs first, so their ratios hold."""
     for model in models:
         measure(model, x, 0, warmup)
     times = [[] for _ in models]
-    for _ in range(rounds):
-        for k, model in enumerate(models):
-            times[k].extend(measure(model, x, 1, 0).times)
+    for r in range(rounds):
+        for k in range(len(models)) if r % 2 == 0 else reversed(range(len(models))):
+            times[k].extend(measure(models[k], x, 1, 0).times)
     return [Timing(tuple(t)) for t in times]

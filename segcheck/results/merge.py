@@ -163,15 +163,15 @@ def merge_model(name: str, parts: list, convention: str, isa: str, gate_drop_int
         reference = Reference(**recorded["reference"])
         merged.checks[DIGEST.name(precision)] = verdicts.digest(
             f"{what} {precision}", now, recorded, reference, merged.checks.get(ACCURACY.name(precision)))
-    paired = [m.speedup_paired for _, m in ordered]
-    if all(paired):  # each shard's FP32 and INT8 timed in turn: the minimum of all of them, as the gate judges one run
-        merged.speedup_paired = {"fp32_ms": min(p["fp32_ms"] for p in paired), "int8_ms": min(p["int8_ms"] for p in paired),
-                                 "rounds": sum(p["rounds"] for p in paired)}
+    paired = sorted((p for p in (m.speedup_paired for _, m in ordered) if p), key=lambda p: p["fp32_ms"] / p["int8_ms"])
+    if len(paired) == len(ordered):  # each shard timed its FP32 and INT8 in turn: the median shard's pair, kept together
+        merged.speedup_paired = paired[(len(paired) - 1) // 2]
         merged.checks[SPEEDUP.name()] = verdicts.speedup(name, merged.speedup_paired["fp32_ms"], merged.speedup_paired["int8_ms"],
-                                                         first.min_speedup, isa, f"timed in turn, minimum over {len(ordered)} shards' rounds")
+                                                         first.min_speedup, isa, f"timed in turn; the median of {len(ordered)} shards")
     elif merged.fp32.latency_ms and merged.int8.latency_ms:
         merged.checks[SPEEDUP.name()] = verdicts.speedup(name, merged.fp32.latency_ms, merged.int8.latency_ms, first.min_speedup, isa,
-                                                    f"minimum over {len(ordered)} shards' rounds")
+                                                    f"minimum over {len(ordered)} shards' benchmark rounds ({len(paired)} of "
+                                                    f"{len(ordered)} shards timed FP32 and INT8 in turn)")
     return merged
 
 

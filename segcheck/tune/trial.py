@@ -228,7 +228,7 @@ def _judged(bench: Bench, recipe: CalibRecipe, why: str) -> Trial:
         floor = Judged("int8-layers", PASS, f"{what}: every layer above the {tol.sqnr_floor_db:g} dB floor"
                                             + (f", worst {worst} at {sqnr[worst]:.1f} dB" if sqnr else ""))
     x = bench.layer_images[0]
-    fp32_t, int8_t = latency.measure(bench.fp32, x, TIMED, 2), latency.measure(int8.block, x, TIMED, 2)
+    fp32_t, int8_t = latency.alternating([bench.fp32, int8.block], x, TIMED, warmup=2)  # in turn, as the gate times
     speed = verdicts.speedup(mc.name, 1e3 * fp32_t.min, 1e3 * int8_t.min, bench.min_speedup, isa.effective_level())
     f, q = fp32_scores.percent(), int8_scores.percent()
     return Trial(
