@@ -135,7 +135,8 @@ def rebuilt_since(cache_dir, started: float, run: str = "") -> list:
 
 def entries(cache_dir, kind: str) -> list:
     """The folders of `kind`'s entries, sorted (exactly that kind: "int8" does not list "int8-eval" entries)."""
-    return sorted(p for p in (Path(cache_dir) / "models").glob(f"{kind}-*") if re.fullmatch(rf"{kind}-[0-9a-f]{{20}}", p.name))
+    named = re.compile(rf"{re.escape(kind)}-[0-9a-f]{{20}}")
+    return sorted(p for p in (Path(cache_dir) / "models").glob(f"{kind}-*") if named.fullmatch(p.name))
 
 
 def get_or_build(cache_dir, kind: str, fields: dict, build) -> Entry:

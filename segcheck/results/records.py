@@ -156,7 +156,8 @@ class RunResults:
             if key in payload:
                 setattr(result, key, {**getattr(result, key), **payload[key]})
         for key in ("subset", "setting", "int8_key", "int8_share", "int8_source", "classes", "tolerances", "min_speedup",
-                    "speedup_paired", "shard", "ranges", "layers", "flip", "drop_interval", "baseline_class_iou", "ranges_moved", "layers_ranked", "agreement_pct"):
+                    "speedup_paired", "shard", "ranges", "layers", "flip", "drop_interval", "baseline_class_iou",
+                    "ranges_moved", "layers_ranked", "agreement_pct"):
             if key in payload:
                 setattr(result, key, payload[key])
 

@@ -15,7 +15,7 @@ from segcheck.measure import latency
 
 pytestmark = pytest.mark.bench
 
-PAIRED_ROUNDS = 20  # a round is one FP32 and one INT8 pass: about 1.5 s a model at 64 px on 2 cores
+PAIRED_ROUNDS = 20  # a round is one FP32 and one INT8 pass: 2.4 to 3.4 s a model at 64 px on the 2-core AVX2 EPYC
 
 
 def test_latency(case, precision, benchmark, segcheck, latencies, request):
