@@ -13,11 +13,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from segcheck.cases.model_case import ModelCase
+from segcheck.config import isa
 from segcheck.config.networks import SEEDED_ARCHITECTURES, Network, seed_networks
 from segcheck.config.project import STORE, DataEntry, ModelEntry
 from segcheck.config.recipes import MIN_CROP, CalibRecipe
 from segcheck.config.run import RunConfig, resolve
 from segcheck.errors import MissingResource, RefusedRanges, SegcheckError
+from segcheck.measure import guard
 from segcheck.models import build, cache, export, pipeline, quantize
 from segcheck.models.build import logits
 from segcheck.models.graph import NegativeRange, inspect_graph, negative_unsigned_ranges
@@ -424,6 +427,21 @@ def test_second_run_skips_calibration(segcheck, monkeypatch):
     monkeypatch.setattr(quantize, "quantize", lambda *a, **k: pytest.fail("calibrated again"))
     second = pipeline.int8_model(mc)
     assert not second.entry.built and second.entry.manifest["calibration_subset"].startswith("train: 32 images")
+
+
+def test_an_int8_model_runs_first_in_a_child_until_it_has_run_once(segcheck, monkeypatch):
+    """A case calibrates and first runs its INT8 model in a forked child, so that a backend crash stays there. A cached
+    model that has run (its entry holds ran.json; the key holds libmxnet.so and the ISA) is loaded at once; one whose
+    first run never finished, as a child that crashed leaves it, goes to the child again."""
+    mc = segcheck.model_config("deeplab_resnet101_voc")
+    ran = pipeline.int8_model(mc).entry.file(pipeline.RAN)
+    assert json.loads(ran.read_text())["isa"] == isa.effective_level()
+    children = []
+    monkeypatch.setattr(guard, "isolated", lambda what, *args, **kwargs: children.append(what))
+    assert ModelCase(mc, segcheck.unavailable).int8.entry.file(pipeline.RAN) == ran and children == []
+    ran.unlink()
+    assert ModelCase(mc, segcheck.unavailable).int8.entry.file(pipeline.RAN) == ran and ran.is_file()  # marked again
+    assert children == [f"{mc.name} INT8 model (calibration and first run)"]
 
 
 def test_cache_keys_hold_the_library_the_decoders_the_reader_and_the_calibration_files(segcheck, monkeypatch, tmp_path):

@@ -171,15 +171,17 @@ class ModelCase:
     @property
     def int8(self) -> pipeline.Int8Model:
         """The INT8 model: calibrated (into the cache) and run once in a forked child first, so that a backend crash
-        stays there, then loaded here from the cache."""
+        stays there, then loaded here from the cache. A cached model that has run before (the cache key holds the
+        library and the ISA) is loaded here at once."""
         def build():
             recipe = self.recipe if self.config.calib is not None else None
 
             def calibrate_and_run() -> None:  # in the child: what it makes reaches this process through the cache
                 pipeline.int8_model(self.config, recipe)
 
-            self._isolated("INT8 model (calibration and first run)", calibrate_and_run, recipe.num_examples + 1 if recipe else 1,
-                           "calibration")
+            if not pipeline.int8_has_run(self.config, recipe):
+                self._isolated("INT8 model (calibration and first run)", calibrate_and_run,
+                               recipe.num_examples + 1 if recipe else 1, "calibration")
             return self._stepped_in("int8", pipeline.int8_model(self.config, recipe))
 
         return self._part("int8", build)

@@ -139,14 +139,22 @@ def entries(cache_dir, kind: str) -> list:
     return sorted(p for p in (Path(cache_dir) / "models").glob(f"{kind}-*") if named.fullmatch(p.name))
 
 
+def find(cache_dir, kind: str, fields: dict) -> Entry | None:
+    """The intact entry for `fields`, or None (absent or damaged: get_or_build makes it)."""
+    key = key_of({"kind": kind, **fields})
+    folder = Path(cache_dir) / "models" / f"{kind}-{key}"
+    manifest, _ = _intact(folder, key)
+    return None if manifest is None else Entry(folder, manifest, built=False)
+
+
 def get_or_build(cache_dir, kind: str, fields: dict, build) -> Entry:
     """The entry for `fields`, built by `build(folder) -> dict of extra manifest data` when absent or damaged."""
+    found = find(cache_dir, kind, fields)
+    if found is not None:
+        return found
     root = Path(cache_dir) / "models"
     key = key_of({"kind": kind, **fields})
     folder = root / f"{kind}-{key}"
-    manifest, _ = _intact(folder, key)
-    if manifest is not None:
-        return Entry(folder, manifest, built=False)
     try:
         root.mkdir(parents=True, exist_ok=True)
         lock = portalocker.Lock(str(root / f".{kind}-{key}.lock"), timeout=3600)

@@ -193,6 +193,31 @@ def calibration_images(mc: ModelConfig, recipe: CalibRecipe):
     return source, loaders.Subset(recipe.split, tuple(source.ids[i] for i in recipe.images))
 
 
+RAN = "ran.json"  # in an INT8 entry's folder, once a process has loaded and run its model: later ones skip the child
+
+
+def _int8_fields(mc: ModelConfig, recipe: CalibRecipe) -> tuple:
+    """(cache key fields, calibration split, calibration subset) of the INT8 model `recipe` calibrates."""
+    _, fp32_digest = fp32_weights(mc)
+    source, calib = calibration_images(mc, recipe)
+    fields = {"model": mc.network.name, "crop": mc.crop_size, "fp32": fp32_digest,
+              "calibration": recipe.as_dict(), "calibration_images": calib.digest,
+              "calibration_files": atomic.files_digest(source.files(recipe.images)) if calib.ids else "",
+              "always_fp32": list(EXCLUDE_LAYERS.get(mc.arch, ())),
+              "versions": cache.versions(), "isa": isa.effective_level()}
+    return fields, source, calib
+
+
+def int8_has_run(mc: ModelConfig, recipe: CalibRecipe | None) -> bool:
+    """Whether the INT8 model `recipe` calibrates is in the cache, intact, and has been loaded and run there before: the
+    key holds libmxnet.so's digest and the ISA level, so it runs here as it ran then (a shipped export: never known)."""
+    if recipe is None:
+        return False
+    fields, _, _ = _int8_fields(mc, recipe)
+    entry = cache.find(mc.run.cache_dir, "int8", fields)
+    return entry is not None and entry.file(RAN).is_file()
+
+
 def int8_model(mc: ModelConfig, recipe: CalibRecipe | None = None) -> Int8Model:
     """The INT8 model: the shipped export as it is, or calibrated once per cache key (a second run skips it)."""
     if mc.int8_export is not None and recipe is None:
@@ -200,8 +225,7 @@ def int8_model(mc: ModelConfig, recipe: CalibRecipe | None = None) -> Int8Model:
         graph = inspect_graph(export.files(mc.int8_export)[0].read_text())
         return Int8Model(block, graph, None, f"shipped INT8 export {mc.int8_export}", Path(mc.int8_export))
     recipe = recipe or mc.calib
-    _, fp32_digest = fp32_weights(mc)
-    source, calib = calibration_images(mc, recipe)
+    fields, source, calib = _int8_fields(mc, recipe)
 
     def make(folder: Path) -> dict:
         started = time.perf_counter()
@@ -215,15 +239,12 @@ def int8_model(mc: ModelConfig, recipe: CalibRecipe | None = None) -> Int8Model:
                 "calibration_subset": calib.describe(),
                 "int8_convs": graph.int8_convs, "fp32_convs": graph.fp32_convs}
 
-    fields = {"model": mc.network.name, "crop": mc.crop_size, "fp32": fp32_digest,
-              "calibration": recipe.as_dict(), "calibration_images": calib.digest,
-              "calibration_files": atomic.files_digest(source.files(recipe.images)) if calib.ids else "",
-              "always_fp32": list(EXCLUDE_LAYERS.get(mc.arch, ())),
-              "versions": cache.versions(), "isa": isa.effective_level()}
     entry = cache.get_or_build(mc.run.cache_dir, "int8", fields, make)
     block = export.load(entry.path / "model")
     block(mx.nd.zeros((1, 3, mc.crop_size, mc.crop_size)))  # binds the graph: ready to run or export
     mx.nd.waitall()
+    if not entry.file(RAN).is_file():
+        atomic.write_json(entry.file(RAN), {"versions": fields["versions"], "isa": fields["isa"]})
     graph = inspect_graph((entry.path / "model-symbol.json").read_text())
     return Int8Model(block, graph, entry, f"calibrated {recipe.label()} on {entry.manifest['calibration_subset']}",
                      entry.path / "model")
