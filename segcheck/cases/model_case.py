@@ -11,7 +11,7 @@ import importlib.util
 import shutil
 import tempfile
 import weakref
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 
 import mxnet as mx
@@ -33,6 +33,10 @@ from ..measure.evaluate import Evaluation, compared_images, evaluate, predict
 # change at all is seen by the digest and range checks (the exact tier's noise is none), if not always weighed as harm.
 LAYER_IMAGES = 8
 LAYER_IMAGES_ACROSS = 48
+# The models cases built from their configuration (not put in place by a plugin), by block: the digest of the weights
+# each was built from, or how to find it. A case one is handed over to (pytest_segcheck_reuse) keys its evaluations as
+# the case that built it would, so it reads them from the cache; a plugin's model is never registered here.
+_BUILT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 # What a case makes, each once, by name: a plugin may hand any of them over (pytest_segcheck_reuse).
 PARTS = ("fp32", "int8", "val", "fp32_symbol", "localisation", "fp32-evaluation", "int8-evaluation", "onnx",
          *(f"peer-{runtime}" for runtime in PEERS))
@@ -43,6 +47,10 @@ def exporter_present() -> None:
     if importlib.util.find_spec("mxnet.onnx") is None:
         raise PeerMissing(f"mxnet {mx.__version__} has no ONNX exporter (mxnet.onnx, mx2onnx, came with 1.9.0): "
                                 "the peer cases need mxnet >= 1.9")
+
+
+def _fp32_digest(config: ModelConfig) -> str:
+    return pipeline.fp32_weights(config)[1]
 
 
 class ModelCase:
@@ -114,9 +122,15 @@ class ModelCase:
         return self._parts[part]
 
     def _stepped_in(self, precision: str, model):
-        """The model a plugin puts in place of the one just built (a fault, say), or that one."""
+        """The model a plugin puts in place of the one just built (a fault, say), or that one (registered as built)."""
         replaced = self._hooks.pytest_segcheck_model(case=self, precision=precision, model=model) if self._hooks else None
         if replaced is None:
+            if precision == "fp32":
+                _BUILT[model] = partial(_fp32_digest, self.config)
+            elif model.entry is None:  # a shipped export: keyed by its files' digest (int8_key)
+                _BUILT[model.block] = partial(export.digest, self.config.int8_export)
+            else:
+                _BUILT[model.block] = partial(str, model.entry.manifest["files"]["model-0000.params"])
             return model
         self._replaced.add(precision)
         return replaced
@@ -223,14 +237,12 @@ class ModelCase:
         return held
 
     def _weights(self, precision: str) -> str | None:
-        """The digest of the weights file the `precision` model was built from here, or None for a model a plugin put
-        in place or handed over (its evaluations are never cached: evaluation_cache)."""
-        if precision not in self._parts or precision in self._replaced or precision in self._reused:
+        """The digest of the weights file the `precision` model was built from, here or by the case that handed it over;
+        None for a model a plugin put in place (its evaluations are never cached: evaluation_cache)."""
+        if precision not in self._parts or precision in self._replaced:
             return None
-        if precision == "fp32":
-            return pipeline.fp32_weights(self.config)[1]
-        entry = self.int8.entry
-        return self.int8_key if entry is None else entry.manifest["files"]["model-0000.params"]
+        made = _BUILT.get(self._parts[precision] if precision == "fp32" else self._parts[precision].block)
+        return made() if made is not None else None
 
     def _asked(self, hook: str, **arguments):
         """A plugin's answer to segcheck's hook `hook` about this case, or None."""
