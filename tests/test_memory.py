@@ -141,11 +141,11 @@ class Sampled:
 @pytest.mark.selfcheck
 def test_a_gate_run_measures_its_memory(segcheck, pytester):
     """A real run's results and footer carry the peak, at most this process's peak now (the run ran in it), what
-    its forked FP32 evaluation (the network handed over, evaluated anew) added beyond the process, and the peak of
-    its phases: the accuracy tests' at least the resident set seen as each ended."""
+    its forked FP32 evaluation (the network handed over, evaluated anew in a cache holding no evaluation) added beyond
+    the process, and the peak of its phases: the accuracy tests' at least the resident set seen as each ended."""
     sampled = Sampled()
     done = inner.run(pytester, "segcheck/plugin/suite/test_accuracy.py", "-k", f"{MODEL} and test_accuracy and fp32 and not deploy",
-                     cache=segcheck.run.cache_dir, results=pytester.path / "run.json",
+                     cache=inner.empty_cache(segcheck.run.cache_dir, pytester.path / "cache"), results=pytester.path / "run.json",
                      plugins=[Reuse(segcheck.case(MODEL), parts=("fp32",)), sampled])
     assert done.outcomes, done.result.stdout.str()[-3000:]
     measured = report.load(pytester.path / "run.json").memory

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from segcheck.cases.model_case import ModelCase
+from segcheck.cases.model_case import FIRST_RUN, ModelCase
 from segcheck.config import isa
 from segcheck.config.networks import SEEDED_ARCHITECTURES, Network, seed_networks
 from segcheck.config.project import STORE, DataEntry, ModelEntry
@@ -429,19 +429,45 @@ def test_second_run_skips_calibration(segcheck, monkeypatch):
     assert not second.entry.built and second.entry.manifest["calibration_subset"].startswith("train: 32 images")
 
 
-def test_an_int8_model_runs_first_in_a_child_until_it_has_run_once(segcheck, monkeypatch):
+def _cache_holding(mc, entry, tmp_path):
+    """`mc` on a cache of its own under tmp_path: the session's datasets and FP32 models, and a copy of `entry`."""
+    copy = tmp_path / "cache"
+    shutil.copytree(mc.run.cache_dir / "datasets", copy / "datasets", symlinks=True)
+    (copy / "models").mkdir()
+    for fp32 in (mc.run.cache_dir / "models").glob("fp32-*"):
+        (copy / "models" / fp32.name).symlink_to(fp32)
+    shutil.copytree(entry.path, copy / "models" / entry.path.name, ignore=shutil.ignore_patterns("ran-*"))
+    return mc.with_(run=mc.run.with_(cache_dir=copy)), copy / "models" / entry.path.name
+
+
+def test_an_int8_model_runs_first_in_a_child_until_it_has_run_once_under_this_dispatch(segcheck, monkeypatch, tmp_path):
     """A case calibrates and first runs its INT8 model in a forked child, so that a backend crash stays there. A cached
-    model that has run (its entry holds ran.json; the key holds libmxnet.so and the ISA) is loaded at once; one whose
-    first run never finished, as a child that crashed leaves it, goes to the child again."""
-    mc = segcheck.model_config("deeplab_resnet101_voc")
-    ran = pipeline.int8_model(mc).entry.file(pipeline.RAN)
-    assert json.loads(ran.read_text())["isa"] == isa.effective_level()
+    model whose entry records a first run under this process's dispatch is loaded at once. One without that record
+    (its first run never finished, or ran under another cap or CPU), a case remembering a crash and a run that trusts
+    no cache (--no-eval-cache) go to the child; a model that does not bind leaves no record."""
+    made = segcheck.model_config("deeplab_resnet101_voc")
+    mc, entry = _cache_holding(made, pipeline.int8_model(made).entry, tmp_path)
     children = []
     monkeypatch.setattr(guard, "isolated", lambda what, *args, **kwargs: children.append(what))
-    assert ModelCase(mc, segcheck.unavailable).int8.entry.file(pipeline.RAN) == ran and children == []
-    ran.unlink()
-    assert ModelCase(mc, segcheck.unavailable).int8.entry.file(pipeline.RAN) == ran and ran.is_file()  # marked again
-    assert children == [f"{mc.name} INT8 model (calibration and first run)"]
+    first = ModelCase(mc, segcheck.unavailable)
+    assert first.int8.entry.path == entry and children == [f"{mc.name} {FIRST_RUN}"]  # no record: the child first
+    marker = entry / first._first_run_marker
+    assert marker.is_file() and [p.name for p in entry.glob("ran-*")] == [marker.name]  # then run here, recorded
+    assert ModelCase(mc, segcheck.unavailable).int8.entry.path == entry and len(children) == 1  # loaded at once
+    remembers = ModelCase(mc, segcheck.unavailable)
+    remembers._crashes[FIRST_RUN] = guard.BackendCrash("the backend died with SIGABRT")
+    with pytest.raises(guard.BackendCrash):
+        remembers.int8
+    untrusting = ModelCase(mc.with_(run=mc.run.with_(eval_cache=False)), segcheck.unavailable)
+    assert untrusting.int8.entry.path == entry and len(children) == 2
+    other = ModelCase(mc, segcheck.unavailable)
+    other._first_run_marker = "ran-another-dispatch"
+    assert other.int8.entry.path == entry and len(children) == 3 and (entry / "ran-another-dispatch").is_file()
+    marker.unlink()
+    monkeypatch.setattr(export, "load", lambda prefix: lambda x: (_ for _ in ()).throw(mx.base.MXNetError("cannot bind")))
+    with pytest.raises(mx.base.MXNetError, match="cannot bind"):
+        ModelCase(mc, segcheck.unavailable).int8
+    assert not marker.exists() and len(children) == 4
 
 
 def test_cache_keys_hold_the_library_the_decoders_the_reader_and_the_calibration_files(segcheck, monkeypatch, tmp_path):
@@ -454,14 +480,8 @@ def test_cache_keys_hold_the_library_the_decoders_the_reader_and_the_calibration
     assert cache.versions()["pillow"] == "9.9" and cache.versions()["libmxnet"] == found["libmxnet"]
     monkeypatch.undo()
     mc = segcheck.model_config("deeplab_resnet101_voc")
-    first = pipeline.int8_model(mc).entry
-    copy = tmp_path / "cache"
-    shutil.copytree(mc.run.cache_dir / "datasets", copy / "datasets", symlinks=True)
-    (copy / "models").mkdir()
-    for entry in (mc.run.cache_dir / "models").glob("fp32-*"):
-        (copy / "models" / entry.name).symlink_to(entry)
-    shutil.copytree(first.path, copy / "models" / first.path.name)  # the calibrated model, under its key
-    moved = mc.with_(run=mc.run.with_(cache_dir=copy))
+    moved, _ = _cache_holding(mc, pipeline.int8_model(mc).entry, tmp_path)  # the calibrated model, under its key
+    copy = moved.run.cache_dir
     monkeypatch.setattr(quantize, "quantize", lambda *a, **k: pytest.fail("reached calibration: the key changed"))
     assert not pipeline.int8_model(moved).entry.built  # the same files: the copy's entry is found
     source, _ = pipeline.calibration_images(moved, moved.calib)

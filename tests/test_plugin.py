@@ -17,6 +17,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from segcheck.data import synthetic
 from segcheck.cases.model_case import ModelCase
+from segcheck.measure import guard
 from segcheck.models import pipeline
 from segcheck.plugin.hooks import SUITE
 
@@ -38,7 +39,7 @@ def test_a_reuse_hands_over_only_to_a_case_of_the_same_configuration(segcheck):
     assert reuse.pytest_segcheck_reuse(case=other, part="fp32") is None and other.parts() == {}
 
 
-def test_a_handed_over_model_reads_its_evaluations_from_the_cache_and_a_plugins_model_does_not(segcheck):
+def test_a_handed_over_model_reads_its_evaluations_from_the_cache_and_a_plugins_model_does_not(segcheck, monkeypatch):
     """Evaluations are cached under the digest of the weights a model was built from: a model handed over keeps that of
     the case that built it, so an inner run that takes this session's FP32 and INT8 reads their evaluations back (a
     recipe change's per-layer comparison among them); a model a plugin put in place, even the same one, has none and
@@ -46,13 +47,17 @@ def test_a_handed_over_model_reads_its_evaluations_from_the_cache_and_a_plugins_
     made = segcheck.case("fcn_resnet101_voc")
     if not made.config.run.eval_cache:
         pytest.skip("this run reads no evaluation from the cache (--no-eval-cache)")
-    made.evaluation("int8")  # both evaluations in the cache
+    made.evaluation("int8"), made.localisation()  # both evaluations and the per-layer comparison in the cache
     reuse = Reuse(made, parts=("fp32", "int8"))
     hooks = SimpleNamespace(pytest_segcheck_reuse=reuse.pytest_segcheck_reuse, pytest_segcheck_model=lambda **_: None,
                             pytest_segcheck_calibration_recipe=lambda **_: None)
     handed = ModelCase(made.config, segcheck.unavailable, hooks)
     assert handed.fp32 is made.fp32 and handed.int8 is made.int8
     assert handed.evaluation("fp32").cached and handed.evaluation("int8").cached
+    monkeypatch.setattr(guard, "isolated", lambda what, *args, **kwargs: pytest.fail(f"{what}: made again"))
+    held = made.localisation()  # on 8 images, or 48 where this run compares across environments
+    assert handed.localisation(held.images).layers == held.layers  # read back, not compared again
+    monkeypatch.undo()
     put_in_place = SimpleNamespace(**{**vars(hooks), "pytest_segcheck_reuse": lambda **_: None,
                                       "pytest_segcheck_model": lambda case, precision, model: made.fp32})
     replaced = ModelCase(made.config, segcheck.unavailable, put_in_place)
@@ -60,13 +65,13 @@ def test_a_handed_over_model_reads_its_evaluations_from_the_cache_and_a_plugins_
 
 
 def test_a_reuse_ignores_only_what_changes_no_part(segcheck, tmp_path):
-    """Another cache folder or case timeout changes nothing a case makes; another shard changes the evaluation but not
-    the model; another calibration recipe changes INT8 but not FP32."""
+    """Another cache folder, case timeout or --no-eval-cache changes nothing a case makes; another shard changes the
+    evaluation but not the model; another calibration recipe changes INT8 but not FP32."""
     made = segcheck.case("fcn_resnet101_voc")
     config = made.config
     reuse = Reuse(made, parts=("fp32", "fp32-evaluation", "int8"))
     handed = lambda changed, part: reuse.pytest_segcheck_reuse(case=ModelCase(changed, segcheck.unavailable), part=part)  # noqa: E731
-    moved = config.with_(run=replace(config.run, cache_dir=tmp_path, case_timeout=10.0))
+    moved = config.with_(run=replace(config.run, cache_dir=tmp_path, case_timeout=10.0, eval_cache=False))
     assert all(handed(moved, part) is made.make(part) for part in ("fp32", "fp32-evaluation", "int8"))
     sharded = config.with_(run=replace(config.run, shard=(1, 3)))
     assert handed(sharded, "fp32") is made.fp32 and handed(sharded, "fp32-evaluation") is None

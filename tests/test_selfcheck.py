@@ -35,8 +35,8 @@ LATENCY = ["segcheck/plugin/suite/test_latency.py", "segcheck/plugin/suite/test_
 LAYERS = ["segcheck/plugin/suite/test_quantization.py", "-k", f"({MODEL} or psp_resnet101_voc) and (layer_error or calibration_table)"]
 # a 10 s case timeout: the hang must fail its case within it, and the run go on. The INT8 models and FP32 evaluations
 # of its selection are put in the cache before the inner run (made there, in a child, if they were not), so its
-# children only load and run within it: the first run of the loaded model and the PSPNet's 48-image INT8 evaluation
-# take 1-3 s here, AVX2 included. The inner run, its configuration changed by the timeout, takes nothing of this session's.
+# children only load and run within it: the PSPNet's 48-image INT8 evaluation takes 1-3 s here, AVX2 included (each
+# INT8 model has run once by then, so it is loaded without a first-run child). The inner run, its configuration changed by the timeout, takes nothing of this session's.
 HANG_TIMEOUT_S = 10
 HANG_MODELS = (MODEL, "psp_resnet101_voc")
 HANG = ["segcheck/plugin/suite/test_accuracy.py", f"--case-timeout={HANG_TIMEOUT_S}", "-k",
@@ -50,9 +50,12 @@ def run_gate(fault, args, segcheck, pytester, reuse=()):
     inner run takes this session's model and evaluation of MODEL in the precisions `reuse` names (those the fault leaves
     alone)."""
     parts = [part for precision in reuse for part in (precision, f"{precision}-evaluation")]
-    plugins = [Fault(fault)] + ([Reuse(segcheck.case(MODEL), parts=parts)] if parts else [])
-    done = inner.run(pytester, *args, cache=segcheck.run.cache_dir, results=pytester.path / f"{fault}.json", plugins=plugins)
+    handing = [Reuse(segcheck.case(MODEL), parts=parts)] if parts else []
+    done = inner.run(pytester, *args, cache=segcheck.run.cache_dir, results=pytester.path / f"{fault}.json",
+                     plugins=[Fault(fault), *handing])
     assert done.outcomes, f"the gate did not run:\n{done.result.stdout.str()[-3000:]}"
+    handed = {part for reused in handing for _, part in reused.handed}
+    assert set(reuse) <= handed, f"{fault}: the inner run made its own {sorted(set(reuse) - handed)} (handed {sorted(handed)})"
     return done.outcomes
 
 

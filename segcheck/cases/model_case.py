@@ -1,17 +1,20 @@
 """One model of a run (NNCF-style case): FP32 and INT8 built lazily, each evaluated at most once.
 
 The backend work that can crash (calibrating and first running the INT8 model, evaluating, the per-layer
-comparison, the ONNX export for the peers) runs in a forked child (guard.isolated): a crash fails this case's checks, naming the signal, and the
-run goes on. A crash is remembered, so the case's other checks fail with it at once.
+comparison, the ONNX export for the peers) runs in a forked child (guard.isolated): a crash fails this case's checks,
+naming the signal, and the run goes on. A crash is remembered, so the case's other checks fail with it at once. A cached
+INT8 model that has already run under this process's dispatch is loaded without the child.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import json
 import shutil
 import tempfile
 import weakref
-from functools import cached_property, partial
+from functools import cached_property
 from pathlib import Path
 
 import mxnet as mx
@@ -24,7 +27,7 @@ from ..errors import MissingResource, SegcheckError
 from ..models import export, pipeline
 from ..peers import scoring
 from ..peers.environment import PeerMissing, usable_python
-from ..measure import evaluation_cache, guard, layers, memory
+from ..measure import environment, evaluation_cache, guard, layers, memory
 from ..measure.evaluate import Evaluation, compared_images, evaluate, predict
 
 # The images (the split's first) per-layer error is measured on. A clipped range harms the few images with the largest
@@ -34,9 +37,10 @@ from ..measure.evaluate import Evaluation, compared_images, evaluate, predict
 LAYER_IMAGES = 8
 LAYER_IMAGES_ACROSS = 48
 # The models cases built from their configuration (not put in place by a plugin), by block: the digest of the weights
-# each was built from, or how to find it. A case one is handed over to (pytest_segcheck_reuse) keys its evaluations as
-# the case that built it would, so it reads them from the cache; a plugin's model is never registered here.
+# file each was loaded from, taken when it was built. A case one is handed over to (pytest_segcheck_reuse) keys its
+# evaluations by it as the case that built it does, so it reads them from the cache; a plugin's model is not here.
 _BUILT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+FIRST_RUN = "INT8 model (calibration and first run)"
 # What a case makes, each once, by name: a plugin may hand any of them over (pytest_segcheck_reuse).
 PARTS = ("fp32", "int8", "val", "fp32_symbol", "localisation", "fp32-evaluation", "int8-evaluation", "onnx",
          *(f"peer-{runtime}" for runtime in PEERS))
@@ -47,10 +51,6 @@ def exporter_present() -> None:
     if importlib.util.find_spec("mxnet.onnx") is None:
         raise PeerMissing(f"mxnet {mx.__version__} has no ONNX exporter (mxnet.onnx, mx2onnx, came with 1.9.0): "
                                 "the peer cases need mxnet >= 1.9")
-
-
-def _fp32_digest(config: ModelConfig) -> str:
-    return pipeline.fp32_weights(config)[1]
 
 
 class ModelCase:
@@ -126,11 +126,9 @@ class ModelCase:
         replaced = self._hooks.pytest_segcheck_model(case=self, precision=precision, model=model) if self._hooks else None
         if replaced is None:
             if precision == "fp32":
-                _BUILT[model] = partial(_fp32_digest, self.config)
-            elif model.entry is None:  # a shipped export: keyed by its files' digest (int8_key)
-                _BUILT[model.block] = partial(export.digest, self.config.int8_export)
-            else:
-                _BUILT[model.block] = partial(str, model.entry.manifest["files"]["model-0000.params"])
+                _BUILT[model] = pipeline.fp32_weights(self.config)[1]
+            else:  # a shipped export: keyed by its files' digest (int8_key)
+                _BUILT[model.block] = self.int8_key if model.entry is None else model.entry.manifest["files"]["model-0000.params"]
             return model
         self._replaced.add(precision)
         return replaced
@@ -146,6 +144,14 @@ class ModelCase:
         except guard.BackendCrash as crash:
             self._crashes[what] = crash
             raise
+
+    @cached_property
+    def _first_run_marker(self) -> str:
+        """The marker an INT8 entry holds once its model has been bound and run under this process's dispatch: what the
+        oneDNN probe found (version, ISA, level), the cap in force, the CPU model and the threads (the entry's key holds
+        the library and the ISA level only)."""
+        dispatch = [environment.fingerprint(self.config.run.cache_dir).to_dict(), environment.threads()]
+        return f"ran-{hashlib.sha1(json.dumps(dispatch, sort_keys=True).encode()).hexdigest()[:16]}"
 
     def timeout(self, images: int) -> float:
         """Seconds a child doing this case's work over `images` images may take (guard.limit)."""
@@ -185,18 +191,21 @@ class ModelCase:
     @property
     def int8(self) -> pipeline.Int8Model:
         """The INT8 model: calibrated (into the cache) and run once in a forked child first, so that a backend crash
-        stays there, then loaded here from the cache. A cached model that has run before (the cache key holds the
-        library and the ISA) is loaded here at once."""
+        stays there, then loaded here from the cache. A cached model that has run before under this process's dispatch
+        (_first_run_marker) is loaded here at once; not where this case remembers a crash or the run trusts no cache
+        (--no-eval-cache, which runs with code patched in: faults.Patched)."""
         def build():
             recipe = self.recipe if self.config.calib is not None else None
+            ran = self._first_run_marker
+            trusted = FIRST_RUN not in self._crashes and self.config.run.eval_cache
+            model = pipeline.int8_model(self.config, recipe, ran, cached_only=True) if trusted else None
+            if model is None:
+                def calibrate_and_run() -> None:  # in the child: what it makes reaches this process through the cache
+                    pipeline.int8_model(self.config, recipe, ran)
 
-            def calibrate_and_run() -> None:  # in the child: what it makes reaches this process through the cache
-                pipeline.int8_model(self.config, recipe)
-
-            if not pipeline.int8_has_run(self.config, recipe):
-                self._isolated("INT8 model (calibration and first run)", calibrate_and_run,
-                               recipe.num_examples + 1 if recipe else 1, "calibration")
-            return self._stepped_in("int8", pipeline.int8_model(self.config, recipe))
+                self._isolated(FIRST_RUN, calibrate_and_run, recipe.num_examples + 1 if recipe else 1, "calibration")
+                model = pipeline.int8_model(self.config, recipe, ran)
+            return self._stepped_in("int8", model)
 
         return self._part("int8", build)
 
@@ -241,8 +250,10 @@ class ModelCase:
         None for a model a plugin put in place (its evaluations are never cached: evaluation_cache)."""
         if precision not in self._parts or precision in self._replaced:
             return None
-        made = _BUILT.get(self._parts[precision] if precision == "fp32" else self._parts[precision].block)
-        return made() if made is not None else None
+        try:
+            return _BUILT.get(self._parts[precision] if precision == "fp32" else self._parts[precision].block)
+        except TypeError:  # handed over, and not an object a weak reference can hold: none of a case's own
+            return None
 
     def _asked(self, hook: str, **arguments):
         """A plugin's answer to segcheck's hook `hook` about this case, or None."""

@@ -7,8 +7,8 @@ The key digests the fused graph each model runs (Gluon's per-process counters cu
 mask files themselves, the images' ids, the setting, the environment (versions, the libmxnet.so, ISA level, threads),
 the code that measures and, for INT8, the FP32 outputs it is compared with. An entry is written atomically and a
 damaged one is evaluated again, never trusted (models.cache). A model a plugin put in place of the built one (a fault)
-is never read from the cache: its weights are not a file's known here. One handed over is, keyed by the weights the
-case that built it loaded. Off with --no-eval-cache.
+is never read from the cache: its weights are not a file's known here. One handed over is, keyed by the digest of the
+weights file the case that built it loaded (cases.model_case). Off with --no-eval-cache.
 """
 
 from __future__ import annotations

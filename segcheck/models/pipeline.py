@@ -8,6 +8,8 @@ loaded as it is: it is the artefact under test.
 from __future__ import annotations
 
 import json
+import logging
+import os
 import pickle
 import subprocess
 import sys
@@ -28,6 +30,8 @@ from ..errors import SegcheckError
 from . import build, cache, export, fit, quantize
 from .build import logits
 from .graph import GraphReport, inspect_graph
+
+log = logging.getLogger("segcheck.cache")
 
 
 def dataset_root(mc: ModelConfig) -> tuple[Path, str]:
@@ -193,9 +197,6 @@ def calibration_images(mc: ModelConfig, recipe: CalibRecipe):
     return source, loaders.Subset(recipe.split, tuple(source.ids[i] for i in recipe.images))
 
 
-RAN = "ran.json"  # in an INT8 entry's folder, once a process has loaded and run its model: later ones skip the child
-
-
 def _int8_fields(mc: ModelConfig, recipe: CalibRecipe) -> tuple:
     """(cache key fields, calibration split, calibration subset) of the INT8 model `recipe` calibrates."""
     _, fp32_digest = fp32_weights(mc)
@@ -208,19 +209,25 @@ def _int8_fields(mc: ModelConfig, recipe: CalibRecipe) -> tuple:
     return fields, source, calib
 
 
-def int8_has_run(mc: ModelConfig, recipe: CalibRecipe | None) -> bool:
-    """Whether the INT8 model `recipe` calibrates is in the cache, intact, and has been loaded and run there before: the
-    key holds libmxnet.so's digest and the ISA level, so it runs here as it ran then (a shipped export: never known)."""
-    if recipe is None:
-        return False
-    fields, _, _ = _int8_fields(mc, recipe)
-    entry = cache.find(mc.run.cache_dir, "int8", fields)
-    return entry is not None and entry.file(RAN).is_file()
+def _mark(folder: Path, name: str) -> None:
+    """Leave the empty marker `name` in an entry's folder, atomically and at best: one that cannot be written (an entry
+    removed meanwhile, a read-only cache) only means that the next process first runs the model in a child again."""
+    try:
+        handle, staged = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
+        os.close(handle)
+        os.replace(staged, folder / name)
+    except OSError as err:
+        log.info("could not mark %s as run (%s): it is first run in a child again next time", folder, err)
 
 
-def int8_model(mc: ModelConfig, recipe: CalibRecipe | None = None) -> Int8Model:
-    """The INT8 model: the shipped export as it is, or calibrated once per cache key (a second run skips it)."""
+def int8_model(mc: ModelConfig, recipe: CalibRecipe | None = None, ran: str | None = None,
+               cached_only: bool = False) -> Int8Model | None:
+    """The INT8 model: the shipped export as it is, or calibrated once per cache key (a second run skips it). With
+    `ran`, the entry keeps a marker of that name once its model has been bound and run here; with `cached_only`, the
+    model is only loaded from an intact entry holding that marker, and None returned otherwise (nothing calibrated)."""
     if mc.int8_export is not None and recipe is None:
+        if cached_only:
+            return None
         block = _imported(mc, mc.int8_export)
         graph = inspect_graph(export.files(mc.int8_export)[0].read_text())
         return Int8Model(block, graph, None, f"shipped INT8 export {mc.int8_export}", Path(mc.int8_export))
@@ -239,12 +246,17 @@ def int8_model(mc: ModelConfig, recipe: CalibRecipe | None = None) -> Int8Model:
                 "calibration_subset": calib.describe(),
                 "int8_convs": graph.int8_convs, "fp32_convs": graph.fp32_convs}
 
-    entry = cache.get_or_build(mc.run.cache_dir, "int8", fields, make)
+    if cached_only:
+        entry = cache.find(mc.run.cache_dir, "int8", fields)
+        if entry is None or ran is None or not entry.file(ran).is_file():
+            return None
+    else:
+        entry = cache.get_or_build(mc.run.cache_dir, "int8", fields, make)
     block = export.load(entry.path / "model")
     block(mx.nd.zeros((1, 3, mc.crop_size, mc.crop_size)))  # binds the graph: ready to run or export
     mx.nd.waitall()
-    if not entry.file(RAN).is_file():
-        atomic.write_json(entry.file(RAN), {"versions": fields["versions"], "isa": fields["isa"]})
+    if ran is not None and not entry.file(ran).is_file():
+        _mark(entry.path, ran)
     graph = inspect_graph((entry.path / "model-symbol.json").read_text())
     return Int8Model(block, graph, entry, f"calibrated {recipe.label()} on {entry.manifest['calibration_subset']}",
                      entry.path / "model")

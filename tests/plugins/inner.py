@@ -26,9 +26,10 @@ MXNET_HOME = mxnet_home()  # read on import, before pytester points HOME at its 
 PEER_ENV = environment_folder()  # the same: the peers' virtualenv is found under HOME's cache
 
 
-# What an inner run may set otherwise without changing a part: where the cache is and how long backend work may take;
-# for the models (not their evaluations or peer runs), which shard is evaluated; for FP32, the calibration recipe.
-NEUTRAL = {"cache_dir": Path(), "case_timeout": None}
+# What an inner run may set otherwise without changing a part: where the cache is, how long backend work may take and
+# whether evaluations are read from the cache (faults.Patched turns that off: the parts handed over stay this
+# session's); for the models (not their evaluations or peer runs), which shard is evaluated; for FP32, the recipe.
+NEUTRAL = {"cache_dir": Path(), "case_timeout": None, "eval_cache": True}
 NEUTRAL_TO_MODELS = {**NEUTRAL, "shard": None}
 
 
@@ -70,14 +71,21 @@ class Reuse:
             self.pytest_segcheck_release(case)
 
 
+def empty_cache(cache: Path, folder: Path) -> Path:
+    """`folder` made a segcheck cache holding `cache`'s data and environment probes (linked) and no model or
+    evaluation."""
+    (folder / "models").mkdir(parents=True)
+    for name in ("datasets",) + tuple(p.name for p in Path(cache).glob("environment-*.json")):
+        (folder / name).symlink_to(Path(cache) / name)
+    return folder
+
+
 def fresh_int8_cache(cache: Path, folder: Path) -> Path:
     """`folder` made a segcheck cache holding `cache`'s FP32 models and FP32 evaluations, data and environment probes
     (linked) but no INT8 model: a run there calibrates anew."""
-    (folder / "models").mkdir(parents=True)
+    empty_cache(cache, folder)
     for entry in (Path(cache) / "models").glob("fp32-*"):
         (folder / "models" / entry.name).symlink_to(entry)
-    for name in ("datasets",) + tuple(p.name for p in Path(cache).glob("environment-*.json")):
-        (folder / name).symlink_to(Path(cache) / name)
     return folder
 
 
