@@ -66,7 +66,6 @@ class ModelCase:
         self._crashes = {}
         self._predictions = {}  # tuple of val ids -> MXNet's FP32 argmax on them (fp32_predictions)
         self._replaced = set()  # precisions whose model a plugin replaced ("onnx": the network exported to the peers)
-        self._reused = set()  # parts a plugin handed over
         self._footprints = {}  # "<model> <work>" -> MB a forked child's resident set rose doing it (guard.isolated)
 
     @property
@@ -91,7 +90,6 @@ class ModelCase:
         it. Whatever is asked for afterwards is made again (from the model cache where it can be)."""
         self._parts.clear()
         self._predictions.clear()
-        self._reused.clear()
         self._replaced.clear()
         self.__dict__.pop("whole", None)
 
@@ -112,7 +110,6 @@ class ModelCase:
             reused = self._hooks.pytest_segcheck_reuse(case=self, part=part) if self._hooks else None
             if reused is not None:
                 self._parts[part] = reused
-                self._reused.add(part)
             else:
                 try:
                     self._parts[part] = make()
@@ -242,7 +239,6 @@ class ModelCase:
         held = self._part("localisation", compare)
         if held.images < wanted:
             held = self._parts["localisation"] = compare()
-            self._reused.discard("localisation")
         return held
 
     def _weights(self, precision: str) -> str | None:
