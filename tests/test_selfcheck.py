@@ -36,7 +36,7 @@ LAYERS = ["segcheck/plugin/suite/test_quantization.py", "-k", f"({MODEL} or psp_
 # a 10 s case timeout: the hang must fail its case within it, and the run go on. The INT8 models and FP32 evaluations
 # of its selection are put in the cache before the inner run (made there, in a child, if they were not), so its
 # children only load and run within it: the PSPNet's 48-image INT8 evaluation takes 1-3 s here, AVX2 included (each
-# INT8 model has run once by then, so it is loaded without a first-run child). The inner run, its configuration changed by the timeout, takes nothing of this session's.
+# INT8 model has run once by then, so it is loaded without a first-run child). The inner run is handed nothing.
 HANG_TIMEOUT_S = 10
 HANG_MODELS = (MODEL, "psp_resnet101_voc")
 HANG = ["segcheck/plugin/suite/test_accuracy.py", f"--case-timeout={HANG_TIMEOUT_S}", "-k",

@@ -124,8 +124,10 @@ class ModelCase:
         if replaced is None:
             if precision == "fp32":
                 _BUILT[model] = pipeline.fp32_weights(self.config)[1]
-            else:  # a shipped export: keyed by its files' digest (int8_key)
-                _BUILT[model.block] = self.int8_key if model.entry is None else model.entry.manifest["files"]["model-0000.params"]
+            elif model.entry is None:  # a shipped export: keyed by its files' digest
+                _BUILT[model.block] = self.int8_key
+            else:
+                _BUILT[model.block] = model.entry.manifest["files"]["model-0000.params"]
             return model
         self._replaced.add(precision)
         return replaced

@@ -32,7 +32,7 @@ def digest(prefix) -> str:
     for path in files(prefix):
         if not path.is_file():
             raise SegcheckError(f"{path}: not found; fix the configuration's int8.export (or --model-prefix)")
-        found.append(atomic.digest(path))
+        found.append(atomic.digest_of(path))
     return "export:" + hashlib.sha256("\n".join(found).encode()).hexdigest()[:16]
 
 

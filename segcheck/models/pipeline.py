@@ -61,7 +61,7 @@ def fp32_weights(mc: ModelConfig) -> tuple[Path, str]:
         path = export.files(mc.weights.path)[1] if kind == "export" else mc.weights.path
         if not path.is_file():
             raise SegcheckError(f"{path}: weights file not found; fix the configuration's path (or --resume / --model-prefix)")
-        return path, atomic.digest(path)
+        return path, atomic.digest_of(path)
 
     fields = {"model": mc.network.name, "fit": mc.run.fit.as_dict(),
               "data": mc.run.synthetic.digest(), "versions": cache.versions()}
