@@ -106,7 +106,7 @@ def test_a_peer_run_takes_the_case_timeout(segcheck, monkeypatch):
     monkeypatch.setattr(cases, "exporter_present", lambda: None)
     monkeypatch.setattr(cases, "usable_python", lambda: "python")
     monkeypatch.setattr(scoring, "gate_run", lambda runtime, onnx, split, indices, calibration, cache_dir, latency, skip_bad,
-                        timeout_s, model, reused: asked.append((model, timeout_s)))
+                        timeout_s, model: asked.append((model, timeout_s)))
     mc = segcheck.model_config("fcn_resnet101_voc")
     case = cases.ModelCase(mc.with_(run=mc.run.with_(case_timeout=7.0)), on_missing=lambda err: None, hooks=_Handed())
     case.peer("onnxruntime")

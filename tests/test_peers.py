@@ -166,6 +166,29 @@ def test_an_operator_mx2onnx_cannot_convert_is_named(tmp_path):
         onnx_export.export(block, CROP, tmp_path / "odd.onnx")
 
 
+class _Segmenter(mx.gluon.HybridBlock):
+    """A one-convolution segmenter, crop-sized logits, its weights seeded: built twice, the same network."""
+
+    def __init__(self):
+        super().__init__()
+        with self.name_scope():
+            self.conv = mx.gluon.nn.Conv2D(4, 3, padding=1, in_channels=3)
+        self.initialize()
+        self.conv.weight.set_data(mx.nd.array(np.random.default_rng(0).normal(size=(4, 3, 3, 3))))
+
+    def hybrid_forward(self, F, x):
+        return self.conv(x)
+
+
+def test_one_network_exports_to_the_same_file_in_any_process(tmp_path):
+    """Gluon names a process's second network fcn1_ where its first was fcn0_: the export names both fcn_, so its
+    peer runs (keyed by the file's digest) are found again by a later run, whatever that run built first."""
+    nets = [_Segmenter(), _Segmenter()]
+    assert nets[0].prefix != nets[1].prefix
+    files = [onnx_export.export(net, CROP, tmp_path / f"{k}.onnx").read_bytes() for k, net in enumerate(nets)]
+    assert files[0] == files[1]
+
+
 def test_the_converter_refuses_without_the_shapes_it_needs(tmp_path):
     """mx2onnx called directly passes no shapes: the converter says so rather than guess a kernel."""
     data = mx.sym.var("data")

@@ -8,9 +8,7 @@ in the precision a fault leaves alone, the inner run takes this session's model 
 """
 
 import io
-import json
 import sys
-from pathlib import Path
 
 import inner
 import pytest
@@ -181,12 +179,6 @@ PEER_CASES = {
 }
 
 
-def kept_peer_runs(cache) -> dict:
-    """The peer runs kept in the cache: {entry folder name: precision}."""
-    return {entry.parent.name: json.loads(entry.read_text())["fields"]["precision"]
-            for entry in (Path(cache) / "models").glob("peer-run-*/manifest.json")}
-
-
 @pytest.mark.peer
 @pytest.mark.parametrize("fault", PEER_CASES)
 def test_a_broken_peer_export_or_quantization_fails_the_peer_check(fault, segcheck, pytester):
@@ -199,12 +191,8 @@ def test_a_broken_peer_export_or_quantization_fails_the_peer_check(fault, segche
     *untouched, selection, expected = PEER_CASES[fault]
     case = segcheck.case(MODEL)
     parts = [p for p in untouched if fault != "peer-export-weight-changed" or p != "onnx"]
-    kept_before = kept_peer_runs(segcheck.run.cache_dir)
     done = inner.run(pytester, *selection, cache=segcheck.run.cache_dir, results=pytester.path / f"{fault}.json",
                      plugins=[Fault(fault), Reuse(case, parts=parts)])
-    # a faulted network's peer runs are not kept: its export differs from process to process, no later run reads them
-    kept = {name: precision for name, precision in kept_peer_runs(segcheck.run.cache_dir).items() if name not in kept_before}
-    assert not kept or fault != "peer-export-weight-changed", kept
     got = failed(done.outcomes)
     assert set(got) == set(expected), f"{fault}: failed {sorted(got)}, expected {sorted(expected)}:\n{done.result.stdout.str()[-3000:]}"
     assert sum(outcome == "passed" for outcome, _ in done.outcomes.values()) == len(done.outcomes) - len(expected), done.outcomes

@@ -65,7 +65,7 @@ class ModelCase:
         self._parts = {}
         self._crashes = {}
         self._predictions = {}  # tuple of val ids -> MXNet's FP32 argmax on them (fp32_predictions)
-        self._replaced = set()  # precisions whose model a plugin replaced ("onnx": the network exported to the peers)
+        self._replaced = set()  # precisions whose model a plugin replaced
         self._footprints = {}  # "<model> <work>" -> MB a forked child's resident set rose doing it (guard.isolated)
 
     @property
@@ -269,7 +269,6 @@ class ModelCase:
             replaced = self._asked("pytest_segcheck_peer_network", net=net)
             if replaced is None:
                 return self._isolated("ONNX export", lambda: pipeline.onnx_model(self.config, net), 1, "ONNX export")
-            self._replaced.add("onnx")
             folder = Path(tempfile.mkdtemp(prefix="segcheck-onnx-"))
             weakref.finalize(self, shutil.rmtree, folder, True)
             return self._isolated("ONNX export", lambda: onnx_export.export(replaced, self.config.crop_size, folder / "model.onnx"),
@@ -293,13 +292,10 @@ class ModelCase:
             if replaced is not None and not len(replaced):
                 raise SegcheckError(f"{self.name}: a plugin's pytest_segcheck_peer_calibration returned no batches")
             indices = self.indices
-            onnx = self.onnx
-            # a network a plugin put in place (a fault) is run afresh and not kept: its export's names follow the
-            # process's block counters, so no later run would ask for the same file. Its calibration images are kept.
-            reused = () if "onnx" in self._replaced else ("fp32", "int8")
-            return scoring.gate_run(runtime, onnx, self.val, indices, batches if replaced is None else replaced,
+            # a network or images a plugin put in place (a fault) are other files, so another key of the peer runs
+            return scoring.gate_run(runtime, self.onnx, self.val, indices, batches if replaced is None else replaced,
                                   self.config.run.cache_dir, self._peer_latency, skip_bad,
-                                  self.timeout(len(indices) + recipe.num_examples), self.name, reused)
+                                  self.timeout(len(indices) + recipe.num_examples), self.name)
 
         return self._remembered(f"peer-{runtime}", gate)
 

@@ -27,7 +27,7 @@ from ..config.recipes import check_crop
 from ..errors import SegcheckError
 from . import export as deploy
 
-FORMAT = 2  # of the exports this module writes: a change here exports again (models.pipeline.onnx_model)
+FORMAT = 3  # of the exports this module writes: a change here exports again (models.pipeline.onnx_model)
 ADAPTIVE_POOL = "_contrib_AdaptiveAvgPooling2D"
 INPUT = "data"
 # the highest opset mx2onnx 1.9.1 has converters for (it registers opset 12 and 13 translations)
@@ -226,6 +226,25 @@ def failing_op(err: BaseException) -> str:
     return "the graph"
 
 
+def _canonical_names(graph, prefix: str) -> None:
+    """Rename the graph's tensors and nodes from the root block's prefix ("fcn3_": Gluon counts the networks a
+    process has built) to its counter-free form ("fcn_"), so one network exports to the same bytes in every process
+    and its peer runs, keyed by the file's digest, are found again."""
+    stem = re.sub(r"\d+_$", "_", prefix)
+    if not prefix or stem == prefix:
+        return
+
+    def canonical(name: str) -> str:
+        return stem + name[len(prefix):] if name.startswith(prefix) else name
+
+    for node in graph.node:
+        node.name = canonical(node.name)
+        node.input[:] = [canonical(name) for name in node.input]
+        node.output[:] = [canonical(name) for name in node.output]
+    for item in (*graph.initializer, *graph.input, *graph.output, *graph.value_info):
+        item.name = canonical(item.name)
+
+
 def export(net: mx.gluon.HybridBlock, crop_size: int, path) -> Path:
     """Write `net` (an unfused FP32 network with its weights) as an ONNX model for (1, 3, crop, crop) float32 input
     at opset 13, main output only, atomically to `path`."""
@@ -265,6 +284,7 @@ def export(net: mx.gluon.HybridBlock, crop_size: int, path) -> Path:
     inputs = [i for i in model.graph.input if i.name not in weights]
     del model.graph.input[:]
     model.graph.input.extend(inputs)
+    _canonical_names(model.graph, net.prefix)
     try:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as err:

@@ -37,11 +37,10 @@ def fields(request: dict) -> dict | None:
             "pins": requirements_digest(), "runner": atomic.digest_of(RUNNER), "isa": isa.effective_level()}
 
 
-def answer(python, request: dict, timeout_s: float, cache_dir, log_file: Path, keep: bool = True) -> dict:
+def answer(python, request: dict, timeout_s: float, cache_dir, log_file: Path) -> dict:
     """The runner's answer to `request` (its "out" unused: an entry's folder holds the files), from the cache where
-    an entry of the same key holds it, its latency measured again; else run, and kept for the next run. Without
-    `keep`, run in "out" and neither read from the cache nor kept."""
-    key = fields(request) if keep else None
+    an entry of the same key holds it, its latency measured again; else run, and kept for the next run."""
+    key = fields(request)
     if key is None:
         return run(python, request, timeout_s, log=log_file)
 

@@ -84,12 +84,11 @@ def peer_log(cache_dir, model: str, runtime: str, precision: str) -> Path:
 
 
 def gate_run(runtime: str, onnx: Path, split, indices, calibration, cache_dir, latency: dict = LATENCY,
-             skip_bad: bool = False, timeout_s: float = 3600.0, model: str = "model",
-             reused: tuple = ("fp32", "int8")) -> PeerRun:
+             skip_bad: bool = False, timeout_s: float = 3600.0, model: str = "model") -> PeerRun:
     """The peer `runtime` on the exported model `onnx`: FP32 and INT8 (quantized by the runtime's own quantizer on the
     `calibration` image batches) over `split`'s samples at `indices`, their predictions judged here by segcheck's
-    metrics; `latency` is the adaptive-rounds rule the runner times with. The precisions in `reused` are read from and
-    kept in the cache (peers.reuse); the others are run afresh and not kept."""
+    metrics; `latency` is the adaptive-rounds rule the runner times with. Each precision's run is read from and kept
+    in the cache (peers.reuse)."""
     from ..measure.evaluate import Accumulator
 
     python = usable_python()
@@ -101,8 +100,7 @@ def gate_run(runtime: str, onnx: Path, split, indices, calibration, cache_dir, l
             what = f"{runtime} {precision}"
             request = {"onnx": onnx, "runtime": runtime, "precision": precision, "eval": images, "calib": calib,
                        "quantizer": QUANTIZER[runtime], "latency": latency, "threads": threads(), "out": Path(tmp) / precision}
-            answer = reuse.answer(python, request, timeout_s, cache_dir, peer_log(cache_dir, model, runtime, precision),
-                                  keep=precision in reused)
+            answer = reuse.answer(python, request, timeout_s, cache_dir, peer_log(cache_dir, model, runtime, precision))
             predictions = _checked(answer, what, len(ids))
             acc = Accumulator(split.num_classes, split.split)
             for pred, label, image_id in zip(predictions, labels, ids):
