@@ -30,17 +30,17 @@ def digest(path, algorithm: str = "sha256") -> str:
     return hasher.hexdigest()
 
 
-_DIGESTS: dict = {}  # path -> (stat, digest): a file this process hashed and that did not change is not read again
+_DIGESTS: dict = {}  # (device, inode) -> (stat, digest): a file this process hashed and that did not change is not read again
 
 
 def digest_of(path) -> str:
-    """digest(path), read again only when the file's size, mtime or inode changed since this process last read it."""
-    path = Path(path)
-    stat = path.stat()
-    stamp = (stat.st_size, stat.st_mtime_ns, stat.st_ino)
-    if _DIGESTS.get(path, (None,))[0] != stamp:
-        _DIGESTS[path] = (stamp, digest(path))
-    return _DIGESTS[path][1]
+    """digest(path), read again only when the file's size or mtime changed since this process last read it, by this
+    path or another: a file linked into another cache, or renamed into place, is the same inode."""
+    stat = Path(path).stat()
+    inode, stamp = (stat.st_dev, stat.st_ino), (stat.st_size, stat.st_mtime_ns)
+    if _DIGESTS.get(inode, (None,))[0] != stamp:
+        _DIGESTS[inode] = (stamp, digest(path))
+    return _DIGESTS[inode][1]
 
 
 def files_digest(paths) -> str:

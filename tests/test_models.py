@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from segcheck import atomic
 from segcheck.cases.model_case import FIRST_RUN, ModelCase
-from segcheck.config import isa
 from segcheck.config.networks import SEEDED_ARCHITECTURES, Network, seed_networks
 from segcheck.config.project import STORE, DataEntry, ModelEntry
 from segcheck.config.recipes import MIN_CROP, CalibRecipe
@@ -403,6 +403,19 @@ def test_cache_builds_once_and_rebuilds_damaged_entries(tmp_path, caplog):
         assert any(f"({why})" in w for w in rebuilt), (why, rebuilt)
     assert cache.rebuilt_since(tmp_path, time.time() + 1, run) == [] and cache.rebuilt_since(tmp_path / "none", 0.0, run) == []
     assert cache.rebuilt_since(tmp_path, 0.0, run + "another run") == []  # a run sharing the cache tells of its own
+
+
+def test_an_entry_linked_into_another_cache_is_read_once_and_again_when_it_changes(tmp_path, monkeypatch):
+    """A test's or a shard's cache links this run's entries: the same files, so their sha256 is taken once per process
+    (a ResNet-101's weights are 209 MB), and a file changed in place is read, and found damaged, again."""
+    read, real = [], atomic.digest
+    monkeypatch.setattr(atomic, "digest", lambda path, *how: read.append(Path(path).name) or real(path, *how))
+    built = cache.get_or_build(tmp_path / "a", "fp32", {"model": "x"}, lambda folder: {"size": (folder / "weights.bin").write_bytes(b"abc" * 10)})
+    (tmp_path / "b" / "models").mkdir(parents=True)
+    (tmp_path / "b" / "models" / built.path.name).symlink_to(built.path)
+    assert cache.find(tmp_path / "b", "fp32", {"model": "x"}) is not None and read == ["weights.bin"]
+    (built.path / "weights.bin").write_bytes(b"abcd" * 10)
+    assert cache.find(tmp_path / "b", "fp32", {"model": "x"}) is None and read == ["weights.bin"] * 2
 
 
 def test_failed_build_leaves_nothing_half_written(tmp_path):

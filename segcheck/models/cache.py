@@ -88,7 +88,7 @@ def _intact(folder: Path, key: str) -> tuple:
         if _VERIFIED.get(folder) == stamp:
             return manifest, ""
         for name, digest in manifest["files"].items():
-            if atomic.digest(folder / name) != digest:
+            if atomic.digest_of(folder / name) != digest:
                 raise ValueError(f"{name} does not match its sha256")
         _VERIFIED[folder] = stamp
         return manifest, ""
@@ -166,7 +166,7 @@ def get_or_build(cache_dir, kind: str, fields: dict, build) -> Entry:
             return Entry(folder, manifest, built=False)
         with atomic.staged_dir(folder) as tmp:
             extra = build(tmp) or {}
-            files = {p.name: atomic.digest(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+            files = {p.name: atomic.digest_of(p) for p in sorted(tmp.iterdir()) if p.is_file()}
             manifest = {"key": key, "kind": kind, "fields": fields, "files": files, **extra}
             atomic.write_json(tmp / "manifest.json", manifest)
     if why:
