@@ -1,11 +1,13 @@
 """Memory as a figure: a run's peak resident set (the pytest process's and its largest forked child's), the tests
 that raised it most and each phase's peak, in the results JSON and the table's footer."""
 
+import gc
 import io
 import json
 import os
 import subprocess
 import sys
+import weakref
 
 import inner
 import pytest
@@ -108,6 +110,24 @@ def test_a_step_that_leaves_a_dropped_cycle_behind_is_reclaimed_past_the_thresho
     assert done.returncode == 0, done.stderr[-2000:]
     held, after = json.loads(done.stdout)
     assert (held - after > 350) == freed, (held, after)
+
+
+def test_what_lived_before_the_run_is_set_apart_from_its_collections_and_what_it_built_since_is_not():
+    """The plugin settled this process when collection ended (gc.freeze: a reclaim walks only what the run made); a
+    cycle made since and dropped is still freed, as settling again sets nothing more apart."""
+    frozen = gc.get_freeze_count()
+    assert frozen > 0, "the run did not set apart what lived before it (memory.settle at collection)"
+
+    class Cycle:
+        pass
+
+    made = Cycle()
+    made.itself = made
+    gone = weakref.ref(made)
+    memory.settle()  # alive now: were it set apart, no collection could ever free it
+    del made
+    memory.reclaim()
+    assert gone() is None, "a cycle made after the run settled was set apart and never freed"
 
 
 def test_the_table_and_the_results_json_report_the_peak(tmp_path):

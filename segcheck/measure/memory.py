@@ -138,6 +138,15 @@ def reclaim() -> float:
     return resident_mb()
 
 
+def settle() -> None:
+    """Once per process, before the run builds anything: collect, then set what is alive (the imports, the collected
+    tests) apart from later collections (gc.freeze), so that each reclaim() walks only what the run made since. What
+    is set apart is never collected, so a network built before this would never be freed."""
+    if gc.get_freeze_count() == 0:
+        gc.collect()
+        gc.freeze()
+
+
 def child_peaked(mb: float, work: str | None) -> None:
     """A forked child's peak resident set (the pages it shares with this process included), as it reported it, doing
     `work` (calibration, evaluation, ...; None: a work that is no phase of a run)."""

@@ -387,7 +387,9 @@ class SegcheckSession:
 
     def pytest_collection_finish(self, session):
         """Note each model's last test, so that its case is released once that test has run: a run holds one model's
-        networks at a time rather than all of them (an xdist worker, which runs what it is sent, keeps its cases)."""
+        networks at a time rather than all of them (an xdist worker, which runs what it is sent, keeps its cases).
+        What is alive now is set apart from the run's collections (memory.settle): no case has been made yet."""
+        memory.settle()
         if self.is_worker:
             return
         last = {_params(item)["case"]: item.nodeid for item in session.items if _params(item).get("case") is not None}
