@@ -226,13 +226,14 @@ def failing_op(err: BaseException) -> str:
     return "the graph"
 
 
-def _canonical_names(graph, prefix: str) -> None:
-    """Rename the graph's tensors and nodes from the root block's prefix ("fcn3_": Gluon counts the networks a
-    process has built) to its counter-free form ("fcn_"), so one network exports to the same bytes in every process
-    and its peer runs, keyed by the file's digest, are found again."""
-    stem = re.sub(r"\d+_$", "_", prefix)
-    if not prefix or stem == prefix:
+def _canonical_names(graph, net) -> None:
+    """Rename the graph's tensors and nodes from the root block's prefix ("fcn3_": Gluon counts the networks of a
+    class a process has built) to its counter-free form ("fcn_"), so one network exports to the same bytes in every
+    process and its peer runs, keyed by the file's digest, are found again. A prefix given by hand is kept."""
+    prefix, hint = net.prefix, type(net).__name__.lower()
+    if not re.fullmatch(re.escape(hint) + r"\d+_", prefix):
         return
+    stem = hint + "_"
 
     def canonical(name: str) -> str:
         return stem + name[len(prefix):] if name.startswith(prefix) else name
@@ -284,7 +285,7 @@ def export(net: mx.gluon.HybridBlock, crop_size: int, path) -> Path:
     inputs = [i for i in model.graph.input if i.name not in weights]
     del model.graph.input[:]
     model.graph.input.extend(inputs)
-    _canonical_names(model.graph, net.prefix)
+    _canonical_names(model.graph, net)
     try:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as err:
