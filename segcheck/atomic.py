@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -30,17 +31,23 @@ def digest(path, algorithm: str = "sha256") -> str:
     return hasher.hexdigest()
 
 
-_DIGESTS: dict = {}  # (device, inode) -> (stat, digest): a file this process hashed and that did not change is not read again
+_DIGESTS: dict = {}  # (device, inode) -> ((size, mtime, ctime), digest) of a file hashed long enough after its last change
+RACY_NS = 2_000_000_000  # a file changed this close before its hashing may change again within one timestamp tick
 
 
 def digest_of(path) -> str:
-    """digest(path), read again only when the file's size or mtime changed since this process last read it, by this
-    path or another: a file linked into another cache, or renamed into place, is the same inode."""
+    """digest(path), read again when the file's size, mtime or ctime changed since this process read it, by this path
+    or another (a file linked into another cache is the same inode). A file read within RACY_NS of its last change is
+    not remembered: a same-size rewrite in the same timestamp tick would otherwise go unseen (git's racy rule)."""
+    began = time.time_ns()
     stat = Path(path).stat()
-    inode, stamp = (stat.st_dev, stat.st_ino), (stat.st_size, stat.st_mtime_ns)
-    if _DIGESTS.get(inode, (None,))[0] != stamp:
-        _DIGESTS[inode] = (stamp, digest(path))
-    return _DIGESTS[inode][1]
+    inode, stamp = (stat.st_dev, stat.st_ino), (stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+    if _DIGESTS.get(inode, (None,))[0] == stamp:
+        return _DIGESTS[inode][1]
+    found = digest(path)
+    if max(stat.st_mtime_ns, stat.st_ctime_ns) < began - RACY_NS:
+        _DIGESTS[inode] = (stamp, found)
+    return found
 
 
 def files_digest(paths) -> str:

@@ -78,7 +78,8 @@ def _stamp(folder: Path, names) -> tuple:
 def _intact(folder: Path, key: str) -> tuple:
     """(manifest, '') of an intact entry; (None, why) when anything is off ('' for an absent entry), the reason logged.
 
-    Files are checked against their sha256 once per process and again whenever their stat changes.
+    Files are checked against their sha256 (atomic.digest_of: once per process and file, by whichever path, and again
+    whenever the file's stat changes).
     """
     try:
         manifest = json.loads((folder / "manifest.json").read_text())
