@@ -112,9 +112,10 @@ def test_a_step_that_leaves_a_dropped_cycle_behind_is_reclaimed_past_the_thresho
     assert (held - after > 350) == freed, (held, after)
 
 
-def test_what_lived_before_the_run_is_set_apart_from_its_collections_and_what_it_built_since_is_not():
+def test_what_lived_before_the_run_is_set_apart_from_its_collections_and_what_it_built_since_is_not(monkeypatch):
     """The plugin settled this process when collection ended (gc.freeze: a reclaim walks only what the run made); a
     cycle made since and dropped is still freed, as settling again sets nothing more apart."""
+    monkeypatch.delenv("PYTEST_CURRENT_TEST")  # as a run's own settling sees it: not inside a test
     frozen = gc.get_freeze_count()
     assert frozen > 0, "the run did not set apart what lived before it (memory.settle at collection)"
 
@@ -128,6 +129,18 @@ def test_what_lived_before_the_run_is_set_apart_from_its_collections_and_what_it
     del made
     memory.reclaim()
     assert gone() is None, "a cycle made after the run settled was set apart and never freed"
+
+
+def test_a_run_inside_a_running_test_sets_nothing_apart(monkeypatch):
+    """pytester's in-process runs end their collection inside a test: the outer test's networks stay collectable."""
+    froze = []
+    monkeypatch.setattr(gc, "get_freeze_count", lambda: 0)  # as if no run had settled this process yet
+    monkeypatch.setattr(gc, "freeze", lambda: froze.append("frozen"))
+    memory.settle()
+    assert froze == []
+    monkeypatch.delenv("PYTEST_CURRENT_TEST")
+    memory.settle()
+    assert froze == ["frozen"]
 
 
 def test_the_table_and_the_results_json_report_the_peak(tmp_path):

@@ -141,8 +141,9 @@ def reclaim() -> float:
 def settle() -> None:
     """Once per process, before the run builds anything: collect, then set what is alive (the imports, the collected
     tests) apart from later collections (gc.freeze), so that each reclaim() walks only what the run made since. What
-    is set apart is never collected, so a network built before this would never be freed."""
-    if gc.get_freeze_count() == 0:
+    is set apart is never collected, so a network built before this would never be freed: a run inside a running
+    test (pytester's) leaves the outer test's objects alone."""
+    if gc.get_freeze_count() == 0 and "PYTEST_CURRENT_TEST" not in os.environ:
         gc.collect()
         gc.freeze()
 
