@@ -66,32 +66,19 @@ class Entry:
         return self.path / name
 
 
-# Entries this process has hashed, by the stat of every file hashed: an unchanged file is not read again.
-_VERIFIED: dict = {}
-
-
-def _stamp(folder: Path, names) -> tuple:
-    """(name, size, mtime in ns, inode) of the manifest and each file: any write to them changes it."""
-    return tuple((n, s.st_size, s.st_mtime_ns, s.st_ino) for n in ("manifest.json", *names) for s in [(folder / n).stat()])
-
-
 def _intact(folder: Path, key: str) -> tuple:
     """(manifest, '') of an intact entry; (None, why) when anything is off ('' for an absent entry), the reason logged.
 
-    Files are checked against their sha256 (atomic.digest_of: once per process and file, by whichever path, and again
-    whenever the file's stat changes).
+    Files are checked against their sha256 through atomic.digest_of, which reads a file again only when its stat
+    changed or it was changed just before its last read (one memo, with one rule, for every path to it).
     """
     try:
         manifest = json.loads((folder / "manifest.json").read_text())
         if manifest.get("key") != key:
             raise ValueError("manifest belongs to another key")
-        stamp = _stamp(folder, sorted(manifest["files"]))
-        if _VERIFIED.get(folder) == stamp:
-            return manifest, ""
         for name, digest in manifest["files"].items():
             if atomic.digest_of(folder / name) != digest:
                 raise ValueError(f"{name} does not match its sha256")
-        _VERIFIED[folder] = stamp
         return manifest, ""
     except FileNotFoundError as err:
         why = f"{Path(err.filename).name} missing" if folder.exists() else ""
