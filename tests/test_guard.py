@@ -68,6 +68,7 @@ def test_a_child_that_leaves_without_an_answer_or_hangs_is_a_crash(hang):
         guard.isolated("exit", lambda: os._exit(3))
     with pytest.raises(guard.BackendCrash, match=r"did not answer within 0.5 s \(--case-timeout, or the configuration's"):
         guard.isolated("hang", hang, timeout_s=0.5)  # had it waited for the child, it would say the child exited
+    assert guard.isolated("after", lambda: "still here") == "still here"  # the stopped child left nothing in the way
 
 
 def test_a_case_may_take_what_its_work_needs():

@@ -33,11 +33,13 @@ FP32_ACCURACY = ["segcheck/plugin/suite/test_accuracy.py", "-k", f"{MODEL} and t
 LATENCY = ["segcheck/plugin/suite/test_latency.py", "segcheck/plugin/suite/test_accuracy.py",
            "-k", f"{MODEL} and (latency or speedup or int8_graph)"]
 LAYERS = ["segcheck/plugin/suite/test_quantization.py", "-k", f"({MODEL} or psp_resnet101_voc) and (layer_error or calibration_table)"]
-# a 10 s case timeout: the hang must fail its case within it, and the run go on. The INT8 models and FP32 evaluations
-# of its selection are put in the cache before the inner run (made there, in a child, if they were not), so its
-# children only load and run within it: the PSPNet's 48-image INT8 evaluation takes 1-3 s here, AVX2 included (each
-# INT8 model has run once by then, so it is loaded without a first-run child). The inner run is handed nothing.
-HANG_TIMEOUT_S = 10
+# a 3 s case timeout: the hang must fail its case within it, and the run go on. The INT8 models and both evaluations
+# of its selection are put in the cache before the inner run (made there, in a child, if they were not), so the only
+# child the inner run forks is the hanging one: the PSPNet's cases read their evaluations, and each INT8 model has run
+# once by then, so it is loaded without a first-run child (the FCN's INT8 model is replaced by the fault, so its
+# evaluation is never read from the cache). The inner run is handed nothing. That a process forks its next child after
+# stopping a hung one, test_guard checks.
+HANG_TIMEOUT_S = 3
 HANG_MODELS = (MODEL, "psp_resnet101_voc")
 HANG = ["segcheck/plugin/suite/test_accuracy.py", f"--case-timeout={HANG_TIMEOUT_S}", "-k",
         f"({' or '.join(HANG_MODELS)}) and int8 and not deploy"]
@@ -113,8 +115,9 @@ def cached(case, *parts) -> None:
 @pytest.mark.parametrize("fault", CASES)
 def test_injected_regression_fails_the_right_test_naming_the_cause(fault, segcheck, pytester):
     args, expected = CASES[fault]
-    for name in HANG_MODELS if args is HANG else ():  # into the cache, in a child: the inner run's children load them in time
-        guard.isolated(f"{name} INT8 model and FP32 evaluation", lambda: cached(segcheck.case(name), "int8", "fp32-evaluation"))
+    for name in HANG_MODELS if args is HANG else ():  # into the cache, in a child: the inner run forks only the hanging child
+        guard.isolated(f"{name} INT8 model and evaluations",
+                       lambda: cached(segcheck.case(name), "int8", "fp32-evaluation", "int8-evaluation"))
     outcomes = run_gate(fault, args, segcheck, pytester, reuse=UNTOUCHED[fault])
     got = failed(outcomes)
     assert set(got) == set(expected), f"{fault}: failed {sorted(got)}, expected {sorted(expected)}"
