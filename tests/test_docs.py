@@ -1,6 +1,8 @@
 """The docs a newcomer reads hold: every relative link of the README and docs/ leads to a file, and every option quoted
 in a `segcheck` or `pytest` command there is one those commands take (their --help lists it)."""
 
+import contextlib
+import io
 import re
 import subprocess
 import sys
@@ -18,8 +20,18 @@ OPTION = re.compile(r"(?<![\w-])(--[a-z][a-z0-9-]*)")
 
 @cache
 def help_text(*command) -> str:
-    done = subprocess.run([sys.executable, "-m", *command, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    return done.stdout + done.stderr
+    """What `command --help` prints: pytest's in a process of its own, where its plugins load as a user's would;
+    segcheck's from its own parsers here (the same text as `python -m segcheck.cli.commands ... --help`, without a
+    Python start and MXNet's import per subcommand)."""
+    if command[0] == "pytest":
+        done = subprocess.run([sys.executable, "-m", "pytest", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+        return done.stdout + done.stderr
+    from segcheck.cli import commands
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out), pytest.raises(SystemExit):
+        commands.main([*command[1:], "--help"])
+    return out.getvalue()
 
 
 def _help_of(command: str) -> str:
@@ -30,9 +42,9 @@ def _help_of(command: str) -> str:
 
     sub = words[1] if len(words) > 1 and words[1] in SUBCOMMANDS else None
     if sub is None:
-        return help_text("segcheck.cli.commands")
+        return help_text("segcheck")
     nested = words[2] if len(words) > 2 and re.fullmatch(r"[a-z]+", words[2]) else None  # segcheck fetch voc ...
-    return help_text("segcheck.cli.commands", sub) + (help_text("segcheck.cli.commands", sub, nested) if nested else "")
+    return help_text("segcheck", sub) + (help_text("segcheck", sub, nested) if nested else "")
 
 
 def _commands(page: Path) -> list:
