@@ -4,8 +4,10 @@ figures exactly, image for image.
 The seed (../shared/reference/seed-semantic-segmentation-int8.md): GluonCV's get_segmentation_dataset in mode=val at
 batch 1, gluoncv.utils.metrics.SegmentationMetric, and quantize_net calibrated naively on the val images in order
 (its test.py builds the calibration loader from the evaluation set). The seed says 480x480 and 5 x 32 images; the
-synthetic tier's setting (64 px, 2 x 16, 48 val images) stands in for it. Nothing below reads segcheck's
-configuration: segcheck's side is configured to the same literal protocol (calibration split val), and must agree.
+synthetic tier's 2 x 16 calibration images and 48 val images stand in for it, at 32 px rather than the tier's 64: the
+wiring is what is compared, and at 32 px the FCN still predicts and hits every one of VOC's 21 classes (FP32 pixAcc
+82.6 %), for a quarter of the pixels (5 s less a run). Nothing below reads segcheck's configuration: segcheck's side is
+configured to the same literal protocol (calibration split val), and must agree.
 """
 
 import gc
@@ -20,8 +22,8 @@ from segcheck.measure.evaluate import evaluate
 from segcheck.models import pipeline
 
 MODEL = "fcn_resnet101_voc"
-# The seed's protocol at the synthetic tier's size: mode=val, crop, batch 1, naive on the first batches x size val images.
-CROP, BATCH, CALIB_BATCHES, CALIB_BATCH_SIZE = 64, 1, 2, 16
+# The seed's protocol at the synthetic tier's scale: mode=val, crop, batch 1, naive on the first batches x size val images.
+CROP, BATCH, CALIB_BATCHES, CALIB_BATCH_SIZE = 32, 1, 2, 16
 
 
 def _seed_metric(model, dataset, count, nclass):
