@@ -10,6 +10,7 @@ in the precision a fault leaves alone, the inner run takes this session's model 
 import io
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import inner
@@ -17,6 +18,7 @@ import pytest
 from hypothesis import settings
 from inner import Reuse
 
+from segcheck.cases.model_case import ModelCase
 from segcheck.cli import commands
 from segcheck.gate.checks import CHANGED, CHECK_ORDER, FAILING, PASS, SKIP, of_test_id
 from segcheck.measure import guard
@@ -106,8 +108,12 @@ UNTOUCHED = {"ranges-shrunk": ("fp32",), "ranges-blown-up": ("fp32",), "every-co
              "int8-native-hang": ()}
 
 
-def cached(case, *parts) -> None:
-    """Make `parts` of `case`: in a forked child, what they make reaches the parent only through the cache."""
+def cached(segcheck, name, *parts) -> None:
+    """Make `parts` of model `name`, its evaluations kept in the cache even under this run's --no-eval-cache (the inner
+    run reads them there): in a forked child, what they make reaches the parent only through the cache."""
+    case = segcheck.case(name)
+    if not segcheck.run.eval_cache:
+        case = ModelCase(replace(case.config, run=replace(case.config.run, eval_cache=True)), segcheck.unavailable)
     for part in parts:
         case.make(part)
 
@@ -117,7 +123,7 @@ def test_injected_regression_fails_the_right_test_naming_the_cause(fault, segche
     args, expected = CASES[fault]
     for name in HANG_MODELS if args is HANG else ():  # into the cache, in a child: the inner run forks only the hanging child
         guard.isolated(f"{name} INT8 model and evaluations",
-                       lambda: cached(segcheck.case(name), "int8", "fp32-evaluation", "int8-evaluation"))
+                       lambda: cached(segcheck, name, "int8", "fp32-evaluation", "int8-evaluation"))
     outcomes = run_gate(fault, args, segcheck, pytester, reuse=UNTOUCHED[fault])
     got = failed(outcomes)
     assert set(got) == set(expected), f"{fault}: failed {sorted(got)}, expected {sorted(expected)}"
