@@ -66,9 +66,13 @@ def test_a_child_that_leaves_without_an_answer_or_hangs_is_a_crash(hang):
     parent waits on the pipe, not on the child."""
     with pytest.raises(guard.BackendCrash, match="exited with status 3 without an answer"):
         guard.isolated("exit", lambda: os._exit(3))
+    open_fds = sorted(os.listdir("/proc/self/fd"))
     with pytest.raises(guard.BackendCrash, match=r"did not answer within 0.5 s \(--case-timeout, or the configuration's"):
         guard.isolated("hang", hang, timeout_s=0.5)  # had it waited for the child, it would say the child exited
-    assert guard.isolated("after", lambda: "still here") == "still here"  # the stopped child left nothing in the way
+    assert sorted(os.listdir("/proc/self/fd")) == open_fds, "the stopped child's pipe was left open"
+    with pytest.raises(ChildProcessError):  # ... or the child itself, unreaped
+        os.waitpid(-1, os.WNOHANG)
+    assert guard.isolated("after", lambda: "still here") == "still here"
 
 
 def test_a_case_may_take_what_its_work_needs():

@@ -236,3 +236,19 @@ def test_the_paired_bootstrap_covers_the_true_drop(p, gap, n, seed):
                                      seed=int(rng.integers(1 << 30)))
         covered += interval.pixacc[1] - 1e-9 <= 100 * gap <= interval.pixacc[2] + 1e-9
     assert covered / 120 >= 0.85
+
+
+def test_models_with_no_quantized_layer_in_common_compare_no_layer():
+    """Every convolution left in FP32 (here: no convolution at all): the per-layer comparison holds no layer, and the
+    flip rate of the outputs is still measured."""
+    import mxnet as mx
+
+    from segcheck.measure import layers
+
+    net = mx.gluon.nn.HybridSequential()
+    net.add(mx.gluon.nn.Activation("relu"))
+    net.hybridize(static_alloc=True, static_shape=True)
+    images = [mx.nd.array(np.random.default_rng(seed).standard_normal((1, 3, 8, 8)), dtype="float32") for seed in (0, 1)]
+    net(images[0])
+    found = layers.localise(net, net, images)
+    assert found.layers == () and found.upstream == {} and found.images == 2 and found.flip_all == 0.0

@@ -86,6 +86,8 @@ def _outputs(out) -> list:
 def _bounds(q_out: list, count: int) -> np.ndarray:
     """count x 2 (min, max) of the first `count` quantized layers' outputs (data, min, max each), read in one copy
     rather than two waits per layer."""
+    if not count:  # no quantized layer faces a fused FP32 one (every convolution excluded): nothing to concatenate
+        return np.zeros((0, 2))
     ends = [end for i in range(count) for end in q_out[3 * i + 1:3 * i + 3]]  # each of shape (1,)
     return mx.nd.concat(*ends, dim=0).asnumpy().astype(np.float64).reshape(count, 2)
 
@@ -119,7 +121,7 @@ def localise(fp32_model, int8_model, images) -> Localisation:
             levels = 255.0 if data.dtype == np.uint8 else 127.0
             q = data.asnumpy().ravel().astype(np.float64) * (np.abs(bounds[i]).max() / levels)
             d = f - q
-            image = (f @ f, d @ d, f @ q, q @ q)  # dot products: one pass each, no temporaries
+            image = (f @ f, d @ d, f @ q, q @ q)  # dot products: one pass each
             sums[i] += image
             per_image[i, k], signal[i, k] = sqnr(image[0], image[1]), image[0]
         a, b = f_out[-1].asnumpy(), q_out[-1].asnumpy()
