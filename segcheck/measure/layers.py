@@ -83,13 +83,13 @@ def _outputs(out) -> list:
     return list(out) if isinstance(out, (list, tuple)) else [out]
 
 
-def _bounds(q_out: list, count: int) -> np.ndarray:
-    """count x 2 (min, max) of the first `count` quantized layers' outputs (data, min, max each), read in one copy
-    rather than two waits per layer."""
+def _reaches(q_out: list, count: int) -> np.ndarray:
+    """max(|min|, |max|) of each of the first `count` quantized layers' outputs (data, min, max each): what its integer
+    levels reach; read in one copy rather than two waits per layer."""
     if not count:  # no quantized layer faces a fused FP32 one (every convolution excluded): nothing to concatenate
-        return np.zeros((0, 2))
+        return np.zeros(0)
     ends = [end for i in range(count) for end in q_out[3 * i + 1:3 * i + 3]]  # each of shape (1,)
-    return mx.nd.concat(*ends, dim=0).asnumpy().astype(np.float64).reshape(count, 2)
+    return np.abs(mx.nd.concat(*ends, dim=0).asnumpy().astype(np.float64)).reshape(count, 2).max(axis=1)
 
 
 def significant(value: float) -> float:
@@ -114,12 +114,12 @@ def localise(fp32_model, int8_model, images) -> Localisation:
     margins, flips = [], []
     for k, x in enumerate(images):
         f_out, q_out = _outputs(fp32_block(x)), _outputs(int8_block(x))
-        bounds = _bounds(q_out, len(names))
+        reaches = _reaches(q_out, len(names))
         for i in range(len(names)):
             f = f_out[i].asnumpy().ravel().astype(np.float64)
             data = q_out[3 * i]
             levels = 255.0 if data.dtype == np.uint8 else 127.0
-            q = data.asnumpy().ravel().astype(np.float64) * (np.abs(bounds[i]).max() / levels)
+            q = data.asnumpy().ravel().astype(np.float64) * (reaches[i] / levels)
             d = f - q
             image = (f @ f, d @ d, f @ q, q @ q)  # dot products: one pass each
             sums[i] += image
