@@ -15,6 +15,7 @@ from PIL import Image
 
 from segcheck import atomic
 from segcheck.cases.model_case import FIRST_RUN, ModelCase
+from segcheck.config import threads
 from segcheck.config.networks import SEEDED_ARCHITECTURES, Network, seed_networks
 from segcheck.config.project import STORE, DataEntry, ModelEntry
 from segcheck.config.recipes import MIN_CROP, CalibRecipe
@@ -498,7 +499,7 @@ def test_an_int8_model_runs_first_in_a_child_until_it_has_run_once_under_this_di
 
 def test_cache_keys_hold_the_library_the_decoders_the_reader_and_the_calibration_files(segcheck, monkeypatch, tmp_path):
     """A model or evaluation is rebuilt when what made it changes: libmxnet.so's contents (not only its version string),
-    Pillow and OpenCV, segcheck's own image reading, the calibration images' files (not only their ids)."""
+    Pillow and OpenCV, segcheck's own image reading, the calibration images' files (not only their ids), the threads."""
     found = cache.versions()
     assert {"mxnet", "gluoncv", "numpy", "pillow", "opencv-python", "libmxnet", "reader"} <= set(found)
     original = metadata.version
@@ -510,6 +511,11 @@ def test_cache_keys_hold_the_library_the_decoders_the_reader_and_the_calibration
     copy = moved.run.cache_dir
     monkeypatch.setattr(quantize, "quantize", lambda *a, **k: pytest.fail("reached calibration: the key changed"))
     assert not pipeline.int8_model(moved).entry.built  # the same files: the copy's entry is found
+    here = threads.in_force()
+    monkeypatch.setenv(threads.VARIABLE, str(here + 1))
+    with pytest.raises(pytest.fail.Exception, match="the key changed"):  # calibrated on other threads, a bound may round apart
+        pipeline.int8_model(moved)
+    monkeypatch.setenv(threads.VARIABLE, str(here))
     source, _ = pipeline.calibration_images(moved, moved.calib)
     image = Path(source.files([0])[0])
     image.unlink()  # the copy's first calibration image, rewritten darker: same id, other pixels

@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from .. import atomic
 from ..config import isa
+from ..config import threads as omp
 from ..config.recipes import EXCLUDE_LAYERS, CalibRecipe
 from ..config.run import ModelConfig
 from ..data import loaders, synthetic
@@ -198,14 +199,15 @@ def calibration_images(mc: ModelConfig, recipe: CalibRecipe):
 
 
 def _int8_fields(mc: ModelConfig, recipe: CalibRecipe) -> tuple:
-    """(cache key fields, calibration split, calibration subset) of the INT8 model `recipe` calibrates."""
+    """(cache key fields, calibration split, calibration subset) of the INT8 model `recipe` calibrates. The key holds
+    the thread count: calibrated on another, a bound may round differently in its last bit and move a pixel."""
     _, fp32_digest = fp32_weights(mc)
     source, calib = calibration_images(mc, recipe)
     fields = {"model": mc.network.name, "crop": mc.crop_size, "fp32": fp32_digest,
               "calibration": recipe.as_dict(), "calibration_images": calib.digest,
               "calibration_files": atomic.files_digest(source.files(recipe.images)) if calib.ids else "",
               "always_fp32": list(EXCLUDE_LAYERS.get(mc.arch, ())),
-              "versions": cache.versions(), "isa": isa.effective_level()}
+              "versions": cache.versions(), "isa": isa.effective_level(), "threads": omp.in_force()}
     return fields, source, calib
 
 
