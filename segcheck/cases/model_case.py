@@ -257,18 +257,26 @@ class ModelCase:
         """A plugin's answer to segcheck's hook `hook` about this case, or None."""
         return getattr(self._hooks, hook)(case=self, **arguments) if self._hooks else None
 
+    def _may_answer(self, hook: str) -> bool:
+        """Whether some plugin implements segcheck's hook `hook` (pytest's hook relay knows; a stand-in may)."""
+        if not self._hooks:
+            return False
+        implementations = getattr(getattr(self._hooks, hook), "get_hookimpls", None)
+        return implementations is None or bool(implementations())
+
     @property
     def onnx(self) -> Path:
         """The FP32 network exported to ONNX for the peer runtimes, in a forked child (mx2onnx runs MXNet's shape
-        inference): from the cache, or, for a network a plugin replaced, afresh into a folder removed with the case."""
+        inference): from the cache, or, for a network a plugin replaced, afresh into a folder removed with the case.
+        The network is built for a plugin that may replace it, else only where the cache does not hold its export."""
         def export():
             exporter_present()
             from ..models import onnx_export  # mx2onnx loads only where a peer is gated
 
-            net = pipeline.fp32_net(self.config, fused=False)
-            replaced = self._asked("pytest_segcheck_peer_network", net=net)
+            hook = "pytest_segcheck_peer_network"
+            replaced = self._asked(hook, net=pipeline.fp32_net(self.config, fused=False)) if self._may_answer(hook) else None
             if replaced is None:
-                return self._isolated("ONNX export", lambda: pipeline.onnx_model(self.config, net), 1, "ONNX export")
+                return self._isolated("ONNX export", lambda: pipeline.onnx_model(self.config), 1, "ONNX export")
             folder = Path(tempfile.mkdtemp(prefix="segcheck-onnx-"))
             weakref.finalize(self, shutil.rmtree, folder, True)
             return self._isolated("ONNX export", lambda: onnx_export.export(replaced, self.config.crop_size, folder / "model.onnx"),

@@ -151,9 +151,9 @@ def fp32_graph(mc: ModelConfig, folder: Path) -> Path:
     return export.export(net, Path(folder) / "fp32")[0].parent / "fp32"
 
 
-def onnx_model(mc: ModelConfig, net) -> Path:
-    """The FP32 network `net` (unfused, as built for `mc`) exported to ONNX for the peer runtimes, once per weights,
-    crop and versions (the cache)."""
+def onnx_model(mc: ModelConfig) -> Path:
+    """The unfused FP32 network of `mc` exported to ONNX for the peer runtimes, once per weights, crop and versions
+    (the cache): built only where the cache does not hold the export."""
     from . import onnx_export
 
     _, fp32_digest = fp32_weights(mc)
@@ -161,7 +161,7 @@ def onnx_model(mc: ModelConfig, net) -> Path:
               "versions": cache.versions(), "exporter": onnx_export.FORMAT, "onnx": onnx_export.onnx_version()}
 
     def make(folder: Path) -> None:
-        onnx_export.export(net, mc.crop_size, folder / "model.onnx")
+        onnx_export.export(fp32_net(mc, fused=False), mc.crop_size, folder / "model.onnx")
 
     return cache.get_or_build(mc.run.cache_dir, "onnx", fields, make).file("model.onnx")
 

@@ -369,15 +369,16 @@ def versions(runtime: str, quantizer: str) -> dict:
 
 
 def serve(request: dict) -> dict:
-    """Carry out a checked request: predictions, the first image's logits and the latency, as the answer (the
-    latency alone where the request says predict: false)."""
+    """Carry out a checked request: predictions, the first image's logits, the INT8 model's quantized operations and
+    the latency, as the answer (the latency alone where the request says predict: false: a reused run's, whose
+    answer the cache holds)."""
     import numpy as np
 
     out = Path(request["out"])
     images = load_images(request["eval"], "eval")
     infer, quantizer, settings, model = prepare(request, out)
-    predictions = None
-    for i in range(len(images) if request.get("predict", True) else 0):
+    predictions, predict = None, request.get("predict", True)
+    for i in range(len(images) if predict else 0):
         logits = np.asarray(infer(np.ascontiguousarray(images[i:i + 1])))
         if logits.ndim != 4 or logits.shape[0] != 1 or logits.shape[2:] != images.shape[2:]:
             raise RequestError(f"the model gives {logits.shape} logits for a {images[i:i + 1].shape} batch, "
@@ -390,11 +391,16 @@ def serve(request: dict) -> dict:
         predictions[i] = logits[0].argmax(axis=0)
     if predictions is not None:
         save_array(out / "predictions.npy", predictions)
+    if not predict:
+        ops, convs = None, None  # a reused run's: the cache holds its counts
+    elif request["precision"] == "int8":
+        ops, convs = quantized_ops(model), list(quantized_convs(model))
+    else:
+        ops, convs = 0, [0, 0]
     return {"ok": True, "runtime": request["runtime"], "precision": request["precision"], "quantizer": quantizer,
             "versions": versions(request["runtime"], quantizer), "settings": settings, "model": str(model),
             "latency": latency(infer, np.ascontiguousarray(images[:1]), request["latency"]),
-            "quantized_ops": quantized_ops(model) if request["precision"] == "int8" else 0,
-            "quantized_convs": list(quantized_convs(model)) if request["precision"] == "int8" else [0, 0],
+            "quantized_ops": ops, "quantized_convs": convs,
             "predictions": None if predictions is None else str(out / "predictions.npy"),
             "logits0": None if predictions is None else str(out / "logits0.npy")}
 
