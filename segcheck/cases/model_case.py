@@ -148,7 +148,7 @@ class ModelCase:
     def _first_run_marker(self) -> str:
         """The marker an INT8 entry holds once its model has been bound and run under this process's dispatch: what the
         oneDNN probe found (version, ISA, level), the cap in force, the CPU model and the threads (the entry's key holds
-        the library and the ISA level only)."""
+        the library, the ISA level and the threads, not the CPU or the cap)."""
         dispatch = [environment.fingerprint(self.config.run.cache_dir).to_dict(), environment.threads()]
         return f"ran-{hashlib.sha1(json.dumps(dispatch, sort_keys=True).encode()).hexdigest()[:16]}"
 
@@ -273,6 +273,7 @@ class ModelCase:
             exporter_present()
             from ..models import onnx_export  # mx2onnx loads only where a peer is gated
 
+            pipeline.fp32_params(self.config)  # a seeded fit here, not under the export child's one-image time limit
             hook = "pytest_segcheck_peer_network"
             replaced = self._asked(hook, net=pipeline.fp32_net(self.config, fused=False)) if self._may_answer(hook) else None
             if replaced is None:

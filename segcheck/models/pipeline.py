@@ -200,7 +200,7 @@ def calibration_images(mc: ModelConfig, recipe: CalibRecipe):
 
 def _int8_fields(mc: ModelConfig, recipe: CalibRecipe) -> tuple:
     """(cache key fields, calibration split, calibration subset) of the INT8 model `recipe` calibrates. The key holds
-    the thread count: calibrated on another, a bound may round differently in its last bit and move a pixel."""
+    the thread count: calibrated on another, a range may round apart in its last bits and move a few pixels."""
     _, fp32_digest = fp32_weights(mc)
     source, calib = calibration_images(mc, recipe)
     fields = {"model": mc.network.name, "crop": mc.crop_size, "fp32": fp32_digest,
