@@ -131,6 +131,16 @@ def test_omp_threads_are_set_where_unset_and_mxnet_not_loaded(monkeypatch):
     assert threads.select() == 6 and os.environ[threads.VARIABLE] == "6"
 
 
+def test_the_threads_are_said_beside_every_figure_but_key_nothing(tmp_path, monkeypatch):
+    """A calibration on another thread count may round a range apart, so a run's environment (its results, the rows
+    and golden records it records) says the threads, as provenance: a record of another thread count still compares
+    at the same tier."""
+    monkeypatch.setenv(threads.VARIABLE, "3")
+    found = environment.fingerprint(tmp_path)
+    assert found.threads == 3 and found.provenance()["threads"] == 3 and found.to_dict()["threads"] == 3
+    assert "threads" not in found.key() and found.describe().endswith("3 threads)")
+
+
 @pytest.mark.parametrize("ini", [None, "pyproject.toml"], ids=["a-plain-folder", "this-repository's-configuration"])
 def test_a_pytest_run_gives_mxnet_the_physical_cores(pytester, monkeypatch, ini):
     """The plugin sets OMP_NUM_THREADS before anything loads MXNet, where the environment did not: this repository's

@@ -102,7 +102,8 @@ _PROBED: dict = {}
 @dataclass(frozen=True)
 class Environment:
     """What a run measures on: the key its baseline rows and golden records are filed under (MXNet, oneDNN, the ISA
-    key), and provenance reported beside every figure (oneDNN's own ISA level, the cap in force, the CPU model)."""
+    key), and provenance reported beside every figure (oneDNN's own ISA level, the cap in force, the CPU model, the
+    threads: a calibration on another thread count may round a range apart; 0 where unknown)."""
 
     mxnet: str
     onednn: str
@@ -110,12 +111,14 @@ class Environment:
     onednn_isa: str = "unknown"
     cap: str = ""
     cpu: str = "unknown"
+    threads: int = 0
 
     def key(self) -> dict:
         return {k: getattr(self, k) for k in KEY_FIELDS}
 
     def provenance(self) -> dict:
-        """What is reported beside the key: oneDNN's own ISA level, the cap in force ('' for none), the CPU model."""
+        """What is reported beside the key: oneDNN's own ISA level, the cap in force ('' for none), the CPU model, the
+        threads."""
         return {k: v for k, v in asdict(self).items() if k not in KEY_FIELDS}
 
     def to_dict(self) -> dict:
@@ -123,7 +126,9 @@ class Environment:
 
     def describe(self) -> str:
         cap = f", capped at {self.cap}" if self.cap else ""
-        return f"mxnet {self.mxnet}, onednn {self.onednn}, isa {self.isa} (oneDNN level {self.onednn_isa}{cap}; {self.cpu})"
+        threads = f", {self.threads} threads" if self.threads else ""
+        return (f"mxnet {self.mxnet}, onednn {self.onednn}, isa {self.isa} (oneDNN level {self.onednn_isa}{cap}; "
+                f"{self.cpu}{threads})")
 
 
 def fingerprint(cache_dir) -> Environment:
@@ -145,7 +150,7 @@ def fingerprint(cache_dir) -> Environment:
                 pass
     _PROBED[key] = onednn
     return Environment(version if dist == "mxnet" else f"{dist} {version}", onednn["onednn"], onednn["isa"],
-                       onednn["onednn_isa"], isa.current_cap(), isa.cpu_model())
+                       onednn["onednn_isa"], isa.current_cap(), isa.cpu_model(), threads())
 
 
 def threads() -> int:

@@ -133,9 +133,7 @@ def pytest_benchmark_update_machine_info(config, machine_info):
     --benchmark-compare warns when saved runs come from another machine."""
     session = _session(config)
     if session is not None:
-        from ..measure.environment import threads
-
-        machine_info["segcheck"] = {**session.environment.to_dict(), "threads": threads()}
+        machine_info["segcheck"] = session.environment.to_dict()
 
 
 @pytest.fixture(scope="session")
