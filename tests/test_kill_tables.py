@@ -60,7 +60,7 @@ def test_the_error_rates_are_the_gates_outcomes_counted_by_the_oracles_classes()
             _row("e", "benign"), _row("f", "benign", changed=("int8-digest",)), _row("g", "benign", killed=True),
             _row("h", "grey", killed=True), _row("i", "equivalent"),
             kills.MutantRow("slow", "speed", (kills.Kill("speedup", kills.ASSERTION, "slow"),)))
-    table = kills.KillTable({"mxnet": "1.9.1"}, "2026-12-04", "m", "passed", rows)
+    table = kills.KillTable({"mxnet": "1.9.1", "threads": 2}, "2026-12-04", "m", "passed", rows)
     c = table.counts()
     assert (c["harmful"], c["harmful_caught"], c["harmful_caught_strict"]) == (4, 3, 4)
     assert (c["task_harmful"], c["task_caught"], c["layer_only_harmful"], c["layer_only_caught"]) == (3, 2, 1, 1)
@@ -68,4 +68,5 @@ def test_the_error_rates_are_the_gates_outcomes_counted_by_the_oracles_classes()
     assert (c["benign"], c["benign_failed"], c["benign_failed_strict"], c["benign_changed"]) == (3, 1, 2, 1)
     assert (c["grey"], c["equivalent"], c["speed"]) == (1, 1, [True])
     text = kills.markdown(table)
+    assert "(oneDNN level ?, 2 threads)" in text
     assert "harmful caught | 3 / 4 (75 %) | 4 / 4 (100 %)" in text and "benign failed | 1 / 3 (33 %) | 2 / 3 (67 %)" in text

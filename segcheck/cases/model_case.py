@@ -149,7 +149,7 @@ class ModelCase:
         """The marker an INT8 entry holds once its model has been bound and run under this process's dispatch: what the
         oneDNN probe found (version, ISA, level), the cap in force, the CPU model and the threads (the entry's key holds
         the library, the ISA level and the threads, not the CPU or the cap)."""
-        dispatch = [environment.fingerprint(self.config.run.cache_dir).to_dict(), environment.threads()]
+        dispatch = environment.fingerprint(self.config.run.cache_dir).to_dict()
         return f"ran-{hashlib.sha1(json.dumps(dispatch, sort_keys=True).encode()).hexdigest()[:16]}"
 
     def timeout(self, images: int) -> float:

@@ -129,8 +129,8 @@ def pytest_report_header(config):
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_benchmark_update_machine_info(config, machine_info):
-    """pytest-benchmark's machine info carries the environment key (ISA, oneDNN, MXNet, threads), so that
-    --benchmark-compare warns when saved runs come from another machine."""
+    """pytest-benchmark's machine info carries the environment (its key: ISA, oneDNN, MXNet; its provenance, the
+    threads among it), so that --benchmark-compare warns when saved runs come from another machine."""
     session = _session(config)
     if session is not None:
         machine_info["segcheck"] = session.environment.to_dict()

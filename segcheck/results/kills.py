@@ -124,12 +124,14 @@ def _rate(part: int, whole: int) -> str:
 
 def markdown(table: KillTable) -> str:
     env = table.environment
+    cap = f", capped at {env['cap']}" if env.get("cap") else ""
+    threads = f", {env['threads']} threads" if env.get("threads") else ""
     c, naming, checks = table.counts(), table.naming(), table.checks()
     lines = [f"# Variant table: {table.model}, mxnet {env.get('mxnet')}, oneDNN {env.get('onednn')}, ISA {env.get('isa')}"
              + (f", recipe {table.recipe}" if table.recipe else ""),
              "",
-             f"Measured {table.date} on {env.get('cpu', '?')} (oneDNN level {env.get('onednn_isa', '?')}"
-             + (f", capped at {env['cap']}" if env.get("cap") else "") + f"). Clean control: {table.control}.",
+             f"Measured {table.date} on {env.get('cpu', '?')} (oneDNN level {env.get('onednn_isa', '?')}{cap}{threads}). "
+             f"Clean control: {table.control}.",
              "",
              f"The oracle's classes: {c['harmful']} harmful ({c['task_harmful']} by the task, {c['layer_only_harmful']} by a "
              f"layer alone; {c['near_threshold']} within twice the thresholds), {c['benign']} benign, {c['grey']} grey (not "

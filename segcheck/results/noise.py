@@ -170,10 +170,12 @@ def tolerances(table: NoiseTable, factor: float, fallback: ToleranceTable | None
 
 def markdown(table: NoiseTable, derived_table: ToleranceTable) -> str:
     env = table.reference["environment"]
+    cap = f", capped at {env['cap']}" if env.get("cap") else ""
+    threads = f", {env['threads']} threads" if env.get("threads") else ""
     lines = [f"# Noise table: {', '.join(table.models)}",
              "",
              f"Reference run: mxnet {env.get('mxnet')}, oneDNN {env.get('onednn')}, ISA {env.get('isa')} (oneDNN level "
-             f"{env.get('onednn_isa')}{', capped at ' + env['cap'] if env.get('cap') else ''}; {env.get('cpu')}). "
+             f"{env.get('onednn_isa')}{cap}; {env.get('cpu')}{threads}). "
              f"Spread: {STATISTIC}.",
              "",
              "tier | backed by | runs",
