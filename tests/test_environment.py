@@ -13,6 +13,8 @@ import pytest
 from segcheck.config import isa, threads
 from segcheck.errors import SegcheckError
 from segcheck.measure import environment
+from segcheck.results import report
+from segcheck.results.records import RunResults
 
 XEON_AMX = {"sse4_1", "avx", "avx2", "avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_vnni", "avx512_bf16",
             "amx_tile", "amx_int8", "amx_bf16"}
@@ -138,7 +140,9 @@ def test_the_threads_are_said_beside_every_figure_but_key_nothing(tmp_path, monk
     monkeypatch.setenv(threads.VARIABLE, "3")
     found = environment.fingerprint(tmp_path)
     assert found.threads == 3 and found.provenance()["threads"] == 3 and found.to_dict()["threads"] == 3
-    assert "threads" not in found.key() and found.describe().endswith("3 threads)")
+    assert "threads" not in found.key()
+    shown = report.markdown(RunResults(tier="synthetic", environment=found.to_dict()))  # the table's environment line
+    assert f"cpu {found.cpu}, threads 3\n" in shown
 
 
 @pytest.mark.parametrize("ini", [None, "pyproject.toml"], ids=["a-plain-folder", "this-repository's-configuration"])

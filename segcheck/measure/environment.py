@@ -124,12 +124,6 @@ class Environment:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    def describe(self) -> str:
-        cap = f", capped at {self.cap}" if self.cap else ""
-        threads = f", {self.threads} threads" if self.threads else ""
-        return (f"mxnet {self.mxnet}, onednn {self.onednn}, isa {self.isa} (oneDNN level {self.onednn_isa}{cap}; "
-                f"{self.cpu}{threads})")
-
 
 def fingerprint(cache_dir) -> Environment:
     """This process's environment (the probe is cached on disk under everything that changes what oneDNN dispatches:
