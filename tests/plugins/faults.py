@@ -189,6 +189,21 @@ def _backend_abort():
     return [(mx.sym, "Group", original)]
 
 
+class BackendAbort(Patched):
+    """_backend_abort patched in, the cache trusted: an abort keeps nothing, and the figures of every other model are
+    what they would be without it. The FCN models count as a plugin's (pytest_segcheck_model), whose evaluations are
+    never read from the cache, so that the FCN's per-layer comparison is made, and aborts."""
+
+    def __init__(self):
+        super().__init__(_backend_abort)
+
+    def pytest_configure(self, config):
+        self.undo = self.patch()
+
+    def pytest_segcheck_model(self, case, precision, model):
+        return model if case.name.startswith("fcn") else None
+
+
 def layer_of(node: dict) -> str:
     """A fused node's layer as MXNet names it: its first inner Convolution (else the node), without the leading
     '<network><counter>_' prefix that Gluon adds per process (fcn3_resnetv1s_conv0_fwd -> resnetv1s_conv0_fwd)."""
@@ -280,7 +295,7 @@ FAULTS = {
     "int8-slowed": Int8Slowed,
     "int8-native-hang": Int8HangsInC,
     "ignore-label-counted": lambda: Patched(_ignore_label_counted),
-    "backend-abort": lambda: Patched(_backend_abort),
+    "backend-abort": BackendAbort,
     "peer-export-weight-changed": PeerExportWeightChanged,
     "peer-calibrated-on-constant-images": PeerCalibratedOnConstantImages,
 }
