@@ -14,6 +14,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 
+from segcheck import atomic
 from segcheck.cli import commands, tune
 from segcheck.config import options
 from segcheck.config.options import GateOptions
@@ -21,7 +22,7 @@ from segcheck.config.recipes import CalibRecipe
 from segcheck.config.tolerances import Tolerances
 from segcheck.errors import RefusedRanges, SegcheckError
 from segcheck.measure import guard
-from segcheck.models import build
+from segcheck.models import pipeline
 from segcheck.tune import recipe_file, search, speed
 from segcheck.tune import trial as trial_module
 from segcheck.tune.report import Tuned
@@ -351,18 +352,16 @@ def test_a_model_that_passes_returns_its_recipe_at_once(segcheck, monkeypatch, c
 
 
 def test_a_fault_in_the_fp32_weights_is_said_and_not_searched(segcheck, tmp_path, monkeypatch, capsys):
-    """The head's 3x3 convolution disturbed after loading (noise of its own scale): FP32 itself regresses against its
-    baseline row, so tune says so and calibrates nothing."""
+    """The head's 3x3 convolution disturbed in the weights file (noise of its own scale): FP32 itself regresses against
+    its baseline row, so tune says so and calibrates nothing. A file of other contents: its evaluation is not cached."""
     _project(tmp_path)
     monkeypatch.chdir(tmp_path)
-    original = build.load_params
-
-    def disturbed(net, *args, **kwargs):
-        original(net, *args, **kwargs)
-        values = net.head.block[0].weight.data().asnumpy()
-        net.head.block[0].weight.set_data(mx.nd.array(values + np.random.default_rng(0).normal(0.0, values.std(), values.shape)))
-
-    monkeypatch.setattr(build, "load_params", disturbed)
+    weights = mx.nd.load(str(pipeline.fp32_params(segcheck.model_config(MODEL))))
+    values = weights["head.block.0.weight"].asnumpy()
+    weights["head.block.0.weight"] = mx.nd.array(values + np.random.default_rng(0).normal(0.0, values.std(), values.shape))
+    disturbed = tmp_path / "disturbed.params"
+    mx.nd.save(str(disturbed), weights)
+    monkeypatch.setattr(pipeline, "fp32_weights", lambda mc: (disturbed, atomic.digest_of(disturbed)))
     monkeypatch.setattr(search, "judge", lambda *args: pytest.fail("a trial was judged"))
     assert commands.main(["tune", MODEL, "--segcheck-cache", str(segcheck.run.cache_dir)]) == 1
     out = capsys.readouterr().out

@@ -1,13 +1,13 @@
 """Before tune searches: is FP32 itself what fails? The FP32 model on the gate's own images against its baseline row,
-as the gate's FP32 accuracy check judges it; no INT8 recipe can fix a fault in the FP32 weights."""
+as the gate's FP32 accuracy check judges it (its evaluation, cached, is the gate's); no INT8 recipe can fix a fault in
+the FP32 weights."""
 
 from __future__ import annotations
 
 from ..data import loaders
 from ..gate import verdicts
-from ..measure.evaluate import evaluate
 from ..models import pipeline
-from .trial import Bench
+from .trial import Bench, fp32_evaluation
 
 
 def verdict(bench: Bench, lookup, tier) -> verdicts.Verdict | None:
@@ -18,8 +18,8 @@ def verdict(bench: Bench, lookup, tier) -> verdicts.Verdict | None:
         return None
     mc = bench.config
     val = pipeline.open_split(mc, mc.split)
-    ev = evaluate(bench.fp32, val, loaders.first(val, mc.num_images), mc.run.batch_size, mc.run.skip_bad,
-                  desc=f"checking {mc.name}: FP32 on the gate's images")
+    ev = fp32_evaluation(mc, bench.fp32, bench.fp32_digest, val, loaders.first(val, mc.num_images),
+                         f"checking {mc.name}: FP32 on the gate's images")
     tol = tier.tolerances_for(lookup.reference, mc.tolerances, "fp32")
     return verdicts.against_baseline(f"{mc.name} fp32 on {ev.subset.describe()}", ev.matrix.compute(bench.convention),
                                      lookup.row, "fp32", tol, lookup.reference, ev.per_image)

@@ -19,9 +19,9 @@ from ..data import loaders
 from ..errors import RefusedRanges, SegcheckError
 from ..gate import verdicts
 from ..gate.checks import ERROR, FAILING, PASS, SKIP
-from ..measure import calibration, guard, latency, layers, stats
+from ..measure import calibration, evaluation_cache, guard, latency, layers, stats
 from ..measure.environment import threads
-from ..measure.evaluate import evaluate
+from ..measure.evaluate import compared_images, evaluate
 from ..models import build, cache, pipeline
 
 FORMAT = 1  # of a cached trial: a change to how trials are judged makes the old ones stale
@@ -175,12 +175,20 @@ def prepare(config: ModelConfig, tolerances: Tolerances, convention: str, count:
     if unknown:
         raise SegcheckError(f"{config.name}: int8.exclude names {unknown[0]!r}, which is no convolution of "
                             f"{config.network.name}; name one by its dotted Gluon path, such as {next(iter(paths.values()))}")
-    fp32 = pipeline.fp32_net(config)
-    evaluation = evaluate(fp32, split, indices, config.run.batch_size, config.run.skip_bad,
-                          desc=f"tuning {config.name}: FP32", keep=min(len(indices), 48))
+    fp32, weights = pipeline.fp32_net(config), pipeline.fp32_weights(config)[1]
+    evaluation = fp32_evaluation(config, fp32, weights, split, indices, f"tuning {config.name}: FP32")
     layer_images = tuple(x for x, _, _ in loaders.batches(split, indices[:LAYER_IMAGES], 1))
-    return Bench(config, tolerances, convention, min_speedup, split, tuple(indices), fp32, evaluation,
-                 pipeline.fp32_weights(config)[1], layer_images, paths)
+    return Bench(config, tolerances, convention, min_speedup, split, tuple(indices), fp32, evaluation, weights,
+                 layer_images, paths)
+
+
+def fp32_evaluation(mc: ModelConfig, fp32, weights: str, split: loaders.Split, indices, desc: str):
+    """FP32 (the fused block of weights digest `weights`) on `split`'s images at `indices`, as the gate evaluates it
+    (its first outputs kept): read from the evaluation cache where an entry of the same key holds it, else kept there."""
+    indices = list(indices)
+    keep = compared_images(mc.kind.num_classes, mc.crop_size, len(indices))
+    return evaluation_cache.evaluation(mc, "fp32", fp32, split, indices, lambda: evaluate(
+        fp32, split, indices, mc.run.batch_size, mc.run.skip_bad, desc=desc, keep=keep), weights)
 
 
 def judge(bench: Bench, recipe: CalibRecipe, why: str) -> Trial:
