@@ -341,11 +341,16 @@ def _project(folder: Path) -> None:
 
 
 def test_a_model_that_passes_returns_its_recipe_at_once(segcheck, monkeypatch, capsys, tmp_path):
+    """Its FP32 check reads the gate's own FP32 evaluation from the cache: it evaluates nothing on the gate's images."""
     _project(tmp_path)
     monkeypatch.chdir(tmp_path)
+    segcheck.case(MODEL).evaluation("fp32")  # the gate's, in this session's cache
+    evaluated, real = [], trial_module.evaluate
+    monkeypatch.setattr(trial_module, "evaluate", lambda *args, desc, **kwargs: evaluated.append(desc) or real(*args, desc=desc, **kwargs))
     rc = commands.main(["tune", MODEL, "--segcheck-cache", str(segcheck.run.cache_dir), "--write", "--png", str(tmp_path / "t.png")])
     out = capsys.readouterr().out
     assert rc == 0, out
+    assert not any("gate's images" in desc for desc in evaluated), evaluated
     assert "stopped: the configured recipe passes the gate's INT8 checks: nothing to tune" in out, out
     assert f"{MODEL}: chosen naive/auto/2x16/train" in out and (tmp_path / "t.png").stat().st_size > 0
     assert "verifying" not in out and (tmp_path / "segcheck.toml").read_text() == (ROOT / "segcheck.toml").read_text()
