@@ -1,5 +1,5 @@
-"""Evaluations reused across runs (measure.evaluation_cache): FP32 and INT8 evaluations and the per-layer comparison
-read back where graphs, weights, images, setting, environment and code are the same (for FP32, a changed calibration
+"""Evaluations reused across runs (measure.evaluation_cache): FP32 and INT8 evaluations, the per-layer comparison and
+the deploy round trip's pass read back where graphs, weights, images, setting, environment and code are the same (for FP32, a changed calibration
 recipe among them), made again where any of them changed, and never trusted when damaged; the cached read costs a
 small part of an evaluation (a benchmark, as a ratio)."""
 
@@ -13,7 +13,8 @@ from segcheck.config.recipes import CalibRecipe
 from segcheck.data import loaders
 from segcheck.measure import evaluation_cache, layers
 from segcheck.measure.evaluate import Outputs, evaluate
-from segcheck.models import cache, pipeline
+from segcheck.cases.model_case import ModelCase
+from segcheck.models import cache, export, pipeline
 
 MODEL = "fcn_resnet101_voc"
 TIMES = {}
@@ -135,6 +136,45 @@ def test_a_per_layer_comparison_is_read_back_equal_and_a_changed_or_damaged_one_
     through_cache(int8_weights="another INT8 weights file")
     through_cache(config=mc.with_(run=mc.run.with_(eval_cache=False)))  # --no-eval-cache
     assert len(calls) == 4
+
+
+class _Handing:
+    """segcheck's hooks as a plugin answers them: `case`'s INT8 model and val split handed over, nothing else."""
+
+    def __init__(self, case):
+        self.case = case
+
+    def pytest_segcheck_reuse(self, case, part):
+        return self.case.make(part) if part in ("int8", "val") else None
+
+    def __getattr__(self, hook):
+        return lambda **arguments: None
+
+
+def test_a_deploy_round_trip_is_kept_only_when_it_passes(segcheck, monkeypatch, tmp_path):
+    """The round trip of this session's INT8 model in a cache holding none: where the re-imported export predicts
+    otherwise (a weight changed on import), it fails in its child and keeps nothing; a pass is kept and read back, the
+    round trip not run again (True)."""
+    session = segcheck.case(MODEL)
+    config = session.config.with_(run=session.config.run.with_(cache_dir=tmp_path / "cache"))
+    original = export.load
+
+    def changed_on_import(prefix):
+        block = original(prefix)
+        weight = next(p for name, p in sorted(block.collect_params().items()) if name.endswith("weight"))
+        weight.set_data(weight.data() * 1.5)
+        return block
+
+    def round_trip(folder):
+        return ModelCase(config, segcheck.unavailable, _Handing(session)).deploy_round_trip(tmp_path / folder)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(export, "load", changed_on_import)
+        with pytest.raises(AssertionError, match="Arrays are not equal"):
+            round_trip("broken")
+    assert not cache.entries(config.run.cache_dir, "deploy")
+    assert round_trip("first") is False and round_trip("again") is True
+    assert len(cache.entries(config.run.cache_dir, "deploy")) == 1 and not (tmp_path / "again").exists()
 
 
 @pytest.mark.parametrize("read", ["evaluated", "cached"])

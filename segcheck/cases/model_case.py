@@ -25,6 +25,7 @@ from ..config.run import ModelConfig, tier_defaults
 from ..data import loaders
 from ..errors import MissingResource, SegcheckError
 from ..models import export, pipeline
+from ..models.build import logits
 from ..peers import scoring
 from ..peers.environment import PeerMissing, usable_python
 from ..measure import environment, evaluation_cache, guard, layers, memory
@@ -219,6 +220,25 @@ class ModelCase:
     def fp32_symbol(self) -> str:
         """The graph the fused FP32 model runs, as JSON (its fusion is checked)."""
         return self._part("fp32_symbol", lambda: export.graph_json(self.fp32))
+
+    def deploy_round_trip(self, folder: Path, count: int = 2) -> bool:
+        """The seed's deploy step: the INT8 model exported to `folder` (<prefix>-symbol.json / -0000.params) and imported
+        again with SymbolBlock.imports must predict what it predicts, on the split's first `count` images; in a forked
+        child, as the other INT8 inference. A pass is kept in the evaluation cache: True where it was read from there."""
+        block, indices = self.int8.block, loaders.first(self.val, min(count, len(self.val)))
+
+        def round_trip() -> None:
+            symbol, params = export.export(block, Path(folder) / "model" / f"{self.name}-quantized")
+            deployed = export.load(str(symbol).replace("-symbol.json", ""))
+            if not params.is_file():
+                raise AssertionError(f"{params}: the export wrote no params file")
+            for x, _, _ in loaders.batches(self.val, indices, 1):
+                np.testing.assert_array_equal(logits(deployed, x).asnumpy(), logits(block, x).asnumpy())
+
+        def checked() -> None:
+            self._isolated("deploy round trip", round_trip, 2 * len(indices), "deploy round trip")
+
+        return evaluation_cache.round_trip(self.config, (block, self._weights("int8")), self.val, indices, checked)
 
     def localisation(self, count: int = LAYER_IMAGES) -> layers.Localisation:
         """Per-layer SQNR and cosine of INT8 against the fused FP32, and the low-margin flip rate, on the split's first

@@ -1,6 +1,6 @@
-"""Evaluations reused across runs: an evaluation (FP32 or INT8) and the per-layer comparison depend only on the
-graphs and weights they run, the images, the setting, the environment and segcheck's measuring code, so a run that
-finds an entry of the same key reads it instead of evaluating again. A run that changes only the INT8 side (the
+"""Evaluations reused across runs: an evaluation (FP32 or INT8), the per-layer comparison and the deploy round trip
+depend only on the graphs and weights they run, the images, the setting, the environment and segcheck's measuring code,
+so a run that finds an entry of the same key reads it instead of evaluating again. A run that changes only the INT8 side (the
 calibration recipe, a shipped INT8 file) reads FP32; a second run of the same models reads all three.
 
 The key digests the fused graph each model runs (Gluon's per-process counters cut) and its weights file, the image and
@@ -45,6 +45,7 @@ OUTPUTS = "outputs.npz"  # the first images' FP32 outputs, which INT8 is compare
 # the code an evaluation's figures come from: its forward (build), the metric and the labels it ignores (kinds)
 MEASURING = (evaluate_module, metrics, sqnr, build, kinds)
 COMPARING = MEASURING + (layers, calibration, export, graph)  # and a per-layer comparison's: the layers it pairs
+DEPLOYING = MEASURING + (export,)  # and a deploy round trip's: the export it writes and imports
 
 
 def _code(modules) -> str:
@@ -125,6 +126,17 @@ def localisation(mc, models, split, indices, compare) -> Localisation:
                             doc["flip_all"], doc["images"])
 
     return _reused(mc, "layers", _fields(mc, split, indices, models, COMPARING), compare, write, read)
+
+
+def round_trip(mc, model, split, indices, check) -> bool:
+    """The deploy round trip of `model` ((INT8 block, weights digest)) on `split`'s samples at `indices`: `check()`,
+    which raises where the re-imported export predicts otherwise, run unless an entry of the same key holds its pass
+    (only a pass is kept). True where it was read from the cache."""
+    def write(_, folder):
+        atomic.write_json(folder / "round-trip.json", {"images": len(indices), "equal": True})
+        return {"model": mc.name, "compared_images": len(indices)}
+
+    return bool(_reused(mc, "deploy", _fields(mc, split, indices, [model], DEPLOYING), check, write, lambda entry: True))
 
 
 def _ids_digest(split, indices) -> str:

@@ -1,14 +1,11 @@
 """The accuracy gate: every configured model in FP32 and INT8 against its baseline row and against each other."""
 
-import numpy as np
 import pytest
 
-from segcheck.data import loaders
 from segcheck.gate import verdicts
 from segcheck.config.recipes import EXCLUDE_LAYERS
-from segcheck.measure import calibration, guard, stats
-from segcheck.models import build, export, pipeline
-from segcheck.models.build import logits
+from segcheck.measure import calibration, stats
+from segcheck.models import build, pipeline
 from segcheck.models.graph import inspect_graph
 
 
@@ -147,14 +144,6 @@ def test_seeded_fp32_model_really_segments(case):
 @pytest.mark.int8
 def test_deploy_round_trip(case, tmp_path):
     """Export to <prefix>-symbol.json / -0000.params, re-import with SymbolBlock.imports: same predictions. In a forked
-    child, as the gate's other INT8 inference (a crash or a hang there fails this check alone)."""
-    block, images = case.int8.block, min(2, len(case.val))
-
-    def round_trip():
-        symbol, params = export.export(block, tmp_path / "model" / f"{case.name}-quantized")
-        deployed = export.load(str(symbol).replace("-symbol.json", ""))
-        assert params.is_file()
-        for x, _, _ in loaders.batches(case.val, loaders.first(case.val, images), 1):
-            np.testing.assert_array_equal(logits(deployed, x).asnumpy(), logits(block, x).asnumpy())
-
-    guard.isolated(f"{case.name} deploy round trip", round_trip, case.timeout(2 * images), phase="deploy round trip")
+    child, as the gate's other INT8 inference (a crash or a hang there fails this check alone); a pass of the same
+    model, images, environment and code is read from the evaluation cache."""
+    case.deploy_round_trip(tmp_path)
