@@ -35,13 +35,13 @@ FP32_ACCURACY = ["segcheck/plugin/suite/test_accuracy.py", "-k", f"{MODEL} and t
 LATENCY = ["segcheck/plugin/suite/test_latency.py", "segcheck/plugin/suite/test_accuracy.py", "--benchmark-max-time=0.2",
            "-k", f"{MODEL} and (latency or speedup or int8_graph)"]
 LAYERS = ["segcheck/plugin/suite/test_quantization.py", "-k", f"({MODEL} or psp_resnet101_voc) and (layer_error or calibration_table)"]
-# a 3 s case timeout: the hang must fail its case within it, and the run go on. The INT8 models and both evaluations
+# a 1.5 s case timeout: the hang must fail its case within it, and the run go on. The INT8 models and both evaluations
 # of its selection are put in the cache before the inner run (made there, in a child, if they were not), so the only
 # child the inner run forks is the hanging one: the PSPNet's cases read their evaluations, and each INT8 model has run
 # once by then, so it is loaded without a first-run child (the FCN's INT8 model is replaced by the fault, so its
 # evaluation is never read from the cache). The inner run is handed nothing. That a process forks its next child after
 # stopping a hung one, test_guard checks.
-HANG_TIMEOUT_S = 3
+HANG_TIMEOUT_S = 1.5
 HANG_MODELS = (MODEL, "psp_resnet101_voc")
 HANG = ["segcheck/plugin/suite/test_accuracy.py", f"--case-timeout={HANG_TIMEOUT_S}", "-k",
         f"({' or '.join(HANG_MODELS)}) and int8 and not deploy"]
