@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from segcheck.cases.model_case import ModelCase
 from segcheck.config.recipes import CalibRecipe
 from segcheck.data import loaders
 from segcheck.measure import evaluation_cache, layers
 from segcheck.measure.evaluate import Outputs, evaluate
-from segcheck.cases.model_case import ModelCase
 from segcheck.models import cache, export, pipeline
 
 MODEL = "fcn_resnet101_voc"
@@ -156,7 +156,7 @@ def test_a_deploy_round_trip_is_kept_only_when_it_passes(segcheck, monkeypatch, 
     otherwise (a weight changed on import), it fails in its child and keeps nothing; a pass is kept and read back, the
     round trip not run again (True)."""
     session = segcheck.case(MODEL)
-    config = session.config.with_(run=session.config.run.with_(cache_dir=tmp_path / "cache"))
+    config = session.config.with_(run=session.config.run.with_(cache_dir=tmp_path / "cache", eval_cache=True))
     original = export.load
 
     def changed_on_import(prefix):

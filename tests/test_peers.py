@@ -53,8 +53,9 @@ def agreement(a: np.ndarray, b: np.ndarray) -> float:
 
 class _Residual(mx.gluon.HybridBlock):
     """A small FCN for the runner's own tests (the six models' peer runs are gated in the suite, every convolution of
-    their INT8 models quantized): a strided stem, a residual block, a pooled 1x1 head upsampled to the crop, as
-    GluonCV's FCN has them (BatchNorm, ReLU, an add, MaxPool, BilinearResize2D); 21 classes, 4 convolutions."""
+    their INT8 models quantized): a strided stem, a residual block with a dilated convolution, a pooled 1x1 head
+    upsampled to the crop, as GluonCV's FCN has them (BatchNorm, ReLU, an add, MaxPool, BilinearResize2D); 21 classes,
+    4 convolutions."""
 
     CONVS = 4
 
@@ -67,7 +68,7 @@ class _Residual(mx.gluon.HybridBlock):
                           mx.gluon.nn.Activation("relu"))
             self.body = mx.gluon.nn.HybridSequential()
             self.body.add(mx.gluon.nn.Conv2D(16, 3, padding=1, use_bias=False), mx.gluon.nn.BatchNorm(),
-                          mx.gluon.nn.Activation("relu"), mx.gluon.nn.Conv2D(16, 3, padding=1, use_bias=False),
+                          mx.gluon.nn.Activation("relu"), mx.gluon.nn.Conv2D(16, 3, padding=2, dilation=2, use_bias=False),
                           mx.gluon.nn.BatchNorm())
             self.pool = mx.gluon.nn.MaxPool2D(2)
             self.head = mx.gluon.nn.Conv2D(classes, 1)

@@ -2,6 +2,8 @@
 real tier's pytest header line."""
 
 import io
+import json
+from types import SimpleNamespace
 
 import pytest
 
@@ -68,6 +70,21 @@ def test_a_target_below_the_calibration_time_says_to_share_the_calibration():
     assert "up to 8.3 min of a run; cached here now for 1 of 1 models, saving 8.3 min" in "\n".join(lines)  # 1000 x 0.5 s
     cold = "\n".join(plan.summary([e], Environment("1.9.1", "2.4.4", "avx2")))
     assert "cached here now for 0 of 1 models, saving 0.0 min" in cold
+
+
+def test_an_fp32_evaluation_counts_as_cached_only_on_the_split_the_gate_evaluates(tmp_path):
+    """tune keeps FP32 evaluations of its tuning images (the calibration split) beside the gate's: only the gate's
+    save a run anything; an entry of an older format is never read."""
+    from segcheck.errors import MissingResource
+    from segcheck.measure.evaluation_cache import FORMAT
+
+    for i, (model, split, form) in enumerate([("gated", "val", FORMAT), ("tuned", "train", FORMAT), ("old", "val", FORMAT - 1)]):
+        folder = tmp_path / "models" / f"fp32-eval-{i:020d}"
+        folder.mkdir(parents=True)
+        (folder / "manifest.json").write_text(json.dumps({"model": model, "split": split, "fields": {"format": form}}))
+    models = {name: SimpleNamespace(split="val") for name in ("gated", "tuned", "old")}
+    models["missing"] = MissingResource("no weights")
+    assert plan.fp32_cached(SimpleNamespace(cache_dir=tmp_path), models) == {"gated"}
 
 
 def test_the_memory_a_run_needs_is_the_process_and_twice_the_largest_models_networks():

@@ -17,7 +17,6 @@ import pytest
 from hypothesis import settings
 from inner import Reuse
 
-from segcheck.cases.model_case import ModelCase
 from segcheck.cli import commands
 from segcheck.gate.checks import CHANGED, CHECK_ORDER, FAILING, PASS, SKIP, of_test_id
 from segcheck.measure import guard
@@ -110,23 +109,13 @@ UNTOUCHED = {"ranges-shrunk": ("fp32",), "ranges-blown-up": ("fp32",), "every-co
              "int8-native-hang": ()}
 
 
-def cached(segcheck, name, *parts) -> None:
-    """Make `parts` of model `name`, its evaluations kept in the cache even under this run's --no-eval-cache (the inner
-    run reads them there): in a forked child, what they make reaches the parent only through the cache."""
-    config = segcheck.model_config(name)
-    case = segcheck.case(name) if segcheck.run.eval_cache else ModelCase(
-        config.with_(run=config.run.with_(eval_cache=True)), segcheck.unavailable, segcheck.config.hook)
-    for part in parts:
-        case.make(part)
-
-
 @pytest.mark.parametrize("fault", CASES)
 def test_injected_regression_fails_the_right_test_naming_the_cause(fault, segcheck, pytester):
     args, expected = CASES[fault]
     for name in HANG_MODELS if args is HANG else ():  # into the cache, in a child: the inner run forks only the hanging child
         # (the FCN's INT8 evaluation is never read from the cache: the fault replaces its model)
         parts = ("int8", "fp32-evaluation") + (("int8-evaluation",) if name != MODEL else ())
-        guard.isolated(f"{name} INT8 model and evaluations", lambda: cached(segcheck, name, *parts))
+        guard.isolated(f"{name} INT8 model and evaluations", lambda: inner.cached(segcheck, name, *parts))
     outcomes = run_gate(fault, args, segcheck, pytester, reuse=UNTOUCHED[fault])
     got = failed(outcomes)
     assert set(got) == set(expected), f"{fault}: failed {sorted(got)}, expected {sorted(expected)}"

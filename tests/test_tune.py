@@ -344,7 +344,7 @@ def test_a_model_that_passes_returns_its_recipe_at_once(segcheck, monkeypatch, c
     """Its FP32 check reads the gate's own FP32 evaluation from the cache: it evaluates nothing on the gate's images."""
     _project(tmp_path)
     monkeypatch.chdir(tmp_path)
-    segcheck.case(MODEL).evaluation("fp32")  # the gate's, in this session's cache
+    inner.cached(segcheck, MODEL, "fp32-evaluation")  # the gate's, in this session's cache
     evaluated, real = [], trial_module.evaluate
     monkeypatch.setattr(trial_module, "evaluate", lambda *args, desc, **kwargs: evaluated.append(desc) or real(*args, desc=desc, **kwargs))
     rc = commands.main(["tune", MODEL, "--segcheck-cache", str(segcheck.run.cache_dir), "--write", "--png", str(tmp_path / "t.png")])
@@ -358,7 +358,7 @@ def test_a_model_that_passes_returns_its_recipe_at_once(segcheck, monkeypatch, c
 
 def test_a_fault_in_the_fp32_weights_is_said_and_not_searched(segcheck, tmp_path, monkeypatch, capsys):
     """The head's 3x3 convolution disturbed in the weights file (noise of its own scale): FP32 itself regresses against
-    its baseline row, so tune says so and calibrates nothing. A file of other contents: its evaluation is not cached."""
+    its baseline row, so tune says so and calibrates nothing. A file of other contents: never the clean file's entry."""
     _project(tmp_path)
     monkeypatch.chdir(tmp_path)
     weights = mx.nd.load(str(pipeline.fp32_params(segcheck.model_config(MODEL))))

@@ -193,9 +193,10 @@ def plan(models: dict, environment, run: RunConfig, do_probe: bool = True) -> tu
     return lines, estimates
 
 
-def fp32_cached(run: RunConfig) -> set:
-    """Models with an FP32 evaluation in the cache that this code can read (its key also holds graph, weights, files,
-    environment and code; an entry of an older format is never read again)."""
+def fp32_cached(run: RunConfig, models: dict) -> set:
+    """Models (of `models`, name -> ModelConfig) with an FP32 evaluation on the split the gate evaluates in the cache
+    that this code can read (its key also holds graph, weights, files, environment and code; an entry of an older
+    format is never read again; tune's, on the split it tunes on, are not the gate's)."""
     from ..measure.evaluation_cache import FORMAT
     from ..models import cache
 
@@ -203,7 +204,10 @@ def fp32_cached(run: RunConfig) -> set:
     for entry in cache.entries(run.cache_dir, "fp32-eval"):
         try:
             manifest = json.loads((entry / "manifest.json").read_text())
-            if manifest["fields"]["format"] == FORMAT:
+            mc = models.get(manifest["model"])
+            if mc is None or isinstance(mc, MissingResource):
+                continue
+            if manifest["fields"]["format"] == FORMAT and manifest["split"] == mc.split:
                 found.add(manifest["model"])
         except (OSError, ValueError, KeyError, TypeError):
             continue

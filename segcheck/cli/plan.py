@@ -37,7 +37,7 @@ def main(argv, out=sys.stdout) -> int:
     environment = fingerprint(run.cache_dir)
     lines, estimates = plan(models, environment, run, do_probe=not args.no_probe)
     print(f"segcheck plan: {run.tier} tier, {len(models)} models from {project.path}", file=out)
-    for line in lines + (summary(estimates, environment, args.target, fp32_cached(run)) if estimates
+    for line in lines + (summary(estimates, environment, args.target, fp32_cached(run, models)) if estimates
                          else ["no probed costs yet: run without --no-probe"]):
         print(line, file=out)
     return 0

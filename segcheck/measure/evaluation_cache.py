@@ -1,11 +1,12 @@
 """Evaluations reused across runs: an evaluation (FP32 or INT8), the per-layer comparison and the deploy round trip
 depend only on the graphs and weights they run, the images, the setting, the environment and segcheck's measuring code,
 so a run that finds an entry of the same key reads it instead of evaluating again. A run that changes only the INT8 side (the
-calibration recipe, a shipped INT8 file) reads FP32; a second run of the same models reads all three.
+calibration recipe, a shipped INT8 file) reads FP32; a second run of the same models reads all four.
 
 The key digests the fused graph each model runs (Gluon's per-process counters cut) and its weights file, the image and
 mask files themselves, the images' ids, the setting, the environment (versions, the libmxnet.so, ISA level, threads),
-the code that measures and, for INT8, the FP32 outputs it is compared with. An entry is written atomically and a
+the code that measures, how many images' outputs an FP32 evaluation keeps and, for INT8, the FP32 outputs it is
+compared with. An entry is written atomically and a
 damaged one is evaluated again, never trusted (models.cache). A model a plugin put in place of the built one (a fault)
 is never read from the cache: its weights are not a file's known here. One handed over is, keyed by the digest of the
 weights file the case that built it loaded (cases.model_case). Off with --no-eval-cache.
@@ -40,12 +41,15 @@ def graph_digest(block) -> str:
     return digest.hexdigest()[:20]
 
 
-FORMAT = 3  # of an entry; 3: INT8 evaluations (their comparison with FP32's outputs) and per-layer comparisons too
+# of an entry; 3: INT8 evaluations (their comparison with FP32's outputs) and per-layer comparisons too; 4: an FP32
+# evaluation's key holds the images whose outputs it keeps, its manifest the split (tune evaluates others), and the
+# deploy round trip's pass is kept
+FORMAT = 4
 OUTPUTS = "outputs.npz"  # the first images' FP32 outputs, which INT8 is compared with (evaluate.Outputs)
 # the code an evaluation's figures come from: its forward (build), the metric and the labels it ignores (kinds)
 MEASURING = (evaluate_module, metrics, sqnr, build, kinds)
 COMPARING = MEASURING + (layers, calibration, export, graph)  # and a per-layer comparison's: the layers it pairs
-DEPLOYING = MEASURING + (export,)  # and a deploy round trip's: the export it writes and imports
+DEPLOYING = MEASURING + (export,)  # and a deploy round trip's: the export it writes, imports and compares (round_trip)
 
 
 def _code(modules) -> str:
@@ -86,19 +90,22 @@ def _reused(mc, kind: str, fields: dict | None, make, write, read):
 
 
 def evaluation(mc, precision: str, block, split, indices, evaluate, weights: str | None,
-               reference: Outputs | None = None) -> Evaluation:
+               reference: Outputs | None = None, kept: int = 0) -> Evaluation:
     """The `precision` evaluation of `block` (a model of `mc` whose weights file has digest `weights`; None: a model not
     built from that file here, never cached) on `split`'s samples at `indices`, compared image by image with `reference`
-    (FP32's outputs, for INT8): from the cache where an entry of the same key holds it, else `evaluate()`, kept."""
+    (FP32's outputs, for INT8), keeping the outputs of its first `kept` images (which `evaluate()` must keep): from the
+    cache where an entry of the same key holds it, else `evaluate()`, kept."""
     fields = _fields(mc, split, indices, [(block, weights)], MEASURING)
     if fields is not None and reference is not None:
         fields["reference"] = hashlib.sha256(reference.classes.tobytes() + reference.logits.tobytes()).hexdigest()[:20]
+    if fields is not None and kept:
+        fields["kept"] = kept  # the gate and tune both evaluate FP32 under one key: what it holds is in the key
 
     def write(found, folder):
         atomic.write_json(folder / "evaluation.json", found.to_dict())
         if found.outputs is not None:  # the folder is staged: published whole, with the JSON, by one rename
             found.outputs.save(folder / OUTPUTS)
-        return {"model": mc.name, "evaluated_images": len(indices)}
+        return {"model": mc.name, "split": split.split, "evaluated_images": len(indices)}
 
     def read(entry):
         kept = entry.file(OUTPUTS)

@@ -55,6 +55,21 @@ def export(block: mx.gluon.HybridBlock, prefix) -> tuple[Path, Path]:
     return symbol, params
 
 
+def round_trip(block: mx.gluon.HybridBlock, prefix, inputs) -> None:
+    """The seed's deploy step, checked: `block` exported to `prefix` and imported again as the seed's --deploy does
+    must give its main output exactly on each of `inputs`; an AssertionError naming the mismatch where it does not."""
+    import numpy as np
+
+    def main(model, x):
+        out = model(x)
+        return (out[0] if isinstance(out, (list, tuple)) else out).asnumpy()
+
+    export(block, prefix)
+    deployed = load(prefix)
+    for x in inputs:
+        np.testing.assert_array_equal(main(deployed, x), main(block, x))
+
+
 def graph(block: mx.gluon.HybridBlock) -> mx.sym.Symbol:
     """The graph a hybridized block runs (fused or quantized), as HybridBlock.export would write it, kept in memory."""
     cached = getattr(block, "_cached_graph", ())

@@ -7,7 +7,7 @@ from __future__ import annotations
 from ..data import loaders
 from ..gate import verdicts
 from ..models import pipeline
-from .trial import Bench, fp32_evaluation
+from .trial import Bench, evaluate_fp32
 
 
 def verdict(bench: Bench, lookup, tier) -> verdicts.Verdict | None:
@@ -18,7 +18,7 @@ def verdict(bench: Bench, lookup, tier) -> verdicts.Verdict | None:
         return None
     mc = bench.config
     val = pipeline.open_split(mc, mc.split)
-    ev = fp32_evaluation(mc, bench.fp32, bench.fp32_digest, val, loaders.first(val, mc.num_images),
+    ev = evaluate_fp32(mc, bench.fp32, bench.fp32_digest, val, loaders.first(val, mc.num_images),
                          f"checking {mc.name}: FP32 on the gate's images")
     tol = tier.tolerances_for(lookup.reference, mc.tolerances, "fp32")
     return verdicts.against_baseline(f"{mc.name} fp32 on {ev.subset.describe()}", ev.matrix.compute(bench.convention),

@@ -176,19 +176,19 @@ def prepare(config: ModelConfig, tolerances: Tolerances, convention: str, count:
         raise SegcheckError(f"{config.name}: int8.exclude names {unknown[0]!r}, which is no convolution of "
                             f"{config.network.name}; name one by its dotted Gluon path, such as {next(iter(paths.values()))}")
     fp32, weights = pipeline.fp32_net(config), pipeline.fp32_weights(config)[1]
-    evaluation = fp32_evaluation(config, fp32, weights, split, indices, f"tuning {config.name}: FP32")
+    evaluation = evaluate_fp32(config, fp32, weights, split, indices, f"tuning {config.name}: FP32")
     layer_images = tuple(x for x, _, _ in loaders.batches(split, indices[:LAYER_IMAGES], 1))
     return Bench(config, tolerances, convention, min_speedup, split, tuple(indices), fp32, evaluation, weights,
                  layer_images, paths)
 
 
-def fp32_evaluation(mc: ModelConfig, fp32, weights: str, split: loaders.Split, indices, desc: str):
+def evaluate_fp32(mc: ModelConfig, fp32, weights: str, split: loaders.Split, indices, desc: str):
     """FP32 (the fused block of weights digest `weights`) on `split`'s images at `indices`, as the gate evaluates it
     (its first outputs kept): read from the evaluation cache where an entry of the same key holds it, else kept there."""
     indices = list(indices)
     keep = compared_images(mc.kind.num_classes, mc.crop_size, len(indices))
     return evaluation_cache.evaluation(mc, "fp32", fp32, split, indices, lambda: evaluate(
-        fp32, split, indices, mc.run.batch_size, mc.run.skip_bad, desc=desc, keep=keep), weights)
+        fp32, split, indices, mc.run.batch_size, mc.run.skip_bad, desc=desc, keep=keep), weights, kept=keep)
 
 
 def judge(bench: Bench, recipe: CalibRecipe, why: str) -> Trial:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from segcheck.cases.model_case import PARTS
+from segcheck.cases.model_case import PARTS, ModelCase
 from segcheck.config.run import mxnet_home
 from segcheck.peers.environment import ENV_VARIABLE as PEER_ENV_VARIABLE
 from segcheck.peers.environment import environment_folder
@@ -69,6 +69,16 @@ class Reuse:
 
         for case in session.config.stash[SESSION].cases.values():  # those the run did not release
             self.pytest_segcheck_release(case)
+
+
+def cached(segcheck, name, *parts) -> None:
+    """Make `parts` of model `name`, its evaluations kept in the cache even under this run's --no-eval-cache (a later
+    run or command reads them there); in a forked child, what they make reaches the parent only through the cache."""
+    config = segcheck.model_config(name)
+    case = segcheck.case(name) if segcheck.run.eval_cache else ModelCase(
+        config.with_(run=config.run.with_(eval_cache=True)), segcheck.unavailable, segcheck.config.hook)
+    for part in parts:
+        case.make(part)
 
 
 def empty_cache(cache: Path, folder: Path) -> Path:
