@@ -158,8 +158,8 @@ GATE = (
            "configuration's strict_changes)", flag=True),
     Option(("--gate-drop-interval",), "gate the INT8 drop on the upper bound of its bootstrap interval over images", flag=True),
     Option(("--no-eval-cache", "--no-fp32-cache"), "evaluate again (FP32, INT8, the per-layer comparison and the deploy "
-           "round trip) even where an evaluation of the same graphs, weights, images, setting, environment and code is cached, and first run "
-           "every cached INT8 model in a child again", flag=True),
+           "round trip) even where an evaluation of the same graphs, weights, images, setting, environment and code is "
+           "cached, and first run every cached INT8 model in a child again", flag=True),
     Option(("--peer",), "also gate every model exported to ONNX on these runtimes (onnxruntime,openvino), in the peer "
            "environment `segcheck peer install` makes (default: each model's configured peer)", peer_names, metavar="NAMES"),
 )

@@ -1,15 +1,15 @@
 """Evaluations reused across runs: an evaluation (FP32 or INT8), the per-layer comparison and the deploy round trip
 depend only on the graphs and weights they run, the images, the setting, the environment and segcheck's measuring code,
-so a run that finds an entry of the same key reads it instead of evaluating again. A run that changes only the INT8 side (the
-calibration recipe, a shipped INT8 file) reads FP32; a second run of the same models reads all four.
+so a run that finds an entry of the same key reads it instead of evaluating again. A run that changes only the INT8
+side (the calibration recipe, a shipped INT8 file) reads FP32; a second run of the same models reads all four.
 
 The key digests the fused graph each model runs (Gluon's per-process counters cut) and its weights file, the image and
 mask files themselves, the images' ids, the setting, the environment (versions, the libmxnet.so, ISA level, threads),
 the code that measures, how many images' outputs an FP32 evaluation keeps and, for INT8, the FP32 outputs it is
-compared with. An entry is written atomically and a
-damaged one is evaluated again, never trusted (models.cache). A model a plugin put in place of the built one (a fault)
-is never read from the cache: its weights are not a file's known here. One handed over is, keyed by the digest of the
-weights file the case that built it loaded (cases.model_case). Off with --no-eval-cache.
+compared with. An entry is written atomically and a damaged one is evaluated again, never trusted (models.cache). A
+model a plugin put in place of the built one (a fault) is never read from the cache: its weights are not a file's known
+here. One handed over is, keyed by the digest of the weights file the case that built it loaded (cases.model_case). Off
+with --no-eval-cache.
 """
 
 from __future__ import annotations
@@ -143,7 +143,8 @@ def round_trip(mc, model, split, indices, check) -> bool:
         atomic.write_json(folder / "round-trip.json", {"images": len(indices), "equal": True})
         return {"model": mc.name, "compared_images": len(indices)}
 
-    return bool(_reused(mc, "deploy", _fields(mc, split, indices, [model], DEPLOYING), check, write, lambda entry: True))
+    fields = _fields(mc, split, indices, [model], DEPLOYING)
+    return bool(_reused(mc, "deploy", fields, check, write, lambda entry: True))
 
 
 def _ids_digest(split, indices) -> str:
