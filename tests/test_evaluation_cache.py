@@ -1,10 +1,11 @@
 """Evaluations reused across runs (measure.evaluation_cache): FP32 and INT8 evaluations, the per-layer comparison and
-the deploy round trip's pass read back where graphs, weights, images, setting, environment and code are the same (for FP32, a changed calibration
-recipe among them), made again where any of them changed, and never trusted when damaged; the cached read costs a
-small part of an evaluation (a benchmark, as a ratio)."""
+the deploy round trip's pass read back where graphs, weights, images, setting, environment and code are the same (for
+FP32, a changed calibration recipe among them), made again where any of them changed, and never trusted when damaged;
+the cached read costs a small part of an evaluation (a benchmark, as a ratio)."""
 
 import shutil
 
+import inner
 import numpy as np
 import pytest
 from PIL import Image
@@ -138,19 +139,6 @@ def test_a_per_layer_comparison_is_read_back_equal_and_a_changed_or_damaged_one_
     assert len(calls) == 4
 
 
-class _Handing:
-    """segcheck's hooks as a plugin answers them: `case`'s INT8 model and val split handed over, nothing else."""
-
-    def __init__(self, case):
-        self.case = case
-
-    def pytest_segcheck_reuse(self, case, part):
-        return self.case.make(part) if part in ("int8", "val") else None
-
-    def __getattr__(self, hook):
-        return lambda **arguments: None
-
-
 def test_a_deploy_round_trip_is_kept_only_when_it_passes(segcheck, monkeypatch, tmp_path):
     """The round trip of this session's INT8 model in a cache holding none: where the re-imported export predicts
     otherwise (a weight changed on import), it fails in its child and keeps nothing; a pass is kept and read back, the
@@ -165,8 +153,10 @@ def test_a_deploy_round_trip_is_kept_only_when_it_passes(segcheck, monkeypatch, 
         weight.set_data(weight.data() * 1.5)
         return block
 
+    handing = inner.Hooks(pytest_segcheck_reuse=lambda case, part: session.make(part) if part in ("int8", "val") else None)
+
     def round_trip(folder):
-        return ModelCase(config, segcheck.unavailable, _Handing(session)).deploy_round_trip(tmp_path / folder)
+        return ModelCase(config, segcheck.unavailable, handing).deploy_round_trip(tmp_path / folder)
 
     with monkeypatch.context() as patched:
         patched.setattr(export, "load", changed_on_import)

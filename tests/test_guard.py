@@ -9,6 +9,7 @@ import sys
 import time
 import warnings
 
+import inner
 import pytest
 
 from segcheck.errors import SegcheckError
@@ -92,16 +93,6 @@ def test_in_process_when_asked(monkeypatch):
     assert guard.isolated("here", os.getpid) == os.getpid()
 
 
-class _Handed:
-    """segcheck's hooks as a plugin answers them: the ONNX export handed over, nothing else replaced."""
-
-    def pytest_segcheck_reuse(self, case, part):
-        return "model.onnx" if part == "onnx" else None
-
-    def __getattr__(self, hook):
-        return lambda **arguments: None
-
-
 def test_a_peer_run_takes_the_case_timeout(segcheck, monkeypatch):
     """The peer's requests are stopped at the case's limit (--case-timeout, case_timeout), not at a fixed hour."""
     from segcheck.cases import model_case as cases
@@ -113,7 +104,8 @@ def test_a_peer_run_takes_the_case_timeout(segcheck, monkeypatch):
     monkeypatch.setattr(scoring, "gate_run", lambda runtime, onnx, split, indices, calibration, cache_dir, latency, skip_bad,
                         timeout_s, model: asked.append((model, timeout_s)))
     mc = segcheck.model_config("fcn_resnet101_voc")
-    case = cases.ModelCase(mc.with_(run=mc.run.with_(case_timeout=7.0)), on_missing=lambda err: None, hooks=_Handed())
+    case = cases.ModelCase(mc.with_(run=mc.run.with_(case_timeout=7.0)), on_missing=lambda err: None,
+                           hooks=inner.Hooks(pytest_segcheck_reuse=lambda case, part: "model.onnx" if part == "onnx" else None))
     case.peer("onnxruntime")
     assert asked == [("fcn_resnet101_voc", 7.0)]
 

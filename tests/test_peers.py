@@ -9,6 +9,7 @@ import json
 import sys
 from pathlib import Path
 
+import inner
 import mxnet as mx
 import numpy as np
 import pytest
@@ -210,20 +211,6 @@ class _Segmenter(mx.gluon.HybridBlock):
         return self.conv(x)
 
 
-class _StandIn:
-    """segcheck's hooks as a plugin answers them, without pytest's hook relay: each answers None; the FP32 networks
-    offered to pytest_segcheck_peer_network are kept."""
-
-    def __init__(self):
-        self.offered = []
-
-    def pytest_segcheck_peer_network(self, case, net):
-        self.offered.append(net)
-
-    def __getattr__(self, hook):
-        return lambda **arguments: None
-
-
 def test_an_export_the_cache_holds_is_read_without_building_the_network(segcheck, monkeypatch, pytestconfig):
     """A case's ONNX export in the cache is read back without building the FP32 network (0.75 s a model at 64 px):
     no plugin of this session implements pytest_segcheck_peer_network. A plugin that may replace the network (a
@@ -232,10 +219,11 @@ def test_an_export_the_cache_holds_is_read_without_building_the_network(segcheck
     cached = made.onnx
     monkeypatch.setattr(pipeline, "fp32_net", lambda mc, fused=True: pytest.fail("built the FP32 network"))
     assert ModelCase(made.config, segcheck.unavailable, pytestconfig.hook).onnx == cached
-    plugin = _StandIn()
+    offered = []
+    plugin = inner.Hooks(pytest_segcheck_peer_network=lambda case, net: offered.append(net))  # answers None
     monkeypatch.setattr(pipeline, "fp32_net", lambda mc, fused=True: f"the FP32 network, fused={fused}")
     assert ModelCase(made.config, segcheck.unavailable, plugin).onnx == cached
-    assert plugin.offered == ["the FP32 network, fused=False"]
+    assert offered == ["the FP32 network, fused=False"]
 
 
 def test_one_network_exports_to_the_same_file_in_any_process(tmp_path):

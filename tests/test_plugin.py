@@ -7,7 +7,6 @@ installed entry point, the gate's tests from the package, nothing from this repo
 import json
 from dataclasses import replace
 from pathlib import Path
-from types import SimpleNamespace
 
 import inner
 import numpy as np
@@ -28,8 +27,7 @@ def test_a_reuse_hands_over_only_to_a_case_of_the_same_configuration(segcheck):
     adds (--peer) change none of a model's parts: an inner run without them still takes the outer run's models."""
     made = segcheck.case("fcn_resnet101_voc")
     reuse = Reuse(made, parts=("fp32", "fp32-evaluation"))
-    hooks = SimpleNamespace(pytest_segcheck_reuse=reuse.pytest_segcheck_reuse, pytest_segcheck_model=lambda **_: None,
-                            pytest_segcheck_calibration_recipe=lambda **_: None)
+    hooks = inner.Hooks(pytest_segcheck_reuse=reuse.pytest_segcheck_reuse)
     same = ModelCase(made.config, segcheck.unavailable, hooks)
     assert same.fp32 is made.fp32 and same.evaluation("fp32") is made.evaluation("fp32")
     assert set(same.parts()) == {"fp32", "fp32-evaluation"}
@@ -49,8 +47,7 @@ def test_a_handed_over_model_reads_its_evaluations_from_the_cache_and_a_plugins_
         pytest.skip("this run reads no evaluation from the cache (--no-eval-cache)")
     made.evaluation("int8"), made.localisation()  # both evaluations and the per-layer comparison in the cache
     reuse = Reuse(made, parts=("fp32", "int8"))
-    hooks = SimpleNamespace(pytest_segcheck_reuse=reuse.pytest_segcheck_reuse, pytest_segcheck_model=lambda **_: None,
-                            pytest_segcheck_calibration_recipe=lambda **_: None)
+    hooks = inner.Hooks(pytest_segcheck_reuse=reuse.pytest_segcheck_reuse)
     handed = ModelCase(made.config, segcheck.unavailable, hooks)
     assert handed.fp32 is made.fp32 and handed.int8 is made.int8
     assert handed.evaluation("fp32").cached and handed.evaluation("int8").cached
@@ -58,8 +55,7 @@ def test_a_handed_over_model_reads_its_evaluations_from_the_cache_and_a_plugins_
     held = made.localisation()  # on 8 images, or 48 where this run compares across environments
     assert handed.localisation(held.images).layers == held.layers  # read back, not compared again
     monkeypatch.undo()
-    put_in_place = SimpleNamespace(**{**vars(hooks), "pytest_segcheck_reuse": lambda **_: None,
-                                      "pytest_segcheck_model": lambda case, precision, model: made.fp32})
+    put_in_place = inner.Hooks(pytest_segcheck_model=lambda case, precision, model: made.fp32)
     replaced = ModelCase(made.config, segcheck.unavailable, put_in_place)
     assert replaced.fp32 is made.fp32 and not replaced.evaluation("fp32").cached
 

@@ -71,6 +71,17 @@ class Reuse:
             self.pytest_segcheck_release(case)
 
 
+class Hooks:
+    """segcheck's hooks as plugins answer them, for a ModelCase built outside pytest's hook relay: each hook given by
+    name answers as given, every other None."""
+
+    def __init__(self, **answers):
+        vars(self).update(answers)
+
+    def __getattr__(self, hook):  # reached only for a hook not given
+        return lambda **arguments: None
+
+
 def cached(segcheck, name, *parts) -> None:
     """Make `parts` of model `name`, its evaluations kept in the cache even under this run's --no-eval-cache (a later
     run or command reads them there); in a forked child, what they make reaches the parent only through the cache."""
