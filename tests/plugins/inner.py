@@ -101,13 +101,32 @@ def empty_cache(cache: Path, folder: Path) -> Path:
     return folder
 
 
-def fresh_int8_cache(cache: Path, folder: Path) -> Path:
+def fresh_int8_cache(cache: Path, folder: Path, int8_evaluations: bool = False) -> Path:
     """`folder` made a segcheck cache holding `cache`'s FP32 models and FP32 evaluations, data and environment probes
-    (linked) but no INT8 model: a run there calibrates anew."""
+    (linked) but no INT8 model: a run there calibrates anew. With `int8_evaluations`, `cache`'s INT8 evaluations too:
+    each is keyed by the weights it ran, so a calibration that gives other weights never meets one."""
     empty_cache(cache, folder)
-    for entry in (Path(cache) / "models").glob("fp32-*"):
-        (folder / "models" / entry.name).symlink_to(entry)
+    for pattern in ("fp32-*",) + (("int8-eval-*",) if int8_evaluations else ()):
+        for entry in (Path(cache) / "models").glob(pattern):
+            (folder / "models" / entry.name).symlink_to(entry)
     return folder
+
+
+def keep_evaluations(folder: Path, cache: Path) -> list:
+    """The evaluations a run made in `folder` (a cache of fresh_int8_cache's) moved into `cache`, where the next
+    run's fresh cache links them, so that a test whose subject is calibrating, not evaluating, evaluates once per
+    key; the names of those moved (each whole, by one rename: none where the two are on other file systems)."""
+    moved = []
+    for entry in sorted((Path(folder) / "models").glob("*-eval-*")):
+        target = Path(cache) / "models" / entry.name
+        if entry.is_symlink() or target.exists():
+            continue
+        try:
+            entry.rename(target)
+        except OSError:
+            continue
+        moved.append(entry.name)
+    return moved
 
 
 @dataclass
