@@ -235,6 +235,22 @@ def test_one_network_exports_to_the_same_file_in_any_process(tmp_path):
     assert files[0] == files[1]
 
 
+def test_a_network_a_plugin_hands_over_is_exported_once_per_graph_and_weights(segcheck, monkeypatch, tmp_path):
+    """A second network of the same graph and weights, under another per-process prefix, reads the first one's export
+    from the cache; one weight changed exports again, to another file."""
+    made = segcheck.model_config("fcn_resnet101_voc")
+    mc = made.with_(run=made.run.with_(cache_dir=inner.empty_cache(segcheck.run.cache_dir, tmp_path / "cache")))
+    nets = [_Segmenter(), _Segmenter()]
+    first = pipeline.network_onnx(mc, nets[0])
+    exported = onnx_export.export
+    monkeypatch.setattr(onnx_export, "export", lambda *args: pytest.fail("exported again"))
+    assert pipeline.network_onnx(mc, nets[1]) == first
+    nets[1].conv.weight.set_data(nets[1].conv.weight.data() * 1.001)
+    monkeypatch.setattr(onnx_export, "export", exported)
+    changed = pipeline.network_onnx(mc, nets[1])
+    assert changed != first and changed.read_bytes() != first.read_bytes()
+
+
 def test_the_converter_refuses_without_the_shapes_it_needs(tmp_path):
     """mx2onnx called directly passes no shapes: the converter says so rather than guess a kernel."""
     data = mx.sym.var("data")

@@ -11,8 +11,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-import shutil
-import tempfile
 import weakref
 from functools import cached_property
 from pathlib import Path
@@ -282,21 +280,16 @@ class ModelCase:
     @property
     def onnx(self) -> Path:
         """The FP32 network exported to ONNX for the peer runtimes, in a forked child (mx2onnx runs MXNet's shape
-        inference): from the cache, or, for a network a plugin replaced, afresh into a folder removed with the case.
-        The network is built for a plugin that may replace it, else only where the cache does not hold its export."""
+        inference), from the cache: a network a plugin replaced is kept there by its content's digest. The network is
+        built for a plugin that may replace it, else only where the cache does not hold its export."""
         def export():
             exporter_present()
-            from ..models import onnx_export  # mx2onnx loads only where a peer is gated
-
             pipeline.fp32_params(self.config)  # a seeded fit here, not under the export child's one-image time limit
             hook = "pytest_segcheck_peer_network"
             replaced = self._asked(hook, net=pipeline.fp32_net(self.config, fused=False)) if self._may_answer(hook) else None
             if replaced is None:
                 return self._isolated("ONNX export", lambda: pipeline.onnx_model(self.config), 1, "ONNX export")
-            folder = Path(tempfile.mkdtemp(prefix="segcheck-onnx-"))
-            weakref.finalize(self, shutil.rmtree, folder, True)
-            return self._isolated("ONNX export", lambda: onnx_export.export(replaced, self.config.crop_size, folder / "model.onnx"),
-                                  1, "ONNX export")
+            return self._isolated("ONNX export", lambda: pipeline.network_onnx(self.config, replaced), 1, "ONNX export")
 
         return self._remembered("onnx", export)
 

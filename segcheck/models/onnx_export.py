@@ -7,6 +7,7 @@ of an 8x8 map at 64 px) MXNet's own windows, start floor(i*in/out) to end ceil((
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import tempfile
@@ -226,14 +227,35 @@ def failing_op(err: BaseException) -> str:
     return "the graph"
 
 
+def _prefixes(net) -> tuple:
+    """(the root block's prefix, its counter-free form): ("fcn3_", "fcn_"), as Gluon counts the networks of a class a
+    process has built; the prefix twice where it was given by hand."""
+    prefix, hint = net.prefix, type(net).__name__.lower()
+    return (prefix, hint + "_") if re.fullmatch(re.escape(hint) + r"\d+_", prefix) else (prefix, prefix)
+
+
+def content_digest(net: mx.gluon.HybridBlock) -> str:
+    """The digest of what export() writes `net` from: its main graph and every weight the graph reads, names without
+    the root block's counter, so one network has one digest in every process (a network a plugin hands over is kept
+    under it, models.pipeline.network_onnx)."""
+    symbol = main_symbol(net)
+    params = parameters(net, symbol)
+    prefix, stem = _prefixes(net)
+    digest = hashlib.sha256(symbol.tojson().replace(f'"{prefix}', f'"{stem}').encode())
+    for name in sorted(params):
+        values = params[name].asnumpy()
+        digest.update(f"{stem + name[len(prefix):] if name.startswith(prefix) else name} {values.shape} {values.dtype}".encode())
+        digest.update(np.ascontiguousarray(values).tobytes())
+    return digest.hexdigest()[:20]
+
+
 def _canonical_names(graph, net) -> None:
     """Rename the graph's tensors and nodes from the root block's prefix ("fcn3_": Gluon counts the networks of a
     class a process has built) to its counter-free form ("fcn_"), so one network exports to the same bytes in every
     process and its peer runs, keyed by the file's digest, are found again. A prefix given by hand is kept."""
-    prefix, hint = net.prefix, type(net).__name__.lower()
-    if not re.fullmatch(re.escape(hint) + r"\d+_", prefix):
+    prefix, stem = _prefixes(net)
+    if prefix == stem:
         return
-    stem = hint + "_"
 
     def canonical(name: str) -> str:
         return stem + name[len(prefix):] if name.startswith(prefix) else name

@@ -166,6 +166,21 @@ def onnx_model(mc: ModelConfig) -> Path:
     return cache.get_or_build(mc.run.cache_dir, "onnx", fields, make).file("model.onnx")
 
 
+def network_onnx(mc: ModelConfig, net) -> Path:
+    """`net` (a network a plugin hands over in place of `mc`'s) exported to ONNX for the peer runtimes, once per
+    content (its graph and weights, onnx_export.content_digest), crop and versions: kept in the cache apart from the
+    exports of `mc`'s own weights."""
+    from . import onnx_export
+
+    fields = {"model": mc.network.name, "network": onnx_export.content_digest(net), "crop": mc.crop_size,
+              "versions": cache.versions(), "exporter": onnx_export.FORMAT, "onnx": onnx_export.onnx_version()}
+
+    def make(folder: Path) -> None:
+        onnx_export.export(net, mc.crop_size, folder / "model.onnx")
+
+    return cache.get_or_build(mc.run.cache_dir, "network-onnx", fields, make).file("model.onnx")
+
+
 def conv_count(mc: ModelConfig) -> int:
     """Convolutions of the FP32 network as built or exported, before any fusion."""
     if mc.network.export is not None:
