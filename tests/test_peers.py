@@ -255,13 +255,15 @@ def test_a_network_a_plugin_hands_over_is_exported_once_per_graph_and_weights(se
     mc = made.with_(run=made.run.with_(cache_dir=inner.empty_cache(segcheck.run.cache_dir, tmp_path / "cache")))
     nets = [_Segmenter(), _Segmenter()]
     first = pipeline.network_onnx(mc, nets[0])
-    exported = onnx_export.export
+    real_export = onnx_export.export
     monkeypatch.setattr(onnx_export, "export", lambda *args: pytest.fail("exported again"))
     assert pipeline.network_onnx(mc, nets[1]) == first
     nets[1].conv.weight.set_data(nets[1].conv.weight.data() * 1.001)
-    monkeypatch.setattr(onnx_export, "export", exported)
+    monkeypatch.setattr(onnx_export, "export", real_export)
     changed = pipeline.network_onnx(mc, nets[1])
     assert changed != first and changed.read_bytes() != first.read_bytes()
+    other_crop = pipeline.network_onnx(mc.with_(crop_size=48), nets[0])
+    assert other_crop not in (first, changed)
 
 
 def test_the_converter_refuses_without_the_shapes_it_needs(tmp_path):

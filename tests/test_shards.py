@@ -29,13 +29,13 @@ RANGES = f"{SUITE / 'test_quantization.py'}::test_int8_calibration_table[{MODEL}
 
 def _run(pytester, segcheck, name, *args) -> Path:
     """A run of GATED (and the calibration table). A shard runs on a cache with no INT8 model, so it calibrates for
-    itself, and takes this session's FP32 model. The evaluations of its own images it makes once per key: they are
-    kept in this session's cache, where the next run's shard reads them (its INT8 ones only where its calibration
-    gives the same weights). The whole run takes this session's INT8 model and both evaluations: the shards'
-    calibrations are compared with the session's own."""
+    itself, and takes this session's FP32 model. The evaluations of its own images it makes once per key (unless this
+    session trusts no evaluation cache): they are kept in this session's cache, where the next run's shard reads them
+    (its INT8 ones only where its calibration gives the same weights). The whole run takes this session's INT8 model
+    and both evaluations: the shards' calibrations are compared with the session's own."""
     target = pytester.path / f"{name}.json"
-    sharded = "--shard" in " ".join(args)
-    cache = inner.fresh_int8_cache(segcheck.run.cache_dir, pytester.path / f"{name}-cache", int8_evaluations=True) if (
+    sharded, kept = "--shard" in " ".join(args), segcheck.run.eval_cache
+    cache = inner.fresh_int8_cache(segcheck.run.cache_dir, pytester.path / f"{name}-cache", int8_evaluations=kept) if (
         sharded) else segcheck.run.cache_dir
     parts = ("fp32",) if sharded else ("fp32-evaluation", "int8", "int8-evaluation")
     reuse = Reuse(segcheck.case(MODEL), parts=parts)
@@ -43,7 +43,7 @@ def _run(pytester, segcheck, name, *args) -> Path:
     assert target.is_file(), done.result.stdout.str()[-3000:]
     assert {part for _, part in reuse.handed} == set(parts), f"{name} took {reuse.handed} of {parts}"
     assert not sharded or entries(cache, "int8"), f"{name} calibrated nothing of its own"
-    if sharded:
+    if sharded and kept:
         inner.keep_evaluations(cache, segcheck.run.cache_dir)
     return target
 

@@ -227,39 +227,38 @@ def failing_op(err: BaseException) -> str:
     return "the graph"
 
 
-def _prefixes(net) -> tuple:
-    """(the root block's prefix, its counter-free form): ("fcn3_", "fcn_"), as Gluon counts the networks of a class a
-    process has built; the prefix twice where it was given by hand."""
+def _canonical(net):
+    """The function that names a tensor or node of `net`'s graph without the root block's counter ("fcn3_conv0" ->
+    "fcn_conv0": Gluon counts the networks of a class a process has built); a prefix given by hand is kept."""
     prefix, hint = net.prefix, type(net).__name__.lower()
-    return (prefix, hint + "_") if re.fullmatch(re.escape(hint) + r"\d+_", prefix) else (prefix, prefix)
+    if not re.fullmatch(re.escape(hint) + r"\d+_", prefix):
+        return lambda name: name
+    stem = hint + "_"
+    return lambda name: stem + name[len(prefix):] if name.startswith(prefix) else name
 
 
 def content_digest(net: mx.gluon.HybridBlock) -> str:
-    """The digest of what export() writes `net` from: its main graph and every weight the graph reads, names without
-    the root block's counter, so one network has one digest in every process (a network a plugin hands over is kept
-    under it, models.pipeline.network_onnx)."""
+    """The digest of what export() writes `net` from: its main graph and every weight the graph reads, named as the
+    export names them (_canonical), so one network has one digest in every process (a network a plugin hands over is
+    kept under it, models.pipeline.network_onnx)."""
     symbol = main_symbol(net)
     params = parameters(net, symbol)
-    prefix, stem = _prefixes(net)
-    digest = hashlib.sha256(symbol.tojson().replace(f'"{prefix}', f'"{stem}').encode())
-    for name in sorted(params):
-        values = params[name].asnumpy()
-        digest.update(f"{stem + name[len(prefix):] if name.startswith(prefix) else name} {values.shape} {values.dtype}".encode())
-        digest.update(np.ascontiguousarray(values).tobytes())
+    canonical = _canonical(net)
+    graph = json.loads(symbol.tojson())
+    for node in graph["nodes"]:
+        node["name"] = canonical(node["name"])
+    digest = hashlib.sha256(json.dumps(graph, sort_keys=True).encode())
+    for name, param in sorted(params.items(), key=lambda item: canonical(item[0])):
+        values = np.ascontiguousarray(param.asnumpy())
+        digest.update(f"{canonical(name)} {values.shape} {values.dtype}".encode())
+        digest.update(values.tobytes())
     return digest.hexdigest()[:20]
 
 
 def _canonical_names(graph, net) -> None:
-    """Rename the graph's tensors and nodes from the root block's prefix ("fcn3_": Gluon counts the networks of a
-    class a process has built) to its counter-free form ("fcn_"), so one network exports to the same bytes in every
-    process and its peer runs, keyed by the file's digest, are found again. A prefix given by hand is kept."""
-    prefix, stem = _prefixes(net)
-    if prefix == stem:
-        return
-
-    def canonical(name: str) -> str:
-        return stem + name[len(prefix):] if name.startswith(prefix) else name
-
+    """Rename the graph's tensors and nodes as _canonical does, so one network exports to the same bytes in every
+    process and its peer runs, keyed by the file's digest, are found again."""
+    canonical = _canonical(net)
     for node in graph.node:
         node.name = canonical(node.name)
         node.input[:] = [canonical(name) for name in node.input]

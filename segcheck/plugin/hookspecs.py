@@ -32,8 +32,9 @@ def pytest_segcheck_calibration_recipe(case, recipe):
 @pytest.hookspec(firstresult=True)
 def pytest_segcheck_peer_network(case, net):
     """The FP32 network (unfused, with its weights) `case` is about to export to ONNX for the peer runtimes: return a
-    network to export instead (exported once per graph and weights, kept in the cache under their digest; its peer
-    runs under the file's, as any export's), or None."""
+    network to export instead (exported once per graph and weights, kept in the cache under their digest: blocks added
+    outside its name scope, or weights drawn anew each run, make another digest and another kept export every run; its
+    peer runs are kept under the file's digest, as any export's), or None."""
 
 
 @pytest.hookspec(firstresult=True)

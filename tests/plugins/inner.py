@@ -8,6 +8,7 @@ same configuration made before, in this session or an earlier inner run, so only
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -16,6 +17,7 @@ import pytest
 
 from segcheck.cases.model_case import PARTS, ModelCase
 from segcheck.config.run import mxnet_home
+from segcheck.models.cache import entries as cache_entries
 from segcheck.peers.environment import ENV_VARIABLE as PEER_ENV_VARIABLE
 from segcheck.peers.environment import environment_folder
 
@@ -112,21 +114,15 @@ def fresh_int8_cache(cache: Path, folder: Path, int8_evaluations: bool = False) 
     return folder
 
 
-def keep_evaluations(folder: Path, cache: Path) -> list:
+def keep_evaluations(folder: Path, cache: Path) -> None:
     """The evaluations a run made in `folder` (a cache of fresh_int8_cache's) moved into `cache`, where the next
     run's fresh cache links them, so that a test whose subject is calibrating, not evaluating, evaluates once per
-    key; the names of those moved (each whole, by one rename: none where the two are on other file systems)."""
-    moved = []
-    for entry in sorted((Path(folder) / "models").glob("*-eval-*")):
-        target = Path(cache) / "models" / entry.name
-        if entry.is_symlink() or target.exists():
-            continue
-        try:
-            entry.rename(target)
-        except OSError:
-            continue
-        moved.append(entry.name)
-    return moved
+    key. Each entry moves whole, by one rename (none where the two are on other file systems)."""
+    for kind in ("fp32-eval", "int8-eval"):
+        for entry in cache_entries(folder, kind):
+            if not entry.is_symlink() and not (Path(cache) / "models" / entry.name).exists():
+                with contextlib.suppress(OSError):
+                    entry.rename(Path(cache) / "models" / entry.name)
 
 
 @dataclass
