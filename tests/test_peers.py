@@ -211,17 +211,19 @@ def test_an_operator_mx2onnx_cannot_convert_is_named(tmp_path):
 
 
 class _Segmenter(mx.gluon.HybridBlock):
-    """A one-convolution segmenter, crop-sized logits, its weights seeded: built twice, the same network."""
+    """A one-convolution segmenter, crop-sized logits, its weights seeded: built twice, the same network (with
+    `relu`, another graph of the same weights and names)."""
 
-    def __init__(self):
+    def __init__(self, relu: bool = False):
         super().__init__()
+        self.relu = relu
         with self.name_scope():
             self.conv = mx.gluon.nn.Conv2D(4, 3, padding=1, in_channels=3)
         self.initialize()
         self.conv.weight.set_data(mx.nd.array(np.random.default_rng(0).normal(size=(4, 3, 3, 3))))
 
     def hybrid_forward(self, F, x):
-        return self.conv(x)
+        return F.relu(self.conv(x)) if self.relu else self.conv(x)
 
 
 def test_an_export_the_cache_holds_is_read_without_building_the_network(segcheck, monkeypatch, pytestconfig):
@@ -250,7 +252,7 @@ def test_one_network_exports_to_the_same_file_in_any_process(tmp_path):
 
 def test_a_network_a_plugin_hands_over_is_exported_once_per_graph_and_weights(segcheck, monkeypatch, tmp_path):
     """A second network of the same graph and weights, under another per-process prefix, reads the first one's export
-    from the cache; one weight changed exports again, to another file."""
+    from the cache; one weight changed, another graph of the same weights or another crop exports again."""
     made = segcheck.model_config("fcn_resnet101_voc")
     mc = made.with_(run=made.run.with_(cache_dir=inner.empty_cache(segcheck.run.cache_dir, tmp_path / "cache")))
     nets = [_Segmenter(), _Segmenter()]
@@ -262,8 +264,9 @@ def test_a_network_a_plugin_hands_over_is_exported_once_per_graph_and_weights(se
     monkeypatch.setattr(onnx_export, "export", real_export)
     changed = pipeline.network_onnx(mc, nets[1])
     assert changed != first and changed.read_bytes() != first.read_bytes()
+    other_graph = pipeline.network_onnx(mc, _Segmenter(relu=True))
     other_crop = pipeline.network_onnx(mc.with_(crop_size=48), nets[0])
-    assert other_crop not in (first, changed)
+    assert len({first, changed, other_graph, other_crop}) == 4
 
 
 def test_the_converter_refuses_without_the_shapes_it_needs(tmp_path):
