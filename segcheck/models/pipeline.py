@@ -154,16 +154,8 @@ def fp32_graph(mc: ModelConfig, folder: Path) -> Path:
 def onnx_model(mc: ModelConfig) -> Path:
     """The unfused FP32 network of `mc` exported to ONNX for the peer runtimes, once per weights, crop and versions
     (the cache): built only where the cache does not hold the export."""
-    from . import onnx_export
-
     _, fp32_digest = fp32_weights(mc)
-    fields = {"model": mc.network.name, "fp32": fp32_digest, "crop": mc.crop_size, "base": mc.base_size,
-              "versions": cache.versions(), "exporter": onnx_export.FORMAT, "onnx": onnx_export.onnx_version()}
-
-    def make(folder: Path) -> None:
-        onnx_export.export(fp32_net(mc, fused=False), mc.crop_size, folder / "model.onnx")
-
-    return cache.get_or_build(mc.run.cache_dir, "onnx", fields, make).file("model.onnx")
+    return _onnx_entry(mc, "onnx", {"fp32": fp32_digest, "base": mc.base_size}, lambda: fp32_net(mc, fused=False))
 
 
 def network_onnx(mc: ModelConfig, net) -> Path:
@@ -172,13 +164,21 @@ def network_onnx(mc: ModelConfig, net) -> Path:
     exports of `mc`'s own weights."""
     from . import onnx_export
 
-    fields = {"model": mc.network.name, "network": onnx_export.content_digest(net), "crop": mc.crop_size,
-              "versions": cache.versions(), "exporter": onnx_export.FORMAT, "onnx": onnx_export.onnx_version()}
+    return _onnx_entry(mc, "network-onnx", {"network": onnx_export.content_digest(net)}, lambda: net)
+
+
+def _onnx_entry(mc: ModelConfig, kind: str, what: dict, network) -> Path:
+    """The ONNX export of `network()` at `mc`'s crop, kept in a `kind` entry keyed by `what` it exports and by what
+    every export depends on: the model, the crop, the versions, the exporter's format and the onnx package."""
+    from . import onnx_export
+
+    fields = {"model": mc.network.name, **what, "crop": mc.crop_size, "versions": cache.versions(),
+              "exporter": onnx_export.FORMAT, "onnx": onnx_export.onnx_version()}
 
     def make(folder: Path) -> None:
-        onnx_export.export(net, mc.crop_size, folder / "model.onnx")
+        onnx_export.export(network(), mc.crop_size, folder / "model.onnx")
 
-    return cache.get_or_build(mc.run.cache_dir, "network-onnx", fields, make).file("model.onnx")
+    return cache.get_or_build(mc.run.cache_dir, kind, fields, make).file("model.onnx")
 
 
 def conv_count(mc: ModelConfig) -> int:
