@@ -27,9 +27,9 @@ def _evaluate(fresh, count=8, mc=None, split=None, weights=None):
     mc, split, calls = mc or config, split or val, []
     indices = loaders.first(split, count)
 
-    def evaluated():
+    def evaluated(keep):
         calls.append(1)
-        return evaluate(block, split, indices)
+        return evaluate(block, split, indices, keep=keep)
 
     return evaluation_cache.evaluation(mc, "fp32", block, split, indices, evaluated, weights or digest), len(calls)
 
@@ -62,8 +62,8 @@ def test_changed_weights_images_or_setting_evaluate_again(fresh, tmp_path):
     assert _evaluate(fresh, mc=mc.with_(run=mc.run.with_(skip_bad=True)))[1] == 1  # another setting
     replaced = []
     for _ in range(2):  # a model a plugin replaced (weights None): evaluated every time, never cached
-        evaluation_cache.evaluation(mc, "fp32", fresh[1], split, loaders.first(split, 8), lambda: replaced.append(1) or evaluate(
-            fresh[1], split, loaders.first(split, 8)), None)
+        evaluation_cache.evaluation(mc, "fp32", fresh[1], split, loaders.first(split, 8), lambda keep: replaced.append(1) or evaluate(
+            fresh[1], split, loaders.first(split, 8), keep=keep), None)
     assert len(replaced) == 2
     copy = tmp_path / "voc"
     shutil.copytree(split.root, copy, symlinks=False)
@@ -99,9 +99,9 @@ def test_an_int8_evaluation_is_read_back_with_its_comparison_and_a_changed_refer
     indices, calls = loaders.first(split, 8), []
 
     def through_cache(reference=outputs, weights=weights):
-        def evaluated():
+        def evaluated(keep):
             calls.append(1)
-            return evaluate(block, split, indices, reference=reference)
+            return evaluate(block, split, indices, keep=keep, reference=reference)
 
         return evaluation_cache.evaluation(mc, "int8", block, split, indices, evaluated, weights, reference)
 

@@ -364,15 +364,14 @@ class ModelCase:
         def run():
             model = self.model(precision)
             indices = self.indices
-            keep = compared_images(self.config.kind.num_classes, self.config.crop_size, len(indices)) if precision == "fp32" else 0
             reference = self.evaluation("fp32").outputs if precision == "int8" else None
 
-            def evaluated():
+            def evaluated(keep):
                 return self._isolated(f"{precision} evaluation", lambda: evaluate(
                     model, self.val, indices, self.config.run.batch_size, self.config.run.skip_bad,
                     desc=f"evaluating {self.name} {precision}", keep=keep, reference=reference), len(indices), "evaluation")
 
             return evaluation_cache.evaluation(self.config, precision, model, self.val, indices, evaluated,
-                                               self._weights(precision), reference, keep)
+                                               self._weights(precision), reference)
 
         return self._part(f"{precision}-evaluation", run)

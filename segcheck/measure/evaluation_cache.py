@@ -90,11 +90,12 @@ def _reused(mc, kind: str, fields: dict | None, make, write, read):
 
 
 def evaluation(mc, precision: str, block, split, indices, evaluate, weights: str | None,
-               reference: Outputs | None = None, kept: int = 0) -> Evaluation:
+               reference: Outputs | None = None) -> Evaluation:
     """The `precision` evaluation of `block` (a model of `mc` whose weights file has digest `weights`; None: a model not
     built from that file here, never cached) on `split`'s samples at `indices`, compared image by image with `reference`
-    (FP32's outputs, for INT8), keeping the outputs of its first `kept` images (which `evaluate()` must keep): from the
-    cache where an entry of the same key holds it, else `evaluate()`, kept."""
+    (FP32's outputs, for INT8): from the cache where an entry of the same key holds it, else `evaluate(kept)`, kept.
+    FP32 keeps the outputs of its first `kept` images (evaluate.compared_images), which INT8 is compared with; INT8 none."""
+    kept = evaluate_module.compared_images(mc.kind.num_classes, mc.crop_size, len(indices)) if precision == "fp32" else 0
     fields = _fields(mc, split, indices, [(block, weights)], MEASURING)
     if fields is not None and reference is not None:
         fields["reference"] = hashlib.sha256(reference.classes.tobytes() + reference.logits.tobytes()).hexdigest()[:20]
@@ -112,7 +113,7 @@ def evaluation(mc, precision: str, block, split, indices, evaluate, weights: str
         return Evaluation.from_dict(json.loads(entry.file("evaluation.json").read_text()), cached=True,
                                     outputs=Outputs.load(kept) if kept.is_file() else None)
 
-    return _reused(mc, f"{precision}-eval", fields, evaluate, write, read)
+    return _reused(mc, f"{precision}-eval", fields, lambda: evaluate(kept), write, read)
 
 
 def localisation(mc, models, split, indices, compare) -> Localisation:

@@ -21,7 +21,7 @@ from ..gate import verdicts
 from ..gate.checks import ERROR, FAILING, PASS, SKIP
 from ..measure import calibration, evaluation_cache, guard, latency, layers, stats
 from ..measure.environment import threads
-from ..measure.evaluate import compared_images, evaluate
+from ..measure.evaluate import evaluate
 from ..models import build, cache, pipeline
 
 FORMAT = 1  # of a cached trial: a change to how trials are judged makes the old ones stale
@@ -186,9 +186,8 @@ def evaluate_fp32(mc: ModelConfig, fp32, weights: str, split: loaders.Split, ind
     """FP32 (the fused block of weights digest `weights`) on `split`'s images at `indices`, as the gate evaluates it
     (its first outputs kept): read from the evaluation cache where an entry of the same key holds it, else kept there."""
     indices = list(indices)
-    keep = compared_images(mc.kind.num_classes, mc.crop_size, len(indices))
-    return evaluation_cache.evaluation(mc, "fp32", fp32, split, indices, lambda: evaluate(
-        fp32, split, indices, mc.run.batch_size, mc.run.skip_bad, desc=desc, keep=keep), weights, kept=keep)
+    return evaluation_cache.evaluation(mc, "fp32", fp32, split, indices, lambda keep: evaluate(
+        fp32, split, indices, mc.run.batch_size, mc.run.skip_bad, desc=desc, keep=keep), weights)
 
 
 def judge(bench: Bench, recipe: CalibRecipe, why: str) -> Trial:
