@@ -144,7 +144,8 @@ ROOTS = {kind.option.lstrip("-").replace("-", "_"): kind.key for kind in DATASET
 
 # Options of the pytest plugin only: what a gate run does with its results.
 GATE = (
-    Option(("--segcheck-config",), "segcheck.toml or pyproject.toml to read (default: found in the rootdir)"),
+    Option(("--segcheck-config",), "segcheck.toml or pyproject.toml to read (default: the first found in the folder "
+           "you run in, its parents, then the rootdir)"),
     Option(("--tier",), "synthetic (seeded models on generated data) or real (configured weights and data); "
            "default: the configuration's tier", choices=TIERS),
     Option(("--require-real",), "fail, instead of skipping, where weights or data are missing", flag=True),
