@@ -75,6 +75,9 @@ def test_the_table_names_layers_stably_and_finds_what_moved():
     assert other_mxnet.status == "PASS" and "all 2 calibrated ranges match" in other_mxnet.message
     assert "another MXNet builds another graph: head_dropout_output_quantize appeared" in other_mxnet.message
     assert verdicts.calibration_table("m", {**grown, "data_quantize": {"range": [-3.0, 2.5]}}, table, [], 0.02, version).status == "CHANGED"
+    disjoint = verdicts.calibration_table("m", {"other_fwd": {"range": [0.0, 1.0]}}, {"net_fwd": {"range": [0.0, 1.0]}},
+                                          [], 0.02, version)  # another MXNet whose graph shares no node: nothing compared
+    assert disjoint.status == "SKIP" and "none was compared" in disjoint.message and "other_fwd appeared" in disjoint.message
     recipe = Reference("golden records", {"mxnet": "1.9.1"}, "exact", "naive/auto/2x16/train")
     assert verdicts.calibration_table("m", drifted, table, [], 0.02, recipe).compared == "recipe"
 
@@ -113,6 +116,8 @@ def test_the_layer_where_error_starts_ranks_first_and_harm_is_judged_on_its_own_
     assert changed.status == "CHANGED" and not changed.failed and "none shown harmful" in changed.message
     banded, _ = verdicts.layer_error("m", {n: v[0][0] for n, v in small.items()}, small, golden_curve, up, tol, {"b": 4.0})
     assert banded.status == "PASS"
+    unquantized, named = verdicts.layer_error("m", {}, {}, golden_curve, up, tol)  # every convolution kept in FP32
+    assert unquantized.status == "SKIP" and "no quantized layer" in unquantized.message and named == []
     floored, named = verdicts.layer_error("m", {**pooled, "d": 4.0}, now, None, up, tol)
     assert floored.status == "FAIL" and "below the 5 dB floor, the error starting at d (no input below the floor): d: 4.0 dB" in floored.message
     assert named == ["d"]
@@ -173,6 +178,9 @@ def test_one_class_falling_fails_even_when_the_mean_holds():
     assert verdict.status == "FAIL" and "cat 80.0 -> 70.0 (-10.0)" in verdict.message
     assert "left out (fewer than 1000 labelled pixels): dog" in verdict.message
     assert verdicts.class_drop("m", fp32, fp32, [5000, 5000, 400], ("bg", "cat", "dog"), TOL).status == "PASS"
+    none_judged = verdicts.class_drop("m", fp32, scores([0.0, 0.0, 0.0]), [900, 900, 400], ("bg", "cat", "dog"), TOL)
+    assert none_judged.status == "SKIP" and "no class's drop was compared" in none_judged.message  # not a PASS
+    assert "left out (fewer than 1000 labelled pixels): bg, cat, dog" in none_judged.message
 
 
 def test_golden_records_are_kept_per_environment_setting_and_int8_key(tmp_path):

@@ -145,7 +145,8 @@ def calibration_table(what: str, now: dict, golden: dict | None, problems: list,
     invariants MXNet's tests check. With no golden table the invariants still fail a broken table, but a table that
     keeps them is a SKIP: no range was compared. A range beyond `rtol` (the noise band of the tier of what differs) is
     CHANGED, or REGRESSED where the model's INT8 figures regressed (`judged`). Against another MXNet or oneDNN, which
-    builds its own quantized graph, a node that appeared or vanished is reported, and only the nodes of both are judged."""
+    builds its own quantized graph, a node that appeared or vanished is reported, and only the nodes of both are judged
+    (a SKIP where there are none)."""
     if problems:
         return Verdict(FAIL, f"{what}: the calibration table breaks MXNet's invariants: {'; '.join(problems[:5])}",
                        _compared(reference if golden is not None else None))
@@ -161,6 +162,9 @@ def calibration_table(what: str, now: dict, golden: dict | None, problems: list,
                                 f"{rtol:g} of the golden table): {shown}{note}", judged)
         return Verdict(status, f"{what}: {detail}{_against(reference)}", _compared(reference))
     judged_count = len(now) - sum(old is None for _, old, _ in structural)
+    if not judged_count:
+        return Verdict(SKIP, f"{what}: none of the {len(now)} calibrated ranges has a layer of the same name in the golden "
+                             f"table, so none was compared{note}{_against(reference)}", _compared(reference))
     return Verdict(PASS, f"{what}: all {judged_count} calibrated ranges match the golden table (within the noise band {rtol:g})"
                          f"{note}{_against(reference)}", _compared(reference))
 
@@ -175,7 +179,9 @@ def layer_error(what: str, sqnr: dict, now: dict, golden: dict | None, upstream:
     (`bands`: measured per layer, else the tier's) passes; beyond it, REGRESSED where the interval reaches the harm
     threshold, else CHANGED. The layers named are those beyond their band, largest own fall first (it charges an
     error to where it starts, also under the floor, where a layer that clips may stay above it), else the floor's.
-    Without a golden curve a table above the floor is a SKIP."""
+    Without a golden curve a table above the floor is a SKIP; so is a graph with no quantized layer."""
+    if not sqnr:
+        return Verdict(SKIP, f"{what}: no quantized layer to compare with FP32 (every convolution is kept in FP32)"), []
     floored = {n for n, v in sqnr.items() if v < tol.sqnr_floor_db}
     worst = min(sqnr, key=sqnr.get)
     shifts = harm.layers(now, golden or {}, upstream, bands or {}, tol.sqnr_drop_db, tol.harm_layer_sqnr_db, tol.confidence)
@@ -239,16 +245,19 @@ def class_drops(fp32: Scores, int8: Scores, labelled, tol: Tolerances) -> list:
 
 def class_drop(what: str, fp32: Scores, int8: Scores, labelled, classes: tuple, tol: Tolerances) -> Verdict:
     """Per class: INT8 IoU may fall at most the tolerance below FP32; classes labelled less than the minimum
-    in this subset are left out, and named."""
+    in this subset are left out, and named. Where every class is left out, nothing was compared: a SKIP."""
     left_out = [classes[c] for c, n in enumerate(labelled) if 0 < n < tol.class_min_pixels]
     drops = class_drops(fp32, int8, labelled, tol)
     bad = [(d, c) for d, c in drops if d > tol.int8_drop_class_iou_points]
     note = f"; left out (fewer than {tol.class_min_pixels:g} labelled pixels): {', '.join(left_out)}" if left_out else ""
+    if not drops:
+        return Verdict(SKIP, f"{what}: no class has {tol.class_min_pixels:g} labelled pixels in this subset, so no class's "
+                             f"drop was compared (evaluate more images){note}")
     if bad:
         shown = ", ".join(f"{classes[c]} {100 * fp32.iou[c]:.1f} -> {100 * np.nan_to_num(int8.iou[c]):.1f} ({-d:+.1f})" for d, c in bad)
         return Verdict(FAIL, f"{what}: {len(bad)} classes fell more than {tol.int8_drop_class_iou_points:g} points below FP32: "
                              f"{shown}{note}")
-    worst = f"largest drop {classes[drops[0][1]]} {drops[0][0]:+.2f}" if drops else "no class judged"
+    worst = f"largest drop {classes[drops[0][1]]} {drops[0][0]:+.2f}"
     return Verdict(PASS, f"{what}: no class fell more than {tol.int8_drop_class_iou_points:g} points ({worst}){note}")
 
 
