@@ -106,7 +106,7 @@ def _figures(text: str) -> str:
     return re.search(r" on (val: \d+ images.*)$", text.strip()).group(1)
 
 
-def test_the_seed_workflow_end_to_end_on_the_synthetic_tier(segcheck, tmp_path, monkeypatch):
+def test_the_seed_workflow_end_to_end_on_the_synthetic_tier(segcheck, tmp_path, monkeypatch, capsys):
     """Calibrate (exports ./model/...), evaluate in memory, deploy the export: the same figures."""
     monkeypatch.chdir(tmp_path)
     cache = ["--cache-dir", str(segcheck.run.cache_dir)]
@@ -119,6 +119,12 @@ def test_the_seed_workflow_end_to_end_on_the_synthetic_tier(segcheck, tmp_path, 
                        ("deploy", SEED_COMMANDS["deploy"][0])):
         figures[name] = _figures(_run(shlex.split(line) + cache + ["--num-images", "4"]))
     assert figures["memory"] == figures["deploy"] and "pixAcc" in figures["deploy"] and figures["deploy"].startswith("val: 4 images")
+    for extra, message in ((["--calibration"], "is already an INT8 export: --calibration has no effect"),
+                           (["--calib-mode", "entropy"], "--calib-mode has no effect: ./model/fcn_resnet101_voc-quantized-naive "
+                                                         "is already an INT8 export")):
+        with pytest.raises(SystemExit):  # the shipped INT8 model is gated as it is: no calibration option acts on it
+            commands.plan(shlex.split(SEED_COMMANDS["deploy"][0]) + extra + cache)
+        assert message in capsys.readouterr().err
     text = _run(shlex.split(SEED_COMMANDS["deploy"][0].replace("--eval", "--benchmark")) + ["--num-iterations", "2"] + cache)
     assert re.search(r"deployed INT8 \(synthetic tier, crop 64\): batch size 1, 2 iterations: latency [0-9.]+ ms", text)
 

@@ -198,6 +198,10 @@ def plan(argv) -> Plan:
     export_precision = _export_precision(args.model_prefix) if args.deploy else None
     if export_precision == "int8" and args.calibration:
         parser.error(f"{args.model_prefix} is already an INT8 export: --calibration has no effect")
+    calib = [d for d in options.CALIBRATION if getattr(given, d) is not None]
+    if export_precision == "int8" and calib:
+        parser.error(f"{options.flag_of(calib[0])} has no effect: {args.model_prefix} is already an INT8 export, "
+                     "gated as it is")
     precision = "int8" if (args.quantized or args.calibration or export_precision == "int8") else "fp32"
     real_data = bool(args.pretrained or args.resume or args.model_zoo or roots)
     if not real_weights and not network.seedable:
