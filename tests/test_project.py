@@ -93,6 +93,7 @@ MODEL = '[[models]]\nnetwork = "fcn_resnet101_voc"\n'
     (MODEL + 'dataset = {name = "kitti"}\n', "models[0].dataset.name", "unknown dataset 'kitti'"),
     (MODEL + 'dataset = {crop_size = "64"}\n', "models[0].dataset.crop_size", "expected an integer, got '64'"),
     (MODEL + 'dataset = {crop_size = 16}\n', "models[0].dataset.crop_size", "16 is below 32"),
+    (MODEL + 'dataset = {base_size = 520}\n', "models[0].dataset.base_size", "has no effect: segcheck evaluates in GluonCV's mode=val"),
     (MODEL + 'dataset = {num_images = 0}\n', "models[0].dataset.num_images", "0 is below 1"),
     (MODEL + 'dataset = {split = "test"}\n', "models[0].dataset.split", "'test' is not one of train, val, trainval"),
     (MODEL + 'dataset = {path = "x"}\n', "models[0].dataset.path", "unknown key"),
@@ -138,7 +139,7 @@ def test_options_beat_the_configuration_which_beats_the_tier(tmp_path):
     entry = _entry(tmp_path, MODEL + 'dataset = {crop_size = 96, root = "voc"}\nint8 = {batches = 3}\n')
     run = RunConfig(tier="real", cache_dir=tmp_path / "cache")
     mc = resolve(entry, run)
-    assert (mc.crop_size, mc.base_size, mc.num_images, mc.calib.num_batches, mc.calib.batch_size) == (96, 96, "all", 3, 32)
+    assert (mc.crop_size, mc.num_images, mc.calib.num_batches, mc.calib.batch_size) == (96, "all", 3, 32)
     assert (mc.root, mc.root_source, mc.weights.kind) == (tmp_path / "voc", "the configuration", "store")
     mc = resolve(entry, run.with_(crop_size=128, num_images=5, calib={"num_batches": 1}, roots={"pascal_voc": tmp_path / "opt"}))
     assert (mc.crop_size, mc.num_images, mc.calib.num_batches, mc.root, mc.root_source) == (128, 5, 1, tmp_path / "opt", "--voc-root")

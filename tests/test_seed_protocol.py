@@ -67,7 +67,7 @@ def test_the_seeds_evaluation_path_gives_segchecks_figures_exactly(segcheck):
     from mxnet.contrib.quantization import quantize_net
 
     seeded = segcheck.model_config(MODEL)
-    mc = seeded.with_(crop_size=CROP, base_size=CROP, num_images=loaders.ALL, run=seeded.run.with_(batch_size=BATCH),
+    mc = seeded.with_(crop_size=CROP, num_images=loaders.ALL, run=seeded.run.with_(batch_size=BATCH),
                       calib=CalibRecipe("naive", "auto", CALIB_BATCHES, CALIB_BATCH_SIZE, split="val"))
     root, _ = pipeline.dataset_root(mc)
     val = _seed_val(root)

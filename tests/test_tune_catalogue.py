@@ -35,7 +35,7 @@ MAX_TRIALS = 10
 def _path_of(segcheck, layer: str) -> str:
     """The dotted Gluon path of the convolution `layer` (a stable name) in the model."""
     config = segcheck.case(MODEL).config
-    names = calibration.conv_layers(build.build(config.network, config.crop_size, config.base_size))
+    names = calibration.conv_layers(build.build(config.network, config.crop_size))
     return next(path for path, name in names.items() if name == layer)
 
 

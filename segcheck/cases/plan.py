@@ -123,7 +123,7 @@ def _probe(mc: ModelConfig, repeats: int) -> Cost:
     if mc.network.export is not None:
         net = pipeline.fp32_net(mc, fused=False)
     else:  # random weights: the cost of a forward does not depend on their values
-        net = build.build(mc.network, crop, mc.base_size)
+        net = build.build(mc.network, crop)
         build.random_weights(net, crop)
     net.hybridize(static_alloc=True, static_shape=True)
     calib = latency.measure(net, x, repeats, warmup=1).min

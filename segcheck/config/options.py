@@ -116,7 +116,6 @@ class Option:
 RUN = (
     Option(("--crop-size", "--image-shape"), "evaluation crop in pixels (synthetic tier 64, real tier 480, "
            "else the model's configuration)", positive),
-    Option(("--base-size",), "GluonCV's base size, given to the network and the dataset (default: the crop size)", positive),
     Option(("--num-images",), "evaluate the first N images of the split, or 'all' (synthetic tier 48, real tier all)",
            count_or_all, metavar="N|all"),
     Option(("--batch-size",), "evaluation batch size (default 1, as the seed)", positive),

@@ -24,7 +24,7 @@ from .tolerances import OWN_KEYS
 CONFIG_FILE = "segcheck.toml"
 TOP_KEYS = ("baselines", "tier", "metric_convention", "isa", "strict_changes", "case_timeout", "models")
 MODEL_KEYS = ("name", "network", "model", "backbone", "export", "weights", "dataset", "int8", "tolerances", "min_speedup", "peer")
-DATASET_KEYS = ("name", "root", "split", "crop_size", "base_size", "num_images")
+DATASET_KEYS = ("name", "root", "split", "crop_size", "num_images")
 INT8_KEYS = ("export", "mode", "dtype", "batches", "batch_size", "split", "start", "exclude")
 TOLERANCE_KEYS = OWN_KEYS
 # [int8] keys -> CalibRecipe fields
@@ -43,7 +43,6 @@ class DataEntry:
     root: Path | None = None
     split: str = "val"
     crop_size: int | None = None
-    base_size: int | None = None
     num_images: int | str | None = None
 
 
@@ -229,6 +228,9 @@ class _Loader:
             self.read.fail(f"{key}.{given[0]}", str(err))
 
     def dataset(self, doc, key: str, network: Network) -> DataEntry:
+        if isinstance(doc, dict) and "base_size" in doc:
+            self.read.fail(f"{key}.base_size", "has no effect: segcheck evaluates in GluonCV's mode=val, which resizes to "
+                                               "crop_size (the base size acts only in training); remove the key")
         self.read.obj(doc, key, (), DATASET_KEYS)
         name = doc.get("name", network.dataset or None)
         if name is None:
@@ -242,11 +244,11 @@ class _Loader:
                                           f"but {kind.key} has {kind.num_classes}")
         split = self.read.string(doc.get("split", "val"), f"{key}.split", kind.splits)
         root = self.local(doc["root"], f"{key}.root") if "root" in doc else None
-        sizes = {k: self.read.integer(doc[k], f"{key}.{k}", 32) for k in ("crop_size", "base_size") if k in doc}
+        crop = self.read.integer(doc["crop_size"], f"{key}.crop_size", 32) if "crop_size" in doc else None
         num_images = doc.get("num_images")
         if num_images is not None and num_images != "all":
             self.read.integer(num_images, f"{key}.num_images")
-        return DataEntry(kind.key, root, split, sizes.get("crop_size"), sizes.get("base_size"), num_images)
+        return DataEntry(kind.key, root, split, crop, num_images)
 
     def int8(self, doc, key: str, network: Network) -> tuple:
         self.read.obj(doc, key, (), INT8_KEYS)

@@ -55,7 +55,6 @@ class RunConfig:
 
     tier: str
     crop_size: int | None = None
-    base_size: int | None = None
     num_images: int | str | None = None  # ALL: the whole split
     batch_size: int = 1
     shard: tuple | None = None  # (K, N): evaluate shard K of N of the images
@@ -86,7 +85,7 @@ class RunConfig:
         """A run from the options given (None where not given)."""
         cache = options.segcheck_cache
         return cls(
-            tier=tier, crop_size=options.crop_size, base_size=options.base_size,
+            tier=tier, crop_size=options.crop_size,
             num_images=options.num_images, batch_size=options.batch_size or 1, shard=options.shard,
             calib={f: getattr(options, o) for f, o in CALIB_OPTIONS.items() if getattr(options, o) is not None},
             roots={key: Path(getattr(options, dest)).expanduser() for dest, key in ROOTS.items() if getattr(options, dest)},
@@ -121,7 +120,6 @@ class ModelConfig:
     root_source: str
     split: str
     crop_size: int
-    base_size: int
     num_images: int | str
     calib: CalibRecipe | None  # None when the INT8 side is a shipped export
     int8_export: Path | None
@@ -189,7 +187,6 @@ def configure(entry: ModelEntry, run: RunConfig, weights: Weights, root: Path | 
     return ModelConfig(
         name=entry.name, network=entry.network, weights=weights, dataset=entry.data.name, root=root,
         root_source=root_source, split=entry.data.split, crop_size=crop,
-        base_size=run.base_size or entry.data.base_size or crop,
         num_images=run.num_images or entry.data.num_images or defaults["num_images"],
         calib=_recipe(entry, run), int8_export=entry.int8_export, run=run,
         tolerances=entry.tolerances, min_speedup=entry.min_speedup,

@@ -66,7 +66,7 @@ def _raw_labels(kind: DatasetKind) -> tuple[set, str]:
     return set(range(n)) | {255}, f"0..{n - 1} and 255"
 
 
-def _listed(cls, root, images, masks, crop_size, base_size):
+def _listed(cls, root, images, masks, crop_size):
     """A GluonCV dataset of class `cls` over an explicit, already validated list of samples.
 
     GluonCV maps split='train' of VOC and SBD to trainval.txt (which holds val); reading the list here
@@ -75,7 +75,7 @@ def _listed(cls, root, images, masks, crop_size, base_size):
     from gluoncv.data.segbase import SegmentationDataset
 
     loader = cls.__new__(cls)
-    SegmentationDataset.__init__(loader, root, "val", "val", _image_transform(), base_size=base_size, crop_size=crop_size)
+    SegmentationDataset.__init__(loader, root, "val", "val", _image_transform(), base_size=crop_size, crop_size=crop_size)
     loader.images, loader.masks = list(images), list(masks)
     return loader
 
@@ -174,7 +174,7 @@ def _read_list(path: Path, kind: DatasetKind, source: str) -> list:
     return names
 
 
-def _open_listed(kind, root: Path, split, crop_size, base_size, source) -> Split:
+def _open_listed(kind, root: Path, split, crop_size, source) -> Split:
     from gluoncv.data import VOCAugSegmentation, VOCSegmentation
 
     if kind.key == "pascal_voc":
@@ -184,11 +184,11 @@ def _open_listed(kind, root: Path, split, crop_size, base_size, source) -> Split
     (list_file,) = kind.layout(root, split)
     names = _read_list(list_file, kind, source)
     loader = _listed(cls, str(root), [str(base / images / f"{n}.jpg") for n in names],
-                     [str(base / masks / f"{n}{ext}") for n in names], crop_size, base_size)
+                     [str(base / masks / f"{n}{ext}") for n in names], crop_size)
     return Split(kind, root, split, crop_size, tuple(names), loader, list_file)
 
 
-def _open_folder(kind, root: Path, split, crop_size, base_size, source) -> Split:
+def _open_folder(kind, root: Path, split, crop_size, source) -> Split:
     """ADE20K and Cityscapes: GluonCV lists their folders; segcheck sorts the pairs by image path."""
     from gluoncv.data import ADE20KSegmentation, CitySegmentation
 
@@ -199,7 +199,7 @@ def _open_folder(kind, root: Path, split, crop_size, base_size, source) -> Split
         raise missing(kind, absent, source)
     try:
         with contextlib.redirect_stdout(io.StringIO()):
-            loader = cls(str(root), split=split, mode="val", transform=_image_transform(), base_size=base_size, crop_size=crop_size)
+            loader = cls(str(root), split=split, mode="val", transform=_image_transform(), base_size=crop_size, crop_size=crop_size)
     except (AssertionError, RuntimeError, OSError) as err:
         raise SegcheckError(f"{folder}: GluonCV's {cls.__name__} found no image with its mask ({err or type(err).__name__}); "
                             f"{kind.prepare}") from None
@@ -227,7 +227,7 @@ def _coco_root_with_writable_ids(root: Path, split: str, cache_dir: Path) -> Pat
     return shadow
 
 
-def _open_coco(kind, root: Path, split, crop_size, base_size, source, cache_dir) -> Split:
+def _open_coco(kind, root: Path, split, crop_size, source, cache_dir) -> Split:
     if importlib.util.find_spec("pycocotools") is None:
         raise SegcheckError("pycocotools is not installed; install the pinned requirements (pip install -r requirements.txt)")
     from gluoncv.data import COCOSegmentation
@@ -240,7 +240,7 @@ def _open_coco(kind, root: Path, split, crop_size, base_size, source, cache_dir)
     try:
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             loader = COCOSegmentation(str(readable_root), split=split, mode="val", transform=_image_transform(),
-                                      base_size=base_size, crop_size=crop_size)
+                                      base_size=crop_size, crop_size=crop_size)
     except json.JSONDecodeError as err:
         raise SegcheckError(f"{ann}: annotation file is not valid JSON (line {err.lineno} column {err.colno}: {err.msg}); re-extract it") from None
     except (KeyError, TypeError, IndexError, AssertionError) as err:
@@ -250,17 +250,17 @@ def _open_coco(kind, root: Path, split, crop_size, base_size, source, cache_dir)
     return Split(kind, root, split, crop_size, tuple(str(i) for i in loader.ids), loader, ann)
 
 
-def open_split(kind: DatasetKind, root, split: str, crop_size: int, cache_dir, source: str = "the configuration",
-               base_size: int | None = None) -> Split:
-    """`split` of dataset `kind` under `root`, read by GluonCV's loader at `crop_size` in mode=val."""
+def open_split(kind: DatasetKind, root, split: str, crop_size: int, cache_dir, source: str = "the configuration") -> Split:
+    """`split` of dataset `kind` under `root`, read by GluonCV's loader at `crop_size` in mode=val (which resizes the
+    short side to the crop size: GluonCV's base size acts only in its training transform, so it is the crop size here)."""
     if split not in kind.splits:
         raise SegcheckError(f"unknown {kind.key} split {split!r}; segcheck reads {', '.join(kind.splits)}")
-    root, base_size = Path(root), base_size or crop_size
+    root = Path(root)
     if kind.key in ("pascal_voc", "pascal_aug"):
-        return _open_listed(kind, root, split, crop_size, base_size, source)
+        return _open_listed(kind, root, split, crop_size, source)
     if kind.key == "coco":
-        return _open_coco(kind, root, split, crop_size, base_size, source, cache_dir)
-    return _open_folder(kind, root, split, crop_size, base_size, source)
+        return _open_coco(kind, root, split, crop_size, source, cache_dir)
+    return _open_folder(kind, root, split, crop_size, source)
 
 
 @dataclass(frozen=True)

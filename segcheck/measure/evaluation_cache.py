@@ -63,7 +63,7 @@ def _fields(mc, split, indices, models, modules) -> dict | None:
         return None
     return {"format": FORMAT, "models": [[graph_digest(block), weights] for block, weights in models],
             "files": atomic.files_digest(split.files(indices)), "images": _ids_digest(split, indices),
-            "setting": {"crop_size": mc.crop_size, "base_size": mc.base_size, "batch_size": mc.run.batch_size,
+            "setting": {"crop_size": mc.crop_size, "batch_size": mc.run.batch_size,
                         "skip_bad": mc.run.skip_bad},
             "versions": cache.versions(), "isa": isa.effective_level(), "threads": threads(), "code": _code(modules)}
 

@@ -22,15 +22,16 @@ from ..errors import MissingResource, SegcheckError
 from . import export
 
 
-def build(network: Network, crop_size: int, base_size: int | None = None, aux: bool = False) -> mx.gluon.HybridBlock:
-    """GluonCV's own architecture for `network` (auxiliary head only on request), uninitialised."""
+def build(network: Network, crop_size: int, aux: bool = False) -> mx.gluon.HybridBlock:
+    """GluonCV's own architecture for `network` (auxiliary head only on request), uninitialised. Its base size is the
+    crop size: GluonCV reads a network's base size only in multi-size evaluation, which segcheck does not run."""
     from gluoncv.model_zoo import get_model
     from gluoncv.model_zoo.segbase import get_segmentation_model
 
     if network.export is not None:
         raise SegcheckError(f"{network.export}: an exported network is imported, not built")
     check_crop(crop_size)
-    kwargs = dict(pretrained=False, pretrained_base=False, aux=aux, crop_size=crop_size, base_size=base_size or crop_size)
+    kwargs = dict(pretrained=False, pretrained_base=False, aux=aux, crop_size=crop_size, base_size=crop_size)
     with contextlib.redirect_stdout(io.StringIO()):  # PSPNet prints its crop size
         if network.zoo:
             return get_model(network.zoo, **kwargs)

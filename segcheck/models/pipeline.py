@@ -45,7 +45,7 @@ def dataset_root(mc: ModelConfig) -> tuple[Path, str]:
 def open_split(mc: ModelConfig, split: str, crop_size: int | None = None) -> loaders.Split:
     root, source = dataset_root(mc)
     crop = crop_size or mc.crop_size
-    return loaders.open_split(mc.kind, root, split, crop, mc.run.cache_dir, source, mc.base_size if crop_size is None else crop)
+    return loaders.open_split(mc.kind, root, split, crop, mc.run.cache_dir, source)
 
 
 def fp32_params(mc: ModelConfig) -> Path:
@@ -133,7 +133,7 @@ def fp32_net(mc: ModelConfig, fused: bool = True) -> mx.gluon.HybridBlock:
     if mc.network.export is not None:
         net = _imported(mc, mc.network.export)
         return build.fuse(net, mc.crop_size) if fused else net
-    net = build.build(mc.network, mc.crop_size, mc.base_size)
+    net = build.build(mc.network, mc.crop_size)
     build.load_params(net, fp32_params(mc), ignore_prefixes=("auxlayer.",))
     if fused:
         return build.fuse(net, mc.crop_size)
@@ -155,7 +155,7 @@ def onnx_model(mc: ModelConfig) -> Path:
     """The unfused FP32 network of `mc` exported to ONNX for the peer runtimes, once per weights, crop and versions
     (the cache): built only where the cache does not hold the export."""
     _, fp32_digest = fp32_weights(mc)
-    return _onnx_entry(mc, "onnx", {"fp32": fp32_digest, "base": mc.base_size}, lambda: fp32_net(mc, fused=False))
+    return _onnx_entry(mc, "onnx", {"fp32": fp32_digest}, lambda: fp32_net(mc, fused=False))
 
 
 def network_onnx(mc: ModelConfig, net) -> Path:
@@ -186,7 +186,7 @@ def conv_count(mc: ModelConfig) -> int:
     if mc.network.export is not None:
         nodes = json.loads(export.files(mc.network.export)[0].read_text())["nodes"]
         return sum(n["op"] == "Convolution" for n in nodes)
-    return len(quantize.conv_paths(build.build(mc.network, mc.crop_size, mc.base_size)))
+    return len(quantize.conv_paths(build.build(mc.network, mc.crop_size)))
 
 
 @dataclass

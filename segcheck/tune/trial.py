@@ -135,7 +135,7 @@ class Bench:
         mc = self.config
         calibrated = atomic.files_digest(self.split.files(recipe.images)) if recipe.num_examples else ""
         fields = {"format": FORMAT, "model": mc.network.name, "fp32": self.fp32_digest, "crop": mc.crop_size,
-                  "base": mc.base_size, "batch": mc.run.batch_size, "skip_bad": mc.run.skip_bad,
+                  "batch": mc.run.batch_size, "skip_bad": mc.run.skip_bad,
                   "recipe": recipe.as_dict(), "always_fp32": list(EXCLUDE_LAYERS.get(mc.arch, ())),
                   "calibration_files": calibrated, "images": self.images.digest,
                   "files": atomic.files_digest(self.split.files(self.indices)), "convention": self.convention,
@@ -169,7 +169,7 @@ def prepare(config: ModelConfig, tolerances: Tolerances, convention: str, count:
     indices = tuning_indices(split, count, recipe.images)
     paths = {}
     if config.network.export is None:
-        net = build.build(config.network, config.crop_size, config.base_size)
+        net = build.build(config.network, config.crop_size)
         paths = {name: path for path, name in calibration.conv_layers(net).items()}
     unknown = [path for path in recipe.exclude if path not in paths.values()]
     if unknown:

@@ -73,7 +73,7 @@ class Fp32WeightsPerturbed:
         if precision != "fp32":
             return None
         mc = case.config
-        net = build.build(mc.network, mc.crop_size, mc.base_size)
+        net = build.build(mc.network, mc.crop_size)
         build.load_params(net, pipeline.fp32_params(mc), ignore_prefixes=("auxlayer.",))
         weight = net.head.block[0].weight
         values = weight.data().asnumpy()

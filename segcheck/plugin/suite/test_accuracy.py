@@ -94,7 +94,7 @@ def _kept_in_fp32(case) -> list:
     paths = EXCLUDE_LAYERS.get(case.config.arch, ()) + (tuple(recipe.exclude) if recipe else ())
     if not paths:
         return []
-    names = calibration.conv_layers(build.build(case.config.network, case.config.crop_size, case.config.base_size))
+    names = calibration.conv_layers(build.build(case.config.network, case.config.crop_size))
     return sorted(names[p] for p in paths if p in names)
 
 
