@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from segcheck.config import tolerances
+from segcheck.errors import SegcheckError
 from segcheck.gate import baselines, noise as layer_noise
 from segcheck.results import noise, report
 from segcheck.results.records import Figures, RunResults
@@ -89,3 +90,10 @@ def test_write_puts_the_derived_tolerances_with_their_provenance_into_the_baseli
     assert (tmp_path / "noise.md").read_text().startswith("# Noise table: fcn_resnet101_voc")
     with pytest.raises(SystemExit):
         noise.main([str(tmp_path / "reference.json")], io.StringIO())  # no tier's runs: a usage error
+    layers_file = layer_noise.path_for(path)
+    before = path.read_text()
+    layers_file.write_text('{"schema": 1, "tiers": ')  # cut short: one line naming it, and neither file written
+    with pytest.raises(SegcheckError, match=rf"^{layers_file}: cannot read the per-layer noise .*; restore it from git"):
+        noise.main([str(tmp_path / "reference.json"), "--recipe", str(tmp_path / "start-32.json"), "--write", str(path)],
+                   io.StringIO())
+    assert path.read_text() == before and layers_file.read_text() == '{"schema": 1, "tiers": '

@@ -8,7 +8,6 @@ showed per tier of variation (exact, isa, version, recipe), and its noise band i
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,15 +43,22 @@ class LayerNoise:
         return {n: combine(KEY, [derived(KEY, p[n], t.factor) for p, t in zip(per_tier, measured)]) for n in layers}
 
 
+def _read(path: Path) -> tuple:
+    """(strict reader, document) of an existing per-layer noise file, its schema and tiers checked."""
+    reader, doc = read_beside(path, "per-layer noise", "restore it from git, or measure again with segcheck noise --write")
+    if doc["schema"] != SCHEMA:
+        reader.fail("schema", f"expected {SCHEMA}, got {doc['schema']!r}")
+    reader.obj(doc["tiers"], "tiers", free=True)
+    return reader, doc
+
+
 def load(baselines_path, tier: str) -> LayerNoise:
     """The per-layer spreads of `tier`; none where the file or the tier is absent."""
     path = path_for(baselines_path)
     if not path.exists():
         return LayerNoise()
-    reader, doc = read_beside(path, "per-layer noise", "restore it from git, or measure again with segcheck noise --write")
-    if doc["schema"] != SCHEMA:
-        reader.fail("schema", f"expected {SCHEMA}, got {doc['schema']!r}")
-    models = reader.obj(reader.obj(doc["tiers"], "tiers", free=True).get(tier, {}), f"tiers.{tier}", free=True)
+    reader, doc = _read(path)
+    models = reader.obj(doc["tiers"].get(tier, {}), f"tiers.{tier}", free=True)
     spreads = {}
     for model, tiers in models.items():
         for t, layers in reader.obj(tiers, f"tiers.{tier}.{model}", (), TIERS).items():
@@ -62,10 +68,15 @@ def load(baselines_path, tier: str) -> LayerNoise:
     return LayerNoise(spreads)
 
 
-def record(baselines_path, tier: str, spreads: dict) -> Path:
-    """Store `spreads` (model -> tier -> layer -> dB) as `tier`'s per-layer noise, the file's other tiers kept;
-    written atomically."""
+def recorded(baselines_path, tier: str, spreads: dict) -> dict:
+    """The per-layer noise file's document with `spreads` (model -> tier -> layer -> dB) as `tier`'s, its other tiers
+    kept: read (a damaged file is one error naming it) before anything is written."""
     path = path_for(baselines_path)
-    doc = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {"schema": SCHEMA, "tiers": {}}
+    doc = _read(path)[1] if path.exists() else {"schema": SCHEMA, "tiers": {}}
     doc["tiers"][tier] = spreads
-    return atomic.write_json(path, doc)
+    return doc
+
+
+def record(baselines_path, tier: str, spreads: dict) -> Path:
+    """Store `spreads` as `tier`'s per-layer noise (recorded), written atomically."""
+    return atomic.write_json(path_for(baselines_path), recorded(baselines_path, tier, spreads))

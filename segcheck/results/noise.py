@@ -229,8 +229,10 @@ def write(baselines_path, tier: str, table: NoiseTable, derived_table: Tolerance
     if tier not in doc["tiers"]:
         raise SegcheckError(f"{path}: key 'tiers.{tier}' is missing; record the tier's rows first (pytest --update-baselines)")
     doc["tiers"][tier]["tolerances"] = derived_table.to_dict()
+    spreads = {m: tiers for m, tiers in table.layers.items()}
+    noise.recorded(path, tier, spreads)  # a damaged per-layer noise file stops the write before the baseline file changes
     diff = baselines.write(path, old_text, doc)
-    noise.record(path, tier, {m: tiers for m, tiers in table.layers.items()})
+    noise.record(path, tier, spreads)
     return diff
 
 
