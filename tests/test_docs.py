@@ -55,12 +55,15 @@ def _commands(page: Path) -> list:
     return found
 
 
+def _relative_links(page: Path) -> list:
+    """The links of the page to files (not to a URL or to an anchor of the page itself)."""
+    return [t for t in LINK.findall(page.read_text()) if not (re.match(r"[a-z]+:", t) or t.startswith("#"))]
+
+
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_relative_link_resolves(page):
     broken = []
-    for target in LINK.findall(page.read_text()):
-        if re.match(r"[a-z]+:", target) or target.startswith("#"):
-            continue
+    for target in _relative_links(page):
         if not (page.parent / target.split("#")[0]).exists():
             broken.append(target)
     assert not broken, f"{page.relative_to(ROOT)}: links to nothing: {broken}"
@@ -76,6 +79,7 @@ def test_every_quoted_option_is_taken_by_its_command(page):
     assert not unknown, f"{page.relative_to(ROOT)} quotes options its commands do not take: {unknown}"
 
 
-def test_the_pages_quote_commands_at_all():
-    """The checks above look at something: the README and the guides quote dozens of commands."""
+def test_the_pages_quote_commands_and_link_files_at_all():
+    """The checks above look at something: the README and the guides quote dozens of commands and link dozens of files."""
     assert sum(len(_commands(page)) for page in PAGES) > 40
+    assert sum(len(_relative_links(page)) for page in PAGES) > 30

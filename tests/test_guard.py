@@ -113,6 +113,7 @@ def test_a_peer_run_takes_the_case_timeout(segcheck, monkeypatch):
 FORK_AFTER_OPENMP = """
 import mxnet as mx
 from segcheck.measure import guard
+mx.random.seed(0)
 net = mx.gluon.nn.HybridSequential()
 net.add(mx.gluon.nn.Conv2D(64, 3, padding=1), mx.gluon.nn.Conv2D(64, 3, padding=1))
 net.initialize()
