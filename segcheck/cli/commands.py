@@ -57,7 +57,9 @@ def seed_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-zoo", metavar="NAME", help="a GluonCV model-zoo network (fcn_resnet101_ade, ...) with its store weights")
     p.add_argument("--dataset", choices=sorted(ALIASES), help="default pascal_voc (with --model-zoo or --deploy: from the name)")
     p.add_argument("--mode", default="val", help="val: short side to the crop, centre crop (testval is not supported)")
-    p.add_argument("--eval", action="store_true", help="evaluate pixAcc / mIoU on the val split (the default action)")
+    p.add_argument("--eval", action="store_true", help="evaluate pixAcc / mIoU on the val split (the default action); "
+                   "the seed's evaluation mode, the only one segcheck runs, so its tutorial lines give it beside "
+                   "--benchmark and --calibration too")
     p.add_argument("--pretrained", action="store_true", help="GluonCV's pretrained weights and the real datasets")
     p.add_argument("--resume", metavar="PATH", help="a local params file (save_parameters) for --model/--backbone or --model-zoo")
     p.add_argument("--benchmark", action="store_true", help="latency on dummy data, then exit")
