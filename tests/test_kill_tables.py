@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from segcheck.data import loaders, synthetic
 from segcheck.results import kills
 
-from mutants import MUTANTS
+from mutants import MUTANTS, _other_images, synthetic_kind
 
 TABLES = sorted((Path(__file__).resolve().parents[1] / "docs" / "kill-tables").glob("*.json"))
 
@@ -70,3 +71,19 @@ def test_the_error_rates_are_the_gates_outcomes_counted_by_the_oracles_classes()
     text = kills.markdown(table)
     assert "(oneDNN level ?, 2 threads)" in text
     assert "harmful caught | 3 / 4 (75 %) | 4 / 4 (100 %)" in text and "benign failed | 1 / 3 (33 %) | 2 / 3 (67 %)" in text
+
+
+def test_the_other_images_variants_calibrate_on_the_training_images_they_name(segcheck):
+    """benign-images-K and benign-Nx16 swap MXNet's calibration batches for the synthetic training split's images from
+    K on, read as segcheck reads them: the opt-in catalogue is the only other run that reaches this code."""
+    cache = segcheck.run.cache_dir
+
+    class Batches:  # what quantize_net_v2 is handed: its batch shape is all the variant reads of it
+        provide_data, provide_label = [type("Shape", (), {"shape": (16, 3, 64, 64)})()], None
+
+    swapped = _other_images(cache, 48, 32, None, {"calib_data": Batches()}, {})
+    train = loaders.open_split(synthetic_kind(), synthetic.ensure(cache, "pascal_voc", synthetic.SyntheticSpec()),
+                               "train", 64, cache)
+    expected = [x.asnumpy() for x, _, _ in loaders.batches(train, range(48, 80), 16)]
+    assert swapped["num_calib_examples"] == 32 and len(swapped["calib_data"].batches) == 2
+    assert all((got.asnumpy() == want).all() for got, want in zip(swapped["calib_data"].batches, expected))

@@ -170,7 +170,7 @@ def _other_images(cache_dir, start, examples, network, kwargs, state):
     data = kwargs["calib_data"]
     batch, _, _, crop = data.provide_data[0].shape
     root = synthetic.ensure(cache_dir, "pascal_voc", synthetic.SyntheticSpec())
-    split = loaders.open_split(synthetic_kind(), root, "train", crop, cache_dir, "the synthetic tier", crop)
+    split = loaders.open_split(synthetic_kind(), root, "train", crop, cache_dir, "the synthetic tier")
     kwargs["calib_data"] = _Listed([x for x, _, _ in loaders.batches(split, range(start, start + examples), batch)], data)
     kwargs["num_calib_examples"] = examples
     return kwargs
