@@ -93,7 +93,7 @@ def test_write_puts_the_derived_tolerances_with_their_provenance_into_the_baseli
     layers_file = layer_noise.path_for(path)
     before = path.read_text()
     layers_file.write_text('{"schema": 1, "tiers": ')  # cut short: one line naming it, and neither file written
-    with pytest.raises(SegcheckError, match=rf"^{layers_file}: cannot read the per-layer noise .*; restore it from git"):
+    with pytest.raises(SegcheckError, match=rf"^{layers_file}: cannot read the per-layer noise .*; restore it from git, or delete it"):
         noise.main([str(tmp_path / "reference.json"), "--recipe", str(tmp_path / "start-32.json"), "--write", str(path)],
                    io.StringIO())
     assert path.read_text() == before and layers_file.read_text() == '{"schema": 1, "tiers": '

@@ -147,6 +147,11 @@ def _dataset_of(args, network: Network) -> str:
         return "pascal_voc"
 
 
+def _calibration_given(given) -> list:
+    """The calibration options given (their dests), in declaration order."""
+    return [d for d in options.CALIBRATION if getattr(given, d) is not None]
+
+
 def _refuse_what_has_no_effect(args, fail) -> None:
     """Every option given must change what this command does; anything else is a usage error."""
     given = options.GateOptions.read(vars(args).get)
@@ -167,7 +172,7 @@ def _refuse_what_has_no_effect(args, fail) -> None:
         fail("--num-images has no effect with --calibration, which evaluates nothing (the images it uses are --calib-*)")
     if args.calibration and args.batch_size not in (None, 1):
         fail("--batch-size has no effect with --calibration: the calibration batch size is --calib-batch-size")
-    calib = [d for d in options.CALIBRATION if getattr(given, d) is not None]
+    calib = _calibration_given(given)
     if calib and not (args.calibration or args.quantized):
         fail(f"{options.flag_of(calib[0])} has no effect without --calibration or --quantized")
     if args.deploy and (args.model or args.backbone or args.resume or args.model_zoo):
@@ -200,7 +205,7 @@ def plan(argv) -> Plan:
     export_precision = _export_precision(args.model_prefix) if args.deploy else None
     if export_precision == "int8" and args.calibration:
         parser.error(f"{args.model_prefix} is already an INT8 export: --calibration has no effect")
-    calib = [d for d in options.CALIBRATION if getattr(given, d) is not None]
+    calib = _calibration_given(given)
     if export_precision == "int8" and calib:
         parser.error(f"{options.flag_of(calib[0])} has no effect: {args.model_prefix} is already an INT8 export, "
                      "gated as it is")

@@ -43,9 +43,9 @@ class LayerNoise:
         return {n: combine(KEY, [derived(KEY, p[n], t.factor) for p, t in zip(per_tier, measured)]) for n in layers}
 
 
-def _read(path: Path) -> tuple:
+def _read(path: Path, remedy: str) -> tuple:
     """(strict reader, document) of an existing per-layer noise file, its schema and tiers checked."""
-    reader, doc = read_beside(path, "per-layer noise", "restore it from git, or measure again with segcheck noise --write")
+    reader, doc = read_beside(path, "per-layer noise", remedy)
     if doc["schema"] != SCHEMA:
         reader.fail("schema", f"expected {SCHEMA}, got {doc['schema']!r}")
     reader.obj(doc["tiers"], "tiers", free=True)
@@ -57,7 +57,7 @@ def load(baselines_path, tier: str) -> LayerNoise:
     path = path_for(baselines_path)
     if not path.exists():
         return LayerNoise()
-    reader, doc = _read(path)
+    reader, doc = _read(path, "restore it from git, or measure again with segcheck noise --write")
     models = reader.obj(doc["tiers"].get(tier, {}), f"tiers.{tier}", free=True)
     spreads = {}
     for model, tiers in models.items():
@@ -72,7 +72,8 @@ def recorded(baselines_path, tier: str, spreads: dict) -> dict:
     """The per-layer noise file's document with `spreads` (model -> tier -> layer -> dB) as `tier`'s, its other tiers
     kept: read (a damaged file is one error naming it) before anything is written."""
     path = path_for(baselines_path)
-    doc = _read(path)[1] if path.exists() else {"schema": SCHEMA, "tiers": {}}
+    fresh = {"schema": SCHEMA, "tiers": {}}
+    doc = _read(path, "restore it from git, or delete it to write it anew")[1] if path.exists() else fresh
     doc["tiers"][tier] = spreads
     return doc
 

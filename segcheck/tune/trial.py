@@ -24,7 +24,7 @@ from ..measure.environment import threads
 from ..measure.evaluate import evaluate
 from ..models import build, cache, pipeline
 
-FORMAT = 1  # of a cached trial: a change to how trials are judged makes the old ones stale
+FORMAT = 2  # of a cached trial: a change to how trials are judged makes the old ones stale
 LAYER_IMAGES = 8  # tuning images the per-layer SQNR is measured on, to rank layers (the gate judges on up to 48)
 TIMED = 10  # timed forward passes of each precision per trial, after 2 untimed
 
