@@ -65,8 +65,18 @@ def _mode_for(path: Path) -> int:
 
 
 def write_bytes(path, data: bytes) -> Path:
-    """Write `data` to `path` through a temporary file in the same folder and an atomic rename."""
+    """Write `data` to `path` through a temporary file in the same folder and an atomic rename. A symlink's target is
+    replaced, not the link; a device or a pipe (/dev/stdout), which no rename may replace, is written as a stream; a
+    folder, or a write that fails (a full disk), is one error naming the path, the old file kept."""
     path = Path(path)
+    if path.is_symlink():
+        path = path.resolve()
+    if path.is_dir():
+        raise SegcheckError(f"{path} is a folder; name a file to write")
+    if path.exists() and not path.is_file():
+        with open(path, "wb") as stream:
+            stream.write(data)
+        return path
     ensure_writable(path.parent)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -76,6 +86,9 @@ def write_bytes(path, data: bytes) -> Path:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as err:
+        Path(tmp).unlink(missing_ok=True)
+        raise SegcheckError(f"cannot write {path} ({err.strerror}); the old file, if any, is kept") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -281,6 +281,8 @@ def test_report_without_results_says_what_to_do(tmp_path, capsys):
     (tmp_path / "bad.json").write_text('{"format": 7}')
     assert commands.main(["report", "--results", str(tmp_path / "bad.json")]) == 2
     assert "bad.json: not a segcheck results file" in capsys.readouterr().err
+    assert commands.main(["report", "--results", str(tmp_path)]) == 2  # a folder where the results file was expected
+    assert f"{tmp_path}: cannot read the results (Is a directory)" in capsys.readouterr().err
 
 
 FLAGS = ["--model", "--backbone", "--dataset", "--mode", "--batch-size", "--num-calib-batches", "--calib-mode",

@@ -37,7 +37,9 @@ def load(path) -> RunResults:
             raise ValueError(f"format {doc.get('format')!r}, expected one of {', '.join(map(str, READABLE))}")
         return RunResults.from_dict(doc)
     except FileNotFoundError:
-        raise SegcheckError(f"{path}: no results yet; run pytest first (it writes them) or pass --results") from None
+        raise SegcheckError(f"{path}: no results yet; run pytest first (it writes them)") from None
+    except OSError as err:
+        raise SegcheckError(f"{path}: cannot read the results ({err.strerror}); name a readable results file") from None
     except (ValueError, TypeError, AttributeError, KeyError) as err:
         raise SegcheckError(f"{path}: not a segcheck results file ({err}); run pytest again to rewrite it") from None
 
