@@ -1,6 +1,7 @@
 """The baseline table and its strict loader (segcheck.baselines)."""
 
 import copy
+import io
 import json
 import re
 import string
@@ -10,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from segcheck.cli import migrate as migrate_command
 from segcheck.config import tolerances
 from segcheck.gate import baselines, golden
 from segcheck.gate.baselines import BaselineError, Row
@@ -238,6 +240,19 @@ def test_a_schema_1_file_says_how_to_migrate_and_migrate_keys_int8_apart(tmp_pat
     assert "schema 1" in table.tier("real").tolerances.tiers["exact"]["int8_miou_points"].unmeasured
     assert golden.migrate(path) == golden_path and json.loads(golden_path.read_text())["tiers"]["synthetic"][0]["int8"] == RECIPE
     assert baselines.migrate(path) == "" and golden.migrate(path) is None
+
+
+@pytest.mark.parametrize("golden_text", ['{"schema": 1, "tiers": ', '{"schema": 1, "tiers": {"synthetic": [{"models": {}}]}}'],
+                         ids=["cut-short", "entry-without-setting"])
+def test_migrate_writes_neither_file_when_one_cannot_be_migrated(tmp_path, golden_text):
+    """Both files are migrated in memory first: a golden file that cannot be leaves the baseline file as it was."""
+    old = (Path(__file__).parent / "data" / "baselines-schema1.json").read_text()
+    path = write(tmp_path, old)
+    golden_path = tmp_path / "baselines.golden.json"
+    golden_path.write_text(golden_text)
+    with pytest.raises(BaselineError, match=rf"^{golden_path}: (cannot read it|not a schema-1 golden file)"):
+        migrate_command.main([str(path)], io.StringIO())
+    assert path.read_text() == old and golden_path.read_text() == golden_text
 
 
 def test_an_xfail_reason_and_the_recording_environment_are_kept_and_checked(tmp_path, doc):

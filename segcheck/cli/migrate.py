@@ -7,6 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from .. import atomic
 from ..config.project import find
 from ..errors import SegcheckError
 from ..gate import baselines, golden
@@ -22,9 +23,10 @@ def main(argv, out=sys.stdout) -> int:
         if project is None:
             raise SegcheckError(f"no segcheck configuration in {Path.cwd()} names a baseline file; pass its path")
         path = project.baselines
-    diff = baselines.migrate(path)
+    # both migrated in memory first, so that a file that cannot be migrated stops the command before either is written
+    found, beside = baselines.migration(path), golden.migration(path)
+    diff = baselines.write(path, *found) if found else ""
     out.write(diff or f"{path}: already schema {baselines.SCHEMA}\n")
-    written = golden.migrate(path)
-    if written:
-        print(f"golden records migrated: {written}", file=out)
+    if beside:
+        print(f"golden records migrated: {atomic.write_text(*beside)}", file=out)
     return 0

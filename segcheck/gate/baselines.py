@@ -445,6 +445,8 @@ def read_older(path, schema: int) -> tuple:
         doc = json.loads(text)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise BaselineError(f"{path}: cannot read it to migrate ({err}); restore it from git") from None
+    if not isinstance(doc, dict):
+        raise BaselineError(f"{path}: expected a JSON object, not {type(doc).__name__}; restore it from git")
     if doc.get("schema") == schema:
         return text, None
     if doc.get("schema") != 1:
@@ -463,12 +465,26 @@ SEED_RECIPE = CalibRecipe(split="val").label()
 
 
 def migrate(path) -> str:
-    """Rewrite a schema-1 baseline file as schema 2, atomically; the diff. The tolerances it held, and the ones schema 1
-    applied where it held none, become unmeasured values (they were set by hand); the seed's published rows get the
-    seed's recipe as their INT8 key."""
+    """Rewrite a schema-1 baseline file as schema 2, atomically; the diff (migration)."""
+    found = migration(path)
+    return write(path, *found) if found else ""
+
+
+def migration(path) -> tuple | None:
+    """(old text, schema-2 document) of a schema-1 baseline file, nothing written; None where it is schema 2 already.
+    The tolerances it held, and the ones schema 1 applied where it held none, become unmeasured values (they were set by
+    hand); the seed's published rows get the seed's recipe as their INT8 key."""
     old_text, doc = read_older(path, SCHEMA)
     if doc is None:
-        return ""
+        return None
+    try:
+        return old_text, _migrated(doc)
+    except (AttributeError, KeyError, TypeError, ValueError) as err:
+        raise BaselineError(f"{path}: not a schema-1 baseline file segcheck can migrate ({type(err).__name__}: {err}); "
+                            "restore it from git") from None
+
+
+def _migrated(doc: dict) -> dict:
     for name, tier in list(doc.get("tiers", {}).items()):
         old = {**SCHEMA1_DEFAULTS, **tier.pop("tolerances", {})}
         cross = {t: {**defaults, **tier.get("cross_environment", {}).get(t, {})} for t, defaults in SCHEMA1_CROSS.items()}
@@ -486,6 +502,6 @@ def migrate(path) -> str:
         order = ["description", "metric_convention", "tolerances"]  # where schema 1 had its tolerances
         doc["tiers"][name] = {k: migrated[k] for k in order + [k for k in migrated if k not in order]}
     doc["schema"] = SCHEMA
-    return write(path, old_text, doc)
+    return doc
 
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import atomic
-from .baselines import (Reference, check_schema, difference, dumps, entry_for, migrated_entry, nearest, read_beside,
-                        read_older)
+from .baselines import (BaselineError, Reference, check_schema, difference, dumps, entry_for, migrated_entry, nearest,
+                        read_beside, read_older)
 
 SCHEMA = 2  # as baselines.SCHEMA: each entry keyed by its INT8 key too
 KINDS = ("ranges", "sqnr_db", "sqnr_per_image", "signal_per_image", "digest", "class_iou", "per_image", "agreement", "output_sqnr")
@@ -97,13 +97,24 @@ def record(baselines_path, tier: str, environment: dict, groups, provenance: dic
 
 
 def migrate(baselines_path) -> Path | None:
-    """Rewrite a schema-1 golden file beside `baselines_path` as schema 2 (baselines.migrated_entry), atomically; its
-    path, or None when there is nothing to migrate."""
+    """Rewrite a schema-1 golden file beside `baselines_path` as schema 2, atomically (migration); its path, or None
+    when there is nothing to migrate."""
+    found = migration(baselines_path)
+    return atomic.write_text(*found) if found else None
+
+
+def migration(baselines_path) -> tuple | None:
+    """(path, schema-2 text) of the schema-1 golden file beside `baselines_path` (baselines.migrated_entry), nothing
+    written; None when there is none or it is schema 2 already."""
     path = path_for(baselines_path)
     if not path.exists():
         return None
     _, doc = read_older(path, SCHEMA)
     if doc is None:
         return None
-    doc = {"schema": SCHEMA, "tiers": {t: [migrated_entry(e) for e in entries] for t, entries in doc["tiers"].items()}}
-    return atomic.write_text(path, dumps(doc))
+    try:
+        tiers = {t: [migrated_entry(e) for e in entries] for t, entries in doc["tiers"].items()}
+    except (AttributeError, KeyError, TypeError, ValueError) as err:
+        raise BaselineError(f"{path}: not a schema-1 golden file segcheck can migrate ({type(err).__name__}: {err}); "
+                            "restore it from git") from None
+    return path, dumps({"schema": SCHEMA, "tiers": tiers})
