@@ -95,6 +95,19 @@ def write_bytes(path, data: bytes) -> Path:
     return path
 
 
+def outputs_apart(outputs: dict, inputs) -> None:
+    """Each output a command was asked to write (option -> path; None where not given) is neither one of its `inputs`
+    nor another output: one error naming the option otherwise, before anything is written."""
+    taken = {Path(p).resolve(): f"the input {p}" for p in inputs if p is not None}
+    for option, path in outputs.items():
+        if path is None:
+            continue
+        where = Path(path).resolve()
+        if where in taken:
+            raise SegcheckError(f"{option} {path} is {taken[where]}, which it would overwrite; name another file")
+        taken[where] = f"also {option}'s output"
+
+
 def write_text(path, text: str) -> Path:
     return write_bytes(path, text.encode("utf-8"))
 

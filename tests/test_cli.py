@@ -283,6 +283,12 @@ def test_report_without_results_says_what_to_do(tmp_path, capsys):
     assert "bad.json: not a segcheck results file" in capsys.readouterr().err
     assert commands.main(["report", "--results", str(tmp_path)]) == 2  # a folder where the results file was expected
     assert f"{tmp_path}: cannot read the results (Is a directory)" in capsys.readouterr().err
+    bad = str(tmp_path / "bad.json")
+    assert commands.main(["report", "--results", bad, "--png", bad]) == 2  # the chart over its own input: refused
+    assert f"--png {bad} is the input {bad}, which it would overwrite" in capsys.readouterr().err
+    assert (tmp_path / "bad.json").read_text() == '{"format": 7}'
+    assert commands.main(["report", "--baselines", "baselines.json"]) == 2
+    assert "--baselines has no effect without --baseline TIER" in capsys.readouterr().err
 
 
 FLAGS = ["--model", "--backbone", "--dataset", "--mode", "--batch-size", "--num-calib-batches", "--calib-mode",

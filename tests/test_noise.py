@@ -3,6 +3,7 @@ tolerances derived from them, each layer's own band, and what `--write` puts int
 
 import io
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -97,3 +98,32 @@ def test_write_puts_the_derived_tolerances_with_their_provenance_into_the_baseli
         noise.main([str(tmp_path / "reference.json"), "--recipe", str(tmp_path / "start-32.json"), "--write", str(path)],
                    io.StringIO())
     assert path.read_text() == before and layers_file.read_text() == '{"schema": 1, "tiers": '
+
+
+def test_write_refuses_runs_that_measure_nothing_and_outputs_over_its_inputs(tmp_path):
+    """Each refusal is one error naming the run or the option, and neither baseline file changes; a later write of one
+    variation tier keeps the per-layer spreads of the others, as it keeps their tolerances."""
+    path = tmp_path / "baselines.json"
+    path.write_text((ROOT / "baselines.json").read_text())
+    empty = RunResults(tier="synthetic", convention="present")
+    real = _run(60.4, [98.8, 97.9], ([28.0, 29.0], [18.0, 19.0]))
+    real.tier = "real"
+    for name, run in (("reference", REFERENCE), ("start-32", _run(60.4, [98.8, 97.9], ([28.0, 29.0], [18.0, 19.0]))),
+                      ("empty", empty), ("real", real)):
+        report.save(run, tmp_path / f"{name}.json")
+    ref, start = str(tmp_path / "reference.json"), str(tmp_path / "start-32.json")
+    assert noise.main([ref, "--recipe", start, "--write", str(path)], io.StringIO()) == 0
+    before = {p.name: p.read_text() for p in (path, layer_noise.path_for(path))}
+    for argv, message in (
+            (["--exact", str(tmp_path / "empty.json")], "holds none of the reference's models"),
+            (["--exact", ref], "is the reference itself"),
+            (["--exact", str(tmp_path / "real.json")], "a real run under the present convention, the reference a synthetic"),
+            (["--exact", start, "--json", str(path)], f"--json {path} is the input {path}, which it would overwrite"),
+            (["--exact", start, "--md", ref], f"--md {ref} is the input {ref}")):
+        with pytest.raises(SegcheckError, match=re.escape(message)):
+            noise.main([ref, *argv, "--write", str(path)], io.StringIO())
+        assert {p.name: p.read_text() for p in (path, layer_noise.path_for(path))} == before
+    assert noise.main([ref, "--exact", start, "--write", str(path)], io.StringIO()) == 0
+    kept = layer_noise.load(path, "synthetic").spreads["fcn_resnet101_voc"]
+    assert set(kept) == {"exact", "recipe"} and kept["recipe"] == {"a": 2.0, "b": 0.0}
+

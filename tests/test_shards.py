@@ -116,6 +116,11 @@ def test_fabricated_shards_add_up_and_are_gated(tmp_path):
     assert class_drop.status == "SKIP" and "no class's drop was compared" in class_drop.message
     assert "left out (fewer than 1000 labelled pixels): thing" in class_drop.message
     assert commands.main(["merge", *map(str, _files(tmp_path, failing))]) == 1
+    shard = _files(tmp_path, failing)[0]
+    kept = shard.read_text()  # the merged results written over a shard: refused before anything is written
+    with pytest.raises(SegcheckError, match=f"--json {shard} is the input {shard}, which it would overwrite"):
+        merge.main([*map(str, _files(tmp_path, failing)), "--json", str(shard)], io.StringIO())
+    assert shard.read_text() == kept
 
 
 def test_merge_judges_the_speedup_on_the_median_shards_pair_timed_in_turn(tmp_path):

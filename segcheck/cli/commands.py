@@ -17,6 +17,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import atomic
 from ..config import isa, options, threads
 from ..config.networks import BACKBONES, SEGMENTATION_MODELS, Network
 from ..data.kinds import ALIASES, dataset
@@ -287,6 +288,8 @@ def report(argv, out=sys.stdout) -> int:
     from ..results.records import Figures, RunResults
 
     args = report_parser().parse_args(argv)
+    if args.baselines and not args.baseline:
+        raise SegcheckError("--baselines has no effect without --baseline TIER (it names the table that prints)")
     if args.baseline and args.max_memory is not None:
         raise SegcheckError("--max-memory checks a run's results; the baseline table (--baseline) measured no memory")
     if args.baseline:
@@ -308,7 +311,9 @@ def report(argv, out=sys.stdout) -> int:
                 m.int8 = Figures(pixacc=row.s8_pixacc, miou=row.s8_miou, latency_ms=row.s8_latency_ms)
     else:
         cache_dir = Path(args.cache_dir).expanduser() if args.cache_dir else default_dir()
-        results = reporting.load(args.results or reporting.last_run_path(cache_dir))
+        source = args.results or reporting.last_run_path(cache_dir)
+        atomic.outputs_apart({"--json": args.json_out, "--png": args.png}, [source])
+        results = reporting.load(source)
         if args.max_memory is not None and results.memory is None:
             raise SegcheckError("these results hold no memory figure (a merge of shards, a run under pytest-xdist or "
                                 "one from before segcheck measured memory): --max-memory has nothing to check")

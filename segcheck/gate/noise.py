@@ -69,12 +69,15 @@ def load(baselines_path, tier: str) -> LayerNoise:
 
 
 def recorded(baselines_path, tier: str, spreads: dict) -> dict:
-    """The per-layer noise file's document with `spreads` (model -> tier -> layer -> dB) as `tier`'s, its other tiers
-    kept: read (a damaged file is one error naming it) before anything is written."""
+    """The per-layer noise file's document with `spreads` (model -> variation tier -> layer -> dB) in `tier`'s: the
+    variation tiers measured now replace a model's, the others (and other models and tiers) are kept, as the tolerances
+    of a variation tier no run measured are. Read (a damaged file is one error naming it) before anything is written."""
     path = path_for(baselines_path)
     fresh = {"schema": SCHEMA, "tiers": {}}
     doc = _read(path, "restore it from git, or delete it to write it anew")[1] if path.exists() else fresh
-    doc["tiers"][tier] = spreads
+    models = doc["tiers"].setdefault(tier, {})
+    for model, measured in spreads.items():
+        models[model] = {**models.get(model, {}), **measured}
     return doc
 
 

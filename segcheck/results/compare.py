@@ -405,6 +405,7 @@ def main(argv, out=sys.stdout) -> int:
     p.add_argument("--png", help="also draw the comparison as a PNG chart here")
     p.add_argument("--json", dest="json_out", help="write the comparison as JSON here")
     args = p.parse_args(argv)
+    atomic.outputs_apart({"--json": args.json_out, "--png": args.png}, [args.before, args.after])
     after = report.load(args.after)
     comparison = compare(report.load(args.before), after, labels=(args.before, args.after))
     out.write(markdown(comparison))

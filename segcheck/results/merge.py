@@ -14,6 +14,7 @@ import sys
 
 import numpy as np
 
+from .. import atomic
 from ..data.loaders import Subset
 from ..errors import SegcheckError
 from ..gate import verdicts
@@ -196,6 +197,7 @@ def main(argv, out=sys.stdout) -> int:
     p.add_argument("--json", dest="json_out", help="write the merged results here")
     p.add_argument("--png", help="also draw the merged results as a PNG chart here")
     args = p.parse_args(argv)
+    atomic.outputs_apart({"--json": args.json_out, "--png": args.png}, args.results)
     merged = merge(args.results)
     out.write(report.markdown(merged))
     if args.json_out:

@@ -208,11 +208,33 @@ def markdown(table: NoiseTable, derived_table: ToleranceTable) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _load_runs(items) -> list:
+def _labelled(items) -> list:
+    """(label, path) of each [LABEL=]RESULTS argument; an empty path is an error naming the argument."""
     found = []
     for item in items or []:
         label, _, path = item.rpartition("=") if "=" in item else (Path(item).stem, "", item)
-        found.append((label, report.load(path)))
+        if not path:
+            raise SegcheckError(f"{item!r}: no results file after '='; give LABEL=RESULTS")
+        found.append((label, path))
+    return found
+
+
+def _load_runs(tier: str, labelled: list, reference: RunResults, reference_path: str) -> list:
+    """(label, results) of `tier`'s runs, each a run that can measure noise against `reference`: another file, of the
+    same tier and metric convention, holding at least one of its models. One error naming the file otherwise."""
+    found = []
+    for label, path in labelled:
+        if Path(path).resolve() == Path(reference_path).resolve():
+            raise SegcheckError(f"--{tier} {path} is the reference itself: it measures no variation; give another run")
+        run = report.load(path)
+        if (run.tier, run.convention) != (reference.tier, reference.convention):
+            raise SegcheckError(f"--{tier} {path}: a {run.tier} run under the {run.convention} convention, the "
+                                f"reference a {reference.tier} one under {reference.convention}: give runs of the "
+                                "reference's tier")
+        if not set(run.models) & set(reference.models):
+            raise SegcheckError(f"--{tier} {path} holds none of the reference's models "
+                                f"({', '.join(sorted(reference.models))}); it would measure nothing")
+        found.append((label, run))
     return found
 
 
@@ -249,11 +271,15 @@ def main(argv, out=sys.stdout) -> int:
                                                         "the derived ones, and write its per-layer noise beside it")
     args = p.parse_args(argv)
     if not 1.0 <= args.factor <= 100.0:
-        p.error(f"--factor {args.factor:g}: expected a factor of at least 1")
-    runs = {tier: _load_runs(getattr(args, tier)) for tier in TIERS if getattr(args, tier)}
-    if not runs:
+        p.error(f"--factor {args.factor:g}: expected a factor from 1 to 100")
+    labelled = {tier: _labelled(getattr(args, tier)) for tier in TIERS if getattr(args, tier)}
+    if not labelled:
         p.error("give the results of at least one tier's runs (--exact, --isa, --version, --recipe)")
+    written = [args.write, noise.path_for(args.write)] if args.write else []
+    atomic.outputs_apart({"--md": args.md, "--json": args.json_out},
+                         [args.reference, *(path for runs in labelled.values() for _, path in runs), *written])
     reference = report.load(args.reference)
+    runs = {tier: _load_runs(tier, found, reference, args.reference) for tier, found in labelled.items()}
     table = measure(reference, runs)
     fallback = None
     if args.write:
