@@ -116,6 +116,14 @@ def test_fabricated_shards_add_up_and_are_gated(tmp_path):
     assert class_drop.status == "SKIP" and "no class's drop was compared" in class_drop.message
     assert "left out (fewer than 1000 labelled pixels): thing" in class_drop.message
     assert commands.main(["merge", *map(str, _files(tmp_path, failing))]) == 1
+    unevaluated = [_shard(1, 2, IDS[:2], IDS), _shard(2, 2, IDS[2:], IDS)]
+    unevaluated[1].models[MODEL].int8 = Figures()  # shard 2's INT8 evaluation did not run: not merged as if none did
+    with pytest.raises(SegcheckError, match=r"s1.json: no int8 confusion matrix, which .*s0.json holds"):
+        merge.merge(_files(tmp_path, unevaluated))
+    outside = [_shard(1, 2, IDS[:2], IDS), _shard(2, 2, IDS[2:], IDS)]
+    outside[1].models[MODEL].shard["index"] = 3
+    with pytest.raises(SegcheckError, match=r"s1.json: fcn_resnet101_voc's key 'shard.index' is 3 of 2, not a shard K of N"):
+        merge.merge(_files(tmp_path, outside))
     shard = _files(tmp_path, failing)[0]
     kept = shard.read_text()  # the merged results written over a shard: refused before anything is written
     with pytest.raises(SegcheckError, match=f"--json {shard} is the input {shard}, which it would overwrite"):

@@ -28,6 +28,7 @@ from . import report
 from .records import Figures, ModelResult, RunResults
 
 SAME = ("setting", "int8_key", "int8_source", "golden_digest", "baseline_per_image", "classes", "tolerances", "baseline", "reference", "accuracy_tolerances", "min_speedup")
+SHARD_KEYS = ("index", "count", "of", "ids", "split")  # what a shard's results say of the images it evaluated
 RANK = {SKIP: 0, PASS: 1, XFAIL: 2, CHANGED: 3, ERROR: 4, FAIL: 5, REGRESSED: 6}  # a merged check keeps its worst shard's
 
 
@@ -59,6 +60,13 @@ def _shards(name: str, parts: list) -> tuple[list, Subset]:
     for path, m in parts:
         if not m.shard:
             raise SegcheckError(f"{path}: {name} was not run as a shard (--shard K/N); merge only shards")
+        absent = [k for k in SHARD_KEYS if k not in m.shard]
+        if absent:
+            raise SegcheckError(f"{path}: {name}'s key 'shard.{absent[0]}' is missing; write the shard's results again")
+        count, index = m.shard["count"], m.shard["index"]
+        if not (isinstance(count, int) and isinstance(index, int) and 1 <= index <= count):
+            raise SegcheckError(f"{path}: {name}'s key 'shard.index' is {index!r} of {count!r}, not a shard K of N with "
+                                "1 <= K <= N; write the shard's results again")
     (first_path, first), count = parts[0], parts[0][1].shard["count"]
     seen = {}
     for path, m in parts:
@@ -93,10 +101,23 @@ def _shards(name: str, parts: list) -> tuple[list, Subset]:
 
 
 def _figures(ordered: list, precision: str) -> Figures:
+    """One precision's figures of every shard added up; none where no shard has them (the precision was not run),
+    refused where some have and others do not, or their matrices do not add up."""
     figures = [m.figures(precision) for _, m in ordered]
-    if any(f.matrix is None for f in figures):
+    held = [path for (path, _), f in zip(ordered, figures) if f.matrix is not None]
+    if not held:
         return Figures()
-    matrix = sum(np.asarray(f.matrix, dtype=np.int64) for f in figures)
+    if len(held) < len(figures):
+        lacking = next(path for (path, _), f in zip(ordered, figures) if f.matrix is None)
+        raise SegcheckError(f"{lacking}: no {precision} confusion matrix, which {held[0]} holds: its {precision} "
+                            "evaluation did not run or failed; run that shard again")
+    matrices = [np.asarray(f.matrix, dtype=np.int64) for f in figures]
+    for (path, _), m in zip(ordered, matrices):
+        if m.shape != matrices[0].shape or m.ndim != 2 or (m < 0).any():
+            raise SegcheckError(f"{path}: its {precision} confusion matrix ({'x'.join(map(str, m.shape))}) is not a "
+                                f"count matrix of {held[0]}'s shape {'x'.join(map(str, matrices[0].shape))}; write the "
+                                "shard's results again")
+    matrix = sum(matrices)
 
     def over(key, combine):  # latency: the minimum of all shards' rounds, the median of medians, the widest spread
         values = [getattr(f, key) for f in figures if getattr(f, key) is not None]
