@@ -289,6 +289,10 @@ def test_report_without_results_says_what_to_do(tmp_path, capsys):
     assert (tmp_path / "bad.json").read_text() == '{"format": 7}'
     assert commands.main(["report", "--baselines", "baselines.json"]) == 2
     assert "--baselines has no effect without --baseline TIER" in capsys.readouterr().err
+    for bound in ("-1", "nan"):  # CI's memory bound is a positive number of GB
+        with pytest.raises(SystemExit):
+            commands.main(["report", "--max-memory", bound])
+        assert f"expected a positive number of GB, got '{bound}'" in capsys.readouterr().err
 
 
 FLAGS = ["--model", "--backbone", "--dataset", "--mode", "--batch-size", "--num-calib-batches", "--calib-mode",

@@ -1,6 +1,7 @@
 """`segcheck plan`: what a run needs and lacks (with the fetch commands), a measured cost, shard counts; and the
 real tier's pytest header line."""
 
+import argparse
 import io
 import json
 from types import SimpleNamespace
@@ -45,6 +46,9 @@ def test_estimates_add_calibration_per_shard_and_split_the_images():
     assert plan.suggest_shards([e], 300) == 4 and plan.suggest_shards([e], 60) is None  # 4 shards: 15 + 96 + 250 x 0.75 s
     assert e.wall(4, calibrated=True) == pytest.approx(plan.OVERHEAD_S + 250 * 0.75) and plan.suggest_shards([e], 60, True) == 17
     assert parse_budget("90m") == 5400 and parse_budget("2h") == 7200 and parse_budget("45") == 45
+    for bad in ("0m", "-5m", "nanh"):  # a budget of no time, or less, plans nothing
+        with pytest.raises(argparse.ArgumentTypeError, match="expected a positive duration"):
+            parse_budget(bad)
 
 
 def test_the_real_tier_names_its_plan_at_the_start_of_a_pytest_run(pytester, monkeypatch, tmp_path):

@@ -82,7 +82,7 @@ def report_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-class", action="store_true", help="also print per-class IoU (FP32, INT8, golden INT8) per model")
     p.add_argument("--baseline", choices=("real", "synthetic"), help="print the baseline table's rows for a tier instead")
     p.add_argument("--baselines", help="baseline file (default: the configuration's in this folder)")
-    p.add_argument("--max-memory", type=float, metavar="GB",
+    p.add_argument("--max-memory", type=options.positive_gb, metavar="GB",
                    help="exit 1 when the run's peak resident set (the pytest process or its largest forked child) exceeded GB: "
                         "CI's memory bound")
     return p

@@ -18,9 +18,12 @@ def parse_budget(text: str) -> float:
     """90m, 2h, 45s or plain seconds."""
     units = {"s": 1, "m": 60, "h": 3600}
     try:
-        return float(text[:-1]) * units[text[-1]] if text[-1:] in units else float(text)
+        seconds = float(text[:-1]) * units[text[-1]] if text[-1:] in units else float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a duration such as 90m or 2h, got {text!r}") from None
+    if not 0 < seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive duration such as 90m or 2h, got {text!r}")
+    return seconds
 
 
 def main(argv, out=sys.stdout) -> int:

@@ -34,14 +34,22 @@ def non_negative(text) -> int:
     return _integer(text, 0, "non-negative")
 
 
-def positive_seconds(text) -> float:
-    try:
-        value = float(text)
-    except (TypeError, ValueError):
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
-    return value
+def _positive(unit: str):
+    """An argparse type: a positive, finite number of `unit`."""
+    def parse(text) -> float:
+        try:
+            value = float(text)
+        except (TypeError, ValueError):
+            raise argparse.ArgumentTypeError(f"expected a number of {unit}, got {text!r}") from None
+        if not 0 < value < float("inf"):
+            raise argparse.ArgumentTypeError(f"expected a positive number of {unit}, got {text!r}")
+        return value
+
+    return parse
+
+
+positive_seconds = _positive("seconds")
+positive_gb = _positive("GB")
 
 
 def count_or_all(text) -> int | str:
