@@ -96,6 +96,12 @@ def test_bad_arguments_are_one_clear_line(argv, message, capsys):
     assert exit_.value.code == 2 and message in err, err
 
 
+def test_a_model_prefix_whose_symbol_file_is_a_folder_is_one_error(tmp_path):
+    (tmp_path / "d-symbol.json").mkdir()
+    with pytest.raises(SegcheckError, match=r"d-symbol.json: cannot read it \(Is a directory\); fix --model-prefix"):
+        commands.plan(["--deploy", "--model-prefix", str(tmp_path / "d")])
+
+
 def _run(argv, out=None) -> str:
     out = out or io.StringIO()
     assert commands.run(commands.plan(argv), out) == 0

@@ -69,6 +69,8 @@ def test_no_configuration_is_none_and_two_are_an_error(tmp_path):
         project.find(tmp_path)
     with pytest.raises(ConfigError, match="nowhere.toml: configuration file not found"):
         project.find(tmp_path, tmp_path / "nowhere.toml")
+    with pytest.raises(ConfigError, match=rf"^{tmp_path}: a folder, not a configuration file; name the segcheck.toml"):
+        project.find(tmp_path, tmp_path)
 
 
 MODEL = '[[models]]\nnetwork = "fcn_resnet101_voc"\n'

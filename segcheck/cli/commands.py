@@ -108,6 +108,8 @@ def _export_precision(prefix) -> str:
         return "int8" if inspect_graph(symbol.read_text()).int8_convs else "fp32"
     except FileNotFoundError:
         raise SegcheckError(f"{symbol}: not found; run the calibration first or fix --model-prefix") from None
+    except OSError as err:
+        raise SegcheckError(f"{symbol}: cannot read it ({err.strerror}); fix --model-prefix") from None
     except (ValueError, KeyError) as err:
         raise SegcheckError(f"{symbol}: not a valid symbol file ({err}); export the model again") from None
 

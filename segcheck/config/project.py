@@ -87,6 +87,9 @@ def find(rootdir, explicit=None, invocation_dir=None) -> Project | None:
     """
     if explicit:
         path = Path(explicit)
+        if path.is_dir():
+            raise ConfigError(f"{path}: a folder, not a configuration file; name the segcheck.toml or pyproject.toml in it "
+                              "with --segcheck-config")
         if not path.is_file():
             raise ConfigError(f"{path}: configuration file not found; fix --segcheck-config")
         return load(path)
