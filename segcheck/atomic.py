@@ -4,6 +4,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 import time
 from contextlib import contextmanager
@@ -64,33 +65,46 @@ def _mode_for(path: Path) -> int:
         return 0o666 & ~umask
 
 
+def _resolved(path: Path) -> Path:
+    """`path` with every symbolic link followed; a loop is one error naming it."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # Python 3.11 raises RuntimeError on a loop
+        raise SegcheckError(f"{path}: a symbolic link that leads nowhere (a loop); name a file") from None
+
+
 def write_bytes(path, data: bytes) -> Path:
-    """Write `data` to `path` through a temporary file in the same folder and an atomic rename. A symlink's target is
-    replaced, not the link; a device or a pipe (/dev/stdout), which no rename may replace, is written as a stream; a
-    folder, or a write that fails (a full disk), is one error naming the path, the old file kept."""
+    """Write `data` to `path` through a temporary file in the same folder and an atomic rename. A symlink to a file
+    has its target replaced, not the link; a device or a pipe (/dev/stdout, also through its link), which no rename may
+    replace, is written as a stream; a folder is one error naming it. A write that fails (a full disk) leaves the old
+    file and no temporary file, and raises the OSError (the command line names its file)."""
     path = Path(path)
-    if path.is_symlink():
-        path = path.resolve()
-    if path.is_dir():
+    try:
+        found = os.stat(path)  # through links: /dev/stdout leads to a pipe or a terminal
+    except (OSError, ValueError):
+        found = None
+    if found is not None and stat.S_ISDIR(found.st_mode):
         raise SegcheckError(f"{path} is a folder; name a file to write")
-    if path.exists() and not path.is_file():
+    if found is not None and not stat.S_ISREG(found.st_mode):
         with open(path, "wb") as stream:
             stream.write(data)
         return path
+    path = _resolved(path) if path.is_symlink() else path
     ensure_writable(path.parent)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         os.chmod(tmp, _mode_for(path))  # mkstemp makes 0600; keep the file's mode, or the usual default
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except OSError as err:
-        Path(tmp).unlink(missing_ok=True)
-        raise SegcheckError(f"cannot write {path} ({err.strerror}); the old file, if any, is kept") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as err:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError) and err.filename is None:  # a full disk says no file: name the one being written
+            raise OSError(err.errno, err.strerror, str(path)) from err
         raise
     return path
 
@@ -98,11 +112,11 @@ def write_bytes(path, data: bytes) -> Path:
 def outputs_apart(outputs: dict, inputs) -> None:
     """Each output a command was asked to write (option -> path; None where not given) is neither one of its `inputs`
     nor another output: one error naming the option otherwise, before anything is written."""
-    taken = {Path(p).resolve(): f"the input {p}" for p in inputs if p is not None}
+    taken = {_resolved(Path(p)): f"the input {p}" for p in inputs if p is not None}
     for option, path in outputs.items():
         if path is None:
             continue
-        where = Path(path).resolve()
+        where = _resolved(Path(path))
         if where in taken:
             raise SegcheckError(f"{option} {path} is {taken[where]}, which it would overwrite; name another file")
         taken[where] = f"also {option}'s output"

@@ -295,6 +295,10 @@ def test_report_without_results_says_what_to_do(tmp_path, capsys):
     assert (tmp_path / "bad.json").read_text() == '{"format": 7}'
     assert commands.main(["report", "--baselines", "baselines.json"]) == 2
     assert "--baselines has no effect without --baseline TIER" in capsys.readouterr().err
+    table = tmp_path / "baselines.json"
+    table.write_text("{}")
+    assert commands.main(["report", "--baseline", "real", "--baselines", str(table), "--json", str(table)]) == 2
+    assert f"--json {table} is the input {table}" in capsys.readouterr().err and table.read_text() == "{}"
     for bound in ("-1", "nan"):  # CI's memory bound is a positive number of GB
         with pytest.raises(SystemExit):
             commands.main(["report", "--max-memory", bound])

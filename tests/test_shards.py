@@ -120,6 +120,9 @@ def test_fabricated_shards_add_up_and_are_gated(tmp_path):
     unevaluated[1].models[MODEL].int8 = Figures()  # shard 2's INT8 evaluation did not run: not merged as if none did
     with pytest.raises(SegcheckError, match=r"s1.json: no int8 confusion matrix, which .*s0.json holds"):
         merge.merge(_files(tmp_path, unevaluated))
+    unevaluated[1].models[MODEL].checks["int8-accuracy"] = Check("ERROR", "int8 evaluation: the backend died")
+    crashed = merge.merge(_files(tmp_path, unevaluated)).models[MODEL]  # a shard that failed merges, failing
+    assert crashed.checks["int8-accuracy"].status == "ERROR" and crashed.int8.matrix is None
     outside = [_shard(1, 2, IDS[:2], IDS), _shard(2, 2, IDS[2:], IDS)]
     outside[1].models[MODEL].shard["index"] = 3
     with pytest.raises(SegcheckError, match=r"s1.json: fcn_resnet101_voc's key 'shard.index' is 3 of 2, not a shard K of N"):

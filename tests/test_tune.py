@@ -270,7 +270,7 @@ def test_a_write_that_fails_half_way_leaves_the_configuration_as_it_was(tmp_path
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "replace", disk_full)
-    with pytest.raises(SegcheckError, match="No space left on device"):
+    with pytest.raises(OSError, match="No space left on device"):
         recipe_file.write(path, 0, MODEL, CalibRecipe(num_batches=4, batch_size=16), SYNTHETIC)
     assert path.read_text() == CONFIG and [p.name for p in tmp_path.iterdir()] == ["segcheck.toml"]  # no temporary left
 

@@ -298,7 +298,9 @@ def report(argv, out=sys.stdout) -> int:
         project = None if args.baselines else find(Path.cwd())
         if project is None and not args.baselines:
             raise SegcheckError(f"no segcheck configuration in {Path.cwd()} names a baseline file; pass --baselines")
-        tier = baselines.load(args.baselines or project.baselines).tier(args.baseline)
+        source = args.baselines or project.baselines
+        atomic.outputs_apart({"--json": args.json_out, "--png": args.png}, [source])
+        tier = baselines.load(source).tier(args.baseline)
         results = RunResults(tier=tier.name, convention=tier.metric_convention)
         for entry in tier.entries:
             # the seed's rows name a CPU, not an ISA: a tier with minimums for one ISA only was measured on it
@@ -360,6 +362,9 @@ def main(argv=None) -> int:
         return run(p)
     except SegcheckError as err:
         print(f"segcheck: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a file the command reads or writes (a full disk): one line naming it
+        print(f"segcheck: error: {err.filename or ''}: {err.strerror or err}", file=sys.stderr)
         return 2
 
 

@@ -76,8 +76,8 @@ def recorded(baselines_path, tier: str, spreads: dict) -> dict:
     fresh = {"schema": SCHEMA, "tiers": {}}
     doc = _read(path, "restore it from git, or delete it to write it anew")[1] if path.exists() else fresh
     models = doc["tiers"].setdefault(tier, {})
-    for model, measured in spreads.items():
-        models[model] = {**models.get(model, {}), **measured}
+    for model, measured in spreads.items():  # a variation tier whose runs held no layer keeps what it had
+        models[model] = {**models.get(model, {}), **{t: layers for t, layers in measured.items() if layers}}
     return doc
 
 

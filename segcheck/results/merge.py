@@ -101,16 +101,17 @@ def _shards(name: str, parts: list) -> tuple[list, Subset]:
 
 
 def _figures(ordered: list, precision: str) -> Figures:
-    """One precision's figures of every shard added up; none where no shard has them (the precision was not run),
-    refused where some have and others do not, or their matrices do not add up."""
+    """One precision's figures of every shard added up; none where a shard has none (the precision was not run, or
+    that shard's evaluation failed, which its failed accuracy check carries into the merge); refused where a shard
+    lacks them without having failed, or the matrices do not add up."""
     figures = [m.figures(precision) for _, m in ordered]
     held = [path for (path, _), f in zip(ordered, figures) if f.matrix is not None]
-    if not held:
+    lacking = [(path, m) for (path, m), f in zip(ordered, figures) if f.matrix is None]
+    if not held or any(m.checks.get(ACCURACY.name(precision), Check(PASS)).failed for _, m in lacking):
         return Figures()
-    if len(held) < len(figures):
-        lacking = next(path for (path, _), f in zip(ordered, figures) if f.matrix is None)
-        raise SegcheckError(f"{lacking}: no {precision} confusion matrix, which {held[0]} holds: its {precision} "
-                            "evaluation did not run or failed; run that shard again")
+    if lacking:
+        raise SegcheckError(f"{lacking[0][0]}: no {precision} confusion matrix, which {held[0]} holds, and no failed "
+                            f"{precision} evaluation: its results were cut or edited; write the shard's results again")
     matrices = [np.asarray(f.matrix, dtype=np.int64) for f in figures]
     for (path, _), m in zip(ordered, matrices):
         if m.shape != matrices[0].shape or m.ndim != 2 or (m < 0).any():

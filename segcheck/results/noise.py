@@ -231,9 +231,10 @@ def _load_runs(tier: str, labelled: list, reference: RunResults, reference_path:
             raise SegcheckError(f"--{tier} {path}: a {run.tier} run under the {run.convention} convention, the "
                                 f"reference a {reference.tier} one under {reference.convention}: give runs of the "
                                 "reference's tier")
-        if not set(run.models) & set(reference.models):
-            raise SegcheckError(f"--{tier} {path} holds none of the reference's models "
-                                f"({', '.join(sorted(reference.models))}); it would measure nothing")
+        measured = [n for n, m in reference.models.items() if of_peer_row(n)[1] is None and m.int8.miou is not None]
+        if not set(run.models) & set(measured):
+            raise SegcheckError(f"--{tier} {path} holds none of the reference's models with INT8 figures "
+                                f"({', '.join(sorted(measured)) or 'none'}); it would measure nothing")
         found.append((label, run))
     return found
 
