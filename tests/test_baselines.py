@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from segcheck.cli import migrate as migrate_command
 from segcheck.config import tolerances
-from segcheck.gate import baselines, golden
+from segcheck.gate import baselines
 from segcheck.gate.baselines import BaselineError, Row
 
 REPO_BASELINES = Path(__file__).resolve().parents[1] / "baselines.json"
@@ -229,7 +229,9 @@ def test_a_schema_1_file_says_how_to_migrate_and_migrate_keys_int8_apart(tmp_pat
         {"environment": ENV, "setting": {**SETTING, "calibration": RECIPE}, "models": {"fcn_resnet101_voc": {"ranges": {}}}}]}}))
     with pytest.raises(BaselineError, match=rf"{path}: key 'schema': 1 is an older schema .* `segcheck migrate {path}`"):
         baselines.load(path)
-    diff = baselines.migrate(path)
+    out = io.StringIO()
+    assert migrate_command.main([str(path)], out) == 0
+    diff = out.getvalue()
     assert '+  "schema": 2,' in diff and f'"int8": "{baselines.SEED_RECIPE}"' in diff
     table = baselines.load(path)
     entry = table.tier("synthetic").entries[0]
@@ -238,8 +240,11 @@ def test_a_schema_1_file_says_how_to_migrate_and_migrate_keys_int8_apart(tmp_pat
     real = table.tier("real").tolerances.tiers  # it held no cross_environment: schema 1's defaults applied, and still do
     assert (real["version"]["range_rtol"].value, real["version"]["sqnr_drop_db"].value, real["isa"]["range_rtol"].value) == (0.1, 6.0, 1e-3)
     assert "schema 1" in table.tier("real").tolerances.tiers["exact"]["int8_miou_points"].unmeasured
-    assert golden.migrate(path) == golden_path and json.loads(golden_path.read_text())["tiers"]["synthetic"][0]["int8"] == RECIPE
-    assert baselines.migrate(path) == "" and golden.migrate(path) is None
+    assert f"golden records migrated: {golden_path}" in diff  # rewritten by the same command
+    assert json.loads(golden_path.read_text())["tiers"]["synthetic"][0]["int8"] == RECIPE
+    again = io.StringIO()
+    assert migrate_command.main([str(path)], again) == 0
+    assert again.getvalue() == f"{path}: already schema {baselines.SCHEMA}\n"  # neither file migrated again
 
 
 @pytest.mark.parametrize("golden_text", ['{"schema": 1, "tiers": ', '{"schema": 1, "tiers": {"synthetic": [{"models": {}}]}}'],

@@ -65,7 +65,7 @@ def test_a_layer_is_judged_at_its_own_band_combined_across_tiers(tmp_path):
     measured = tolerances.ToleranceTable({**table, **{t: {k: tolerances.derived(k, 0.5, 2.0) for k in tolerances.COMPARED}
                                                       for t in ("exact", "isa", "recipe")}}, tolerances.unmeasured().within_run)
     spreads = {"m": {"exact": {"a": 0.0, "b": 0.0}, "isa": {"a": 0.3, "b": 0.1}, "recipe": {"a": 0.4, "b": 2.0}}}
-    layer_noise.record(tmp_path / "baselines.json", "synthetic", spreads)
+    layer_noise.save(tmp_path / "baselines.json", layer_noise.recorded(tmp_path / "baselines.json", "synthetic", spreads))
     loaded = layer_noise.load(tmp_path / "baselines.json", "synthetic")
     assert loaded.layer_bands("m", ("recipe",), measured) == {"a": pytest.approx(0.8), "b": pytest.approx(4.0)}
     assert loaded.layer_bands("m", ("isa", "recipe"), measured)["a"] == pytest.approx(2 * 0.5)

@@ -464,12 +464,6 @@ SCHEMA1_CROSS = {"isa": {"pixacc_points": 0.5, "miou_points": 1.0, "range_rtol":
 SEED_RECIPE = CalibRecipe(split="val").label()
 
 
-def migrate(path) -> str:
-    """Rewrite a schema-1 baseline file as schema 2, atomically; the diff (migration)."""
-    found = migration(path)
-    return write(path, *found) if found else ""
-
-
 def migration(path) -> tuple | None:
     """(old text, schema-2 document) of a schema-1 baseline file, nothing written; None where it is schema 2 already.
     The tolerances it held, and the ones schema 1 applied where it held none, become unmeasured values (they were set by

@@ -96,13 +96,6 @@ def record(baselines_path, tier: str, environment: dict, groups, provenance: dic
     return atomic.write_text(path, dumps(doc))
 
 
-def migrate(baselines_path) -> Path | None:
-    """Rewrite a schema-1 golden file beside `baselines_path` as schema 2, atomically (migration); its path, or None
-    when there is nothing to migrate."""
-    found = migration(baselines_path)
-    return atomic.write_text(*found) if found else None
-
-
 def migration(baselines_path) -> tuple | None:
     """(path, schema-2 text) of the schema-1 golden file beside `baselines_path` (baselines.migrated_entry), nothing
     written; None when there is none or it is schema 2 already."""

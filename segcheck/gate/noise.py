@@ -81,6 +81,6 @@ def recorded(baselines_path, tier: str, spreads: dict) -> dict:
     return doc
 
 
-def record(baselines_path, tier: str, spreads: dict) -> Path:
-    """Store `spreads` as `tier`'s per-layer noise (recorded), written atomically."""
-    return atomic.write_json(path_for(baselines_path), recorded(baselines_path, tier, spreads))
+def save(baselines_path, doc: dict) -> Path:
+    """Write the per-layer noise file's document (recorded) beside the baseline file, atomically."""
+    return atomic.write_json(path_for(baselines_path), doc)

@@ -113,9 +113,14 @@ class NoiseTable:
         return {"statistic": STATISTIC, "backs": BACKS, **asdict(self)}
 
 
+def measured_models(reference: RunResults) -> list:
+    """The reference's models whose noise is measured: its own (no peer rows) with INT8 figures, by name."""
+    return sorted(n for n, m in reference.models.items() if of_peer_row(n)[1] is None and m.int8.miou is not None)
+
+
 def measure(reference: RunResults, runs: dict) -> NoiseTable:
     """The noise table of `runs` (tier -> [(label, RunResults)]) against `reference`."""
-    models = sorted(n for n, m in reference.models.items() if of_peer_row(n)[1] is None and m.int8.miou is not None)
+    models = measured_models(reference)
     if not models:
         raise SegcheckError("the reference results hold no model with INT8 figures: run the gate's accuracy checks")
     least = next((m.tolerances.get("class_min_pixels") for m in reference.models.values() if m.tolerances),
@@ -222,7 +227,7 @@ def _labelled(items) -> list:
 def _load_runs(tier: str, labelled: list, reference: RunResults, reference_path: str) -> list:
     """(label, results) of `tier`'s runs, each a run that can measure noise against `reference`: another file, of the
     same tier and metric convention, holding at least one of its models. One error naming the file otherwise."""
-    found = []
+    found, measured = [], measured_models(reference)
     for label, path in labelled:
         if Path(path).resolve() == Path(reference_path).resolve():
             raise SegcheckError(f"--{tier} {path} is the reference itself: it measures no variation; give another run")
@@ -231,7 +236,6 @@ def _load_runs(tier: str, labelled: list, reference: RunResults, reference_path:
             raise SegcheckError(f"--{tier} {path}: a {run.tier} run under the {run.convention} convention, the "
                                 f"reference a {reference.tier} one under {reference.convention}: give runs of the "
                                 "reference's tier")
-        measured = [n for n, m in reference.models.items() if of_peer_row(n)[1] is None and m.int8.miou is not None]
         if not set(run.models) & set(measured):
             raise SegcheckError(f"--{tier} {path} holds none of the reference's models with INT8 figures "
                                 f"({', '.join(sorted(measured)) or 'none'}); it would measure nothing")
@@ -252,10 +256,10 @@ def write(baselines_path, tier: str, table: NoiseTable, derived_table: Tolerance
     if tier not in doc["tiers"]:
         raise SegcheckError(f"{path}: key 'tiers.{tier}' is missing; record the tier's rows first (pytest --update-baselines)")
     doc["tiers"][tier]["tolerances"] = derived_table.to_dict()
-    spreads = {m: tiers for m, tiers in table.layers.items()}
-    noise.recorded(path, tier, spreads)  # a damaged per-layer noise file stops the write before the baseline file changes
+    # read first: a damaged per-layer noise file stops the write before the baseline file changes
+    layers = noise.recorded(path, tier, {m: tiers for m, tiers in table.layers.items()})
     diff = baselines.write(path, old_text, doc)
-    noise.record(path, tier, spreads)
+    noise.save(path, layers)
     return diff
 
 
