@@ -127,10 +127,10 @@ def test_fabricated_shards_add_up_and_are_gated(tmp_path):
     outside[1].models[MODEL].shard["index"] = 3
     with pytest.raises(SegcheckError, match=r"s1.json: fcn_resnet101_voc's key 'shard.index' is 3 of 2, not a shard K of N"):
         merge.merge(_files(tmp_path, outside))
-    shard = _files(tmp_path, failing)[0]
-    kept = shard.read_text()  # the merged results written over a shard: refused before anything is written
+    shards = _files(tmp_path, failing)
+    shard, kept = shards[0], shards[0].read_text()  # the merged results written over a shard: refused before any write
     with pytest.raises(SegcheckError, match=f"--json {shard} is the input {shard}, which it would overwrite"):
-        merge.main([*map(str, _files(tmp_path, failing)), "--json", str(shard)], io.StringIO())
+        merge.main([*map(str, shards), "--json", str(shard)], io.StringIO())
     assert shard.read_text() == kept
 
 
