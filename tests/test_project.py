@@ -7,7 +7,7 @@ import pytest
 from segcheck.config import project
 from segcheck.config.project import ConfigError
 from segcheck.config.run import RunConfig, resolve
-from segcheck.errors import MissingResource
+from segcheck.errors import MissingResource, SegcheckError
 
 GOOD = """
 baselines = "gate/baselines.json"
@@ -146,6 +146,16 @@ def test_options_beat_the_configuration_which_beats_the_tier(tmp_path):
     mc = resolve(entry, run.with_(crop_size=128, num_images=5, calib={"num_batches": 1}, roots={"pascal_voc": tmp_path / "opt"}))
     assert (mc.crop_size, mc.num_images, mc.calib.num_batches, mc.root, mc.root_source) == (128, 5, 1, tmp_path / "opt", "--voc-root")
     assert mc.setting() == {"mode": "val", "crop_size": 128, "batch_size": 1, "num_images": 5}
+
+
+@pytest.mark.parametrize("tier", ["synthetic", "real"])
+def test_a_calibration_split_the_dataset_lacks_is_refused_naming_where_it_was_given(tmp_path, tier):
+    run = RunConfig(tier=tier, cache_dir=tmp_path / "cache")
+    with pytest.raises(SegcheckError, match=r"^--calib-split 'bogus': pascal_voc has the splits train, val, trainval; choose one$"):
+        resolve(_entry(tmp_path, MODEL), run.with_(calib={"split": "bogus"}))
+    with pytest.raises(SegcheckError, match=r"^fcn_resnet101_voc's int8.split 'tra': pascal_voc has the splits"):
+        resolve(_entry(tmp_path, MODEL + 'int8 = {split = "tra"}\n'), run)
+    assert resolve(_entry(tmp_path, MODEL), run.with_(calib={"split": "val"})).calib.split == "val"
 
 
 def test_the_synthetic_tier_stands_in_only_for_seedable_models(tmp_path):
