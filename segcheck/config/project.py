@@ -191,7 +191,7 @@ class _Loader:
             self.read.fail(f"{key}.name", str(err))
         if name.rpartition("+")[2] in PEERS and "+" in name:
             self.read.fail(f"{key}.name", f"{name!r} ends like a peer runtime's row (<model>+<runtime>); rename the model")
-        int8_export, recipe = self.int8(doc.get("int8", {}), f"{key}.int8", network)
+        int8_export, recipe = self.int8(doc.get("int8", {}), f"{key}.int8", network, DATASETS[data.name].splits)
         tol = self.read.obj(doc.get("tolerances", {}), f"{key}.tolerances", (), TOLERANCE_KEYS)
         tolerances = {k: self.read.number(v, f"{key}.tolerances.{k}", -100.0 if k == "sqnr_floor_db" else 0.0,
                                           1e9 if k == "class_min_pixels" else 100.0)
@@ -253,7 +253,7 @@ class _Loader:
             self.read.integer(num_images, f"{key}.num_images")
         return DataEntry(kind.key, root, split, crop, num_images)
 
-    def int8(self, doc, key: str, network: Network) -> tuple:
+    def int8(self, doc, key: str, network: Network, splits: tuple) -> tuple:
         self.read.obj(doc, key, (), INT8_KEYS)
         if "export" in doc:
             extra = sorted(set(doc) - {"export"})
@@ -263,7 +263,7 @@ class _Loader:
         checks = {"mode": lambda v, k: self.read.string(v, k, CALIB_MODES),
                   "dtype": lambda v, k: self.read.string(v, k, QUANTIZED_DTYPES),
                   "batches": self.read.integer, "batch_size": self.read.integer,
-                  "split": self.read.string, "start": lambda v, k: self.read.integer(v, k, 0), "exclude": self.read.strings}
+                  "split": lambda v, k: self.read.string(v, k, splits), "start": lambda v, k: self.read.integer(v, k, 0), "exclude": self.read.strings}
         recipe = {RECIPE_FIELDS[k]: checks[k](v, f"{key}.{k}") for k, v in doc.items()}
         if recipe.get("exclude") and network.export is not None:
             self.read.fail(f"{key}.exclude", "names Gluon layers, which an exported network does not have")

@@ -168,16 +168,14 @@ def resolve_root(kind: DatasetKind, option: Path | None, configured: Path | None
 
 
 def _recipe(entry: ModelEntry, run: RunConfig) -> CalibRecipe | None:
-    """The entry's calibration recipe in `run`; a split its dataset does not have is refused here, naming where it was
-    given, not first when the calibration images are read."""
+    """The entry's calibration recipe in `run`; a --calib-split its dataset does not have is refused here, not first
+    when the calibration images are read (the configuration's int8.split is checked by its loader)."""
     if entry.int8_export is not None:
         return None
-    recipe = replace(tier_defaults(run.tier)["calib"], **{**entry.recipe, **run.calib})
-    splits = DATASETS[entry.data.name].splits
-    if recipe.split not in splits:
-        given = "--calib-split" if "split" in run.calib else f"{entry.name}'s int8.split"
-        raise SegcheckError(f"{given} {recipe.split!r}: {entry.data.name} has the splits {', '.join(splits)}; choose one")
-    return recipe
+    split, splits = run.calib.get("split"), DATASETS[entry.data.name].splits
+    if split is not None and split not in splits:
+        raise SegcheckError(f"--calib-split {split!r}: {entry.data.name} has the splits {', '.join(splits)}; choose one")
+    return replace(tier_defaults(run.tier)["calib"], **{**entry.recipe, **run.calib})
 
 
 def weights_of(entry: ModelEntry) -> Weights:
