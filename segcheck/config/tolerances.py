@@ -200,8 +200,8 @@ def read(reader, value, key: str) -> ToleranceTable:
             reader.fail(f"{where}.lowest", "only the SQNR floor has a lowest value" if lowest is not None else "missing")
         want = derived(name, spread, factor, lowest)
         if abs(want.value - number) > 1e-3 * max(1.0, abs(want.value)):
-            reader.fail(f"{where}.value", f"{number:g} is not what its spread and factor give ({want.describe()}); "
-                                          "correct it, or run segcheck noise --write")
+            reader.fail(where, f"value {number:g} is not what its spread and factor give ({want.describe()}): one of the "
+                               "three was changed; correct it, or run segcheck noise --write")
         return want
 
     tiers = {t: {k: one(d, f"{key}.{t}.{k}", k) for k, d in reader.obj(value[t], f"{key}.{t}", tuple(COMPARED)).items()}
