@@ -65,10 +65,10 @@ def _mode_for(path: Path) -> int:
         return 0o666 & ~umask
 
 
-def _resolved(path: Path) -> Path:
+def resolved(path) -> Path:
     """`path` with every symbolic link followed; a loop is one error naming it."""
     try:
-        return path.resolve()
+        return Path(path).resolve()
     except (OSError, RuntimeError):  # Python 3.11 raises RuntimeError on a loop
         raise SegcheckError(f"{path}: a symbolic link that leads nowhere (a loop); name a file") from None
 
@@ -89,7 +89,7 @@ def write_bytes(path, data: bytes) -> Path:
         with open(path, "wb") as stream:
             stream.write(data)
         return path
-    path = _resolved(path) if path.is_symlink() else path
+    path = resolved(path) if path.is_symlink() else path
     ensure_writable(path.parent)
     tmp = None
     try:
@@ -112,11 +112,11 @@ def write_bytes(path, data: bytes) -> Path:
 def outputs_apart(outputs: dict, inputs) -> None:
     """Each output a command was asked to write (option -> path; None where not given) is neither one of its `inputs`
     nor another output: one error naming the option otherwise, before anything is written."""
-    taken = {_resolved(Path(p)): f"the input {p}" for p in inputs if p is not None}
+    taken = {resolved(p): f"the input {p}" for p in inputs if p is not None}
     for option, path in outputs.items():
         if path is None:
             continue
-        where = _resolved(Path(path))
+        where = resolved(path)
         if where in taken:
             raise SegcheckError(f"{option} {path} is {taken[where]}, which it would overwrite; name another file")
         taken[where] = f"also {option}'s output"

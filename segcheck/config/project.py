@@ -263,7 +263,8 @@ class _Loader:
         checks = {"mode": lambda v, k: self.read.string(v, k, CALIB_MODES),
                   "dtype": lambda v, k: self.read.string(v, k, QUANTIZED_DTYPES),
                   "batches": self.read.integer, "batch_size": self.read.integer,
-                  "split": lambda v, k: self.read.string(v, k, splits), "start": lambda v, k: self.read.integer(v, k, 0), "exclude": self.read.strings}
+                  "split": lambda v, k: self.read.string(v, k, splits), "start": lambda v, k: self.read.integer(v, k, 0),
+                  "exclude": self.read.strings}
         recipe = {RECIPE_FIELDS[k]: checks[k](v, f"{key}.{k}") for k, v in doc.items()}
         if recipe.get("exclude") and network.export is not None:
             self.read.fail(f"{key}.exclude", "names Gluon layers, which an exported network does not have")

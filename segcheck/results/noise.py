@@ -229,7 +229,7 @@ def _load_runs(tier: str, labelled: list, reference: RunResults, reference_path:
     same tier and metric convention, holding at least one of its models. One error naming the file otherwise."""
     found, measured = [], measured_models(reference)
     for label, path in labelled:
-        if Path(path).resolve() == Path(reference_path).resolve():
+        if atomic.resolved(path) == atomic.resolved(reference_path):
             raise SegcheckError(f"--{tier} {path} is the reference itself: it measures no variation; give another run")
         run = report.load(path)
         if (run.tier, run.convention) != (reference.tier, reference.convention):
