@@ -8,6 +8,7 @@ import stat
 import tempfile
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import SegcheckError
@@ -78,6 +79,40 @@ def write_bytes(path, data: bytes) -> Path:
     has its target replaced, not the link; a device or a pipe (/dev/stdout, also through its link), which no rename may
     replace, is written as a stream; a folder is one error naming it. A write that fails (a full disk) leaves the old
     file and no temporary file, and raises the OSError (the command line names its file)."""
+    return write_all({path: data})[0]
+
+
+def write_all(files: dict) -> list:
+    """Write several files (path -> bytes) as one, each as write_bytes does: every file is checked and staged beside
+    its target before any replaces its target, so a failure on one (a folder in the way, a full disk) leaves every old
+    file and no temporary. Returns the paths written, in order."""
+    targets = [(_target(path), data) for path, data in files.items()]
+    staged = []
+    try:
+        for target, data in targets:
+            if target.stream:
+                continue
+            staged.append((_staged(target.path, data), target.path))
+        for target, data in targets:
+            if target.stream:
+                with open(target.path, "wb") as stream:
+                    stream.write(data)
+        for tmp, path in staged:
+            _named(path, os.replace, tmp, path)
+    finally:
+        for tmp, _ in staged:
+            Path(tmp).unlink(missing_ok=True)
+    return [target.path for target, _ in targets]
+
+
+@dataclass(frozen=True)
+class _Target:
+    path: Path
+    stream: bool  # a device or a pipe: written in place, no rename can replace it
+
+
+def _target(path) -> _Target:
+    """Where a write of `path` goes: the file a symlink leads to; a stream as such; a folder is one error naming it."""
     path = Path(path)
     try:
         found = os.stat(path)  # through links: /dev/stdout leads to a pipe or a terminal
@@ -86,27 +121,37 @@ def write_bytes(path, data: bytes) -> Path:
     if found is not None and stat.S_ISDIR(found.st_mode):
         raise SegcheckError(f"{path} is a folder; name a file to write")
     if found is not None and not stat.S_ISREG(found.st_mode):
-        with open(path, "wb") as stream:
-            stream.write(data)
-        return path
+        return _Target(path, True)
     path = resolved(path) if path.is_symlink() else path
     ensure_writable(path.parent)
+    return _Target(path, False)
+
+
+def _staged(path: Path, data: bytes) -> str:
+    """A temporary file beside `path` holding `data`, flushed to disk, with the mode `path` has or would get."""
     tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        fd, tmp = _named(path, tempfile.mkstemp, dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         os.chmod(tmp, _mode_for(path))  # mkstemp makes 0600; keep the file's mode, or the usual default
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            _named(path, handle.write, data)
             handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException as err:
+            _named(path, os.fsync, handle.fileno())
+        return tmp
+    except BaseException:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
-        if isinstance(err, OSError) and err.filename is None:  # a full disk says no file: name the one being written
+        raise
+
+
+def _named(path: Path, call, *args, **kwargs):
+    """call(*args, **kwargs); an OSError that names no file (a full disk) names `path`, the file being written."""
+    try:
+        return call(*args, **kwargs)
+    except OSError as err:
+        if err.filename is None:
             raise OSError(err.errno, err.strerror, str(path)) from err
         raise
-    return path
 
 
 def outputs_apart(outputs: dict, inputs) -> None:
@@ -122,12 +167,26 @@ def outputs_apart(outputs: dict, inputs) -> None:
         taken[where] = f"also {option}'s output"
 
 
+def write_outputs(outputs: dict, out) -> None:
+    """A command's outputs (label -> (path, a function making its bytes); path None where not asked for) written as one
+    by write_all, each then named on `out` as "label: path"."""
+    asked = {label: (path, make) for label, (path, make) in outputs.items() if path}
+    written = write_all({path: make() for path, make in asked.values()})
+    for label, path in zip(asked, written):
+        print(f"{label}: {path}", file=out)
+
+
 def write_text(path, text: str) -> Path:
     return write_bytes(path, text.encode("utf-8"))
 
 
+def json_bytes(obj) -> bytes:
+    """`obj` as the indented JSON every segcheck file holds."""
+    return (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode("utf-8")
+
+
 def write_json(path, obj) -> Path:
-    return write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    return write_bytes(path, json_bytes(obj))
 
 
 @contextmanager

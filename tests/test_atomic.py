@@ -11,7 +11,7 @@ from segcheck import atomic
 from segcheck.cli import commands
 from segcheck.errors import SegcheckError
 from segcheck.results import report
-from segcheck.results.records import RunResults
+from segcheck.results.records import Figures, RunResults
 
 
 def test_a_link_keeps_pointing_at_its_file_which_gets_the_new_contents(tmp_path):
@@ -54,3 +54,19 @@ def test_a_folder_or_a_full_disk_is_one_error_naming_the_file_and_the_old_file_s
     assert commands.main(["report", "--results", str(results), "--json", str(target)]) == 2
     assert f"segcheck: error: {target}: No space left on device" in capsys.readouterr().err
     assert target.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["out.json", "results.json"]
+
+
+def test_a_commands_outputs_are_written_as_one_so_a_failing_second_leaves_the_first_unwritten(tmp_path, capsys):
+    """report --json ok --png <unwritable>: before, the JSON was written and then the chart failed."""
+    run = RunResults(tier="synthetic", convention="present")
+    model = run.model("fcn_resnet101_voc")
+    model.fp32, model.int8 = Figures(pixacc=92.5, miou=66.1, latency_ms=100.0), Figures(pixacc=92.4, miou=65.9, latency_ms=40.0)
+    results = report.save(run, tmp_path / "results.json")
+    (tmp_path / "a-file").write_text("")
+    kept = tmp_path / "kept.json"
+    kept.write_text("old")
+    args = ["report", "--results", str(results), "--json", str(kept), "--png", str(tmp_path / "a-file" / "chart.png")]
+    assert commands.main(args) == 2
+    assert f"cannot create folder {tmp_path / 'a-file'}" in capsys.readouterr().err
+    assert kept.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "kept.json", "results.json"]
+    assert commands.main(args[:-2]) == 0 and kept.read_text() != "old"

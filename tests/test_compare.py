@@ -2,6 +2,7 @@
 
 import io
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -168,26 +169,27 @@ def test_the_range_that_moved_most_comes_first(comparison):
     assert "calibrated ranges appeared: new\ncalibrated ranges vanished: gone\n" in text
 
 
-def test_the_chart_is_a_png_and_a_failed_write_leaves_no_file(comparison, tmp_path, monkeypatch):
+def test_the_chart_is_a_png_and_a_failed_write_leaves_neither_output(comparison, runs, tmp_path, monkeypatch):
+    assert compare.png(comparison)[:8] == PNG
     out = tmp_path / "charts"
-    assert compare.chart(comparison, out / "compare.png").read_bytes()[:8] == PNG
-    replace = atomic.os.replace
+    fsync = atomic.os.fsync
 
-    def full_disk(src, dst):
-        if Path(dst).parent == out:
+    def full_disk(fd):
+        if ".again.png." in os.readlink(f"/proc/self/fd/{fd}"):  # the chart's temporary file
             raise OSError(28, "No space left on device")
-        return replace(src, dst)
+        return fsync(fd)
 
-    monkeypatch.setattr(atomic.os, "replace", full_disk)
+    monkeypatch.setattr(atomic.os, "fsync", full_disk)
+    args = [str(runs[0]), str(runs[1]), "--json", str(out / "again.json"), "--png", str(out / "again.png")]
     with pytest.raises(OSError, match=r"No space left on device: '.*again.png'"):
-        compare.chart(comparison, out / "again.png")
-    assert sorted(p.name for p in out.iterdir()) == ["compare.png"]
+        compare.main(args, io.StringIO())
+    assert list(out.iterdir()) == []  # the JSON, staged first, is not left behind
 
 
 def test_a_chart_needs_a_model_in_both_runs():
     only = compare.compare(RunResults(models={}), _after())
     with pytest.raises(SegcheckError, match="no model is in both"):
-        compare.chart(only, "unused.png")
+        compare.png(only)
 
 
 def test_main_prints_the_report_and_writes_png_and_json(runs, tmp_path):

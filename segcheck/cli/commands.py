@@ -284,10 +284,8 @@ def _run(p: Plan, out) -> int:
 def report(argv, out=sys.stdout) -> int:
     from ..config.project import find
     from ..config.run import default_dir
-    from ..gate import baselines
     from ..results import chart
     from ..results import report as reporting
-    from ..results.records import Figures, RunResults
 
     args = report_parser().parse_args(argv)
     if args.baselines and not args.baseline:
@@ -299,38 +297,42 @@ def report(argv, out=sys.stdout) -> int:
         if project is None and not args.baselines:
             raise SegcheckError(f"no segcheck configuration in {Path.cwd()} names a baseline file; pass --baselines")
         source = args.baselines or project.baselines
-        atomic.outputs_apart({"--json": args.json_out, "--png": args.png}, [source])
-        tier = baselines.load(source).tier(args.baseline)
-        results = RunResults(tier=tier.name, convention=tier.metric_convention)
-        for entry in tier.entries:
-            # the seed's rows name a CPU, not an ISA: a tier with minimums for one ISA only was measured on it
-            isa = entry.environment.get("isa") or (next(iter(tier.min_speedup)) if len(tier.min_speedup) == 1 else "?")
-            results.environment = {**entry.environment, "isa": isa}
-            for name, row in entry.rows.items():
-                m = results.model(name)
-                m.baseline = {p: vars(row) for p in ("fp32", "int8")}
-                m.setting, m.int8_key, m.tolerances = entry.setting, entry.int8, vars(tier.tolerances.resolve())
-                m.min_speedup = tier.min_speedup.get(isa, {}).get(name, tier.min_speedup.get(isa, {}).get(name.split("_")[0]))
-                m.fp32 = Figures(pixacc=row.fp32_pixacc, miou=row.fp32_miou, latency_ms=row.fp32_latency_ms)
-                m.int8 = Figures(pixacc=row.s8_pixacc, miou=row.s8_miou, latency_ms=row.s8_latency_ms)
     else:
-        cache_dir = Path(args.cache_dir).expanduser() if args.cache_dir else default_dir()
-        source = args.results or reporting.last_run_path(cache_dir)
-        atomic.outputs_apart({"--json": args.json_out, "--png": args.png}, [source])
-        results = reporting.load(source)
-        if args.max_memory is not None and results.memory is None:
-            raise SegcheckError("these results hold no memory figure (a merge of shards, a run under pytest-xdist or "
-                                "one from before segcheck measured memory): --max-memory has nothing to check")
+        source = args.results or reporting.last_run_path(Path(args.cache_dir).expanduser() if args.cache_dir else default_dir())
+    atomic.outputs_apart({"--json": args.json_out, "--png": args.png}, [source])
+    results = _baseline_table(source, args.baseline) if args.baseline else reporting.load(source)
+    if args.max_memory is not None and results.memory is None:
+        raise SegcheckError("these results hold no memory figure (a merge of shards, a run under pytest-xdist or "
+                            "one from before segcheck measured memory): --max-memory has nothing to check")
     out.write(reporting.markdown(results))
     if args.per_class:
         out.write("\n" + reporting.per_class(results))
-    if args.json_out:
-        print(f"json: {reporting.save(results, args.json_out)}", file=out)
-    if args.png:
-        print(f"chart: {chart.chart(results, args.png)}", file=out)
+    atomic.write_outputs({"json": (args.json_out, lambda: atomic.json_bytes(results.to_dict())),
+                          "chart": (args.png, lambda: chart.png(results))}, out)
     if args.max_memory is not None:
         return _within_memory(results, args.max_memory, out)
     return 0
+
+
+def _baseline_table(source, tier_name: str):
+    """A baseline file's tier as results, so that the report prints its rows as a run's."""
+    from ..gate import baselines
+    from ..results.records import Figures, RunResults
+
+    tier = baselines.load(source).tier(tier_name)
+    results = RunResults(tier=tier.name, convention=tier.metric_convention)
+    for entry in tier.entries:
+        # the seed's rows name a CPU, not an ISA: a tier with minimums for one ISA only was measured on it
+        isa = entry.environment.get("isa") or (next(iter(tier.min_speedup)) if len(tier.min_speedup) == 1 else "?")
+        results.environment = {**entry.environment, "isa": isa}
+        for name, row in entry.rows.items():
+            m = results.model(name)
+            m.baseline = {p: vars(row) for p in ("fp32", "int8")}
+            m.setting, m.int8_key, m.tolerances = entry.setting, entry.int8, vars(tier.tolerances.resolve())
+            m.min_speedup = tier.min_speedup.get(isa, {}).get(name, tier.min_speedup.get(isa, {}).get(name.split("_")[0]))
+            m.fp32 = Figures(pixacc=row.fp32_pixacc, miou=row.fp32_miou, latency_ms=row.fp32_latency_ms)
+            m.int8 = Figures(pixacc=row.s8_pixacc, miou=row.s8_miou, latency_ms=row.s8_latency_ms)
+    return results
 
 
 def _within_memory(results, bound_gb: float, out) -> int:

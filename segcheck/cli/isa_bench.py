@@ -109,8 +109,8 @@ def markdown(rows: list, statuses: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def chart(rows: list, path) -> Path:
-    """Grouped bars: per model, the INT8 speed-up under each level, labelled."""
+def png(rows: list) -> bytes:
+    """Grouped bars as a PNG: per model, the INT8 speed-up under each level, labelled."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -137,7 +137,7 @@ def chart(rows: list, path) -> Path:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
     plt.close(fig)
-    return atomic.write_bytes(path, buffer.getvalue())
+    return buffer.getvalue()
 
 
 def main(argv, out=sys.stdout) -> int:
@@ -156,8 +156,6 @@ def main(argv, out=sys.stdout) -> int:
                 docs[level] = doc
                 rows += measured(level, doc)
     out.write(markdown(rows, statuses))
-    if args.json_out and docs:
-        print(f"json: {atomic.write_text(args.json_out, json.dumps(merged(docs), indent=2) + chr(10))}", file=out)
-    if args.png:
-        print(f"chart: {chart(rows, args.png)}", file=out)
+    atomic.write_outputs({"json": (args.json_out if docs else None, lambda: atomic.json_bytes(merged(docs))),
+                          "chart": (args.png, lambda: png(rows))}, out)
     return 0 if rows and all(code == 0 for code, _ in statuses.values()) else 1

@@ -55,13 +55,18 @@ def _heat(results: RunResults, names: list):
 
 def chart(results: RunResults, path) -> Path:
     """Draw `results` to a PNG at `path`, written atomically."""
+    return atomic.write_bytes(path, png(results))
+
+
+def png(results: RunResults) -> bytes:
+    """`results` drawn as a PNG."""
     import matplotlib.pyplot as plt
 
     fig = figure(results)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
     plt.close(fig)
-    return atomic.write_bytes(path, buffer.getvalue())
+    return buffer.getvalue()
 
 
 def figure(results: RunResults):

@@ -13,7 +13,6 @@ import json
 import math
 import sys
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -323,8 +322,8 @@ def _symmetric(ax, values: list, floor: float) -> None:
     ax.axvline(0, color="black", linewidth=0.8)
 
 
-def chart(comparison: Comparison, path) -> Path:
-    """Draw `comparison` to a PNG at `path`, written atomically: per model the mIoU change per precision and the
+def png(comparison: Comparison) -> bytes:
+    """`comparison` drawn as a PNG: per model the mIoU change per precision and the
     speed-up before and after, and the layers whose SQNR moved most."""
     import matplotlib
 
@@ -392,7 +391,7 @@ def chart(comparison: Comparison, path) -> Path:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
     plt.close(fig)
-    return atomic.write_bytes(path, buffer.getvalue())
+    return buffer.getvalue()
 
 
 def main(argv, out=sys.stdout) -> int:
@@ -409,10 +408,8 @@ def main(argv, out=sys.stdout) -> int:
     after = report.load(args.after)
     comparison = compare(report.load(args.before), after, labels=(args.before, args.after))
     out.write(markdown(comparison))
-    if args.json_out:
-        print(f"json: {atomic.write_json(args.json_out, comparison.to_dict())}", file=out)
-    if args.png:
-        print(f"chart: {chart(comparison, args.png)}", file=out)
+    atomic.write_outputs({"json": (args.json_out, lambda: atomic.json_bytes(comparison.to_dict())),
+                          "chart": (args.png, lambda: png(comparison))}, out)
     failing = [f"{name} {check} ({c.status})" for name, m in sorted(after.models.items())
                for check, c in sorted(m.checks.items()) if c.failing(after.strict_changes)]
     if failing:

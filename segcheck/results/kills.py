@@ -197,10 +197,10 @@ def file_stem(environment: dict, recipe: str = "") -> str:
 
 
 def save(table: KillTable, folder) -> tuple[Path, Path]:
-    """<folder>/<environment>.md and .json, each written atomically."""
+    """<folder>/<environment>.md and .json, written atomically as one."""
     stem = file_stem(table.environment, table.recipe)  # 1.9.1-2.4.4-avx512_vnni: its dots are no suffix
-    md = atomic.write_text(Path(folder) / f"{stem}.md", markdown(table))
-    js = atomic.write_text(Path(folder) / f"{stem}.json", json.dumps(to_dict(table), indent=1) + "\n")
+    md, js = atomic.write_all({Path(folder) / f"{stem}.md": markdown(table).encode(),
+                               Path(folder) / f"{stem}.json": (json.dumps(to_dict(table), indent=1) + "\n").encode()})
     return md, js
 
 

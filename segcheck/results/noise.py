@@ -293,10 +293,9 @@ def main(argv, out=sys.stdout) -> int:
     derived_table = tolerances(table, args.factor, fallback)
     text = markdown(table, derived_table)
     out.write(text)
-    if args.md:
-        print(f"markdown: {atomic.write_text(args.md, text)}", file=out)
-    if args.json_out:
-        print(f"json: {atomic.write_json(args.json_out, {**table.to_dict(), 'factor': args.factor, 'tolerances': derived_table.to_dict()})}", file=out)
+    atomic.write_outputs({"markdown": (args.md, text.encode),
+                          "json": (args.json_out, lambda: atomic.json_bytes(
+                              {**table.to_dict(), "factor": args.factor, "tolerances": derived_table.to_dict()}))}, out)
     if args.write:
         out.write(write(args.write, reference.tier, table, derived_table) or f"{args.write}: tolerances unchanged\n")
     return 0
