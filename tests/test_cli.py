@@ -274,6 +274,19 @@ def test_peer_rows_have_a_table_of_their_own_beside_their_model(tmp_path):
     assert (tmp_path / "chart.png").stat().st_size > 0
 
 
+def test_a_results_file_with_a_figure_no_run_writes_is_refused_and_one_without_models_says_so(tmp_path, capsys):
+    doc = _results().to_dict()
+    doc["models"]["fcn_resnet101_voc"]["fp32"]["miou"] = float("nan")
+    (tmp_path / "nan.json").write_text(json.dumps(doc))
+    assert commands.main(["report", "--results", str(tmp_path / "nan.json")]) == 2
+    assert ("nan.json: not a segcheck results file (models.fcn_resnet101_voc.fp32.miou is nan, not a figure a run "
+            "writes); run pytest again") in capsys.readouterr().err
+    empty = report.save(RunResults(tier="synthetic", convention="present"), tmp_path / "empty.json")
+    out = io.StringIO()
+    assert commands.report(["--results", str(empty)], out) == 0
+    assert out.getvalue().startswith("no model in these results: the run selected none of the gate's cases")
+
+
 def test_report_of_the_seed_baseline_table(monkeypatch):
     monkeypatch.chdir(ROOT)
     out = io.StringIO()

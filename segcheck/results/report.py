@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,13 +36,28 @@ def load(path) -> RunResults:
         doc = json.loads(path.read_text())
         if doc.get("format") not in READABLE:
             raise ValueError(f"format {doc.get('format')!r}, expected one of {', '.join(map(str, READABLE))}")
-        return RunResults.from_dict(doc)
+        results = RunResults.from_dict(doc)
+        _headline_figures_are_numbers(results)
+        return results
     except FileNotFoundError:
         raise SegcheckError(f"{path}: no results yet; run pytest first (it writes them)") from None
     except OSError as err:
         raise SegcheckError(f"{path}: cannot read the results ({err.strerror}); name a readable results file") from None
     except (ValueError, TypeError, AttributeError, KeyError) as err:
         raise SegcheckError(f"{path}: not a segcheck results file ({err}); run pytest again to rewrite it") from None
+
+
+HEADLINE = ("pixacc", "miou", "latency_ms")  # the figures of the table, which a run writes as numbers or leaves out
+
+
+def _headline_figures_are_numbers(results: RunResults) -> None:
+    """A table figure that is not a finite number (NaN, a string) was not written by a run: a ValueError naming it."""
+    for name, model in results.models.items():
+        for precision in ("fp32", "int8"):
+            for key in HEADLINE:
+                value = getattr(model.figures(precision), key)
+                if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)):
+                    raise ValueError(f"models.{name}.{precision}.{key} is {value!r}, not a figure a run writes")
 
 
 def _cell(value, baseline=None, pct=False) -> str:
@@ -132,6 +148,8 @@ def comparisons(results: RunResults) -> str:
 def markdown(results: RunResults) -> str:
     main = rows(results)
     lines = [" | ".join(HEADER), " | ".join("--" for _ in HEADER), *(" | ".join(r) for r in main)] if main else []
+    if not results.models:
+        lines = ["no model in these results: the run selected none of the gate's cases (pytest, or pytest -k MODEL, runs them)"]
     known = {n: m.setting for n, m in results.models.items() if m.setting}  # a latency-only model records none
     settings = {json.dumps(setting, sort_keys=True): setting for setting in known.values()}
     if len(settings) == 1:
