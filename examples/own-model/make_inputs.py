@@ -4,8 +4,10 @@ data/VOCdevkit: a VOC-layout dataset from segcheck's generator; weights/my_fcn.p
 fitted on its train split by segcheck's seeded fit. Your repository has real ones instead.
 """
 
+import os
 from pathlib import Path
 
+from segcheck import atomic
 from segcheck.config.networks import Network
 from segcheck.config.recipes import FitRecipe
 from segcheck.data import loaders, synthetic
@@ -18,16 +20,22 @@ RECIPE = FitRecipe(seed=11, num_images=32)
 
 
 def main() -> None:
-    root = synthetic.write_voc(HERE / "data" / "VOCdevkit", SPEC)
+    """Both files appear whole or not at all: a run stopped halfway leaves the old ones (or none)."""
+    root = HERE / "data" / "VOCdevkit"
+    with atomic.staged_dir(root) as staging:
+        synthetic.write_voc(staging, SPEC)
     network = Network.from_parts("fcn", "resnet50", "pascal_voc")
     net = build.build(network, RECIPE.crop_size)
     fit.seeded_init(net, RECIPE.crop_size, RECIPE)
     train = loaders.open_split(DATASETS["pascal_voc"], root, "train", RECIPE.crop_size, HERE)
     (images, labels, _), = loaders.batches(train, loaders.first(train, RECIPE.num_images), RECIPE.num_images)
     fit.fit(net, network.arch, images, labels, RECIPE)
-    (HERE / "weights").mkdir(exist_ok=True)
-    net.save_parameters(str(HERE / "weights" / "my_fcn.params"))
-    print(f"wrote {root} and {HERE / 'weights' / 'my_fcn.params'}")
+    weights = HERE / "weights" / "my_fcn.params"
+    atomic.ensure_writable(weights.parent)
+    staged = weights.with_name(f".{weights.name}.tmp")
+    net.save_parameters(str(staged))
+    os.replace(staged, weights)
+    print(f"wrote {root} and {weights}")
 
 
 if __name__ == "__main__":
