@@ -84,21 +84,21 @@ def write_bytes(path, data: bytes) -> Path:
 
 def write_all(files: dict) -> list:
     """Write several files (path -> bytes) as one, each as write_bytes does: every file is checked and staged beside
-    its target before any replaces its target, so a failure on one (a folder in the way, a full disk) leaves every old
-    file and no temporary. Returns the paths written, in order."""
+    its target before any replaces its target, so a failure up to then (a folder in the way, a full disk) replaces no
+    file and leaves no temporary one. Returns the paths written, in order."""
     targets = [(_target(path), data) for path, data in files.items()]
     staged = []
     try:
         for target, data in targets:
-            if target.stream:
-                continue
-            staged.append((_staged(target.path, data), target.path))
+            if not target.stream:
+                staged.append((_staged(target.path, data), target.path))
         for target, data in targets:
             if target.stream:
-                with open(target.path, "wb") as stream:
+                with _naming(target.path), open(target.path, "wb") as stream:
                     stream.write(data)
         for tmp, path in staged:
-            _named(path, os.replace, tmp, path)
+            with _naming(path):
+                os.replace(tmp, path)
     finally:
         for tmp, _ in staged:
             Path(tmp).unlink(missing_ok=True)
@@ -131,12 +131,13 @@ def _staged(path: Path, data: bytes) -> str:
     """A temporary file beside `path` holding `data`, flushed to disk, with the mode `path` has or would get."""
     tmp = None
     try:
-        fd, tmp = _named(path, tempfile.mkstemp, dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.chmod(tmp, _mode_for(path))  # mkstemp makes 0600; keep the file's mode, or the usual default
-        with os.fdopen(fd, "wb") as handle:
-            _named(path, handle.write, data)
-            handle.flush()
-            _named(path, os.fsync, handle.fileno())
+        with _naming(path):
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            os.chmod(tmp, _mode_for(path))  # mkstemp makes 0600; keep the file's mode, or the usual default
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
         return tmp
     except BaseException:
         if tmp is not None:
@@ -144,10 +145,11 @@ def _staged(path: Path, data: bytes) -> str:
         raise
 
 
-def _named(path: Path, call, *args, **kwargs):
-    """call(*args, **kwargs); an OSError that names no file (a full disk) names `path`, the file being written."""
+@contextmanager
+def _naming(path: Path):
+    """An OSError that names no file (a full disk, also where closing the file raised it again) names `path`."""
     try:
-        return call(*args, **kwargs)
+        yield
     except OSError as err:
         if err.filename is None:
             raise OSError(err.errno, err.strerror, str(path)) from err
@@ -156,11 +158,13 @@ def _named(path: Path, call, *args, **kwargs):
 
 def outputs_apart(outputs: dict, inputs) -> None:
     """Each output a command was asked to write (option -> path; None where not given) is neither one of its `inputs`
-    nor another output: one error naming the option otherwise, before anything is written."""
+    nor another output, and can be written (no folder in its way; its folder made if need be): one error naming it
+    otherwise, before the command's work and before anything is written."""
     taken = {resolved(p): f"the input {p}" for p in inputs if p is not None}
     for option, path in outputs.items():
         if path is None:
             continue
+        _target(path)
         where = resolved(path)
         if where in taken:
             raise SegcheckError(f"{option} {path} is {taken[where]}, which it would overwrite; name another file")

@@ -2,6 +2,7 @@
 handled or named, never replaced."""
 
 import errno
+import io
 import os
 import threading
 
@@ -70,3 +71,21 @@ def test_a_commands_outputs_are_written_as_one_so_a_failing_second_leaves_the_fi
     assert f"cannot create folder {tmp_path / 'a-file'}" in capsys.readouterr().err
     assert kept.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "kept.json", "results.json"]
     assert commands.main(args[:-2]) == 0 and kept.read_text() != "old"
+
+
+def test_a_full_disk_met_when_the_buffer_is_flushed_or_on_a_device_names_the_file(tmp_path, monkeypatch):
+    """A small file's write only fills Python's buffer: the full disk comes at flush, and again at close."""
+    target = tmp_path / "small.json"
+    target.write_text("old")
+
+    class Full(io.BytesIO):
+        def flush(self):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    fdopen = atomic.os.fdopen
+    monkeypatch.setattr(atomic.os, "fdopen", lambda fd, mode: (fdopen(fd, mode).close(), Full())[1])
+    with pytest.raises(OSError, match=f"No space left on device: '{target}'"):
+        atomic.write_text(target, "new")
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["small.json"]
+    with pytest.raises(OSError, match="No space left on device: '/dev/full'"):
+        atomic.write_text("/dev/full", "x")

@@ -284,7 +284,7 @@ def test_a_results_file_with_a_figure_no_run_writes_is_refused_and_one_without_m
     empty = report.save(RunResults(tier="synthetic", convention="present"), tmp_path / "empty.json")
     out = io.StringIO()
     assert commands.report(["--results", str(empty)], out) == 0
-    assert out.getvalue().startswith("no model in these results: the run selected none of the gate's cases")
+    assert out.getvalue().startswith("no model in these results: nothing was gated")
 
 
 def test_report_of_the_seed_baseline_table(monkeypatch):

@@ -20,7 +20,7 @@ RECIPE = FitRecipe(seed=11, num_images=32)
 
 
 def main() -> None:
-    """Both files appear whole or not at all: a run stopped halfway leaves the old ones (or none)."""
+    """The dataset folder and the params file each appear whole or not at all."""
     root = HERE / "data" / "VOCdevkit"
     with atomic.staged_dir(root) as staging:
         synthetic.write_voc(staging, SPEC)
@@ -33,8 +33,11 @@ def main() -> None:
     weights = HERE / "weights" / "my_fcn.params"
     atomic.ensure_writable(weights.parent)
     staged = weights.with_name(f".{weights.name}.tmp")
-    net.save_parameters(str(staged))
-    os.replace(staged, weights)
+    try:
+        net.save_parameters(str(staged))
+        os.replace(staged, weights)
+    finally:
+        staged.unlink(missing_ok=True)
     print(f"wrote {root} and {weights}")
 
 

@@ -146,6 +146,7 @@ def main(argv, out=sys.stdout) -> int:
     if any(a == "--isa" or a.startswith("--isa=") for a in extra):
         raise SegcheckError("isa-bench sets --isa for each level itself; choose the levels with --levels")
     levels = levels_of(args.levels, isa.supported())
+    atomic.outputs_apart({"--json": args.json_out, "--png": args.png}, [])  # before the measurement, which takes minutes
     docs, statuses, rows = {}, {}, []
     with tempfile.TemporaryDirectory(prefix="segcheck-isa-bench-") as tmp:
         for level in levels:

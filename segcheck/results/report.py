@@ -149,7 +149,7 @@ def markdown(results: RunResults) -> str:
     main = rows(results)
     lines = [" | ".join(HEADER), " | ".join("--" for _ in HEADER), *(" | ".join(r) for r in main)] if main else []
     if not results.models:
-        lines = ["no model in these results: the run selected none of the gate's cases (pytest, or pytest -k MODEL, runs them)"]
+        lines = ["no model in these results: nothing was gated (pytest, or pytest -k MODEL, runs the gate's cases)"]
     known = {n: m.setting for n, m in results.models.items() if m.setting}  # a latency-only model records none
     settings = {json.dumps(setting, sort_keys=True): setting for setting in known.values()}
     if len(settings) == 1:
