@@ -48,6 +48,16 @@ def test_the_cap_is_the_commands_own_and_all_is_its_job():
     assert "unknown ISA 'all'" in err.getvalue() and "`segcheck isa-bench` measures every level" in err.getvalue()
 
 
+def test_outputs_that_cannot_both_be_written_are_refused_before_measuring(tmp_path, monkeypatch):
+    """Before, --json x --png x measured for minutes, wrote the chart over the JSON and printed both lines."""
+    monkeypatch.setattr(isa_bench, "run_level", lambda *a: pytest.fail("measured before its outputs were checked"))
+    same = str(tmp_path / "isa.out")
+    with pytest.raises(SegcheckError, match=f"--png {same} is also --json's output"):
+        isa_bench.main(["--levels", "avx2", "--json", same, "--png", same], io.StringIO())
+    with pytest.raises(SegcheckError, match=f"{tmp_path} is a folder; name a file to write"):
+        isa_bench.main(["--levels", "avx2", "--png", str(tmp_path)], io.StringIO())
+
+
 def test_one_level_end_to_end(segcheck, tmp_path, monkeypatch):
     """The benchmarks of one model under the AVX2 cap (which every x86-64 CPU here has), in a pytest process of its own."""
     monkeypatch.chdir(ROOT)
