@@ -307,7 +307,7 @@ def report(argv, out=sys.stdout) -> int:
     out.write(reporting.markdown(results))
     if args.per_class:
         out.write("\n" + reporting.per_class(results))
-    atomic.write_outputs({"json": (args.json_out, lambda: atomic.json_bytes(results.to_dict())),
+    atomic.write_outputs({"json": (args.json_out, lambda: reporting.encoded(results)),
                           "chart": (args.png, lambda: chart.png(results))}, out)
     if args.max_memory is not None:
         return _within_memory(results, args.max_memory, out)

@@ -222,6 +222,6 @@ def main(argv, out=sys.stdout) -> int:
     atomic.outputs_apart({"--json": args.json_out, "--png": args.png}, args.results)
     merged = merge(args.results)
     out.write(report.markdown(merged))
-    atomic.write_outputs({"json": (args.json_out, lambda: atomic.json_bytes(merged.to_dict())),
+    atomic.write_outputs({"json": (args.json_out, lambda: report.encoded(merged)),
                           "chart": (args.png, lambda: chart.png(merged))}, out)
     return 1 if any(c.failing(merged.strict_changes) for m in merged.models.values() for c in m.checks.values()) else 0

@@ -26,8 +26,13 @@ def last_run_path(cache_dir) -> Path:
     return Path(cache_dir) / "last-run.json"
 
 
+def encoded(results: RunResults) -> bytes:
+    """The results file's contents: what save writes, and a command's --json output of results."""
+    return atomic.json_bytes(results.to_dict())
+
+
 def save(results: RunResults, path) -> Path:
-    return atomic.write_json(path, results.to_dict())
+    return atomic.write_bytes(path, encoded(results))
 
 
 def load(path) -> RunResults:
