@@ -57,6 +57,25 @@ def test_amx_without_the_cpu_or_the_kernel_is_one_line_saying_why(monkeypatch):
         isa.request_amx()
 
 
+def test_a_cap_above_what_the_cpu_runs_is_refused_naming_its_source(monkeypatch):
+    """oneDNN runs an AVX2 CPU's own kernels under an AVX-512 cap: the cap would change nothing, so it is an error
+    (`tox -e isa-avx512` on an AVX2 runner would otherwise pass as if it had measured AVX-512); a level the CPU has is
+    taken, and nothing is set for a refused one."""
+    monkeypatch.setattr(isa, "cpu_flags", lambda: EPYC_AVX2)
+    monkeypatch.setattr(isa, "_PROCESS", {})
+    for variable in isa.VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+    for level, missing in (("avx512", "avx512f/avx512bw/avx512vl/avx512dq"), ("vnni", "avx512_vnni")):
+        with pytest.raises(SegcheckError, match=rf"^--isa {isa.name(level)}: this CPU \(.*\) runs oneDNN at most at avx2 "
+                                                rf"\(no {missing} in /proc/cpuinfo\), so the cap would change nothing; "
+                                                "choose one of sse41, avx, avx2"):
+            isa.select(level, "--isa")
+        assert isa.current_cap() == "" and "cap" not in isa._PROCESS
+    with pytest.raises(SegcheckError, match="^segcheck.toml: key 'isa' avx512: this CPU"):
+        isa.select("avx512", "segcheck.toml: key 'isa'")
+    assert isa.select("avx2", "--isa") == "AVX2" and isa.current_cap() == "AVX2"
+
+
 def test_a_process_keeps_the_cap_it_was_first_given(monkeypatch):
     """A process that selected its cap (the plugin does, before MXNet runs) refuses another later."""
     monkeypatch.setattr(isa, "_PROCESS", {"cap": isa.current_cap()})

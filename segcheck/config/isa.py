@@ -107,6 +107,17 @@ def request_amx() -> None:
                             f"{os.strerror(errno)}); AMX needs Linux 5.16 or later")
 
 
+def _within_cpu(level: str, source: str) -> None:
+    """A cap above what this CPU runs would change nothing (oneDNN runs the CPU's own highest level): an error naming
+    `source`. AMX is left to request_amx, which says what a CPU or a kernel without it lacks."""
+    levels = supported()
+    if level == "amx" or level in levels or not levels:
+        return
+    raise SegcheckError(f"{source} {level}: this CPU ({cpu_model()}) runs oneDNN at most at {levels[-1]} (no "
+                        f"{'/'.join(f for f in NEEDS[level] if f not in cpu_flags())} in /proc/cpuinfo), so the cap would "
+                        f"change nothing; choose one of {', '.join(levels)}, or run on a CPU that has {level}")
+
+
 def environment_for(level: str) -> dict:
     """The environment variables that cap oneDNN at `level` (every generation's name)."""
     return {v: CAPS[level] for v in VARIABLES}
@@ -127,6 +138,7 @@ def select(level: str | None, source: str) -> str:
         raise SegcheckError(f"{source}: this process already runs oneDNN capped at {_PROCESS['cap'] or 'none (its own choice)'}, "
                             f"and oneDNN reads its cap only once; run {wanted or 'it without a cap'} in a new process")
     if level:
+        _within_cpu(name(level), source)
         if wanted == CAPS["amx"] and not _PROCESS.get("amx"):
             request_amx()
             _PROCESS["amx"] = True
