@@ -164,7 +164,10 @@ def outputs_apart(outputs: dict, inputs) -> None:
     for option, path in outputs.items():
         if path is None:
             continue
-        _target(path)
+        try:
+            _target(path)
+        except SegcheckError as err:
+            raise SegcheckError(f"{option}: {err}") from None
         where = resolved(path)
         if where in taken:
             raise SegcheckError(f"{option} {path} is {taken[where]}, which it would overwrite; name another file")

@@ -54,7 +54,7 @@ def test_outputs_that_cannot_both_be_written_are_refused_before_measuring(tmp_pa
     same = str(tmp_path / "isa.out")
     with pytest.raises(SegcheckError, match=f"--png {same} is also --json's output"):
         isa_bench.main(["--levels", "avx2", "--json", same, "--png", same], io.StringIO())
-    with pytest.raises(SegcheckError, match=f"{tmp_path} is a folder; name a file to write"):
+    with pytest.raises(SegcheckError, match=f"^--png: {tmp_path} is a folder; name a file to write$"):
         isa_bench.main(["--levels", "avx2", "--png", str(tmp_path)], io.StringIO())
 
 

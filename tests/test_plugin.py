@@ -14,11 +14,13 @@ import pytest
 from inner import Reuse
 from PIL import Image, ImageDraw, ImageFilter
 
-from segcheck.data import synthetic
 from segcheck.cases.model_case import ModelCase
+from segcheck.data import synthetic
+from segcheck.errors import SegcheckError
 from segcheck.measure import guard
 from segcheck.models import pipeline
 from segcheck.plugin.hooks import SUITE
+from segcheck.results import chart, report
 
 
 def test_a_reuse_hands_over_only_to_a_case_of_the_same_configuration(segcheck):
@@ -121,15 +123,48 @@ def test_a_bad_configuration_stops_the_run_naming_file_and_key(pytester):
     ('tier = "synthetic"\n', ["--peer", "onnxruntime", "--peer", "openvino"], "--peer is given twice; give it once (several runtimes: --peer onnxruntime,openvino)"),
     ('tier = "synthetic"\n', ["--strict-changes", "--strict-digest"], "--strict-digest is given twice"),
     ('int8 = {mode = "none"}\n', ["--calib-start", "32"], "--calib-start has no effect with calibration mode none"),
+    ("", ["--update-baselines", "--benchmark-skip"], "--update-baselines with --benchmark-skip: a baseline row needs the latency benchmarks"),
+    ("", ["--update-baselines", "--benchmark-disable"], "--update-baselines with --benchmark-disable: a baseline row needs"),
+    ("", ["--update-baselines", "-n", "2"], "--update-baselines with -n: the latency benchmarks of pytest-xdist's workers"),
+    ("", ["--results-json", "segcheck.toml"], "--results-json segcheck.toml is the input "),
+    ("", ["--report-png", "baselines.json"], "--report-png baselines.json is the input "),
+    ("", ["--results-json", "r.json", "--report-png", "r.json"], "--report-png r.json is also --results-json's output"),
+    ("", ["--results-json", "."], "--results-json: . is a folder; name a file to write"),
 ], ids=["root-on-synthetic", "root-of-unused-dataset", "calib-with-exports-only", "batches-with-mode-none", "require-real-on-synthetic",
         "record-from-a-shard", "peers-in-a-shard", "a-peer-twice", "peer-option-twice", "one-option-two-spellings",
-        "start-with-mode-none"])
+        "start-with-mode-none", "record-without-benchmarks", "record-with-benchmarks-disabled", "record-on-xdist-workers",
+        "results-over-the-configuration", "chart-over-the-baselines", "results-and-chart-one-file", "results-into-a-folder"])
 def test_an_option_without_effect_is_a_usage_error(pytester, config, args, message):
     head, _, tail = config.partition("int8")
     model = '[[models]]\nnetwork = "fcn_resnet101_voc"\n' + (("int8" + tail) if tail else "")
     pytester.path.joinpath("segcheck.toml").write_text(head + model)
     result = pytester.runpytest_inprocess("-p", "no:cacheprovider", *args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR and message in result.stderr.str(), result.stderr.str()
+
+
+def test_a_write_failing_at_the_end_leaves_the_others_and_a_recording_of_nothing_fails(pytester, monkeypatch):
+    """Every case skips (real tier, no weights, no data). The chart cannot be drawn (patched to raise), yet the
+    results are written; --update-baselines, which records nothing, fails the run naming the model and why and writes
+    no baseline file. Before, a failing chart skipped the recording, and a recording of nothing exited 0 saying that a
+    file which did not exist "already holds these rows"."""
+    no_voc = pytester.path / "no-voc"
+    pytester.path.joinpath("segcheck.toml").write_text(
+        f'tier = "real"\n[[models]]\nnetwork = "fcn_resnet101_voc"\ndataset = {{ root = "{no_voc}" }}\n')
+    monkeypatch.setenv("MXNET_HOME", str(pytester.path / "no-store"))
+
+    def undrawable(*args):
+        raise SegcheckError("the chart cannot be drawn")
+
+    monkeypatch.setattr(chart, "chart", undrawable)
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--segcheck-cache", str(pytester.path / "cache"),
+                                          "--results-json", "r.json", "--report-png", "c.png", "--update-baselines")
+    out = result.stdout.str()
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, out[-2000:]
+    assert "fcn_resnet101_voc" in report.load(pytester.path / "r.json").models
+    assert "segcheck: the chart cannot be drawn" in out and not (pytester.path / "c.png").exists()
+    assert "segcheck: --update-baselines: fcn_resnet101_voc not recorded: " in out
+    assert f"nothing was written to {pytester.path / 'baselines.json'}" in out and "already holds" not in out
+    assert not (pytester.path / "baselines.json").exists()
 
 
 def test_published_rows_are_never_recorded_over(pytester):

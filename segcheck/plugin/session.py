@@ -11,9 +11,11 @@ import os
 import time
 import uuid
 from functools import cached_property
+from pathlib import Path
 
 import pytest
 
+from .. import atomic
 from ..cases.model_case import LAYER_IMAGES, LAYER_IMAGES_ACROSS, ModelCase
 from ..config import isa
 from ..config.options import CALIBRATION, ROOTS, GateOptions, flag_of
@@ -62,6 +64,28 @@ def _no_effect(options: GateOptions, run: RunConfig, project: Project, table: ba
     if options.update_baselines and tier is not None and not tier.match_environment:
         raise SegcheckError(f"--update-baselines: the {run.tier} tier of {table.path} holds published rows "
                             "(match_environment false), which are never overwritten")
+
+
+def _recordable(config, options: GateOptions) -> None:
+    """--update-baselines where no row could be recorded (a row needs the latency benchmarks, measured in this process)
+    is an error before the run, not a run that ends having recorded nothing."""
+    if not options.update_baselines:
+        return
+    for flag in ("benchmark_skip", "benchmark_disable"):
+        if config.getoption(flag, False):
+            raise SegcheckError(f"--update-baselines with --{flag.replace('_', '-')}: a baseline row needs the latency "
+                                "benchmarks; run them to record")
+    if config.getoption("numprocesses", None):
+        raise SegcheckError("--update-baselines with -n: the latency benchmarks of pytest-xdist's workers are not "
+                            "measured in this process, so no row can be recorded; record without -n")
+
+
+def _outputs_apart(options: GateOptions, project: Project, table: baselines.Baselines) -> None:
+    """--results-json and --report-png name files the run may write at its end: neither one of the files it reads nor
+    each other, nor a folder; checked before the run, which would otherwise lose its results or overwrite an input."""
+    inputs = [project.path, table.path, golden.path_for(table.path), noise.path_for(table.path),
+              *(e.weights for e in project.models if isinstance(e.weights, Path))]
+    atomic.outputs_apart({"--results-json": options.results_json, "--report-png": options.report_png}, inputs)
 
 
 def _crash(report) -> str:
@@ -119,6 +143,8 @@ class SegcheckSession:
             run = run.with_(case_timeout=project.case_timeout)
         table = baselines.load(options.baselines or project.baselines, missing_ok=True)
         _no_effect(options, run, project, table)
+        _recordable(config, options)
+        _outputs_apart(options, project, table)
         convention = table.convention(run.tier, project.metric_convention, project.path)
         models = resolve_all(project.models, run, project.path.name)
         session = cls(config, project, run, options, table, convention, models)
@@ -469,36 +495,48 @@ class SegcheckSession:
             if self.require_baseline:
                 self.lines.append(f"segcheck: {self.require_baseline}: {why}; a CI gate needs a known environment")
                 failed = True
-        target = self.options.results_json or report.last_run_path(self.run.cache_dir)
+        written = [self._written(self._save_results)]
+        if self.options.report_png:
+            written.append(self._written(lambda: self.lines.append(f"chart: {chart.chart(self.results, self.options.report_png)}")))
+        if self.options.update_baselines:
+            written.append(self._written(self._record_baselines))
+        return failed or not all(written)
+
+    def _written(self, write) -> bool:
+        """One of the run's writes; False, its error among the summary's lines, where it raised: a chart that cannot be
+        drawn leaves the results and the recording written."""
         try:
-            self.lines.append(f"results: {report.save(self.results, target)} (segcheck report prints them again)")
-            report.store_amx(self.results, self.run.cache_dir)
-            amx = report.amx_note(self.results, self.run.cache_dir, "amx" in isa.supported())
-            if amx:
-                self.lines.append(amx)
-            if self.options.report_png:
-                self.lines.append(f"chart: {chart.chart(self.results, self.options.report_png)}")
-            if self.options.update_baselines:
-                self._record_baselines()
-        except SegcheckError as err:
+            write()
+        except (SegcheckError, OSError) as err:
             self.lines.append(f"segcheck: {err}")
-            return True
-        return failed
+            return False
+        return True
+
+    def _save_results(self) -> None:
+        target = self.options.results_json or report.last_run_path(self.run.cache_dir)
+        self.lines.append(f"results: {report.save(self.results, target)} (segcheck report prints them again)")
+        report.store_amx(self.results, self.run.cache_dir)
+        amx = report.amx_note(self.results, self.run.cache_dir, "amx" in isa.supported())
+        if amx:
+            self.lines.append(amx)
 
     def _record_baselines(self) -> None:
         rows = report.rows_to_record(self.results)
         template = baselines.new_tier(self.convention, f"Rows recorded by segcheck --update-baselines for {self.project.path.name}, "
                                                        "keyed by the environment and setting that produced them.")
         key, provenance = self.environment.key(), self.environment.provenance()
-        diff = baselines.record(self.table.path, self.run.tier, key, rows.groups, template, provenance) if rows.groups else ""
-        self.lines += (diff or f"{self.table.path} already holds these rows\n").splitlines()
+        if rows.groups:
+            diff = baselines.record(self.table.path, self.run.tier, key, rows.groups, template, provenance)
+            self.lines += (diff or f"{self.table.path} already holds these rows\n").splitlines()
         records = [(setting, int8, {name: report.golden_of(self.results.models[name]) for name in named
                                     if of_peer_row(name)[1] is None}) for setting, int8, named in rows.groups]  # a peer has none
         records = [(setting, int8, named) for setting, int8, named in records if named]
         written = golden.record(self.table.path, self.run.tier, key, records, provenance) if records else None
         if written:
             self.lines.append(f"golden records (calibration table, per-layer SQNR, digests, per-class IoU): {written}")
-        self.lines += [f"not recorded: {name}: {reason}" for name, reason in rows.missing.items()]
+        if rows.missing:  # asked to record, a model that ran was not: the run fails, saying why
+            raise SegcheckError("--update-baselines: " + "; ".join(f"{name} not recorded: {why}" for name, why in rows.missing.items())
+                                + ("" if rows.groups else f"; nothing was written to {self.table.path}"))
 
     def pytest_terminal_summary(self, terminalreporter):
         if self.is_worker or not self.results.models:
