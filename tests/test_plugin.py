@@ -130,10 +130,12 @@ def test_a_bad_configuration_stops_the_run_naming_file_and_key(pytester):
     ("", ["--report-png", "baselines.json"], "--report-png baselines.json is the input "),
     ("", ["--results-json", "r.json", "--report-png", "r.json"], "--report-png r.json is also --results-json's output"),
     ("", ["--results-json", "."], "--results-json: . is a folder; name a file to write"),
+    ("", ["--baselines", "mistyped.json"], "--baselines mistyped.json: no such file; correct the path, or add --update-baselines"),
 ], ids=["root-on-synthetic", "root-of-unused-dataset", "calib-with-exports-only", "batches-with-mode-none", "require-real-on-synthetic",
         "record-from-a-shard", "peers-in-a-shard", "a-peer-twice", "peer-option-twice", "one-option-two-spellings",
         "start-with-mode-none", "record-without-benchmarks", "record-with-benchmarks-disabled", "record-on-xdist-workers",
-        "results-over-the-configuration", "chart-over-the-baselines", "results-and-chart-one-file", "results-into-a-folder"])
+        "results-over-the-configuration", "chart-over-the-baselines", "results-and-chart-one-file", "results-into-a-folder",
+        "a-mistyped-baseline-file"])
 def test_an_option_without_effect_is_a_usage_error(pytester, config, args, message):
     head, _, tail = config.partition("int8")
     model = '[[models]]\nnetwork = "fcn_resnet101_voc"\n' + (("int8" + tail) if tail else "")

@@ -141,6 +141,9 @@ class SegcheckSession:
         run = RunConfig.from_options(options, options.tier or project.tier)
         if run.case_timeout is None and project.case_timeout is not None:
             run = run.with_(case_timeout=project.case_timeout)
+        if options.baselines is not None and not options.update_baselines and not Path(options.baselines).exists():
+            raise SegcheckError(f"--baselines {options.baselines}: no such file; correct the path, or add "
+                                "--update-baselines to create it")
         table = baselines.load(options.baselines or project.baselines, missing_ok=True)
         _no_effect(options, run, project, table)
         _recordable(config, options)
