@@ -66,6 +66,24 @@ def test_plan_needs_a_configuration(tmp_path, monkeypatch, capsys):
     assert "no segcheck configuration in" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--voc-root", "x"], "--voc-root has no effect on the synthetic tier"),
+    (["--calib-mode", "none", "--calib-batches", "3"], "--calib-batches has no effect with calibration mode none"),
+    (["--num-images", "100"], "fcn_resnet101_voc on the synthetic tier asks for 100 images of its val split, which holds 48"),
+    (["--calib-start", "100000"], "from image 100000, but its train split holds 224"),
+], ids=["root-on-synthetic", "batches-with-mode-none", "more-images-than-the-split", "calibration-beyond-the-split"])
+def test_plan_refuses_what_a_pytest_run_refuses(tmp_path, monkeypatch, capsys, args, message):
+    """Before, plan took these and printed a plan of them ("100 images", "train@100000"), as tune started on a root it
+    would never read."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "segcheck.toml").write_text('tier = "synthetic"\n' + CONFIG)
+    assert commands.main(["plan", "--no-probe", "--segcheck-cache", str(tmp_path / "cache"), *args]) == 2
+    assert message in capsys.readouterr().err
+    if args[0] == "--voc-root":
+        assert commands.main(["tune", "no_such_model", "--voc-root", "x"]) == 2
+        assert message in capsys.readouterr().err
+
+
 def test_a_target_below_the_calibration_time_says_to_share_the_calibration():
     e = Estimate("m", 1000, 160, Cost(fp32_s=0.5, int8_s=0.25, calib_s=0.6))  # 96 s of calibration
     lines = plan.summary([e], Environment("1.9.1", "2.4.4", "avx2"), target_s=90, cached={e.name})

@@ -131,11 +131,17 @@ def test_a_bad_configuration_stops_the_run_naming_file_and_key(pytester):
     ("", ["--results-json", "r.json", "--report-png", "r.json"], "--report-png r.json is also --results-json's output"),
     ("", ["--results-json", "."], "--results-json: . is a folder; name a file to write"),
     ("", ["--baselines", "mistyped.json"], "--baselines mistyped.json: no such file; correct the path, or add --update-baselines"),
+    ('tier = "synthetic"\n', ["--skip-bad"], "--skip-bad has no effect on the synthetic tier"),
+    ("", ["--segcheck-cache", "segcheck.toml"], "segcheck.toml is a file; name a folder with --segcheck-cache"),
+    ('tier = "synthetic"\n', ["--num-images", "49"], "fcn_resnet101_voc on the synthetic tier asks for 49 images of its val split, which holds 48"),
+    ('tier = "synthetic"\n', ["--calib-start", "200"], "calibration needs 32 images (2 batches x 16) from image 200, but its train split holds 224"),
+    ('tier = "synthetic"\n', ["--num-images", "2", "--shard", "1/3"], "--shard 1/3 of 2 images holds none; split them into at most 2 shards"),
 ], ids=["root-on-synthetic", "root-of-unused-dataset", "calib-with-exports-only", "batches-with-mode-none", "require-real-on-synthetic",
         "record-from-a-shard", "peers-in-a-shard", "a-peer-twice", "peer-option-twice", "one-option-two-spellings",
         "start-with-mode-none", "record-without-benchmarks", "record-with-benchmarks-disabled", "record-on-xdist-workers",
         "results-over-the-configuration", "chart-over-the-baselines", "results-and-chart-one-file", "results-into-a-folder",
-        "a-mistyped-baseline-file"])
+        "a-mistyped-baseline-file", "skip-bad-on-synthetic", "a-cache-that-is-a-file", "more-images-than-the-split",
+        "calibration-beyond-the-split", "an-empty-shard"])
 def test_an_option_without_effect_is_a_usage_error(pytester, config, args, message):
     head, _, tail = config.partition("int8")
     model = '[[models]]\nnetwork = "fcn_resnet101_voc"\n' + (("int8" + tail) if tail else "")

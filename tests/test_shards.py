@@ -192,12 +192,15 @@ def test_shards_that_do_not_fit_are_refused_naming_why(tmp_path, runs, message):
         merge.merge(_files(tmp_path, runs))
 
 
-def test_shards_split_in_order_and_cover_every_image():
-    for total in range(0, 12):
-        for n in range(1, 6):
+def test_shards_split_in_order_and_cover_every_image_and_an_empty_one_is_refused():
+    for total in range(1, 12):
+        for n in range(1, min(total, 5) + 1):
             blocks = [loaders.shard(list(range(total)), (k, n)) for k in range(1, n + 1)]
             assert [i for b in blocks for i in b] == list(range(total))
             assert max(map(len, blocks)) - min(map(len, blocks)) <= 1
+    for total, k, n in ((2, 4, 5), (2, 1, 5), (0, 1, 1)):  # a run of an empty shard would evaluate nothing and pass
+        with pytest.raises(SegcheckError, match=rf"^--shard {k}/{n} of {total} images holds none; split them into at most {total} shards$"):
+            loaders.shard(list(range(total)), (k, n))
 
 
 def test_shard_option_is_checked(capsys):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..config import isa, options
+from ..config import isa, options, refusals
 from ..config.project import Project, find
 from ..config.run import RunConfig, resolve_all
 from ..errors import SegcheckError
@@ -18,5 +18,9 @@ def configured(args) -> tuple[Project, RunConfig, dict]:
     if project is None:
         raise SegcheckError(f"no segcheck configuration in {Path.cwd()} or above; add segcheck.toml or pass --segcheck-config")
     isa.select(args.isa or project.isa, "--isa" if args.isa else f"{project.path}: key 'isa'")
-    run = RunConfig.from_options(options.GateOptions.read(vars(args).get), args.tier or project.tier)
-    return project, run, resolve_all(project.models, run, project.path.name)
+    given = options.GateOptions.read(vars(args).get)
+    run = RunConfig.from_options(given, args.tier or project.tier)
+    refusals.no_effect(given, run, project)
+    models = resolve_all(project.models, run, project.path.name)
+    refusals.beyond_the_splits(models)
+    return project, run, models

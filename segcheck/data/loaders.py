@@ -293,12 +293,17 @@ def first(split: Split, num_images) -> list:
 def shard(indices: list, shard_spec) -> list:
     """Shard K of N of `indices`: the K-th of N contiguous blocks, sizes differing by at most one.
 
-    Contiguous blocks in shard order give back the whole list in its order, so merged figures are in image order.
+    Contiguous blocks in shard order give back the whole list in its order, so merged figures are in image order. A
+    shard that would hold no image is an error: its run would evaluate nothing.
     """
     if shard_spec is None:
         return list(indices)
     k, n = shard_spec
-    return list(indices[(k - 1) * len(indices) // n: k * len(indices) // n])
+    part = list(indices[(k - 1) * len(indices) // n: k * len(indices) // n])
+    if not part:
+        raise SegcheckError(f"--shard {k}/{n} of {len(indices)} images holds none; split them into at most "
+                            f"{len(indices)} shards")
+    return part
 
 
 def batches(split: Split, indices, batch_size: int, skip_bad: bool = False, skipped: list | None = None):

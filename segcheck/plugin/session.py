@@ -17,8 +17,8 @@ import pytest
 
 from .. import atomic
 from ..cases.model_case import LAYER_IMAGES, LAYER_IMAGES_ACROSS, ModelCase
-from ..config import isa
-from ..config.options import CALIBRATION, ROOTS, GateOptions, flag_of
+from ..config import isa, refusals
+from ..config.options import GateOptions
 from ..config.project import Project
 from ..config.run import ModelConfig, RunConfig, resolve_all
 from ..data.kinds import DATASETS
@@ -36,30 +36,8 @@ from . import suite
 IDENTITY, RECORD, VERDICT = "segcheck", "segcheck-record", "segcheck-verdict"
 
 
-def _no_effect(options: GateOptions, run: RunConfig, project: Project, table: baselines.Baselines) -> None:
-    """An option that would change nothing in this run is an error, never silently ignored."""
-    entries = project.models
-    for dest, key in ROOTS.items():
-        if getattr(options, dest) is None:
-            continue
-        if run.tier == "synthetic":
-            raise SegcheckError(f"{flag_of(dest)} has no effect on the synthetic tier (its data is generated); add --tier real")
-        if all(e.data.name != key for e in entries):
-            raise SegcheckError(f"{flag_of(dest)} has no effect: no configured model uses {key}")
-    calib = [d for d in CALIBRATION if getattr(options, d) is not None]
-    calibrating = [e for e in entries if e.int8_export is None]
-    if calib and not calibrating:
-        raise SegcheckError(f"{flag_of(calib[0])} has no effect: every configured model's INT8 side is a shipped export")
-    modes = {options.calib_mode or e.recipe.get("mode", "naive") for e in calibrating}
-    sized = [d for d in ("calib_batches", "calib_batch_size", "calib_split", "calib_start") if getattr(options, d) is not None]
-    if sized and modes == {"none"}:
-        raise SegcheckError(f"{flag_of(sized[0])} has no effect with calibration mode none")
-    if options.require_real and run.tier == "synthetic":
-        raise SegcheckError("--require-real has no effect on the synthetic tier (nothing is missing there); add --tier real")
-    if options.peer is not None and run.shard is not None:
-        raise SegcheckError("--peer with --shard: the peer cases run on all the images, unsharded; run them apart")
-    if options.update_baselines and run.shard is not None:
-        raise SegcheckError("--update-baselines with --shard: a shard's figures are not a row; record from an unsharded run")
+def _published(options: GateOptions, run: RunConfig, table: baselines.Baselines) -> None:
+    """Published rows (a tier with match_environment false) are never recorded over."""
     tier = table.tiers.get(run.tier)
     if options.update_baselines and tier is not None and not tier.match_environment:
         raise SegcheckError(f"--update-baselines: the {run.tier} tier of {table.path} holds published rows "
@@ -145,11 +123,13 @@ class SegcheckSession:
             raise SegcheckError(f"--baselines {options.baselines}: no such file; correct the path, or add "
                                 "--update-baselines to create it")
         table = baselines.load(options.baselines or project.baselines, missing_ok=True)
-        _no_effect(options, run, project, table)
+        refusals.no_effect(options, run, project)
+        _published(options, run, table)
         _recordable(config, options)
         _outputs_apart(options, project, table)
         convention = table.convention(run.tier, project.metric_convention, project.path)
         models = resolve_all(project.models, run, project.path.name)
+        refusals.beyond_the_splits(models)
         session = cls(config, project, run, options, table, convention, models)
         session.watermark.open()
         return session
