@@ -150,6 +150,15 @@ def test_an_option_without_effect_is_a_usage_error(pytester, config, args, messa
     assert result.ret == pytest.ExitCode.USAGE_ERROR and message in result.stderr.str(), result.stderr.str()
 
 
+def test_an_option_given_twice_names_pytest_addopts_where_that_gives_it(pytester, monkeypatch):
+    """pytest puts PYTEST_ADDOPTS before the command line: the refusal says where the other value came from."""
+    pytester.path.joinpath("segcheck.toml").write_text('tier = "synthetic"\n[[models]]\nnetwork = "fcn_resnet101_voc"\n')
+    monkeypatch.setenv("PYTEST_ADDOPTS", "-q --tier=real")
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--tier=synthetic")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "--tier is given twice; give it once (PYTEST_ADDOPTS gives it too: -q --tier=real)" in result.stderr.str()
+
+
 def test_a_write_failing_at_the_end_leaves_the_others_and_a_recording_of_nothing_fails(pytester, monkeypatch):
     """Every case skips (real tier, no weights, no data). The chart cannot be drawn (patched to raise), yet the
     results are written; --update-baselines, which records nothing, fails the run naming the model and why and writes

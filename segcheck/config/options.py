@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 from dataclasses import dataclass
 
 from ..data.kinds import ALL, DATASETS
@@ -91,8 +92,11 @@ class _Once(argparse.Action):
 
     def __call__(self, parser, namespace, values, option_string=None):
         if getattr(namespace, self.dest, None) is not None:
+            addopts = os.environ.get("PYTEST_ADDOPTS", "").split()
+            elsewhere = any(word.split("=")[0] in self.option_strings for word in addopts)
             parser.error(f"{option_string} is given twice; give it once"
-                         + (" (several runtimes: --peer onnxruntime,openvino)" if self.dest == "peer" else ""))
+                         + (" (several runtimes: --peer onnxruntime,openvino)" if self.dest == "peer" else "")
+                         + (f" (PYTEST_ADDOPTS gives it too: {' '.join(addopts)})" if elsewhere else ""))
         setattr(namespace, self.dest, True if self.nargs == 0 else values)
 
 
