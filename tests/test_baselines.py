@@ -15,6 +15,9 @@ from segcheck.cli import migrate as migrate_command
 from segcheck.config import tolerances
 from segcheck.gate import baselines
 from segcheck.gate.baselines import BaselineError, Row
+from segcheck.gate.checks import PASS, SKIP, Check
+from segcheck.results import report
+from segcheck.results.records import Figures, ModelResult, RunResults
 
 REPO_BASELINES = Path(__file__).resolve().parents[1] / "baselines.json"
 
@@ -391,3 +394,21 @@ def test_record_creates_a_missing_file_or_tier_from_the_template_and_never_write
     published = write(tmp_path, doc)
     with pytest.raises(BaselineError, match="tier 'real' holds published rows .* never overwrites"):
         baselines.record(published, "real", ENV, [(SETTING, RECIPE, {"fcn_resnet101_voc": row})])
+
+
+def test_a_recording_tells_a_model_left_out_from_one_whose_cases_all_skipped():
+    """A model that ran with a figure missing (its latency benchmarks deselected) cannot be recorded, which fails an
+    --update-baselines run; one whose every check skipped (a peer without its environment) is set apart, with its skip
+    reason; a whole model is a row."""
+    def measured(latency):
+        return Figures(pixacc=90.0, miou=80.0, latency_ms=latency)
+
+    whole = ModelResult("a", fp32=measured(2.0), int8=measured(1.0), int8_key="naive/auto/2x16/train", setting={"crop_size": 64})
+    partial = ModelResult("b", fp32=measured(None), int8=measured(None), int8_key="naive/auto/2x16/train",
+                          checks={"fp32-accuracy": Check(PASS), "speedup": Check(SKIP, "deselected")})
+    peer = ModelResult("a+openvino", checks={"peer-fp32": Check(SKIP, "no peer environment: segcheck peer install"),
+                                             "peer-int8": Check(SKIP, "no peer environment: segcheck peer install")})
+    rows = report.rows_to_record(RunResults(tier="synthetic", models={m.name: m for m in (whole, partial, peer)}))
+    assert [sorted(named) for _, _, named in rows.groups] == [["a"]]
+    assert list(rows.missing) == ["b"] and rows.missing["b"].startswith("fp32_latency_ms, s8_latency_ms not measured in this run")
+    assert rows.skipped == {"a+openvino": "no peer environment: segcheck peer install"}

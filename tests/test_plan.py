@@ -69,8 +69,8 @@ def test_plan_needs_a_configuration(tmp_path, monkeypatch, capsys):
 @pytest.mark.parametrize("args, message", [
     (["--voc-root", "x"], "--voc-root has no effect on the synthetic tier"),
     (["--calib-mode", "none", "--calib-batches", "3"], "--calib-batches has no effect with calibration mode none"),
-    (["--num-images", "100"], "fcn_resnet101_voc on the synthetic tier asks for 100 images of its val split, which holds 48"),
-    (["--calib-start", "100000"], "from image 100000, but its train split holds 224"),
+    (["--num-images", "100"], "fcn_resnet101_voc on the synthetic tier: 100 images requested but the val split holds 48"),
+    (["--calib-start", "100000"], "from image 100000 but the train split holds 224"),
 ], ids=["root-on-synthetic", "batches-with-mode-none", "more-images-than-the-split", "calibration-beyond-the-split"])
 def test_plan_refuses_what_a_pytest_run_refuses(tmp_path, monkeypatch, capsys, args, message):
     """Before, plan took these and printed a plan of them ("100 images", "train@100000"), as tune started on a root it

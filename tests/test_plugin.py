@@ -133,9 +133,9 @@ def test_a_bad_configuration_stops_the_run_naming_file_and_key(pytester):
     ("", ["--baselines", "mistyped.json"], "--baselines mistyped.json: no such file; correct the path, or add --update-baselines"),
     ('tier = "synthetic"\n', ["--skip-bad"], "--skip-bad has no effect on the synthetic tier"),
     ("", ["--segcheck-cache", "segcheck.toml"], "segcheck.toml is a file; name a folder with --segcheck-cache"),
-    ('tier = "synthetic"\n', ["--num-images", "49"], "fcn_resnet101_voc on the synthetic tier asks for 49 images of its val split, which holds 48"),
-    ('tier = "synthetic"\n', ["--calib-start", "200"], "calibration needs 32 images (2 batches x 16) from image 200, but its train split holds 224"),
-    ('tier = "synthetic"\n', ["--num-images", "2", "--shard", "1/3"], "--shard 1/3 of 2 images holds none; split them into at most 2 shards"),
+    ('tier = "synthetic"\n', ["--num-images", "49"], "fcn_resnet101_voc on the synthetic tier: 49 images requested but the val split holds 48"),
+    ('tier = "synthetic"\n', ["--calib-start", "200"], "fcn_resnet101_voc on the synthetic tier: calibration needs 32 images (2 batches x 16) from image 200 but the train split holds 224"),
+    ('tier = "synthetic"\n', ["--num-images", "2", "--shard", "1/3"], "fcn_resnet101_voc on the synthetic tier: --shard 1/3 of 2 images holds none; split them into at most 2 shards"),
 ], ids=["root-on-synthetic", "root-of-unused-dataset", "calib-with-exports-only", "batches-with-mode-none", "require-real-on-synthetic",
         "record-from-a-shard", "peers-in-a-shard", "a-peer-twice", "peer-option-twice", "one-option-two-spellings",
         "start-with-mode-none", "record-without-benchmarks", "record-with-benchmarks-disabled", "record-on-xdist-workers",
@@ -179,8 +179,9 @@ def test_a_write_failing_at_the_end_leaves_the_others_and_a_recording_of_nothing
     assert result.ret == pytest.ExitCode.TESTS_FAILED, out[-2000:]
     assert "fcn_resnet101_voc" in report.load(pytester.path / "r.json").models
     assert "segcheck: the chart cannot be drawn" in out and not (pytester.path / "c.png").exists()
-    assert "segcheck: --update-baselines: fcn_resnet101_voc not recorded: " in out
-    assert f"nothing was written to {pytester.path / 'baselines.json'}" in out and "already holds" not in out
+    assert "not recorded: fcn_resnet101_voc: its cases skipped (" in out
+    assert (f"segcheck: --update-baselines: nothing was written to {pytester.path / 'baselines.json'} (every model's cases "
+            "skipped)") in out and "already holds" not in out
     assert not (pytester.path / "baselines.json").exists()
 
 

@@ -198,9 +198,11 @@ def test_shards_split_in_order_and_cover_every_image_and_an_empty_one_is_refused
             blocks = [loaders.shard(list(range(total)), (k, n)) for k in range(1, n + 1)]
             assert [i for b in blocks for i in b] == list(range(total))
             assert max(map(len, blocks)) - min(map(len, blocks)) <= 1
-    for total, k, n in ((2, 4, 5), (2, 1, 5), (0, 1, 1)):  # a run of an empty shard would evaluate nothing and pass
+    for total, k, n in ((2, 4, 5), (2, 1, 5)):  # a run of an empty shard would evaluate nothing and pass
         with pytest.raises(SegcheckError, match=rf"^--shard {k}/{n} of {total} images holds none; split them into at most {total} shards$"):
             loaders.shard(list(range(total)), (k, n))
+    with pytest.raises(SegcheckError, match=r"^--shard 1/1 of 0 images holds none; there are no images to split$"):
+        loaders.shard([], (1, 1))
 
 
 def test_shard_option_is_checked(capsys):

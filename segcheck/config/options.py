@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import shlex
 from dataclasses import dataclass
 
 from ..data.kinds import ALL, DATASETS
@@ -92,12 +93,25 @@ class _Once(argparse.Action):
 
     def __call__(self, parser, namespace, values, option_string=None):
         if getattr(namespace, self.dest, None) is not None:
-            addopts = os.environ.get("PYTEST_ADDOPTS", "").split()
-            elsewhere = any(word.split("=")[0] in self.option_strings for word in addopts)
             parser.error(f"{option_string} is given twice; give it once"
-                         + (" (several runtimes: --peer onnxruntime,openvino)" if self.dest == "peer" else "")
-                         + (f" (PYTEST_ADDOPTS gives it too: {' '.join(addopts)})" if elsewhere else ""))
+                         + (" (several runtimes: --peer onnxruntime,openvino)" if self.dest == "peer" else "") + self.elsewhere())
         setattr(namespace, self.dest, True if self.nargs == 0 else values)
+
+    def elsewhere(self) -> str:
+        return ""
+
+
+class _OnceUnderPytest(_Once):
+    """As _Once, saying where PYTEST_ADDOPTS gives the option too: pytest puts it before the command line."""
+
+    def elsewhere(self) -> str:
+        addopts = os.environ.get("PYTEST_ADDOPTS", "")
+        try:
+            words = shlex.split(addopts)
+        except ValueError:
+            words = addopts.split()
+        given = any(word.split("=")[0] in self.option_strings for word in words)
+        return f" (PYTEST_ADDOPTS gives it too: {addopts.strip()})" if given else ""
 
 
 @dataclass(frozen=True)
@@ -180,7 +194,7 @@ GATE = (
 def add_to_pytest(parser) -> None:
     group = parser.getgroup("segcheck", "segcheck: INT8 segmentation gate")
     for option in RUN + GATE:
-        group.addoption(*option.flags, **option.kwargs())
+        group.addoption(*option.flags, **{**option.kwargs(), "action": _OnceUnderPytest})
 
 
 def add_to_argparse(parser: argparse.ArgumentParser, options=RUN) -> None:

@@ -60,6 +60,17 @@ class CalibRecipe:
         """The indices, in the calibration split, of the images calibrated on."""
         return range(self.start, self.start + self.num_examples)
 
+    def check_fits(self, source: str, held: int) -> None:
+        """The images calibrated on are within a calibration split of `held` images (`source` names it); else an error
+        saying which option to lower."""
+        if self.images.stop > held:
+            at = f" from image {self.start}" if self.start else ""
+            raise SegcheckError(
+                f"{source}: calibration needs {self.num_examples} images ({self.num_batches} batches x "
+                f"{self.batch_size}){at} but the {self.split} split holds {held}; lower --calib-batches, "
+                "--calib-batch-size or --calib-start"
+            )
+
     def label(self) -> str:
         """The whole recipe in one line, the key of its INT8 rows and golden records: mode/dtype/BxN/split, @start where
         it does not start at the split's first image, and the layers kept in FP32 where there are any

@@ -7,7 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..data import loaders
-from ..data.kinds import ALL
 from ..errors import SegcheckError
 from .options import CALIBRATION, ROOTS, GateOptions, flag_of
 from .project import Project
@@ -53,14 +52,11 @@ def beyond_the_splits(models: dict) -> None:
             continue
         held = {"train": mc.run.synthetic.num_train, "val": mc.run.synthetic.num_val}
         where = f"{mc.name} on the synthetic tier"
-        if mc.split in held:
-            count = held[mc.split] if mc.num_images in (None, ALL) else mc.num_images
-            if count > held[mc.split]:
-                raise SegcheckError(f"{where} asks for {count} images of its {mc.split} split, which holds "
-                                    f"{held[mc.split]}; ask for at most {held[mc.split]} (--num-images)")
-            loaders.shard(range(count), mc.run.shard)
-        recipe = mc.calib
-        if recipe is not None and recipe.mode != "none" and recipe.split in held and recipe.images.stop > held[recipe.split]:
-            raise SegcheckError(f"{where}: calibration needs {recipe.num_examples} images ({recipe.num_batches} batches x "
-                                f"{recipe.batch_size}) from image {recipe.start}, but its {recipe.split} split holds "
-                                f"{held[recipe.split]}; lower --calib-batches, --calib-batch-size or --calib-start")
+        try:
+            if mc.split in held:
+                loaders.shard(range(loaders.counted(where, mc.split, held[mc.split], mc.num_images)), mc.run.shard)
+            recipe = mc.calib
+            if recipe is not None and recipe.mode != "none" and recipe.split in held:
+                recipe.check_fits(where, held[recipe.split])
+        except SegcheckError as err:
+            raise SegcheckError(str(err) if str(err).startswith(where) else f"{where}: {err}") from None

@@ -280,14 +280,18 @@ class Subset:
 
 def first(split: Split, num_images) -> list:
     """Indices of the first `num_images` samples in the split's fixed order (every one for 'all')."""
+    return list(range(counted(split.source, split.split, len(split), num_images)))
+
+
+def counted(source: str, split: str, held: int, num_images) -> int:
+    """How many images `num_images` (a count, ALL or None: every one) asks of a split of `held` images; more than it
+    holds is an error naming `source`."""
     if num_images == ALL or num_images is None:
-        return list(range(len(split)))
-    if num_images > len(split):
-        raise SegcheckError(
-            f"{split.source}: {num_images} images requested but the {split.split} split holds {len(split)}; "
-            "ask for fewer with --num-images"
-        )
-    return list(range(num_images))
+        return held
+    if num_images > held:
+        raise SegcheckError(f"{source}: {num_images} images requested but the {split} split holds {held}; "
+                            "ask for fewer with --num-images")
+    return num_images
 
 
 def shard(indices: list, shard_spec) -> list:
@@ -301,8 +305,8 @@ def shard(indices: list, shard_spec) -> list:
     k, n = shard_spec
     part = list(indices[(k - 1) * len(indices) // n: k * len(indices) // n])
     if not part:
-        raise SegcheckError(f"--shard {k}/{n} of {len(indices)} images holds none; split them into at most "
-                            f"{len(indices)} shards")
+        raise SegcheckError(f"--shard {k}/{n} of {len(indices)} images holds none; " + (
+            f"split them into at most {len(indices)} shards" if len(indices) else "there are no images to split"))
     return part
 
 

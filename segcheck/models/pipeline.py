@@ -203,13 +203,7 @@ def calibration_images(mc: ModelConfig, recipe: CalibRecipe):
     if recipe.mode == "none":
         return None, loaders.Subset(recipe.split, ())
     source = open_split(mc, recipe.split)
-    if recipe.images.stop > len(source):
-        at = f" from image {recipe.start}" if recipe.start else ""
-        raise SegcheckError(
-            f"{source.source}: calibration needs {recipe.num_examples} images ({recipe.num_batches} batches x "
-            f"{recipe.batch_size}){at} but the {recipe.split} split holds {len(source)}; lower --calib-batches, "
-            "--calib-batch-size or --calib-start"
-        )
+    recipe.check_fits(source.source, len(source))
     return source, loaders.Subset(recipe.split, tuple(source.ids[i] for i in recipe.images))
 
 

@@ -126,10 +126,10 @@ class SegcheckSession:
         refusals.no_effect(options, run, project)
         _published(options, run, table)
         _recordable(config, options)
-        _outputs_apart(options, project, table)
         convention = table.convention(run.tier, project.metric_convention, project.path)
         models = resolve_all(project.models, run, project.path.name)
         refusals.beyond_the_splits(models)
+        _outputs_apart(options, project, table)  # last: it makes the outputs' folders
         session = cls(config, project, run, options, table, convention, models)
         session.watermark.open()
         return session
@@ -517,9 +517,12 @@ class SegcheckSession:
         written = golden.record(self.table.path, self.run.tier, key, records, provenance) if records else None
         if written:
             self.lines.append(f"golden records (calibration table, per-layer SQNR, digests, per-class IoU): {written}")
-        if rows.missing:  # asked to record, a model that ran was not: the run fails, saying why
-            raise SegcheckError("--update-baselines: " + "; ".join(f"{name} not recorded: {why}" for name, why in rows.missing.items())
-                                + ("" if rows.groups else f"; nothing was written to {self.table.path}"))
+        self.lines += [f"not recorded: {name}: its cases skipped ({why})" for name, why in rows.skipped.items()]
+        problems = [f"{name} not recorded: {why}" for name, why in rows.missing.items()]
+        if not rows.groups:
+            problems.append(f"nothing was written to {self.table.path}" + ("" if rows.missing else " (every model's cases skipped)"))
+        if problems:  # asked to record: a model that ran but was left out, or no row at all, fails the run
+            raise SegcheckError("--update-baselines: " + "; ".join(problems))
 
     def pytest_terminal_summary(self, terminalreporter):
         if self.is_worker or not self.results.models:

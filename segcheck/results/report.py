@@ -16,7 +16,7 @@ from pathlib import Path
 from .. import atomic
 from ..errors import SegcheckError
 from ..gate.baselines import ROW_KEYS, Row
-from ..gate.checks import CHANGED, FAILING, REGRESSED, SEED_PREFIX, of_peer_row
+from ..gate.checks import CHANGED, FAILING, REGRESSED, SEED_PREFIX, SKIP, of_peer_row
 from ..gate.golden import Golden
 from .records import READABLE, RunResults
 
@@ -287,20 +287,24 @@ def golden_of(m) -> Golden:
 @dataclass
 class Recordable:
     groups: list  # (setting, INT8 key, {name: Row}) per setting and INT8 key
-    missing: dict  # name -> why it cannot be recorded
+    missing: dict  # name -> why it cannot be recorded, for a model that ran with figures missing
+    skipped: dict  # name -> the skip reason, for a model every check of which skipped (nothing was measured)
 
 
 def rows_to_record(results: RunResults) -> Recordable:
     """Baseline rows from a run, grouped by setting and INT8 key; a model needs all six figures (accuracy and latency,
     FP32 and INT8) and its INT8 key."""
-    groups, missing = {}, {}
+    groups, missing, skipped = {}, {}, {}
     for name, m in sorted(results.models.items()):
         figures = {f"{SEED_PREFIX[p]}_{k}": getattr(m.figures(p), k) for p in ("fp32", "int8") for k in ("latency_ms", "pixacc", "miou")}
         absent = sorted(k for k in ROW_KEYS if figures[k] is None) + ([] if m.int8_key else ["the INT8 key"])
         if absent:
-            missing[name] = (f"{', '.join(absent)} not measured in this run (run the accuracy tests and the latency "
-                             "benchmarks together, without -n)")
+            if m.checks and all(c.status == SKIP for c in m.checks.values()):
+                skipped[name] = next(iter(m.checks.values())).message
+            else:
+                missing[name] = (f"{', '.join(absent)} not measured in this run (run the accuracy tests and the latency "
+                                 "benchmarks together, without -n)")
             continue
         key = json.dumps([m.setting, m.int8_key], sort_keys=True)
         groups.setdefault(key, (m.setting, m.int8_key, {}))[2][name] = Row(**{k: figures[k] for k in ROW_KEYS})
-    return Recordable(list(groups.values()), missing)
+    return Recordable(list(groups.values()), missing, skipped)
