@@ -88,12 +88,38 @@ def test_pretrained_without_weights_is_an_error_naming_the_file(tmp_path, monkey
     (["--calibration", "--batch-size", "4"], "--batch-size has no effect with --calibration"),
     (["--calibration", "--num-images", "4"], "--num-images has no effect with --calibration"),
     (["--model", "icnet", "--backbone", "resnet50"], "icnet_resnet50_voc has no seeded weights on the synthetic tier"),
+    (["--model-zoo", "fcn_resnet101_ade", "--dataset", "pascal_voc"], "--dataset pascal_voc: fcn_resnet101_ade predicts 150 classes but pascal_voc has 21"),
+    (["--benchmark", "--calibration"], "--calibration has no effect with --benchmark, which times the model and exits"),
+    (["--eval", "--case-timeout", "5"], "--case-timeout has no effect here: this command runs its work in this process"),
+    (["--benchmark", "--pretrained", "--voc-root", "voc"], "--voc-root has no effect with --benchmark (it runs on dummy data)"),
+    (["--eval", "--skip-bad"], "--skip-bad has no effect on the synthetic tier: its generated samples are never unreadable"),
+    (["--quantized", "--calib-mode", "none", "--calib-batches", "3"], "--calib-batches has no effect with calibration mode none"),
+    (["--num-images", "100"], "fcn_resnet101_voc on the synthetic tier: 100 images requested but the val split holds 48"),
+    (["--shard", "1/60"], "fcn_resnet101_voc on the synthetic tier: --shard 1/60 of 48 images holds none"),
+    (["--quantized", "--calib-start", "99999"], "calibration needs 32 images (2 batches x 16) from image 99999 but the train split holds 224"),
+    (["--resume", ""], "--resume is given an empty value; give one, or leave it out"),
 ])
 def test_bad_arguments_are_one_clear_line(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_:
         commands.plan(argv)
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and message in err, err
+
+
+@pytest.mark.parametrize("argv, name", [
+    (["report", "--results", ""], "--results"), (["report", "--segcheck-cache", " "], "--segcheck-cache"),
+    (["compare", "", "after.json"], "the before argument"), (["merge", "a.json", ""], "the results argument"),
+    (["noise", "reference.json", "--write", ""], "--write"), (["isa-bench", "--levels", ""], "--levels"),
+    (["fetch", "voc", "--root", ""], "--root"), (["plan", "--segcheck-config", ""], "--segcheck-config"),
+    (["tune", "--json", ""], "--json"), (["migrate", ""], "the baselines argument"),
+], ids=lambda v: "-".join(v) if isinstance(v, list) else None)
+def test_an_empty_value_is_refused_naming_it(argv, name, capsys):
+    """An unset shell variable (`--results "$R"`) gives an empty value: before, report printed the cached last run, noise
+    wrote nothing, fetch took its default root and the seed's command the seeded weights, each exiting 0."""
+    with pytest.raises(SystemExit) as exit_:
+        commands.main(argv)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and f"{name} is given an empty value; give one, or leave it out" in err, err
 
 
 def test_a_model_prefix_whose_symbol_file_is_a_folder_is_one_error(tmp_path):

@@ -26,6 +26,10 @@ def test_levels_table_merged_json_and_chart(tmp_path):
     assert isa_bench.levels_of("vnni,avx2", ["avx2", "avx512_vnni"]) == ["avx512_vnni", "avx2"]
     with pytest.raises(SegcheckError, match="--levels: this CPU cannot dispatch amx"):
         isa_bench.levels_of("amx", ["avx2"])
+    with pytest.raises(SegcheckError, match=r"^--levels ',' names no level; choose among avx2$"):  # was an empty table
+        isa_bench.levels_of(",", ["avx2"])
+    with pytest.raises(SegcheckError, match=r"^--levels: unknown ISA 'bogus'"):
+        isa_bench.levels_of("bogus", ["avx2"])
     docs = {"avx2": _doc("avx2", 0.10, 0.05), "avx512_vnni": _doc("avx512_vnni", 0.06, 0.015)}
     rows = [r for level, doc in docs.items() for r in isa_bench.measured(level, doc)]
     assert [(r.level, round(r.speedup, 2)) for r in rows] == [("avx2", 2.0), ("avx512_vnni", 4.0)]

@@ -136,12 +136,13 @@ def test_a_bad_configuration_stops_the_run_naming_file_and_key(pytester):
     ('tier = "synthetic"\n', ["--num-images", "49"], "fcn_resnet101_voc on the synthetic tier: 49 images requested but the val split holds 48"),
     ('tier = "synthetic"\n', ["--calib-start", "200"], "fcn_resnet101_voc on the synthetic tier: calibration needs 32 images (2 batches x 16) from image 200 but the train split holds 224"),
     ('tier = "synthetic"\n', ["--num-images", "2", "--shard", "1/3"], "fcn_resnet101_voc on the synthetic tier: --shard 1/3 of 2 images holds none; split them into at most 2 shards"),
+    ("", ["--results-json="], "--results-json is given an empty value; give one, or leave it out"),
 ], ids=["root-on-synthetic", "root-of-unused-dataset", "calib-with-exports-only", "batches-with-mode-none", "require-real-on-synthetic",
         "record-from-a-shard", "peers-in-a-shard", "a-peer-twice", "peer-option-twice", "one-option-two-spellings",
         "start-with-mode-none", "record-without-benchmarks", "record-with-benchmarks-disabled", "record-on-xdist-workers",
         "results-over-the-configuration", "chart-over-the-baselines", "results-and-chart-one-file", "results-into-a-folder",
         "a-mistyped-baseline-file", "skip-bad-on-synthetic", "a-cache-that-is-a-file", "more-images-than-the-split",
-        "calibration-beyond-the-split", "an-empty-shard"])
+        "calibration-beyond-the-split", "an-empty-shard", "an-empty-value"])
 def test_an_option_without_effect_is_a_usage_error(pytester, config, args, message):
     head, _, tail = config.partition("int8")
     model = '[[models]]\nnetwork = "fcn_resnet101_voc"\n' + (("int8" + tail) if tail else "")

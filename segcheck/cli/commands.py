@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import atomic
-from ..config import isa, options, threads
+from ..config import isa, options, refusals, threads
 from ..config.networks import BACKBONES, SEGMENTATION_MODELS, Network
-from ..data.kinds import ALIASES, dataset
+from ..data.kinds import ALIASES, DATASETS, dataset
 from ..errors import SegcheckError
 
 # segcheck SUBCOMMAND ...: what each does (segcheck --help lists them) and the function that runs it, imported on
@@ -48,8 +48,8 @@ SUBCOMMANDS = {
 }
 
 
-def seed_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+def seed_parser() -> options.Parser:
+    p = options.Parser(
         prog="segcheck", description="The GluonCV INT8 segmentation workflow (test.py flags), or a subcommand.",
         epilog="subcommands (segcheck SUBCOMMAND --help):\n" + "\n".join(f"  {name:<8} {what}" for name, (what, _) in SUBCOMMANDS.items()),
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -73,8 +73,8 @@ def seed_parser() -> argparse.ArgumentParser:
     return p
 
 
-def report_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="segcheck report", description="The seed's Performance table from a pytest run.")
+def report_parser() -> options.Parser:
+    p = options.Parser(prog="segcheck report", description="The seed's Performance table from a pytest run.")
     p.add_argument("--results", help="results file (default <cache>/last-run.json, written by pytest)")
     p.add_argument("--segcheck-cache", "--cache-dir", dest="cache_dir")
     p.add_argument("--json", dest="json_out", help="also write the results as JSON here")
@@ -166,9 +166,15 @@ def _refuse_what_has_no_effect(args, fail) -> None:
         fail("--model-prefix has no effect without --deploy (the model to load) or --calibration (where to write)")
     if args.num_iterations is not None and not args.benchmark:
         fail("--num-iterations has no effect without --benchmark")
-    for dest in ("num_images", "skip_bad", "calib_split", "calib_start", "shard"):
+    for dest in ("num_images", "skip_bad", "calib_split", "calib_start", "shard", *options.ROOTS):
         if args.benchmark and getattr(given, dest) is not None:
             fail(f"{options.flag_of(dest)} has no effect with --benchmark (it runs on dummy data)")
+    if args.benchmark and args.calibration:
+        fail("--calibration has no effect with --benchmark, which times the model and exits, exporting nothing; "
+             "run them apart")
+    if given.case_timeout is not None:
+        fail("--case-timeout has no effect here: this command runs its work in this process (the timeout stops "
+             "pytest's cases)")
     if args.calibration and args.shard is not None:
         fail("--shard has no effect with --calibration: every shard calibrates on the same images")
     if args.calibration and args.num_images is not None:
@@ -216,6 +222,9 @@ def plan(argv) -> Plan:
     real_data = bool(args.pretrained or args.resume or args.model_zoo or roots)
     if not real_weights and not network.seedable:
         parser.error(f"{network.name} has no seeded weights on the synthetic tier; pass --pretrained, --resume PATH or --model-zoo NAME")
+    if network.dataset and DATASETS[network.dataset].num_classes != kind.num_classes:
+        parser.error(f"--dataset {kind.key}: {network.name} predicts {DATASETS[network.dataset].num_classes} classes but "
+                     f"{kind.key} has {kind.num_classes}")
     crop = args.crop_size or (_deployed_crop(args.model_prefix) if args.deploy else None)
     run = RunConfig.from_options(given.with_(crop_size=crop), "real" if real_data else "synthetic")
     weights = Path(args.resume) if args.resume else (None if args.deploy else STORE)
@@ -223,6 +232,11 @@ def plan(argv) -> Plan:
                        int8_export=Path(args.model_prefix) if export_precision == "int8" else None)
     root, source = resolve_root(kind, run.roots.get(kind.key), None, "the command line") if real_data else (None, "the synthetic tier")
     model = configure(entry, run, weights_of(entry) if real_weights else Weights("seeded"), root, source)
+    try:
+        refusals.any_run(given, run, {model.calib.mode} if model.calib else set())
+        refusals.beyond_the_splits({model.name: model})
+    except SegcheckError as err:
+        parser.error(str(err))
     action = "benchmark" if args.benchmark else "calibrate" if args.calibration else "evaluate"
     return Plan(action, precision, model, bool(args.deploy), args)
 

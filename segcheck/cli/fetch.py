@@ -29,6 +29,7 @@ import urllib3
 from tqdm import tqdm
 
 from .. import atomic
+from ..config import options
 from ..config.networks import seed_networks
 from ..data.kinds import dataset
 from ..errors import SegcheckError
@@ -398,9 +399,9 @@ def _coco_parts(text: str) -> tuple:
     return parts
 
 
-def parser() -> argparse.ArgumentParser:
+def parser() -> options.Parser:
     """segcheck fetch weights [NAME ...] | voc [--root DIR] | coco [--root DIR] [--parts P,...]."""
-    p = argparse.ArgumentParser(
+    p = options.Parser(
         prog="segcheck fetch", description="Download what the gate reads, explicitly (nothing else in segcheck downloads): "
         "every file goes to <file>.part, resumes on a rerun, and is put in place only once complete and sha1-verified.")
     sub = p.add_subparsers(dest="what", required=True, metavar="{weights,voc,coco}")

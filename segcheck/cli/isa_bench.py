@@ -9,7 +9,6 @@ every child's benchmarks in one pytest-benchmark file (each tagged with its leve
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import subprocess
@@ -19,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import atomic
-from ..config import isa
+from ..config import isa, options
 from ..errors import SegcheckError
 from ..results.records import speedup
 
@@ -38,8 +37,8 @@ class Measured:
         return speedup(self.fp32_ms, self.int8_ms)
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="segcheck isa-bench", description=" ".join(__doc__.split("\n\n")[0].split()),
+def parser() -> options.Parser:
+    p = options.Parser(prog="segcheck isa-bench", description=" ".join(__doc__.split("\n\n")[0].split()),
                                 epilog="Other arguments go to each pytest run (e.g. -k voc --crop-size 480).")
     p.add_argument("--levels", help=f"comma-separated ISA levels (default: those of {', '.join(LEVELS)} this CPU has)")
     p.add_argument("--json", dest="json_out", help="write every level's benchmarks as one pytest-benchmark JSON file here")
@@ -50,7 +49,12 @@ def parser() -> argparse.ArgumentParser:
 def levels_of(text: str | None, available: list) -> list:
     if text is None:
         return [level for level in LEVELS if level in available]
-    chosen = [isa.name(t) for t in text.split(",") if t.strip()]
+    try:
+        chosen = [isa.name(t) for t in text.split(",") if t.strip()]
+    except SegcheckError as err:
+        raise SegcheckError(f"--levels: {err}") from None
+    if not chosen:
+        raise SegcheckError(f"--levels {text!r} names no level; choose among {', '.join(available)}")
     missing = [level for level in chosen if level not in available]
     if missing:
         raise SegcheckError(f"--levels: this CPU cannot dispatch {', '.join(missing)} (it has {', '.join(available)})")

@@ -3,18 +3,18 @@ reads them (schema 2 keys INT8 apart from FP32), atomically, showing the diff.""
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 from .. import atomic
+from ..config import options
 from ..config.project import find
 from ..errors import SegcheckError
 from ..gate import baselines, golden
 
 
 def main(argv, out=sys.stdout) -> int:
-    p = argparse.ArgumentParser(prog="segcheck migrate", description=__doc__.split("\n\n")[0])
+    p = options.Parser(prog="segcheck migrate", description=__doc__.split("\n\n")[0])
     p.add_argument("baselines", nargs="?", help="the baseline file (default: the configuration's in this folder)")
     args = p.parse_args(argv)
     path = args.baselines

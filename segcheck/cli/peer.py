@@ -3,16 +3,16 @@ pins shipped in segcheck (peers/peer-requirements.txt), in $SEGCHECK_PEER_ENV or
 
 from __future__ import annotations
 
-import argparse
 import sys
 
+from ..config import options
 from ..errors import SegcheckError
 from ..peers import environment as peers
 from ..peers.network_install import install
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="segcheck peer", description=" ".join(__doc__.split("\n\n")[0].split()))
+def parser() -> options.Parser:
+    p = options.Parser(prog="segcheck peer", description=" ".join(__doc__.split("\n\n")[0].split()))
     p.add_argument("action", choices=("install", "where"),
                    help="install: create the peer environment (from the package registry); where: print it and whether it is ready")
     return p

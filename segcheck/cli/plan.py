@@ -29,7 +29,7 @@ def parse_budget(text: str) -> float:
 def main(argv, out=sys.stdout) -> int:
     from ..measure.environment import fingerprint
 
-    p = argparse.ArgumentParser(prog="segcheck plan", description=" ".join(__doc__.split("\n\n")[0].split()))
+    p = options.Parser(prog="segcheck plan", description=" ".join(__doc__.split("\n\n")[0].split()))
     p.add_argument("--tier", choices=("synthetic", "real"), help="default: the configuration's tier")
     p.add_argument("--segcheck-config", help="segcheck.toml or pyproject.toml (default: found from this folder)")
     p.add_argument("--target", type=parse_budget, help="wall time per CI job (90m, 2h): suggests a shard count")

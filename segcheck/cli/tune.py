@@ -32,8 +32,8 @@ def _positive_budget(text: str) -> float:
     return seconds
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="segcheck tune", description=" ".join(__doc__.split("\n\n")[0].split()))
+def parser() -> options.Parser:
+    p = options.Parser(prog="segcheck tune", description=" ".join(__doc__.split("\n\n")[0].split()))
     p.add_argument("models", nargs="*", metavar="MODEL", help="configured models to tune (default: every one)")
     options.add_to_argparse(p, [o for o in options.GATE if o.dest in ("tier", "segcheck_config")])
     p.add_argument("--max-trials", type=options.positive, default=20, help="trials per model at most (default 20)")

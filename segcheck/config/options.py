@@ -114,6 +114,31 @@ class _OnceUnderPytest(_Once):
         return f" (PYTEST_ADDOPTS gives it too: {addopts.strip()})" if given else ""
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse's parser for every segcheck command, refusing an option or argument given an empty value: an unset
+    shell variable (`--results "$R"`) would otherwise fall back to the option's default unseen."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        parsed, extra = super().parse_known_args(args, namespace)
+        for action in self._actions:
+            value = getattr(parsed, action.dest, None)
+            if any(isinstance(v, str) and not v.strip() for v in (value if isinstance(value, list) else [value])):
+                self.error(_empty(action.option_strings[0] if action.option_strings else f"the {action.metavar or action.dest} argument"))
+        return parsed, extra
+
+
+def _empty(name: str) -> str:
+    return f"{name} is given an empty value; give one, or leave it out"
+
+
+def refuse_empty(values: "GateOptions") -> None:
+    """A run's option given an empty value, which pytest's parser takes silently, is an error naming it."""
+    for o in RUN + GATE:
+        value = getattr(values, o.dest)
+        if isinstance(value, str) and not value.strip():
+            raise SegcheckError(_empty(o.name))
+
+
 @dataclass(frozen=True)
 class Option:
     flags: tuple

@@ -23,23 +23,26 @@ def no_effect(options: GateOptions, run: RunConfig, project: Project) -> None:
             raise SegcheckError(f"{flag_of(dest)} has no effect on the synthetic tier (its data is generated); add --tier real")
         if all(e.data.name != key for e in entries):
             raise SegcheckError(f"{flag_of(dest)} has no effect: no configured model uses {key}")
-    if options.skip_bad and run.tier == "synthetic":
-        raise SegcheckError("--skip-bad has no effect on the synthetic tier (its generated samples are never unreadable); "
-                            "add --tier real")
     calib = [d for d in CALIBRATION if getattr(options, d) is not None]
     calibrating = [e for e in entries if e.int8_export is None]
     if calib and not calibrating:
         raise SegcheckError(f"{flag_of(calib[0])} has no effect: every configured model's INT8 side is a shipped export")
-    modes = {options.calib_mode or e.recipe.get("mode", "naive") for e in calibrating}
-    sized = [d for d in ("calib_batches", "calib_batch_size", "calib_split", "calib_start") if getattr(options, d) is not None]
-    if sized and modes == {"none"}:
-        raise SegcheckError(f"{flag_of(sized[0])} has no effect with calibration mode none")
+    any_run(options, run, {options.calib_mode or e.recipe.get("mode", "naive") for e in calibrating})
     if options.require_real and run.tier == "synthetic":
         raise SegcheckError("--require-real has no effect on the synthetic tier (nothing is missing there); add --tier real")
     if options.peer is not None and run.shard is not None:
         raise SegcheckError("--peer with --shard: the peer cases run on all the images, unsharded; run them apart")
     if options.update_baselines and run.shard is not None:
         raise SegcheckError("--update-baselines with --shard: a shard's figures are not a row; record from an unsharded run")
+
+
+def any_run(options: GateOptions, run: RunConfig, modes: set) -> None:
+    """What no run takes, configured or the seed's command (`modes`: the calibration modes its models use)."""
+    if options.skip_bad and run.tier == "synthetic":
+        raise SegcheckError("--skip-bad has no effect on the synthetic tier: its generated samples are never unreadable")
+    sized = [d for d in ("calib_batches", "calib_batch_size", "calib_split", "calib_start") if getattr(options, d) is not None]
+    if sized and modes == {"none"}:
+        raise SegcheckError(f"{flag_of(sized[0])} has no effect with calibration mode none")
     if Path(run.cache_dir).exists() and not Path(run.cache_dir).is_dir():
         raise SegcheckError(f"segcheck's cache {run.cache_dir} is a file; name a folder with --segcheck-cache or $SEGCHECK_CACHE_DIR")
 

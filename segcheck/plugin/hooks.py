@@ -69,6 +69,7 @@ def pytest_load_initial_conftests(early_config, parser, args):
 def pytest_configure(config):
     given_options = options.GateOptions.read(config.getoption)
     try:
+        options.refuse_empty(given_options)
         project = find(config.rootpath, given_options.segcheck_config, config.invocation_params.dir)
         if project is None:
             given = given_options.given()

@@ -7,7 +7,6 @@ whose SQNR moved most and the calibrated ranges that moved most; models in one r
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import math
@@ -17,6 +16,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from .. import atomic
+from ..config import options
 from ..errors import SegcheckError
 from ..gate.checks import SEED_PREFIX
 from ..measure import calibration, sqnr
@@ -397,7 +397,7 @@ def png(comparison: Comparison) -> bytes:
 def main(argv, out=sys.stdout) -> int:
     """segcheck compare BEFORE AFTER [--png PATH] [--json PATH]: the report of what changed; exit 1 where the AFTER run
     failed a check (a FAIL, REGRESSED or ERROR; CHANGED where that run was strict about changes), else 0."""
-    p = argparse.ArgumentParser(prog="segcheck compare",
+    p = options.Parser(prog="segcheck compare",
                                 description="Two runs' results side by side: what an upgrade changed, model by model.")
     p.add_argument("before", help="results JSON of the run before the change (pytest --results-json PATH)")
     p.add_argument("after", help="results JSON of the run after it")

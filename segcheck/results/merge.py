@@ -9,12 +9,12 @@ the other checks (ranges, layers, graph: the same calibration in every shard) ke
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 import numpy as np
 
 from .. import atomic
+from ..config import options
 from ..data.loaders import Subset
 from ..errors import SegcheckError
 from ..gate import verdicts
@@ -214,7 +214,7 @@ def main(argv, out=sys.stdout) -> int:
     """segcheck merge RESULTS... [--json PATH] [--png PATH]: exit 1 when a merged model fails a check."""
     from . import chart
 
-    p = argparse.ArgumentParser(prog="segcheck merge", description="Add up the results of a run's shards and gate them.")
+    p = options.Parser(prog="segcheck merge", description="Add up the results of a run's shards and gate them.")
     p.add_argument("results", nargs="+", help="results JSON of each shard (pytest --shard K/N --results-json PATH)")
     p.add_argument("--json", dest="json_out", help="write the merged results here")
     p.add_argument("--png", help="also draw the merged results as a PNG chart here")

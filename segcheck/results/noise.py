@@ -12,7 +12,6 @@ SQNR spread is kept apart (gate.noise), so that a calm layer is judged at its ow
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -22,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import atomic
+from ..config import options
 from ..config.tolerances import COMPARED, DEFINITIONS, TIERS, ToleranceTable, derived, unmeasured
 from ..errors import SegcheckError
 from ..gate import baselines, harm, noise
@@ -264,7 +264,7 @@ def write(baselines_path, tier: str, table: NoiseTable, derived_table: Tolerance
 
 
 def main(argv, out=sys.stdout) -> int:
-    p = argparse.ArgumentParser(prog="segcheck noise", description=__doc__.split("\n\n")[0])
+    p = options.Parser(prog="segcheck noise", description=__doc__.split("\n\n")[0])
     p.add_argument("reference", help="results JSON of the reference run (the trusted, recorded one)")
     for tier in TIERS:
         p.add_argument(f"--{tier}", nargs="+", metavar="[LABEL=]RESULTS",
