@@ -323,6 +323,9 @@ def test_bad_input_is_one_message(segcheck, tmp_path, monkeypatch, capsys):
     assert "no configured model is named 'fcn'" in capsys.readouterr().err
     assert commands.main(["tune", "--png", "x.png"]) == 2
     assert "--png draws one model's trials" in capsys.readouterr().err
+    for option, path in (("--json", "segcheck.toml"), ("--png", "baselines.json")):  # refused before any trial
+        assert commands.main(["tune", MODEL, option, path]) == 2
+        assert f"{option} {path} is the input " in capsys.readouterr().err
     for budget in (["--max-trials", "0"], ["--time-budget", "0m"]):
         with pytest.raises(SystemExit) as exit:
             commands.main(["tune", MODEL, *budget])
