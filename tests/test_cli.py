@@ -322,7 +322,19 @@ def test_report_of_the_seed_baseline_table(monkeypatch):
 
 def test_report_without_results_says_what_to_do(tmp_path, capsys):
     assert commands.main(["report", "--results", str(tmp_path / "none.json")]) == 2
-    assert "none.json: no results yet; run pytest first" in capsys.readouterr().err
+    assert "none.json: no such results file; check the path" in capsys.readouterr().err
+    assert commands.main(["report", "--segcheck-cache", str(tmp_path)]) == 2  # the default: a cache that ran nothing yet
+    assert "last-run.json: no results yet; run pytest first" in capsys.readouterr().err
+    (tmp_path / "list.json").write_text("[1, 2]")
+    (tmp_path / "bench.json").write_text('{"machine_info": {}, "benchmarks": []}')
+    for name, kind in (("list.json", "not a segcheck results file (a JSON list, where results are an object)"),
+                       ("bench.json", "this is pytest-benchmark's JSON, not segcheck's results"),
+                       (str(ROOT / "baselines.json"), "this is a baseline, golden-record or noise file (it holds tiers)")):
+        assert commands.main(["report", "--results", str(tmp_path / name)]) == 2  # before: "format None, expected 3, 4"
+        assert kind in capsys.readouterr().err
+    for given in (["--results", "r.json"], ["--segcheck-cache", str(tmp_path)], ["--per-class"]):
+        assert commands.main(["report", "--baseline", "synthetic", "--baselines", str(ROOT / "baselines.json"), *given]) == 2
+        assert f"{given[0]} has no effect with --baseline" in capsys.readouterr().err
     (tmp_path / "bad.json").write_text('{"format": 7}')
     assert commands.main(["report", "--results", str(tmp_path / "bad.json")]) == 2
     assert "bad.json: not a segcheck results file" in capsys.readouterr().err

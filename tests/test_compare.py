@@ -208,7 +208,7 @@ def test_main_prints_the_report_and_writes_png_and_json(runs, tmp_path):
 
 
 def test_a_missing_or_garbage_file_is_an_error_naming_it(runs, tmp_path):
-    with pytest.raises(SegcheckError, match="none.json: no results yet"):
+    with pytest.raises(SegcheckError, match="none.json: no such results file; check the path"):
         compare.main([str(tmp_path / "none.json"), str(runs[1])], io.StringIO())
     (tmp_path / "garbage.json").write_text("not json {")
     with pytest.raises(SegcheckError, match="garbage.json: not a segcheck results file"):

@@ -306,6 +306,10 @@ def report(argv, out=sys.stdout) -> int:
         raise SegcheckError("--baselines has no effect without --baseline TIER (it names the table that prints)")
     if args.baseline and args.max_memory is not None:
         raise SegcheckError("--max-memory checks a run's results; the baseline table (--baseline) measured no memory")
+    ignored = [flag for flag, given in (("--results", args.results), ("--segcheck-cache", args.cache_dir),
+                                        ("--per-class", args.per_class)) if given]
+    if args.baseline and ignored:
+        raise SegcheckError(f"{ignored[0]} has no effect with --baseline, which prints the baseline table, not a run's results")
     if args.baseline:
         project = None if args.baselines else find(Path.cwd())
         if project is None and not args.baselines:

@@ -39,17 +39,32 @@ def load(path) -> RunResults:
     path = Path(path)
     try:
         doc = json.loads(path.read_text())
+        if not isinstance(doc, dict):
+            raise ValueError(f"a JSON {type(doc).__name__}, where results are an object")
+        if doc.get("format") not in READABLE and _kind_of(doc):
+            raise SegcheckError(f"{path}: {_kind_of(doc)}; name a results file (pytest --results-json PATH writes one)")
         if doc.get("format") not in READABLE:
             raise ValueError(f"format {doc.get('format')!r}, expected one of {', '.join(map(str, READABLE))}")
         results = RunResults.from_dict(doc)
         _headline_figures_are_numbers(results)
         return results
     except FileNotFoundError:
-        raise SegcheckError(f"{path}: no results yet; run pytest first (it writes them)") from None
+        if path.name == "last-run.json":
+            raise SegcheckError(f"{path}: no results yet; run pytest first (it writes them)") from None
+        raise SegcheckError(f"{path}: no such results file; check the path (pytest --results-json writes one)") from None
     except OSError as err:
         raise SegcheckError(f"{path}: cannot read the results ({err.strerror}); name a readable results file") from None
     except (ValueError, TypeError, AttributeError, KeyError) as err:
         raise SegcheckError(f"{path}: not a segcheck results file ({err}); run pytest again to rewrite it") from None
+
+
+def _kind_of(doc: dict) -> str | None:
+    """What another file segcheck or pytest-benchmark writes is, where `doc` is one."""
+    if "tiers" in doc:
+        return "this is a baseline, golden-record or noise file (it holds tiers), not a run's results"
+    if "benchmarks" in doc and "machine_info" in doc:
+        return "this is pytest-benchmark's JSON, not segcheck's results (pytest --results-json writes those)"
+    return None
 
 
 HEADLINE = ("pixacc", "miou", "latency_ms")  # the figures of the table, which a run writes as numbers or leaves out
