@@ -100,7 +100,7 @@ def test_write_puts_the_derived_tolerances_with_their_provenance_into_the_baseli
     assert path.read_text() == before and layers_file.read_text() == '{"schema": 1, "tiers": '
 
 
-def test_write_refuses_runs_that_measure_nothing_and_outputs_over_its_inputs(tmp_path):
+def test_write_refuses_runs_that_measure_nothing_and_outputs_over_its_inputs(tmp_path, capsys):
     """Each refusal is one error naming the run or the option, and neither baseline file changes; a later write of one
     variation tier keeps the per-layer spreads of the others, as it keeps their tolerances."""
     path = tmp_path / "baselines.json"
@@ -119,10 +119,22 @@ def test_write_refuses_runs_that_measure_nothing_and_outputs_over_its_inputs(tmp
             (["--exact", ref], "is the reference itself"),
             (["--exact", str(tmp_path / "real.json")], "a real run under the present convention, the reference a synthetic"),
             (["--exact", start, "--json", str(path)], f"--json {path} is the input {path}, which it would overwrite"),
-            (["--exact", start, "--md", ref], f"--md {ref} is the input {ref}")):
+            (["--exact", start, "--md", ref], f"--md {ref} is the input {ref}"),
+            # one run counted twice, a label twice, an empty label (before: each measured, or 'not measured')
+            (["--exact", start, f"a={start}"], f"--exact {start} is also given as --exact {start}: one run counted twice"),
+            (["--exact", start, "--isa", start], f"--isa {start} is also given as --exact {start}"),
+            (["--exact", f"x={start}", f"x={ref}"], "--exact: the label 'x' is given twice"),
+            (["--exact", f"={start}"], f"'={start}': no label before '='")):
         with pytest.raises(SegcheckError, match=re.escape(message)):
             noise.main([ref, *argv, "--write", str(path)], io.StringIO())
         assert {p.name: p.read_text() for p in (path, layer_noise.path_for(path))} == before
+    with pytest.raises(SystemExit):  # before: "an older schema ... migrate it", advice that failed when followed
+        noise.main([ref, "--exact", start, "--write", str(layer_noise.path_for(path))], io.StringIO())
+    assert "a per-layer noise file, not a baseline file; name the baseline file" in capsys.readouterr().err
+    assert {p.name: p.read_text() for p in (path, layer_noise.path_for(path))} == before
+    odd = tmp_path / "ci=7.json"  # a file whose name holds '=' is a file, not LABEL=RESULTS
+    odd.write_text(Path(start).read_text())
+    assert noise.main([ref, "--exact", str(odd)], io.StringIO()) == 0
     assert noise.main([ref, "--exact", start, "--write", str(path)], io.StringIO()) == 0
     kept = layer_noise.load(path, "synthetic").spreads["fcn_resnet101_voc"]
     assert set(kept) == {"exact", "recipe"} and kept["recipe"] == {"a": 2.0, "b": 0.0}

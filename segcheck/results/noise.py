@@ -217,11 +217,29 @@ def _labelled(items) -> list:
     """(label, path) of each [LABEL=]RESULTS argument; an empty path is an error naming the argument."""
     found = []
     for item in items or []:
-        label, _, path = item.rpartition("=") if "=" in item else (Path(item).stem, "", item)
+        label, _, path = (Path(item).stem, "", item) if "=" not in item or Path(item).exists() else item.partition("=")
         if not path:
             raise SegcheckError(f"{item!r}: no results file after '='; give LABEL=RESULTS")
+        if not label:
+            raise SegcheckError(f"{item!r}: no label before '='; give LABEL=RESULTS, or the file alone")
         found.append((label, path))
     return found
+
+
+def _each_once(labelled: dict) -> None:
+    """Each run backs one tier once, under a label of its own in that tier: a file given twice would count as two runs."""
+    seen = {}
+    for tier, runs in labelled.items():
+        labels = [label for label, _ in runs]
+        twice = next((label for label in labels if labels.count(label) > 1), None)
+        if twice is not None:
+            raise SegcheckError(f"--{tier}: the label {twice!r} is given twice; give each run a label of its own")
+        for _, path in runs:
+            where = atomic.resolved(path)
+            if where in seen:
+                raise SegcheckError(f"--{tier} {path} is also given as {seen[where]}: one run counted twice; give each "
+                                    "results file once")
+            seen[where] = f"--{tier} {path}"
 
 
 def _load_runs(tier: str, labelled: list, reference: RunResults, reference_path: str) -> list:
@@ -280,6 +298,12 @@ def main(argv, out=sys.stdout) -> int:
     labelled = {tier: _labelled(getattr(args, tier)) for tier in TIERS if getattr(args, tier)}
     if not labelled:
         p.error("give the results of at least one tier's runs (--exact, --isa, --version, --recipe)")
+    _each_once(labelled)
+    beside = next((kind for suffix, kind in ((".noise.json", "per-layer noise"), (".golden.json", "golden-record"))
+                   if args.write and args.write.endswith(suffix)), None)
+    if beside:
+        p.error(f"--write {args.write}: a {beside} file, not a baseline file; name the baseline file (baselines.json), "
+                "beside which the per-layer noise is written")
     written = [args.write, noise.path_for(args.write)] if args.write else []
     atomic.outputs_apart({"--md": args.md, "--json": args.json_out},
                          [args.reference, *(path for runs in labelled.values() for _, path in runs), *written])
