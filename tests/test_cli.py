@@ -88,11 +88,11 @@ def test_pretrained_without_weights_is_an_error_naming_the_file(tmp_path, monkey
     (["--calibration", "--batch-size", "4"], "--batch-size has no effect with --calibration"),
     (["--calibration", "--num-images", "4"], "--num-images has no effect with --calibration"),
     (["--model", "icnet", "--backbone", "resnet50"], "icnet_resnet50_voc has no seeded weights on the synthetic tier"),
-    (["--model-zoo", "fcn_resnet101_ade", "--dataset", "pascal_voc"], "--dataset pascal_voc: fcn_resnet101_ade predicts 150 classes but pascal_voc has 21"),
+    (["--model-zoo", "fcn_resnet101_ade", "--dataset", "pascal_voc"], "--dataset pascal_voc: fcn_resnet101_ade predicts 150 classes but pascal_voc has 21; leave --dataset out"),
     (["--benchmark", "--calibration"], "--calibration has no effect with --benchmark, which times the model and exits"),
-    (["--eval", "--case-timeout", "5"], "--case-timeout has no effect here: this command runs its work in this process"),
-    (["--benchmark", "--pretrained", "--voc-root", "voc"], "--voc-root has no effect with --benchmark (it runs on dummy data)"),
-    (["--eval", "--skip-bad"], "--skip-bad has no effect on the synthetic tier: its generated samples are never unreadable"),
+    (["--eval", "--case-timeout", "5"], "unrecognized arguments: --case-timeout 5"),  # it runs in process: nothing to stop
+    (["--benchmark", "--pretrained", "--voc-root", "voc"], "--voc-root has no effect with --benchmark (it times dummy data; only --quantized calibrates, on the data)"),
+    (["--eval", "--skip-bad"], "--skip-bad has no effect on the synthetic tier: its generated samples are never unreadable; pass --pretrained"),
     (["--quantized", "--calib-mode", "none", "--calib-batches", "3"], "--calib-batches has no effect with calibration mode none"),
     (["--num-images", "100"], "fcn_resnet101_voc on the synthetic tier: 100 images requested but the val split holds 48"),
     (["--shard", "1/60"], "fcn_resnet101_voc on the synthetic tier: --shard 1/60 of 48 images holds none"),
@@ -120,6 +120,12 @@ def test_an_empty_value_is_refused_naming_it(argv, name, capsys):
         commands.main(argv)
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and f"{name} is given an empty value; give one, or leave it out" in err, err
+
+
+def test_a_quantized_benchmark_takes_the_data_its_calibration_reads():
+    """--benchmark times dummy data, but --quantized calibrates on the dataset: its root and calibration start count."""
+    p = commands.plan(["--benchmark", "--quantized", "--pretrained", "--voc-root", "voc", "--calib-start", "32"])
+    assert (p.action, p.precision, p.model.root, p.model.calib.start) == ("benchmark", "int8", Path("voc"), 32)
 
 
 def test_a_model_prefix_whose_symbol_file_is_a_folder_is_one_error(tmp_path):
@@ -332,9 +338,9 @@ def test_report_without_results_says_what_to_do(tmp_path, capsys):
                        (str(ROOT / "baselines.json"), "this is a baseline, golden-record or noise file (it holds tiers)")):
         assert commands.main(["report", "--results", str(tmp_path / name)]) == 2  # before: "format None, expected 3, 4"
         assert kind in capsys.readouterr().err
-    for given in (["--results", "r.json"], ["--segcheck-cache", str(tmp_path)], ["--per-class"]):
-        assert commands.main(["report", "--baseline", "synthetic", "--baselines", str(ROOT / "baselines.json"), *given]) == 2
-        assert f"{given[0]} has no effect with --baseline" in capsys.readouterr().err
+    for extra in (["--results", "r.json"], ["--segcheck-cache", str(tmp_path)], ["--per-class"]):
+        assert commands.main(["report", "--baseline", "synthetic", "--baselines", str(ROOT / "baselines.json"), *extra]) == 2
+        assert f"{extra[0]} has no effect with --baseline" in capsys.readouterr().err
     (tmp_path / "bad.json").write_text('{"format": 7}')
     assert commands.main(["report", "--results", str(tmp_path / "bad.json")]) == 2
     assert "bad.json: not a segcheck results file" in capsys.readouterr().err

@@ -132,6 +132,12 @@ def test_write_refuses_runs_that_measure_nothing_and_outputs_over_its_inputs(tmp
         noise.main([ref, "--exact", start, "--write", str(layer_noise.path_for(path))], io.StringIO())
     assert "a per-layer noise file, not a baseline file; name the baseline file" in capsys.readouterr().err
     assert {p.name: p.read_text() for p in (path, layer_noise.path_for(path))} == before
+    twin = tmp_path / "other" / "start-32.json"  # another cache's file of the same name: labelled by its path
+    twin.parent.mkdir()
+    twin.write_text(Path(start).read_text())
+    both = io.StringIO()
+    assert noise.main([ref, "--exact", start, "--exact", str(twin)], both) == 0  # the option twice: both runs count
+    assert f"{start}, {twin}" in both.getvalue(), both.getvalue()
     odd = tmp_path / "ci=7.json"  # a file whose name holds '=' is a file, not LABEL=RESULTS
     odd.write_text(Path(start).read_text())
     assert noise.main([ref, "--exact", str(odd)], io.StringIO()) == 0

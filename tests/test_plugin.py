@@ -131,7 +131,7 @@ def test_a_bad_configuration_stops_the_run_naming_file_and_key(pytester):
     ("", ["--results-json", "r.json", "--report-png", "r.json"], "--report-png r.json is also --results-json's output"),
     ("", ["--results-json", "."], "--results-json: . is a folder; name a file to write"),
     ("", ["--baselines", "mistyped.json"], "--baselines mistyped.json: no such file; correct the path, or add --update-baselines"),
-    ('tier = "synthetic"\n', ["--skip-bad"], "--skip-bad has no effect on the synthetic tier"),
+    ('tier = "synthetic"\n', ["--skip-bad"], "--skip-bad has no effect on the synthetic tier: its generated samples are never unreadable; add --tier real"),
     ("", ["--segcheck-cache", "segcheck.toml"], "segcheck.toml is a file; name a folder with --segcheck-cache"),
     ('tier = "synthetic"\n', ["--num-images", "49"], "fcn_resnet101_voc on the synthetic tier: 49 images requested but the val split holds 48"),
     ('tier = "synthetic"\n', ["--calib-start", "200"], "fcn_resnet101_voc on the synthetic tier: calibration needs 32 images (2 batches x 16) from image 200 but the train split holds 224"),

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from .. import atomic
 from ..config import isa, options, refusals, threads
-from ..config.networks import BACKBONES, SEGMENTATION_MODELS, Network
-from ..data.kinds import ALIASES, DATASETS, dataset
+from ..config.networks import BACKBONES, SEGMENTATION_MODELS, Network, classes_mismatch
+from ..data.kinds import ALIASES, dataset
 from ..errors import SegcheckError
 
 # segcheck SUBCOMMAND ...: what each does (segcheck --help lists them) and the function that runs it, imported on
@@ -69,7 +69,7 @@ def seed_parser() -> options.Parser:
     p.add_argument("--quantized", action="store_true", help="use the INT8 model (calibrated by segcheck, or the INT8 export)")
     p.add_argument("--deploy", action="store_true", help="load an exported model (FP32 or INT8) from --model-prefix")
     p.add_argument("--model-prefix", help="exported model prefix (<prefix>-symbol.json, <prefix>-0000.params)")
-    options.add_to_argparse(p)
+    options.add_to_argparse(p, [o for o in options.RUN if o.dest != "case_timeout"])  # it runs in process: nothing to stop
     return p
 
 
@@ -166,15 +166,14 @@ def _refuse_what_has_no_effect(args, fail) -> None:
         fail("--model-prefix has no effect without --deploy (the model to load) or --calibration (where to write)")
     if args.num_iterations is not None and not args.benchmark:
         fail("--num-iterations has no effect without --benchmark")
-    for dest in ("num_images", "skip_bad", "calib_split", "calib_start", "shard", *options.ROOTS):
+    read_by_calibration = ("skip_bad", "calib_split", "calib_start", *options.ROOTS)  # --quantized calibrates on data
+    for dest in ("num_images", "shard", *(() if args.quantized else read_by_calibration)):
         if args.benchmark and getattr(given, dest) is not None:
-            fail(f"{options.flag_of(dest)} has no effect with --benchmark (it runs on dummy data)")
+            fail(f"{options.flag_of(dest)} has no effect with --benchmark (it times dummy data"
+                 + ("" if dest in ("num_images", "shard") else "; only --quantized calibrates, on the data") + ")")
     if args.benchmark and args.calibration:
         fail("--calibration has no effect with --benchmark, which times the model and exits, exporting nothing; "
              "run them apart")
-    if given.case_timeout is not None:
-        fail("--case-timeout has no effect here: this command runs its work in this process (the timeout stops "
-             "pytest's cases)")
     if args.calibration and args.shard is not None:
         fail("--shard has no effect with --calibration: every shard calibrates on the same images")
     if args.calibration and args.num_images is not None:
@@ -222,9 +221,9 @@ def plan(argv) -> Plan:
     real_data = bool(args.pretrained or args.resume or args.model_zoo or roots)
     if not real_weights and not network.seedable:
         parser.error(f"{network.name} has no seeded weights on the synthetic tier; pass --pretrained, --resume PATH or --model-zoo NAME")
-    if network.dataset and DATASETS[network.dataset].num_classes != kind.num_classes:
-        parser.error(f"--dataset {kind.key}: {network.name} predicts {DATASETS[network.dataset].num_classes} classes but "
-                     f"{kind.key} has {kind.num_classes}")
+    mismatch = classes_mismatch(network, kind)
+    if mismatch:
+        parser.error(f"--dataset {kind.key}: {mismatch}; leave --dataset out, or choose a network trained on it")
     crop = args.crop_size or (_deployed_crop(args.model_prefix) if args.deploy else None)
     run = RunConfig.from_options(given.with_(crop_size=crop), "real" if real_data else "synthetic")
     weights = Path(args.resume) if args.resume else (None if args.deploy else STORE)
@@ -233,7 +232,8 @@ def plan(argv) -> Plan:
     root, source = resolve_root(kind, run.roots.get(kind.key), None, "the command line") if real_data else (None, "the synthetic tier")
     model = configure(entry, run, weights_of(entry) if real_weights else Weights("seeded"), root, source)
     try:
-        refusals.any_run(given, run, {model.calib.mode} if model.calib else set())
+        refusals.any_run(given, run, {model.calib.mode} if model.calib else set(),
+                         "pass --pretrained, --resume PATH or --model-zoo NAME for real data")
         refusals.beyond_the_splits({model.name: model})
     except SegcheckError as err:
         parser.error(str(err))

@@ -70,15 +70,14 @@ def main(argv, out=None) -> int:
     if args.png and len(args.models) != 1:
         raise SegcheckError("--png draws one model's trials: name one MODEL")
     from .. import atomic
-    from ..gate import baselines, golden, noise
+    from ..gate import baselines
     from ..gate.checks import REGRESSED
     from ..measure.environment import fingerprint
     from ..tune import chart, fp32_check, search, trial
     from ..tune.report import Tuned
 
     table = baselines.load(project.baselines, missing_ok=True)
-    atomic.outputs_apart({"--json": args.json_out, "--png": args.png}, [project.path, table.path, golden.path_for(table.path),
-                                                                        noise.path_for(table.path)])  # before any trial
+    atomic.outputs_apart({"--json": args.json_out, "--png": args.png}, baselines.gate_inputs(project, table.path))  # before any trial
     convention = table.convention(run.tier, project.metric_convention, project.path)
     tier = table.tier_or_new(run.tier, convention)
     environment = fingerprint(run.cache_dir)

@@ -27,6 +27,13 @@ def zoo_names() -> tuple:
     return tuple(sorted(n for n in _models if n.startswith(prefixes) and not n.endswith("_int8")))
 
 
+def classes_mismatch(network: "Network", kind) -> str | None:
+    """Why `network` cannot be evaluated on dataset `kind` (its classifier predicts another number of classes), or None."""
+    if network.dataset and network.dataset != kind.key and DATASETS[network.dataset].num_classes != kind.num_classes:
+        return f"{network.name} predicts {DATASETS[network.dataset].num_classes} classes but {kind.key} has {kind.num_classes}"
+    return None
+
+
 @dataclass(frozen=True)
 class Network:
     """A network to gate: a model-zoo name, a get_segmentation_model pair, or an exported FP32 model.

@@ -17,7 +17,7 @@ from ..data.kinds import DATASETS, dataset
 from ..errors import SegcheckError
 from ..strict import Reader
 from . import isa
-from .networks import Network, check_name
+from .networks import Network, check_name, classes_mismatch
 from .recipes import CALIB_MODES, CONVENTIONS, DEFAULT_TIER, PEERS, QUANTIZED_DTYPES, TIERS
 from .tolerances import OWN_KEYS
 
@@ -242,9 +242,9 @@ class _Loader:
             kind = dataset(self.read.string(name, f"{key}.name"))
         except SegcheckError as err:
             self.read.fail(f"{key}.name", str(err))
-        if network.dataset and DATASETS[network.dataset].num_classes != kind.num_classes:
-            self.read.fail(f"{key}.name", f"{network.name} predicts {DATASETS[network.dataset].num_classes} classes "
-                                          f"but {kind.key} has {kind.num_classes}")
+        mismatch = classes_mismatch(network, kind)
+        if mismatch:
+            self.read.fail(f"{key}.name", mismatch)
         split = self.read.string(doc.get("split", "val"), f"{key}.split", kind.splits)
         root = self.local(doc["root"], f"{key}.root") if "root" in doc else None
         crop = self.read.integer(doc["crop_size"], f"{key}.crop_size", 32) if "crop_size" in doc else None

@@ -1,4 +1,4 @@
-"""What a run refuses before any work, under pytest and in `segcheck plan` / `tune` alike: an option that would change
+"""What a run refuses before any work, under pytest, in `segcheck plan` / `tune` and the seed's command alike: an option that would change
 nothing, a cache that is not a folder, and, on the synthetic tier, whose splits' sizes are known, images its splits do
 not hold."""
 
@@ -36,10 +36,11 @@ def no_effect(options: GateOptions, run: RunConfig, project: Project) -> None:
         raise SegcheckError("--update-baselines with --shard: a shard's figures are not a row; record from an unsharded run")
 
 
-def any_run(options: GateOptions, run: RunConfig, modes: set) -> None:
-    """What no run takes, configured or the seed's command (`modes`: the calibration modes its models use)."""
+def any_run(options: GateOptions, run: RunConfig, modes: set, to_real: str = "add --tier real") -> None:
+    """What no run takes, configured or the seed's command (`modes`: the calibration modes its models use; `to_real`:
+    how the command is pointed at real data)."""
     if options.skip_bad and run.tier == "synthetic":
-        raise SegcheckError("--skip-bad has no effect on the synthetic tier: its generated samples are never unreadable")
+        raise SegcheckError(f"--skip-bad has no effect on the synthetic tier: its generated samples are never unreadable; {to_real}")
     sized = [d for d in ("calib_batches", "calib_batch_size", "calib_split", "calib_start") if getattr(options, d) is not None]
     if sized and modes == {"none"}:
         raise SegcheckError(f"{flag_of(sized[0])} has no effect with calibration mode none")

@@ -328,6 +328,15 @@ def parse(text: str, path: Path) -> Baselines:
     return Baselines(path, {name: reader.tier(name, value, f"tiers.{name}") for name, value in tiers.items()})
 
 
+def gate_inputs(project, path) -> list:
+    """The files a gate run reads besides its data (the configuration, the baseline file `path`, the golden and per-layer
+    noise files beside it, configured weights files): what none of its outputs may be written over."""
+    from . import golden, noise
+
+    return [project.path, Path(path), golden.path_for(path), noise.path_for(path),
+            *(e.weights for e in project.models if isinstance(e.weights, Path))]
+
+
 def load(path, missing_ok: bool = False) -> Baselines:
     """Read and validate baselines.json; any problem is a BaselineError naming the file and the key.
 

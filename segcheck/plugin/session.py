@@ -61,9 +61,8 @@ def _recordable(config, options: GateOptions) -> None:
 def _outputs_apart(options: GateOptions, project: Project, table: baselines.Baselines) -> None:
     """--results-json and --report-png name files the run may write at its end: neither one of the files it reads nor
     each other, nor a folder; checked before the run, which would otherwise lose its results or overwrite an input."""
-    inputs = [project.path, table.path, golden.path_for(table.path), noise.path_for(table.path),
-              *(e.weights for e in project.models if isinstance(e.weights, Path))]
-    atomic.outputs_apart({"--results-json": options.results_json, "--report-png": options.report_png}, inputs)
+    atomic.outputs_apart({"--results-json": options.results_json, "--report-png": options.report_png},
+                         baselines.gate_inputs(project, table.path))
 
 
 def _crash(report) -> str:

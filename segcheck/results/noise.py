@@ -217,13 +217,16 @@ def _labelled(items) -> list:
     """(label, path) of each [LABEL=]RESULTS argument; an empty path is an error naming the argument."""
     found = []
     for item in items or []:
-        label, _, path = (Path(item).stem, "", item) if "=" not in item or Path(item).exists() else item.partition("=")
+        typed = "=" in item and not Path(item).exists()
+        label, _, path = item.partition("=") if typed else (Path(item).stem, "", item)
         if not path:
             raise SegcheckError(f"{item!r}: no results file after '='; give LABEL=RESULTS")
         if not label:
             raise SegcheckError(f"{item!r}: no label before '='; give LABEL=RESULTS, or the file alone")
-        found.append((label, path))
-    return found
+        found.append((label, path, typed))
+    stems = [label for label, _, typed in found if not typed]
+    # a label taken from the file name, shared with another (each cache's last-run.json), is the path as given
+    return [(path if not typed and stems.count(label) > 1 else label, path) for label, path, typed in found]
 
 
 def _each_once(labelled: dict) -> None:
@@ -285,7 +288,7 @@ def main(argv, out=sys.stdout) -> int:
     p = options.Parser(prog="segcheck noise", description=__doc__.split("\n\n")[0])
     p.add_argument("reference", help="results JSON of the reference run (the trusted, recorded one)")
     for tier in TIERS:
-        p.add_argument(f"--{tier}", nargs="+", metavar="[LABEL=]RESULTS",
+        p.add_argument(f"--{tier}", nargs="+", action="extend", metavar="[LABEL=]RESULTS",
                        help=f"results JSON of runs that differ from the reference in {BACKS[tier]}")
     p.add_argument("--factor", type=float, default=DEFAULT_FACTOR, help=f"tolerance = factor x spread (default {DEFAULT_FACTOR:g})")
     p.add_argument("--md", help="write the noise table as Markdown here")

@@ -41,9 +41,10 @@ def load(path) -> RunResults:
         doc = json.loads(path.read_text())
         if not isinstance(doc, dict):
             raise ValueError(f"a JSON {type(doc).__name__}, where results are an object")
-        if doc.get("format") not in READABLE and _kind_of(doc):
-            raise SegcheckError(f"{path}: {_kind_of(doc)}; name a results file (pytest --results-json PATH writes one)")
         if doc.get("format") not in READABLE:
+            kind = _kind_of(doc)
+            if kind:
+                raise SegcheckError(f"{path}: {kind}; name a results file (pytest --results-json PATH writes one)")
             raise ValueError(f"format {doc.get('format')!r}, expected one of {', '.join(map(str, READABLE))}")
         results = RunResults.from_dict(doc)
         _headline_figures_are_numbers(results)
