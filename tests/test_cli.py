@@ -91,8 +91,9 @@ def test_pretrained_without_weights_is_an_error_naming_the_file(tmp_path, monkey
     (["--model-zoo", "fcn_resnet101_ade", "--dataset", "pascal_voc"], "--dataset pascal_voc: fcn_resnet101_ade predicts 150 classes but pascal_voc has 21; leave --dataset out"),
     (["--benchmark", "--calibration"], "--calibration has no effect with --benchmark, which times the model and exits"),
     (["--eval", "--case-timeout", "5"], "unrecognized arguments: --case-timeout 5"),  # it runs in process: nothing to stop
-    (["--benchmark", "--pretrained", "--voc-root", "voc"], "--voc-root has no effect with --benchmark (it times dummy data; only --quantized calibrates, on the data)"),
-    (["--eval", "--skip-bad"], "--skip-bad has no effect on the synthetic tier: its generated samples are never unreadable; pass --pretrained"),
+    (["--benchmark", "--pretrained", "--voc-root", "voc"], "--voc-root has no effect with --benchmark (it times dummy data, and nothing here calibrates on the dataset"),
+    (["--benchmark", "--quantized", "--calib-mode", "none", "--pretrained", "--voc-root", "voc"], "--voc-root has no effect with --benchmark"),
+    (["--eval", "--skip-bad"], "--skip-bad has no effect on the synthetic tier: its generated samples are never unreadable; name a data root"),
     (["--quantized", "--calib-mode", "none", "--calib-batches", "3"], "--calib-batches has no effect with calibration mode none"),
     (["--num-images", "100"], "fcn_resnet101_voc on the synthetic tier: 100 images requested but the val split holds 48"),
     (["--shard", "1/60"], "fcn_resnet101_voc on the synthetic tier: --shard 1/60 of 48 images holds none"),

@@ -123,6 +123,7 @@ def test_write_refuses_runs_that_measure_nothing_and_outputs_over_its_inputs(tmp
             # one run counted twice, a label twice, an empty label (before: each measured, or 'not measured')
             (["--exact", start, f"a={start}"], f"--exact {start} is also given as --exact {start}: one run counted twice"),
             (["--exact", start, "--isa", start], f"--isa {start} is also given as --exact {start}"),
+            (["--exact", start, "--exact", start], f"--exact {start} is also given as --exact {start}: one run counted twice"),
             (["--exact", f"x={start}", f"x={ref}"], "--exact: the label 'x' is given twice"),
             (["--exact", f"={start}"], f"'={start}': no label before '='")):
         with pytest.raises(SegcheckError, match=re.escape(message)):

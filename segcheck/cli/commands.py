@@ -166,11 +166,9 @@ def _refuse_what_has_no_effect(args, fail) -> None:
         fail("--model-prefix has no effect without --deploy (the model to load) or --calibration (where to write)")
     if args.num_iterations is not None and not args.benchmark:
         fail("--num-iterations has no effect without --benchmark")
-    read_by_calibration = ("skip_bad", "calib_split", "calib_start", *options.ROOTS)  # --quantized calibrates on data
-    for dest in ("num_images", "shard", *(() if args.quantized else read_by_calibration)):
+    for dest in ("num_images", "shard"):
         if args.benchmark and getattr(given, dest) is not None:
-            fail(f"{options.flag_of(dest)} has no effect with --benchmark (it times dummy data"
-                 + ("" if dest in ("num_images", "shard") else "; only --quantized calibrates, on the data") + ")")
+            fail(f"{options.flag_of(dest)} has no effect with --benchmark (it times dummy data)")
     if args.benchmark and args.calibration:
         fail("--calibration has no effect with --benchmark, which times the model and exits, exporting nothing; "
              "run them apart")
@@ -217,6 +215,11 @@ def plan(argv) -> Plan:
     if export_precision == "int8" and calib:
         parser.error(f"{options.flag_of(calib[0])} has no effect: {args.model_prefix} is already an INT8 export, "
                      "gated as it is")
+    calibrates = args.quantized and export_precision != "int8" and args.calib_mode != "none"
+    read = next((d for d in ("skip_bad", "calib_split", "calib_start", *options.ROOTS) if getattr(given, d) is not None), None)
+    if args.benchmark and read and not calibrates:  # a benchmark times dummy data; only a calibration reads the dataset
+        parser.error(f"{options.flag_of(read)} has no effect with --benchmark (it times dummy data, and nothing here "
+                     "calibrates on the dataset: that takes --quantized, on an FP32 model, in a mode other than none)")
     precision = "int8" if (args.quantized or args.calibration or export_precision == "int8") else "fp32"
     real_data = bool(args.pretrained or args.resume or args.model_zoo or roots)
     if not real_weights and not network.seedable:
@@ -233,7 +236,7 @@ def plan(argv) -> Plan:
     model = configure(entry, run, weights_of(entry) if real_weights else Weights("seeded"), root, source)
     try:
         refusals.any_run(given, run, {model.calib.mode} if model.calib else set(),
-                         "pass --pretrained, --resume PATH or --model-zoo NAME for real data")
+                         "name a data root, with real weights, for real data")
         refusals.beyond_the_splits({model.name: model})
     except SegcheckError as err:
         parser.error(str(err))

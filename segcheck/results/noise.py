@@ -233,16 +233,17 @@ def _each_once(labelled: dict) -> None:
     """Each run backs one tier once, under a label of its own in that tier: a file given twice would count as two runs."""
     seen = {}
     for tier, runs in labelled.items():
-        labels = [label for label, _ in runs]
-        twice = next((label for label in labels if labels.count(label) > 1), None)
-        if twice is not None:
-            raise SegcheckError(f"--{tier}: the label {twice!r} is given twice; give each run a label of its own")
         for _, path in runs:
             where = atomic.resolved(path)
             if where in seen:
                 raise SegcheckError(f"--{tier} {path} is also given as {seen[where]}: one run counted twice; give each "
                                     "results file once")
             seen[where] = f"--{tier} {path}"
+    for tier, runs in labelled.items():
+        labels = [label for label, _ in runs]
+        twice = next((label for label in labels if labels.count(label) > 1), None)
+        if twice is not None:
+            raise SegcheckError(f"--{tier}: the label {twice!r} is given twice; give each run a label of its own")
 
 
 def _load_runs(tier: str, labelled: list, reference: RunResults, reference_path: str) -> list:
