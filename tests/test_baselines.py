@@ -250,6 +250,12 @@ def test_a_schema_1_file_says_how_to_migrate_and_migrate_keys_int8_apart(tmp_pat
     assert again.getvalue() == f"{path}: already schema {baselines.SCHEMA}\n"  # neither file migrated again
 
 
+def test_migrate_of_a_missing_file_says_to_check_the_path(tmp_path):
+    """Before: "cannot read it to migrate ([Errno 2] ...); restore it from git", for a path that was only mistyped."""
+    with pytest.raises(BaselineError, match=rf"^{tmp_path / 'nope.json'}: no such file to migrate; check the path$"):
+        migrate_command.main([str(tmp_path / "nope.json")], io.StringIO())
+
+
 @pytest.mark.parametrize("golden_text", ['{"schema": 1, "tiers": ', '{"schema": 1, "tiers": {"synthetic": [{"models": {}}]}}'],
                          ids=["cut-short", "entry-without-setting"])
 def test_migrate_writes_neither_file_when_one_cannot_be_migrated(tmp_path, golden_text):

@@ -131,6 +131,10 @@ def test_invalid_toml_names_the_file(tmp_path):
     path.write_text("[[models]\nnetwork = ")
     with pytest.raises(ConfigError, match=rf"^{path}: invalid TOML \("):
         project.load(path)
+    results = tmp_path / "last-run.json"  # another kind of file given as the configuration says what one is
+    results.write_text('{"format": 4}')
+    with pytest.raises(ConfigError, match=r"; fix the file \(a configuration is segcheck.toml or pyproject.toml\)$"):
+        project.load(results)
 
 
 def _entry(tmp_path, text):

@@ -115,7 +115,8 @@ def _toml(path: Path) -> dict:
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{path}: invalid TOML ({err}); fix the file") from None
+        kind = "" if path.suffix == ".toml" else f" (a configuration is {CONFIG_FILE} or pyproject.toml)"
+        raise ConfigError(f"{path}: invalid TOML ({err}); fix the file{kind}") from None
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(f"{path}: cannot read the configuration ({err})") from None
 

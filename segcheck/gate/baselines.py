@@ -452,6 +452,8 @@ def read_older(path, schema: int) -> tuple:
     try:
         text = path.read_text(encoding="utf-8")
         doc = json.loads(text)
+    except FileNotFoundError:
+        raise BaselineError(f"{path}: no such file to migrate; check the path") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise BaselineError(f"{path}: cannot read it to migrate ({err}); restore it from git") from None
     if not isinstance(doc, dict):
