@@ -110,11 +110,11 @@ def request_amx() -> None:
 def _within_cpu(level: str, source: str) -> None:
     """A cap above what this CPU runs would change nothing (oneDNN runs the CPU's own highest level): an error naming
     `source` and the flags the CPU lacks. AMX is left to request_amx, which says what a CPU or a kernel without it lacks."""
-    levels = supported()
+    flags = cpu_flags()
+    levels = supported(flags)
     if level == "amx" or level in levels or not levels:
         return
     order = list(NEEDS)
-    flags = cpu_flags()
     lacking = [f for above in order[order.index(levels[-1]) + 1: order.index(level) + 1] for f in NEEDS[above] if f not in flags]
     raise SegcheckError(f"{source} asks for {level}, but this CPU ({cpu_model()}) runs oneDNN at most at {levels[-1]} "
                         f"(no {'/'.join(lacking)} in /proc/cpuinfo), so the cap would change nothing; choose one of "

@@ -56,11 +56,12 @@ def beyond_the_splits(models: dict) -> None:
             continue
         held = {"train": mc.run.synthetic.num_train, "val": mc.run.synthetic.num_val}
         where = f"{mc.name} on the synthetic tier"
-        try:
-            if mc.split in held:
-                loaders.shard(range(loaders.counted(where, mc.split, held[mc.split], mc.num_images)), mc.run.shard)
-            recipe = mc.calib
-            if recipe is not None and recipe.mode != "none" and recipe.split in held:
-                recipe.check_fits(where, held[recipe.split])
-        except SegcheckError as err:
-            raise SegcheckError(str(err) if str(err).startswith(where) else f"{where}: {err}") from None
+        if mc.split in held:
+            count = loaders.counted(where, mc.split, held[mc.split], mc.num_images)
+            try:
+                loaders.shard(range(count), mc.run.shard)
+            except SegcheckError as err:  # its message names the shard, not the model
+                raise SegcheckError(f"{where}: {err}") from None
+        recipe = mc.calib
+        if recipe is not None and recipe.mode != "none" and recipe.split in held:
+            recipe.check_fits(where, held[recipe.split])
