@@ -36,6 +36,23 @@ def test_a_committed_table_matches_the_catalogue_and_its_claims(path):
     assert single and all(r.layer for r in single)
 
 
+VERDICTS = Path(__file__).resolve().parents[1] / "docs" / "verdicts.md"
+
+
+@pytest.mark.parametrize("path", TABLES, ids=lambda p: p.stem)
+def test_the_docs_summary_quotes_each_committed_table(path):
+    """docs/verdicts.md's summary row of a table gives its rates and naming as measured: a table measured again
+    changes the docs with it."""
+    table = kills.load(path)
+    c, named = table.counts(), table.naming()
+    (ranges, single), (layers, _) = named["int8-ranges"], named["int8-layers"]
+    cells = (f"| {kills.rate(c['harmful_caught'], c['harmful'])} | {c['harmful_caught_strict']} / {c['harmful']} "
+             f"| {kills.rate(c['benign_failed'], c['benign'])} | {c['benign_changed']} / {c['benign']} "
+             f"| {ranges} / {layers} of {single} |")
+    rows = [line for line in VERDICTS.read_text().splitlines() if line.startswith("| ") and line.endswith(cells)]
+    assert rows, f"docs/verdicts.md has no summary row ending {cells!r} for {path.name}"
+
+
 def test_tables_are_saved_under_the_whole_environment_key_and_recipe(tmp_path):
     table = kills.load(TABLES[0])
     md, js = kills.save(table, tmp_path)

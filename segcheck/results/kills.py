@@ -118,7 +118,8 @@ def _near(row: MutantRow) -> bool:
     return o.get("own_fall", 0.0) <= NEAR["own_fall"]
 
 
-def _rate(part: int, whole: int) -> str:
+def rate(part: int, whole: int) -> str:
+    """A share as the tables and docs/verdicts.md quote it: part / whole (percent)."""
     return f"{part} / {whole} ({100 * part / whole:.0f} %)" if whole else f"{part} / 0"
 
 
@@ -140,11 +141,11 @@ def markdown(table: KillTable) -> str:
              "",
              "error rate | default mode | strict mode (CHANGED fails)",
              "-- | -- | --",
-             f"harmful caught | {_rate(c['harmful_caught'], c['harmful'])} | {_rate(c['harmful_caught_strict'], c['harmful'])}",
-             f"task-harmful caught | {_rate(c['task_caught'], c['task_harmful'])} | ",
-             f"layer-only harmful caught | {_rate(c['layer_only_caught'], c['layer_only_harmful'])} | ",
-             f"benign failed | {_rate(c['benign_failed'], c['benign'])} | {_rate(c['benign_failed_strict'], c['benign'])}",
-             f"benign reported CHANGED (not failed) | {_rate(c['benign_changed'], c['benign'])} | ",
+             f"harmful caught | {rate(c['harmful_caught'], c['harmful'])} | {rate(c['harmful_caught_strict'], c['harmful'])}",
+             f"task-harmful caught | {rate(c['task_caught'], c['task_harmful'])} | ",
+             f"layer-only harmful caught | {rate(c['layer_only_caught'], c['layer_only_harmful'])} | ",
+             f"benign failed | {rate(c['benign_failed'], c['benign'])} | {rate(c['benign_failed_strict'], c['benign'])}",
+             f"benign reported CHANGED (not failed) | {rate(c['benign_changed'], c['benign'])} | ",
              f"equivalent failed | {c['equivalent_failed']} | ",
              f"speed variant killed (latency checks) | {'yes' if c['speed'] and all(c['speed']) else 'no'} | ",
              f"layer left in FP32 killed (graph check) | {sum(c['structure'])} / {len(c['structure'])} | ",
