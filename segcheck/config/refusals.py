@@ -1,6 +1,6 @@
-"""What a run refuses before any work, under pytest, in `segcheck plan` / `tune` and the seed's command alike: an option that would change
-nothing, a cache that is not a folder, and, on the synthetic tier, whose splits' sizes are known, images its splits do
-not hold."""
+"""What a run refuses before any work, under pytest, in `segcheck plan` / `tune` and the seed's command alike: an
+option that would change nothing, a cache that is not a folder, and, on the synthetic tier, whose splits' sizes are
+known, images its splits do not hold."""
 
 from __future__ import annotations
 

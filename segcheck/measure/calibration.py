@@ -68,9 +68,10 @@ def invariants(symbol_json: str) -> list:
 
 def moved(golden: dict, now: dict, rtol: float) -> list:
     """(name, what it was, what it is) of every node whose range moved by more than `rtol` (relative to the
-    recorded range's larger bound: a range scaled down never moves by more than 1), whose settings changed, or that appeared or vanished; largest change first (structure and settings,
-    then by how far the range's magnitude moved, as a ratio either way), so the layer a fault hit is named before the
-    small moves around it (another recipe or ISA moves every range a little)."""
+    recorded range's larger bound: a range scaled down never moves by more than 1), whose settings changed, or that
+    appeared or vanished; largest change first (structure and settings, then by how far the range's magnitude moved,
+    as a ratio either way), so the layer a fault hit is named before the small moves around it (another recipe or ISA
+    moves every range a little)."""
     changes = []
     for name in list(golden) + [n for n in now if n not in golden]:
         old, new = golden.get(name), now.get(name)

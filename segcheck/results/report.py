@@ -21,9 +21,12 @@ from ..gate.golden import Golden
 from .records import READABLE, RunResults
 
 
+LAST_RUN = "last-run.json"  # in segcheck's cache: where a pytest run leaves its results for `segcheck report`
+
+
 def last_run_path(cache_dir) -> Path:
     """Where a pytest run leaves its results for `segcheck report`."""
-    return Path(cache_dir) / "last-run.json"
+    return Path(cache_dir) / LAST_RUN
 
 
 def encoded(results: RunResults) -> bytes:
@@ -50,7 +53,7 @@ def load(path) -> RunResults:
         _headline_figures_are_numbers(results)
         return results
     except FileNotFoundError:
-        if path.name == "last-run.json":
+        if path.name == LAST_RUN:
             raise SegcheckError(f"{path}: no results yet; run pytest first (it writes them)") from None
         raise SegcheckError(f"{path}: no such results file; check the path (pytest --results-json writes one)") from None
     except OSError as err:
