@@ -52,6 +52,28 @@ def digest_of(path) -> str:
     return found
 
 
+def _stat_stamp(path) -> list:
+    stat = Path(path).stat()
+    return [stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns]
+
+
+def stamp_of(path) -> list | None:
+    """[device, inode, size, mtime, ctime] of `path` where this process remembers its digest under that stat (it was
+    read after the racy window), else None: what a later process may trust through `trust`."""
+    stamp = _stat_stamp(path)
+    held = _DIGESTS.get(tuple(stamp[:2]))
+    return stamp if held is not None and list(held[0]) == stamp[2:] else None
+
+
+def trust(path, stamp, found: str) -> None:
+    """Take `found` as the digest of `path` while its stat is still `stamp` (recorded by stamp_of in a process that read
+    it): digest_of then reads the file only once its stat changes. Any write changes the ctime, which no program can
+    set back; a stamp of another stat is ignored."""
+    now = _stat_stamp(path)
+    if list(stamp) == now:
+        _DIGESTS[tuple(now[:2])] = (tuple(now[2:]), found)
+
+
 def files_digest(paths) -> str:
     """The contents of several files, in order."""
     return hashlib.sha256("\n".join(digest_of(p) for p in paths).encode()).hexdigest()[:20]

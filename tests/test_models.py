@@ -420,6 +420,29 @@ def test_an_entry_linked_into_another_cache_is_read_once_and_again_when_it_chang
     assert cache.find(tmp_path / "b", "fp32", {"model": "x"}) is None and read == ["weights.bin"] * 2
 
 
+def test_a_file_another_process_found_intact_is_not_read_until_its_stat_changes(tmp_path, monkeypatch):
+    """An entry keeps the stat of the files a process found intact (cache.STAMPS): the next process (here, this one with
+    its memo emptied) reads none of them, and a file rewritten in place since, at the same size, is read again and
+    found damaged. Unreadable stamps only mean that the files are read."""
+    read, real = [], atomic.digest
+    monkeypatch.setattr(atomic, "digest", lambda path, *how: read.append(Path(path).name) or real(path, *how))
+    monkeypatch.setattr(atomic, "RACY_NS", 0)  # hashed right after the write, yet remembered: see the next test
+    monkeypatch.setattr(atomic, "_DIGESTS", {})
+    built = cache.get_or_build(tmp_path, "fp32", {"model": "x"}, lambda folder: {"size": (folder / "weights.bin").write_bytes(b"abc" * 10)})
+    assert cache.find(tmp_path, "fp32", {"model": "x"}) is not None and (built.path / cache.STAMPS).is_file()
+    assert read == ["weights.bin"]
+    monkeypatch.setattr(atomic, "_DIGESTS", {})
+    assert cache.find(tmp_path, "fp32", {"model": "x"}) is not None and read == ["weights.bin"]
+    (built.path / cache.STAMPS).write_text("{not json")
+    monkeypatch.setattr(atomic, "_DIGESTS", {})
+    assert cache.find(tmp_path, "fp32", {"model": "x"}) is not None and read == ["weights.bin"] * 2
+    assert json.loads((built.path / cache.STAMPS).read_text())["weights.bin"][1] == (built.path / "weights.bin").stat().st_ino
+    time.sleep(0.05)  # past the file system's timestamp tick (a few ms), as RACY_NS is in earnest
+    (built.path / "weights.bin").write_bytes(b"abd" * 10)
+    monkeypatch.setattr(atomic, "_DIGESTS", {})
+    assert cache.find(tmp_path, "fp32", {"model": "x"}) is None and read == ["weights.bin"] * 3
+
+
 def test_a_file_hashed_right_after_a_change_is_read_again_next_time(tmp_path, monkeypatch):
     """Within RACY_NS of a change, a same-size rewrite could keep the file's timestamps (one tick): its digest is not
     remembered until the file is older than that (git's racy rule)."""

@@ -76,9 +76,11 @@ def _intact(folder: Path, key: str) -> tuple:
         manifest = json.loads((folder / "manifest.json").read_text())
         if manifest.get("key") != key:
             raise ValueError("manifest belongs to another key")
+        stamps = _trusted_stamps(folder, manifest["files"])
         for name, digest in manifest["files"].items():
             if atomic.digest_of(folder / name) != digest:
                 raise ValueError(f"{name} does not match its sha256")
+        _keep_stamps(folder, manifest["files"], stamps)
         return manifest, ""
     except FileNotFoundError as err:
         why = f"{Path(err.filename).name} missing" if folder.exists() else ""
@@ -87,6 +89,34 @@ def _intact(folder: Path, key: str) -> tuple:
     if why:
         log.warning("cache entry %s is damaged (%s); rebuilding it", folder, why)
     return None, why
+
+
+STAMPS = "stamps.json"  # in an entry: the stat of each file when a process last found it intact (atomic.stamp_of)
+
+
+def _trusted_stamps(folder: Path, files: dict) -> dict:
+    """The entry's stamps, each file whose stat is still its stamp's trusted to hold its manifest digest (git's index
+    does the same), so that a process does not read 200 MB of weights another one has checked; {} where none."""
+    try:
+        stamps = json.loads((folder / STAMPS).read_text())
+        for name, digest in files.items():
+            if name in stamps:
+                atomic.trust(folder / name, stamps[name], digest)
+        return stamps
+    except (OSError, ValueError, TypeError, AttributeError):
+        return {}  # none yet, or unreadable: every file is read
+
+
+def _keep_stamps(folder: Path, files: dict, before: dict) -> None:
+    """Record the stat of the entry's files just found intact, where it is new and no file is within the racy window
+    (atomic.RACY_NS). A cache that cannot be written only means the next process reads the files again."""
+    stamps = {name: atomic.stamp_of(folder / name) for name in files}
+    if None in stamps.values() or stamps == before:
+        return
+    try:
+        atomic.write_json(folder / STAMPS, stamps)
+    except (OSError, SegcheckError) as err:
+        log.info("could not keep the stat of %s's files (%s): the next process reads them again", folder, err)
 
 
 REBUILT = "rebuilt.jsonl"  # beside the entries: one line per damaged entry rebuilt, from whichever process rebuilt it
