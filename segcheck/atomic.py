@@ -58,20 +58,20 @@ def _stat_stamp(path) -> list:
 
 
 def stamp_of(path) -> list | None:
-    """[device, inode, size, mtime, ctime] of `path` where this process remembers its digest under that stat (it was
-    read after the racy window), else None: what a later process may trust through `trust`."""
+    """[device, inode, size, mtime, ctime, digest] of `path` where this process remembers its digest under that stat
+    (it was read after the racy window), else None: what a later process may take through `trust`."""
     stamp = _stat_stamp(path)
     held = _DIGESTS.get(tuple(stamp[:2]))
-    return stamp if held is not None and list(held[0]) == stamp[2:] else None
+    return stamp + [held[1]] if held is not None and list(held[0]) == stamp[2:] else None
 
 
-def trust(path, stamp, found: str) -> None:
-    """Take `found` as the digest of `path` while its stat is still `stamp` (recorded by stamp_of in a process that read
-    it): digest_of then reads the file only once its stat changes. Any write changes the ctime, which no program can
-    set back; a stamp of another stat is ignored."""
+def trust(path, stamp) -> None:
+    """Take the digest in `stamp` (stamp_of's, from a process that read `path`) as the file's while its stat is still the
+    stamp's: digest_of then reads the file only once its stat changes (git's index does the same). Any write sets the
+    ctime to the clock's time. A stamp of another stat or shape is ignored, and a digest this process read is kept."""
     now = _stat_stamp(path)
-    if list(stamp) == now:
-        _DIGESTS[tuple(now[:2])] = (tuple(now[2:]), found)
+    if isinstance(stamp, list) and len(stamp) == 6 and stamp[:5] == now and isinstance(stamp[5], str):
+        _DIGESTS.setdefault(tuple(now[:2]), (tuple(now[2:]), stamp[5]))
 
 
 def files_digest(paths) -> str:

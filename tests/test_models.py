@@ -421,26 +421,49 @@ def test_an_entry_linked_into_another_cache_is_read_once_and_again_when_it_chang
 
 
 def test_a_file_another_process_found_intact_is_not_read_until_its_stat_changes(tmp_path, monkeypatch):
-    """An entry keeps the stat of the files a process found intact (cache.STAMPS): the next process (here, this one with
-    its memo emptied) reads none of them, and a file rewritten in place since, at the same size, is read again and
-    found damaged. Unreadable stamps only mean that the files are read."""
+    """An entry keeps the stat and digest of the files a process found intact (cache.STAMPS): the next process (here,
+    this one with its memo emptied) reads none of them. A stamp with any field changed, or unreadable stamps, only
+    mean that the file is read; a manifest whose digest was changed is found damaged as before; a file rewritten in
+    place at the same size, its mtime set back, is read again (its ctime moved) and found damaged."""
     read, real = [], atomic.digest
     monkeypatch.setattr(atomic, "digest", lambda path, *how: read.append(Path(path).name) or real(path, *how))
     monkeypatch.setattr(atomic, "RACY_NS", 0)  # hashed right after the write, yet remembered: see the next test
     monkeypatch.setattr(atomic, "_DIGESTS", {})
-    built = cache.get_or_build(tmp_path, "fp32", {"model": "x"}, lambda folder: {"size": (folder / "weights.bin").write_bytes(b"abc" * 10)})
-    assert cache.find(tmp_path, "fp32", {"model": "x"}) is not None and (built.path / cache.STAMPS).is_file()
-    assert read == ["weights.bin"]
-    monkeypatch.setattr(atomic, "_DIGESTS", {})
-    assert cache.find(tmp_path, "fp32", {"model": "x"}) is not None and read == ["weights.bin"]
-    (built.path / cache.STAMPS).write_text("{not json")
-    monkeypatch.setattr(atomic, "_DIGESTS", {})
-    assert cache.find(tmp_path, "fp32", {"model": "x"}) is not None and read == ["weights.bin"] * 2
-    assert json.loads((built.path / cache.STAMPS).read_text())["weights.bin"][1] == (built.path / "weights.bin").stat().st_ino
+    fields = {"model": "x"}
+    built = cache.get_or_build(tmp_path, "fp32", fields, lambda folder: {"size": (folder / "weights.bin").write_bytes(b"abc" * 10)})
+    stamps, weights = built.path / cache.STAMPS, built.path / "weights.bin"
+
+    def found_after_reads(reads: int) -> bool:
+        """Whether a process with no memo finds the entry intact, reading the weights `reads` times to do so."""
+        monkeypatch.setattr(atomic, "_DIGESTS", {})
+        count = len(read)
+        intact = cache.find(tmp_path, "fp32", fields) is not None
+        assert len(read) - count == reads, f"read the weights {len(read) - count} times, expected {reads}"
+        return intact
+
+    assert cache.find(tmp_path, "fp32", fields) is not None and read == ["weights.bin"] and stamps.is_file()
+    assert found_after_reads(0)
+    kept = json.loads(stamps.read_text())["weights.bin"]
+    stat = weights.stat()
+    assert kept == [stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, built.manifest["files"]["weights.bin"]]
+    for field in range(6):
+        stamps.write_text(json.dumps({"weights.bin": [*kept[:field], f"{kept[field]}0", *kept[field + 1:]]}))
+        assert found_after_reads(1), field
+        assert found_after_reads(0), field  # the stamps were written again
+    for garbage in ("{not json", "[1, 2]", '{"weights.bin": {"a": 1}}', "[" * 100_000):
+        stamps.write_text(garbage)
+        assert found_after_reads(1), garbage
+    manifest = json.loads((built.path / "manifest.json").read_text())
+    (built.path / "manifest.json").write_text(json.dumps({**manifest, "files": {"weights.bin": "0" * 64}}))
+    assert not found_after_reads(1)
+    built = cache.get_or_build(tmp_path, "fp32", fields, lambda folder: {"size": (folder / "weights.bin").write_bytes(b"abc" * 10)})
+    assert found_after_reads(1) and found_after_reads(0)
     time.sleep(0.05)  # past the file system's timestamp tick (a few ms), as RACY_NS is in earnest
-    (built.path / "weights.bin").write_bytes(b"abd" * 10)
-    monkeypatch.setattr(atomic, "_DIGESTS", {})
-    assert cache.find(tmp_path, "fp32", {"model": "x"}) is None and read == ["weights.bin"] * 3
+    before = weights.stat()
+    weights.write_bytes(b"abd" * 10)
+    os.utime(weights, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert weights.stat().st_mtime_ns == before.st_mtime_ns and weights.stat().st_ctime_ns != before.st_ctime_ns
+    assert not found_after_reads(1)
 
 
 def test_a_file_hashed_right_after_a_change_is_read_again_next_time(tmp_path, monkeypatch):

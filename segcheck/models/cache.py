@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from importlib import metadata
@@ -91,32 +92,40 @@ def _intact(folder: Path, key: str) -> tuple:
     return None, why
 
 
-STAMPS = "stamps.json"  # in an entry: the stat of each file when a process last found it intact (atomic.stamp_of)
+STAMPS = "stamps.json"  # in an entry: each file's stat and digest when a process last found it intact (atomic.stamp_of)
 
 
 def _trusted_stamps(folder: Path, files: dict) -> dict:
-    """The entry's stamps, each file whose stat is still its stamp's trusted to hold its manifest digest (git's index
-    does the same), so that a process does not read 200 MB of weights another one has checked; {} where none."""
+    """The entry's stamps; those that carry the manifest's digest go to atomic.trust, so that a process does not read
+    200 MB of weights again that another one has checked and that no write has touched since. {} where none are."""
     try:
         stamps = json.loads((folder / STAMPS).read_text())
         for name, digest in files.items():
-            if name in stamps:
-                atomic.trust(folder / name, stamps[name], digest)
+            if name in stamps and stamps[name][5:] == [digest]:
+                atomic.trust(folder / name, stamps[name])
         return stamps
-    except (OSError, ValueError, TypeError, AttributeError):
+    except (OSError, ValueError, TypeError, AttributeError, KeyError, RecursionError):
         return {}  # none yet, or unreadable: every file is read
 
 
 def _keep_stamps(folder: Path, files: dict, before: dict) -> None:
     """Record the stat of the entry's files just found intact, where it is new and no file is within the racy window
-    (atomic.RACY_NS). A cache that cannot be written only means the next process reads the files again."""
-    stamps = {name: atomic.stamp_of(folder / name) for name in files}
-    if None in stamps.values() or stamps == before:
-        return
+    (atomic.RACY_NS). Written only into the folder as it stands (never made again if another process removed it), by
+    one rename; a cache that cannot be written only means that the next process reads the files again."""
+    staged = None
     try:
-        atomic.write_json(folder / STAMPS, stamps)
-    except (OSError, SegcheckError) as err:
+        stamps = {name: atomic.stamp_of(folder / name) for name in files}
+        if None in stamps.values() or stamps == before:
+            return
+        handle, staged = tempfile.mkstemp(dir=folder, prefix=f".{STAMPS}.", suffix=".tmp")
+        with os.fdopen(handle, "wb") as out:
+            out.write(atomic.json_bytes(stamps))
+        os.replace(staged, folder / STAMPS)
+    except OSError as err:
         log.info("could not keep the stat of %s's files (%s): the next process reads them again", folder, err)
+    finally:
+        if staged is not None:
+            Path(staged).unlink(missing_ok=True)
 
 
 REBUILT = "rebuilt.jsonl"  # beside the entries: one line per damaged entry rebuilt, from whichever process rebuilt it
