@@ -423,8 +423,9 @@ def test_an_entry_linked_into_another_cache_is_read_once_and_again_when_it_chang
 def test_a_file_another_process_found_intact_is_not_read_until_its_stat_changes(tmp_path, monkeypatch):
     """An entry keeps the stat and digest of the files a process found intact (cache.STAMPS): the next process (here,
     this one with its memo emptied) reads none of them. A stamp with any field changed, or unreadable stamps, only
-    mean that the file is read; a manifest whose digest was changed is found damaged as before; a file rewritten in
-    place at the same size, its mtime set back, is read again (its ctime moved) and found damaged."""
+    mean that the file is read; a manifest whose digest was changed is found damaged as before, also where stamps
+    were forged to agree with it and this process read the file; a file rewritten in place at the same size, its mtime
+    set back, is read again (its ctime moved) and found damaged."""
     read, real = [], atomic.digest
     monkeypatch.setattr(atomic, "digest", lambda path, *how: read.append(Path(path).name) or real(path, *how))
     monkeypatch.setattr(atomic, "RACY_NS", 0)  # hashed right after the write, yet remembered: see the next test
@@ -447,15 +448,22 @@ def test_a_file_another_process_found_intact_is_not_read_until_its_stat_changes(
     stat = weights.stat()
     assert kept == [stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, built.manifest["files"]["weights.bin"]]
     for field in range(6):
-        stamps.write_text(json.dumps({"weights.bin": [*kept[:field], f"{kept[field]}0", *kept[field + 1:]]}))
+        stamps.write_text(json.dumps({"weights.bin": [*kept[:field], kept[field] + 1 if field < 5 else "0" * 64, *kept[field + 1:]]}))
         assert found_after_reads(1), field
         assert found_after_reads(0), field  # the stamps were written again
     for garbage in ("{not json", "[1, 2]", '{"weights.bin": {"a": 1}}', "[" * 100_000):
         stamps.write_text(garbage)
         assert found_after_reads(1), garbage
+    stamps.unlink()
+    assert found_after_reads(1)  # this process now holds the digest it read
     manifest = json.loads((built.path / "manifest.json").read_text())
     (built.path / "manifest.json").write_text(json.dumps({**manifest, "files": {"weights.bin": "0" * 64}}))
-    assert not found_after_reads(1)
+    stamps.write_text(json.dumps({"weights.bin": [*kept[:5], "0" * 64]}))  # stamps forged to agree with it
+    assert cache.find(tmp_path, "fp32", fields) is None  # the digest this process read stands
+    stamps.write_text(json.dumps({"weights.bin": kept}))
+    assert not found_after_reads(1)  # the stamp's digest is not the edited manifest's: the file is read, and damaged
+    (built.path / "manifest.json").write_text("[" * 100_000)
+    assert cache.find(tmp_path, "fp32", fields) is None
     built = cache.get_or_build(tmp_path, "fp32", fields, lambda folder: {"size": (folder / "weights.bin").write_bytes(b"abc" * 10)})
     assert found_after_reads(1) and found_after_reads(0)
     time.sleep(0.05)  # past the file system's timestamp tick (a few ms), as RACY_NS is in earnest

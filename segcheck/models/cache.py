@@ -85,7 +85,7 @@ def _intact(folder: Path, key: str) -> tuple:
         return manifest, ""
     except FileNotFoundError as err:
         why = f"{Path(err.filename).name} missing" if folder.exists() else ""
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as err:
         why = str(err)
     if why:
         log.warning("cache entry %s is damaged (%s); rebuilding it", folder, why)
@@ -121,6 +121,7 @@ def _keep_stamps(folder: Path, files: dict, before: dict) -> None:
         with os.fdopen(handle, "wb") as out:
             out.write(atomic.json_bytes(stamps))
         os.replace(staged, folder / STAMPS)
+        staged = None
     except OSError as err:
         log.info("could not keep the stat of %s's files (%s): the next process reads them again", folder, err)
     finally:
