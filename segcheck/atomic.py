@@ -42,17 +42,18 @@ def digest_of(path) -> str:
     or another (a file linked into another cache is the same inode). A file read within RACY_NS of its last change is
     not remembered: a same-size rewrite in the same timestamp tick would otherwise go unseen (git's racy rule)."""
     began = time.time_ns()
-    stat = Path(path).stat()
-    inode, stamp = (stat.st_dev, stat.st_ino), (stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+    now = _stat_stamp(path)
+    inode, stamp = tuple(now[:2]), tuple(now[2:])
     if _DIGESTS.get(inode, (None,))[0] == stamp:
         return _DIGESTS[inode][1]
     found = digest(path)
-    if max(stat.st_mtime_ns, stat.st_ctime_ns) < began - RACY_NS:
+    if max(stamp[1:]) < began - RACY_NS:
         _DIGESTS[inode] = (stamp, found)
     return found
 
 
 def _stat_stamp(path) -> list:
+    """[device, inode, size, mtime, ctime] of `path`: the memo's key (the first two) and the stat it holds a digest under."""
     stat = Path(path).stat()
     return [stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns]
 
@@ -102,6 +103,19 @@ def write_bytes(path, data: bytes) -> Path:
     replace, is written as a stream; a folder is one error naming it. A write that fails (a full disk) leaves the old
     file and no temporary file, and raises the OSError (the command line names its file)."""
     return write_all({path: data})[0]
+
+
+def write_into(path, data: bytes) -> Path:
+    """Write `data` to `path` through a temporary file beside it and one rename, into its folder as it stands: a folder
+    removed meanwhile (a cache entry another process rebuilt) is an OSError, never made again."""
+    path = Path(path)
+    tmp = _staged(path, data)
+    try:
+        with _naming(path):
+            os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return path
 
 
 def write_all(files: dict) -> list:

@@ -14,7 +14,6 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from importlib import metadata
@@ -112,21 +111,12 @@ def _keep_stamps(folder: Path, files: dict, before: dict) -> None:
     """Record the stat of the entry's files just found intact, where it is new and no file is within the racy window
     (atomic.RACY_NS). Written only into the folder as it stands (never made again if another process removed it), by
     one rename; a cache that cannot be written only means that the next process reads the files again."""
-    staged = None
     try:
         stamps = {name: atomic.stamp_of(folder / name) for name in files}
-        if None in stamps.values() or stamps == before:
-            return
-        handle, staged = tempfile.mkstemp(dir=folder, prefix=f".{STAMPS}.", suffix=".tmp")
-        with os.fdopen(handle, "wb") as out:
-            out.write(atomic.json_bytes(stamps))
-        os.replace(staged, folder / STAMPS)
-        staged = None
+        if None not in stamps.values() and stamps != before:
+            atomic.write_into(folder / STAMPS, atomic.json_bytes(stamps))
     except OSError as err:
         log.info("could not keep the stat of %s's files (%s): the next process reads them again", folder, err)
-    finally:
-        if staged is not None:
-            Path(staged).unlink(missing_ok=True)
 
 
 REBUILT = "rebuilt.jsonl"  # beside the entries: one line per damaged entry rebuilt, from whichever process rebuilt it

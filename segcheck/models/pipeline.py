@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import pickle
 import subprocess
 import sys
@@ -224,9 +223,7 @@ def _mark(folder: Path, name: str) -> None:
     """Leave the empty marker `name` in an entry's folder, atomically and at best: one that cannot be written (an entry
     removed meanwhile, a read-only cache) only means that the next process first runs the model in a child again."""
     try:
-        handle, staged = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
-        os.close(handle)
-        os.replace(staged, folder / name)
+        atomic.write_into(folder / name, b"")
     except OSError as err:
         log.info("could not mark %s as run (%s): it is first run in a child again next time", folder, err)
 
